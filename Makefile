@@ -1,0 +1,78 @@
+# creditmodel: training pipeline, KServe predictor and kopf operator for credit-scoring models.
+# `make help` lists the targets. Everything runs from the repo-local virtualenv (.venv) and the
+# repo-local tool directory (./bin), both created on demand.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/bin
+export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv with every extra (predictor, operator, training, dev).
+
+.PHONY: tools
+tools: ## Build or link the pinned real-component binaries (kube-apiserver, etcd, MinIO, helm, Prometheus) into ./bin.
+	hack/tools.sh
+
+.PHONY: fmt
+fmt: install ## Format and auto-fix the code with ruff.
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: lint
+lint: install ## Lint: ruff (check + format check), mypy (strict for predictor, operator, core), import-linter.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy core predictor operator training
+	$(VENV)/bin/lint-imports
+
+##@ Testing
+
+.PHONY: test
+test: install tools ## Run every test that can run on this machine (unit + integration; e2e skips without Docker).
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Run the unit tests (pure logic, no processes).
+	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: install tools ## Run the integration tests against real kube-apiserver, etcd, MinIO, Prometheus.
+	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: install ## Run the kind end-to-end tests (need Docker; skip with the reason elsewhere).
+	$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, table on stdout.
+	$(PY) -m tests.bench
+
+##@ Cleanup
+
+.PHONY: clean
+clean: ## Remove build outputs, caches and ./bin links (the shared tool cache is kept).
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache bin
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""kopf operator for CreditModel resources: canary rollouts, analysis, autoscaling, training Jobs."""

@@ -1,0 +1,1 @@
+"""Training pipeline: credit data to a validated, quantized, published model bundle."""

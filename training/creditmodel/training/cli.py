@@ -1,0 +1,7 @@
+"""Console entry point `creditmodel-train`."""
+
+import sys
+
+
+def main() -> None:
+    sys.exit("creditmodel-train: not implemented yet (see the training issue)")
