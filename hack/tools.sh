@@ -126,6 +126,7 @@ apt_binary() {
 apt_binary prometheus "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/prometheus
 apt_binary promtool "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/promtool
 apt_binary wrk "${WRK_DEB}" /usr/bin/wrk
+apt_binary redis-server redis-server /usr/bin/redis-server   # response-cache benchmark
 
 # --- report -----------------------------------------------------------------------------------------
 {
@@ -135,5 +136,6 @@ apt_binary wrk "${WRK_DEB}" /usr/bin/wrk
   echo "minio          ${MINIO_VERSION}"
   echo "prometheus     $("${BIN}/prometheus" --version 2>&1 | awk 'NR==1{print $3}')"
   echo "wrk            $("${BIN}/wrk" -v 2>&1 | awk 'NR==1{print $2}')"
+  echo "redis-server   $("${BIN}/redis-server" --version | awk '{print $3}')"
   echo "cache          ${CACHE} ($(du -sh "${CACHE}" 2>/dev/null | cut -f1))"
 } >&2
