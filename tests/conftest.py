@@ -10,13 +10,12 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.kube import ControlPlane, Kube, control_plane, create_namespace, delete_namespace
-from tests.support.minio import MinioServer, minio_server
+from tests.support.minio import MinioServer, S3Bucket, minio_server
 from tests.support.prometheus import PrometheusServer, prometheus_server
 
 TIERS = ("unit", "integration", "e2e")
@@ -78,19 +77,6 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
     with minio_server(workdir) as server:
         yield server
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class S3Bucket:
-    server: MinioServer
-    bucket: str
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}"
-
-    def env(self) -> dict[str, str]:
-        return self.server.env()
 
 
 @pytest.fixture

@@ -83,3 +83,16 @@ def minio_server(workdir: Path) -> Iterator[MinioServer]:
         yield MinioServer(endpoint=endpoint, access_key=access_key, secret_key=secret_key)
     finally:
         process.stop()
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    server: MinioServer
+    bucket: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def env(self) -> dict[str, str]:
+        return self.server.env()

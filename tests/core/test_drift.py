@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from creditmodel.core import drift
+
+pytestmark = pytest.mark.unit
+
+
+def test_identical_distribution_has_zero_psi() -> None:
+    assert drift.psi([0.25, 0.25, 0.5], [25, 25, 50]) == pytest.approx(0.0)
+
+
+def test_psi_matches_hand_computation() -> None:
+    expected, counts = [0.5, 0.5], [80, 20]
+    by_hand = (0.8 - 0.5) * math.log(0.8 / 0.5) + (0.2 - 0.5) * math.log(0.2 / 0.5)
+    assert drift.psi(expected, counts) == pytest.approx(by_hand)
+
+
+def test_empty_bins_are_floored_not_infinite() -> None:
+    value = drift.psi([0.5, 0.5], [100, 0])
+    assert math.isfinite(value)
+    assert value > drift.ACT
+
+
+def test_no_observations_is_not_a_number() -> None:
+    assert math.isnan(drift.psi([0.5, 0.5], [0, 0]))
+    assert drift.status(float("nan")) == "no-data"
+
+
+def test_bin_count_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError, match="expected 2 bins, got 3"):
+        drift.psi([0.5, 0.5], [1, 2, 3])
+
+
+def test_bins_follow_the_right_closed_edges() -> None:
+    assert drift.bin_indices([1.0, 2.0], np.array([0.5, 1.0, 1.5, 2.0, 9.0])).tolist() == [
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "verdict"), [(0.05, "stable"), (0.1, "watch"), (0.25, "watch"), (0.3, "act")]
+)
+def test_credit_convention_thresholds(value: float, verdict: str) -> None:
+    assert drift.status(value) == verdict
