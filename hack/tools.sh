@@ -27,12 +27,12 @@ link() {
   fi
 }
 
-# go_wrapper_build NAME VERSION MAIN_GO SETUP: builds a tiny wrapper module whose main calls the
+# go_wrapper_build NAME VERSION MAIN_GO SETUP [LDFLAGS]: builds a tiny wrapper module whose main calls the
 # upstream entry point. A wrapper is needed because upstream go.mod files carry replace directives
 # (Kubernetes staging modules) that `go install pkg@version` refuses. No `go mod tidy`: it would
 # also fetch the test-only dependencies of the whole graph, which is slow and not all on the proxy.
 go_wrapper_build() {
-  local name="$1" version="$2" main_go="$3" setup="$4"
+  local name="$1" version="$2" main_go="$3" setup="$4" ldflags="${5:-}"
   local dest="${CACHE}/${name}-${version}"
   if [[ -x "${dest}/${name}" ]]; then
     link "${name}" "${dest}/${name}"
@@ -45,7 +45,7 @@ go_wrapper_build() {
   trap 'rm -rf "${work}"' RETURN
   printf '%s\n' "${main_go}" >"${work}/main.go"
   (cd "${work}" && go mod init "creditmodel.local/tools/${name}" >/dev/null 2>&1 && eval "${setup}" \
-    && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags='-s -w' -o "${work}/${name}" .)
+    && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags="-s -w ${ldflags}" -o "${work}/${name}" .)
   mkdir -p "${dest}"
   mv "${work}/${name}" "${dest}/${name}"
   log "built ${name} in $(( $(date +%s) - start ))s"
@@ -76,6 +76,17 @@ kube_setup='
   done
   go get "k8s.io/kubernetes@${KUBERNETES_VERSION}" >/dev/null 2>&1
 '
+# Built as a dependency, Kubernetes does not know its own version unless the linker stamps it; clients
+# (kubectl, helm's kubeVersion checks, kopf) read it from /version.
+kube_version_ldflags() {
+  local minor="${KUBERNETES_VERSION#v1.}"
+  minor="${minor%%.*}"
+  local pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    printf -- '-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=%s -X %s.gitTreeState=clean ' \
+      "${pkg}" "${KUBERNETES_VERSION}" "${pkg}" "${pkg}" "${minor}" "${pkg}"
+  done
+}
 go_wrapper_build kube-apiserver "${KUBERNETES_VERSION}" '
 package main
 
@@ -90,23 +101,24 @@ import (
 )
 
 func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }
-' "${kube_setup}"
+' "${kube_setup}" "$(kube_version_ldflags)"
 
-# go_install NAME PACKAGE VERSION: plain `go install` for modules without replace directives.
+# go_install NAME PACKAGE VERSION [LDFLAGS]: plain `go install` for modules without replace directives.
 go_install() {
-  local name="$1" pkg="$2" version="$3"
+  local name="$1" pkg="$2" version="$3" ldflags="${4:-}"
   local dest="${CACHE}/${name}-${version}"
   if [[ ! -x "${dest}/${name}" ]]; then
     log "building ${name} ${version} (first time on this machine; cached in ${dest})"
     local start
     start=$(date +%s)
-    CGO_ENABLED=0 GOBIN="${dest}" go install -trimpath -ldflags='-s -w' "${pkg}@${version}"
+    CGO_ENABLED=0 GOBIN="${dest}" go install -trimpath -ldflags="-s -w ${ldflags}" "${pkg}@${version}"
     log "built ${name} in $(( $(date +%s) - start ))s"
   fi
   link "${name}" "${dest}/${name}"
 }
 
-go_install helm helm.sh/helm/v3/cmd/helm "${HELM_VERSION}"
+go_install helm helm.sh/helm/v3/cmd/helm "${HELM_VERSION}" \
+  "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 go_install minio github.com/minio/minio "${MINIO_VERSION}"
 
 # --- Debian packages: prometheus (+ promtool) and wrk -------------------------------------------------
@@ -127,6 +139,23 @@ apt_binary prometheus "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/prometheu
 apt_binary promtool "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/promtool
 apt_binary wrk "${WRK_DEB}" /usr/bin/wrk
 apt_binary redis-server redis-server /usr/bin/redis-server   # response-cache benchmark
+
+# --- verify: each binary reports the pinned version (a stale cache entry is an error, not a surprise) ---
+expect_version() {
+  local name="$1" want="$2"
+  shift 2
+  local got
+  got="$("$@" 2>&1 | head -n 3)"
+  if [[ "${got}" != *"${want}"* ]]; then
+    log "${name}: expected version ${want}, got: ${got}"
+    log "remove ${CACHE}/${name}-* and run again"
+    exit 1
+  fi
+}
+expect_version kube-apiserver "${KUBERNETES_VERSION}" "${BIN}/kube-apiserver" --version
+expect_version etcd "${ETCD_VERSION#v}" "${BIN}/etcd" --version
+expect_version helm "${HELM_VERSION}" "${BIN}/helm" version --short
+expect_version prometheus "${PROMETHEUS_DEB_VERSION}" "${BIN}/prometheus" --version
 
 # --- report -----------------------------------------------------------------------------------------
 {

@@ -114,7 +114,8 @@ def s3_client() -> S3Client:
         retries={"max_attempts": 2, "mode": "standard"},
         s3={"addressing_style": "path"},
     )
-    return boto3.client(
+    # A fresh session reads the environment now; boto3's default session caches credentials.
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
         region_name=os.environ.get("AWS_REGION")
