@@ -70,6 +70,31 @@ test-e2e: install ## Run the kind end-to-end tests (need Docker; skip with the r
 bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, table on stdout.
 	$(PY) -m tests.bench
 
+##@ Deployment
+
+# Images: one per component, built from the repository root (see <component>/Dockerfile).
+CONTAINER_TOOL ?= docker
+IMAGE_REGISTRY ?= ghcr.io/creditmodel
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGES := predictor operator training
+KIND_CLUSTER ?= creditmodel
+NAMESPACE ?= creditmodel-system
+HELM_RELEASE ?= creditmodel-operator
+CHART := charts/creditmodel-operator
+
+.PHONY: docker-build
+docker-build: ## Build the predictor, operator and training images (needs a running Docker engine).
+	@if ! $(CONTAINER_TOOL) info >/dev/null 2>&1; then \
+	  echo "docker-build: no $(CONTAINER_TOOL) engine is running here; the images need one (set CONTAINER_TOOL=podman to use podman)." >&2; \
+	  exit 1; \
+	fi
+	@for image in $(IMAGES); do \
+	  echo "building $(IMAGE_REGISTRY)/creditmodel-$$image:$(IMAGE_TAG)"; \
+	  $(CONTAINER_TOOL) build -f $$image/Dockerfile \
+	    --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	    -t $(IMAGE_REGISTRY)/creditmodel-$$image:$(IMAGE_TAG) . ; \
+	done
+
 ##@ Cleanup
 
 .PHONY: clean
