@@ -5,9 +5,11 @@ the offline drift job so both report the same number for the same data."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
 
 # Empty bins would make PSI infinite; this floor is the usual practical choice.
 EPSILON = 1e-4
@@ -42,3 +44,45 @@ def status(value: float) -> str:
     if value <= ACT:
         return "watch"
     return "act"
+
+
+class FeatureDrift(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: str
+    psi: float | None
+    status: str
+
+
+class SkippedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    reason: str
+
+
+class DriftSummary(BaseModel):
+    """What the drift job publishes (`<log>/<model>/reports/latest.json`) and the operator reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    bundle_version: str
+    window_start: datetime
+    window_end: datetime
+    created_at: datetime
+    rows: int
+    files_read: int
+    skipped_files: list[SkippedFile] = []
+    # None when the window holds no predictions: no verdict, and no retraining on no evidence.
+    score_psi: float | None
+    score_status: str
+    features: list[FeatureDrift] = []
+    top_drifting_features: list[str] = []
+    evidently_drifted_columns: int | None = None
+    evidently_drift_share: float | None = None
+    evidently_sample_rows: int | None = None
+    report_uri: str | None = None
+    json_uri: str | None = None
+    message: str = ""

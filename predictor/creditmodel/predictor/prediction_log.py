@@ -1,0 +1,262 @@
+"""Prediction log: sampled scored rows, batched in the background into Parquet parts on S3.
+
+A request only appends to a bounded in-memory queue (O(1), no I/O); a writer thread turns batches
+into Parquet and uploads them. When the store is slow or down, the queue fills and new rows are
+dropped and counted rather than buffered without limit or allowed to slow scoring. Personal data
+columns are dropped or pseudonymised before anything leaves the process. The layout and columns
+are the contract in `creditmodel.core.prediction_log`, which the drift job reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import Counter
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from creditmodel.core import prediction_log as plog
+from creditmodel.core.schema import Schema
+from creditmodel.core.storage import StorageError, Store, open_store
+
+log = logging.getLogger("creditmodel.predictor.prediction_log")
+
+ROWS_WRITTEN = Counter(
+    "creditmodel_prediction_log_written_rows",
+    "Scored rows written to the prediction log",
+    ["model"],
+)
+ROWS_DROPPED = Counter(
+    "creditmodel_prediction_log_dropped_rows",
+    "Scored rows dropped because the prediction-log queue was full",
+    ["model"],
+)
+WRITE_ERRORS = Counter(
+    "creditmodel_prediction_log_write_errors",
+    "Prediction-log parts that failed to upload (their rows are lost)",
+    ["model"],
+)
+
+
+class PredictionLogSettings(BaseSettings):
+    """`CREDITMODEL_PREDICTION_LOG_*` environment variables; logging is off without a URI."""
+
+    model_config = SettingsConfigDict(env_prefix="CREDITMODEL_PREDICTION_LOG_")
+
+    uri: str | None = None
+    sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    max_rows_per_file: Annotated[int, Field(ge=1)] = 50_000
+    flush_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
+    queue_rows: Annotated[int, Field(ge=1)] = 200_000
+    drop_fields: list[str] = []
+    hash_fields: list[str] = []
+    hash_salt: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _salted_if_hashing(self) -> PredictionLogSettings:
+        if self.hash_fields and not self.hash_salt.get_secret_value():
+            raise ValueError(
+                "hash_fields needs hash_salt: unsalted hashes of small domains are reversible"
+            )
+        overlap = set(self.drop_fields) & set(self.hash_fields)
+        if overlap:
+            raise ValueError(f"fields both dropped and hashed: {sorted(overlap)}")
+        return self
+
+
+@dataclass(frozen=True)
+class _Batch:
+    at: datetime
+    request_id: str
+    version: str
+    variant: str
+    columns: dict[str, npt.NDArray[Any]]
+    rows: int
+
+
+class PredictionLogger:
+    """Background Parquet writer for one model; `offer()` is what the request path calls."""
+
+    def __init__(
+        self,
+        settings: PredictionLogSettings,
+        schema: Schema,
+        model: str,
+        store: Store | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        seed: int | None = None,
+    ) -> None:
+        if settings.uri is None:
+            raise ValueError("prediction log URI is not set")
+        unknown = (set(settings.drop_fields) | set(settings.hash_fields)) - {
+            f.name for f in schema.features
+        }
+        if unknown:
+            raise ValueError(f"personal-data fields not in the schema: {sorted(unknown)}")
+        self.settings = settings
+        self.schema = schema
+        self.model = model
+        self.store = store or open_store(settings.uri)
+        self._clock = clock
+        self._rng = np.random.default_rng(seed)
+        self._queue: deque[_Batch] = deque()
+        self._queued_rows = 0
+        self._lock = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    # --- request path ------------------------------------------------------------------------------
+    def offer(
+        self,
+        *,
+        request_id: str,
+        version: str,
+        variant: str,
+        inputs: Mapping[str, npt.ArrayLike],
+        probability: npt.ArrayLike,
+        score: npt.ArrayLike,
+    ) -> None:
+        """Queue the sampled rows of one scored batch; never blocks, never raises on overflow."""
+        probabilities = np.asarray(probability)
+        n = int(probabilities.shape[0])
+        if n == 0 or self.settings.sample_rate == 0.0:
+            return
+        keep = None
+        if self.settings.sample_rate < 1.0:
+            keep = self._rng.random(n) < self.settings.sample_rate
+            if not keep.any():
+                return
+        columns = {
+            plog.PROBABILITY: probabilities.reshape(n),
+            plog.SCORE: np.asarray(score).reshape(n),
+        }
+        for name, values in inputs.items():
+            columns[plog.input_column(name)] = np.asarray(values).reshape(n)
+        if keep is not None:
+            columns = {name: values[keep] for name, values in columns.items()}
+        rows = int(columns[plog.PROBABILITY].shape[0])
+        batch = _Batch(self._clock(), request_id, version, variant, columns, rows)
+        with self._lock:
+            if self._queued_rows + rows > self.settings.queue_rows:
+                ROWS_DROPPED.labels(self.model).inc(rows)
+                return
+            self._queue.append(batch)
+            self._queued_rows += rows
+            if self._queued_rows >= self.settings.max_rows_per_file:
+                self._lock.notify()
+
+    # --- writer thread -----------------------------------------------------------------------------
+    def _take(self, wait: bool) -> list[_Batch]:
+        with self._lock:
+            if wait and not self._closed and self._queued_rows < self.settings.max_rows_per_file:
+                self._lock.wait(self.settings.flush_interval_seconds)
+            taken: list[_Batch] = []
+            rows = 0
+            while self._queue and rows < self.settings.max_rows_per_file:
+                batch = self._queue.popleft()
+                taken.append(batch)
+                rows += batch.rows
+            self._queued_rows -= rows
+            return taken
+
+    def _run(self) -> None:
+        while True:
+            batches = self._take(wait=True)
+            if batches:
+                self._write(batches)
+            with self._lock:
+                if self._closed and not self._queue:
+                    return
+
+    def _write(self, batches: list[_Batch]) -> None:
+        rows = sum(b.rows for b in batches)
+        try:
+            data = encode_parquet(batches_to_columns(batches, self.model), self.settings)
+            self.store.write_bytes(
+                plog.part_name(self.model, batches[0].at, uuid.uuid4().hex[:12]), data
+            )
+        except StorageError as exc:
+            WRITE_ERRORS.labels(self.model).inc()
+            log.warning("prediction log upload failed, %d rows lost: %s", rows, exc)
+            return
+        ROWS_WRITTEN.labels(self.model).inc(rows)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Write everything queued so far (used at shutdown and by tests)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            batches = self._take(wait=False)
+            if not batches:
+                return
+            self._write(batches)
+            if time.monotonic() > deadline:
+                return
+
+    def close(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self._thread.join(timeout)
+        self.flush(timeout)
+
+
+def batches_to_columns(batches: list[_Batch], model: str) -> dict[str, npt.NDArray[Any]]:
+    """Concatenate queued batches into log columns, repeating per-request metadata per row."""
+    columns: dict[str, npt.NDArray[Any]] = {
+        plog.TIMESTAMP: np.concatenate(
+            [np.full(b.rows, np.datetime64(b.at.replace(tzinfo=None), "us")) for b in batches]
+        ),
+        plog.REQUEST_ID: np.concatenate(
+            [np.full(b.rows, b.request_id, dtype=object) for b in batches]
+        ),
+        plog.MODEL: np.full(sum(b.rows for b in batches), model, dtype=object),
+        plog.VERSION: np.concatenate([np.full(b.rows, b.version, dtype=object) for b in batches]),
+        plog.VARIANT: np.concatenate([np.full(b.rows, b.variant, dtype=object) for b in batches]),
+    }
+    for name in batches[0].columns:
+        columns[name] = np.concatenate([b.columns[name] for b in batches])
+    return columns
+
+
+def encode_parquet(columns: dict[str, npt.NDArray[Any]], settings: PredictionLogSettings) -> bytes:
+    """Apply the personal-data policy, then encode one Parquet part (zstd)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    salt = settings.hash_salt.get_secret_value()
+    arrays: dict[str, Any] = {}
+    for name, values in columns.items():
+        feature = (
+            name.removeprefix(plog.INPUT_PREFIX) if name.startswith(plog.INPUT_PREFIX) else None
+        )
+        if feature in settings.drop_fields:
+            continue
+        column = values
+        if feature in settings.hash_fields:
+            column = np.array([plog.pseudonymise(v, salt) for v in values], dtype=object)
+        if column.dtype.kind in "OSU":
+            column = column.astype(str)
+        arrays[name] = column
+    table = pa.table({name: pa.array(values) for name, values in arrays.items()})
+    table = table.cast(
+        table.schema.set(
+            table.schema.get_field_index(plog.TIMESTAMP),
+            pa.field(plog.TIMESTAMP, pa.timestamp("us", tz="UTC")),
+        )
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()

@@ -1,0 +1,199 @@
+"""The drift job against a real MinIO, fed by the predictor's own prediction-log writer."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from creditmodel.core import bundle
+from creditmodel.core import prediction_log as plog
+from creditmodel.core.storage import open_store
+from creditmodel.predictor.prediction_log import PredictionLogger, PredictionLogSettings
+from creditmodel.training import drift_job
+from tests.core.bundles import SCHEMA, files, manifest
+from tests.support.minio import S3Bucket
+from tests.support.process import free_port
+
+pytestmark = pytest.mark.integration
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def publish_bundle(s3: S3Bucket) -> str:
+    uri = f"{s3.uri}/bundles/german-credit/v1"
+    contents = files()
+    bundle.publish_bundle(uri, contents, manifest(contents))
+    return uri
+
+
+def log_rows(s3: S3Bucket, rows: int, *, shift: bool, at: datetime, seed: int = 1) -> None:
+    """Score-like rows drawn from the reference distribution, or shifted away from it."""
+    rng = np.random.default_rng(seed)
+    age_bins = rng.choice(3, size=rows, p=[0.3, 0.4, 0.3] if not shift else [0.05, 0.15, 0.8])
+    ages = np.array([20, 38, 60])[age_bins] + rng.integers(-3, 3, size=rows)
+    housing = rng.choice(["own", "rent"], size=rows, p=[0.7, 0.3])
+    score_bins = rng.choice(3, size=rows, p=[0.3, 0.4, 0.3] if not shift else [0.7, 0.2, 0.1])
+    scores = np.array([520, 575, 640])[score_bins]
+    logger = PredictionLogger(
+        PredictionLogSettings(uri=f"{s3.uri}/predictions"),
+        SCHEMA,
+        "german-credit",
+        clock=lambda: at,
+    )
+    try:
+        for start in range(0, rows, 500):
+            part = slice(start, start + 500)
+            logger.offer(
+                request_id=f"r{start}",
+                version="v1",
+                variant="int8",
+                inputs={"age": ages[part], "housing": housing[part]},
+                probability=np.full(ages[part].shape, 0.2, dtype=np.float32),
+                score=scores[part],
+            )
+    finally:
+        logger.close()
+
+
+def run_job(
+    s3: S3Bucket, bundle_uri: str, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, dict[str, object], str]:
+    code = drift_job.main(
+        [
+            "--bundle",
+            bundle_uri,
+            "--log",
+            f"{s3.uri}/predictions",
+            "--end",
+            END.isoformat(),
+            "--window",
+            "24h",
+            *extra,
+        ]
+    )
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else {}), err
+
+
+def test_stable_traffic_reports_stable_psi_and_an_evidently_report(
+    s3: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = publish_bundle(s3)
+    log_rows(s3, 4000, shift=False, at=END - timedelta(hours=2))
+    code, summary, _ = run_job(s3, uri, capsys)
+    assert code == 0
+    assert summary["rows"] == 4000
+    assert summary["score_status"] == "stable"
+    assert summary["top_drifting_features"] == []
+    report = open_store(f"{s3.uri}/predictions").read_bytes(
+        f"{plog.report_prefix('german-credit', END)}/drift.html"
+    )
+    assert b"<html" in report.lower()
+    latest = json.loads(
+        open_store(f"{s3.uri}/predictions").read_bytes(plog.latest_report_name("german-credit"))
+    )
+    assert latest["score_psi"] == summary["score_psi"]
+
+
+def test_shifted_traffic_crosses_the_act_line(
+    s3: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = publish_bundle(s3)
+    log_rows(s3, 4000, shift=True, at=END - timedelta(hours=1))
+    code, summary, _ = run_job(s3, uri, capsys)
+    assert code == 0
+    assert summary["score_status"] == "act"
+    assert isinstance(summary["score_psi"], float)
+    assert summary["score_psi"] > 0.25
+    assert summary["top_drifting_features"] == ["age"]
+    assert isinstance(summary["evidently_drifted_columns"], int)
+    assert summary["evidently_drifted_columns"] >= 1
+
+
+def test_rows_outside_the_window_are_ignored(
+    s3: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = publish_bundle(s3)
+    log_rows(s3, 1000, shift=True, at=END - timedelta(days=3))
+    code, summary, _ = run_job(s3, uri, capsys)
+    assert code == 0
+    assert summary["rows"] == 0
+    assert summary["score_status"] == "no-data"
+    assert summary["score_psi"] is None
+    assert "no predictions logged" in str(summary["message"])
+
+
+def test_corrupt_and_mismatched_parts_are_skipped_and_named(
+    s3: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = publish_bundle(s3)
+    log_rows(s3, 1000, shift=False, at=END - timedelta(hours=3))
+    store = open_store(f"{s3.uri}/predictions")
+    hour = plog.hour_prefix("german-credit", END - timedelta(hours=3))
+    store.write_bytes(f"{hour}/part-corrupt.parquet", b"PAR1 this is not parquet")
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"score": pa.array(["high"])}), sink)
+    store.write_bytes(f"{hour}/part-mismatch.parquet", sink.getvalue())
+
+    code, summary, _ = run_job(s3, uri, capsys)
+    assert code == 0
+    assert summary["rows"] == 1000
+    skipped = {item["name"].rsplit("/", 1)[-1]: item["reason"] for item in summary["skipped_files"]}  # type: ignore[attr-defined]
+    assert skipped["part-corrupt.parquet"].startswith("unreadable Parquet")
+    assert skipped["part-mismatch.parquet"] == "schema mismatch: missing column 'timestamp'"
+
+
+def test_personal_data_dropped_from_the_log_is_reported_not_logged(
+    s3: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = publish_bundle(s3)
+    settings = PredictionLogSettings(uri=f"{s3.uri}/predictions", drop_fields=["age"])
+    logger = PredictionLogger(
+        settings, SCHEMA, "german-credit", clock=lambda: END - timedelta(hours=1)
+    )
+    logger.offer(
+        request_id="r",
+        version="v1",
+        variant="int8",
+        inputs={"age": np.array([30, 40]), "housing": np.array(["own", "rent"], dtype=object)},
+        probability=np.array([0.1, 0.2], dtype=np.float32),
+        score=np.array([600, 580]),
+    )
+    logger.close()
+    code, summary, _ = run_job(s3, uri, capsys)
+    assert code == 0
+    statuses = {f["name"]: f["status"] for f in summary["features"]}  # type: ignore[attr-defined]
+    assert statuses["age"] == "not-logged"
+
+
+def test_missing_bundle_is_bad_input(s3: S3Bucket, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_job(s3, f"{s3.uri}/bundles/nothing-here", capsys)
+    assert code == drift_job.EXIT_BAD_INPUT
+    assert "--bundle" in err
+    assert "no manifest.json" in err
+
+
+def test_log_storage_down_is_a_storage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = files()
+    bundle.publish_bundle(str(tmp_path / "bundle"), contents, manifest(contents))
+    monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    code = drift_job.main(
+        ["--bundle", str(tmp_path / "bundle"), "--log", "s3://logs", "--end", END.isoformat()]
+    )
+    err = capsys.readouterr().err
+    assert code == drift_job.EXIT_STORAGE
+    assert "storage error" in err
+    assert "S3 endpoint unreachable" in err
