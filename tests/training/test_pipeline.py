@@ -1,0 +1,85 @@
+"""The library API end to end on synthetic data: a real bundle that the shared reader accepts,
+whose models honour the inference contract, byte-identical on a rebuild."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from creditmodel.core import bundle
+from creditmodel.training import export, pipeline, synthetic
+from tests.training.conftest import quick_config
+
+pytestmark = pytest.mark.unit
+
+
+def test_published_bundle_loads_and_verifies(synthetic_bundle: pipeline.TrainingResult) -> None:
+    assert synthetic_bundle.uri is not None
+    loaded = bundle.load_bundle(synthetic_bundle.uri)
+    assert loaded.manifest == synthetic_bundle.manifest
+    assert set(loaded.files) == set(bundle.REQUIRED_FILES)
+    assert [f.name for f in loaded.schema.features] == [
+        c for c in synthetic.generate(1).columns if c != synthetic.TARGET
+    ]
+    assert loaded.manifest.gates_passed
+    assert loaded.manifest.lineage.params["onnx"]["output"] == "probability"
+
+
+def test_models_take_one_named_input_per_feature_and_output_probability(
+    synthetic_bundle: pipeline.TrainingResult,
+) -> None:
+    schema = synthetic_bundle.schema
+    for name in (bundle.MODEL_FP32, bundle.MODEL_INT8):
+        session = ort.InferenceSession(synthetic_bundle.files[name])
+        inputs = {i.name: i for i in session.get_inputs()}
+        assert list(inputs) == [f.name for f in schema.features]
+        for feature in schema.features:
+            expected = "tensor(float)" if feature.kind == "numeric" else "tensor(string)"
+            assert inputs[feature.name].type == expected
+            assert inputs[feature.name].shape[1] == 1
+        (output,) = session.get_outputs()
+        assert (output.name, output.type, len(output.shape)) == ("probability", "tensor(float)", 1)
+
+
+def test_int8_scores_rows_identically_alone_and_in_a_batch_of_1000(
+    synthetic_bundle: pipeline.TrainingResult,
+) -> None:
+    frame = synthetic.generate(1_000, seed=99, drift=0.5)
+    feed = export.feeds(synthetic_bundle.schema, frame.astype({"age": float}))
+    session = ort.InferenceSession(synthetic_bundle.files[bundle.MODEL_INT8])
+    batch = session.run(["probability"], feed)[0]
+    alone = np.concatenate(
+        [
+            session.run(["probability"], {k: v[i : i + 1] for k, v in feed.items()})[0]
+            for i in range(1_000)
+        ]
+    )
+    assert batch.shape == (1_000,)
+    assert np.array_equal(batch.view(np.uint32), alone.view(np.uint32))
+    assert batch.min() > 0.0
+    assert batch.max() < 1.0
+
+
+def test_same_data_seed_and_code_give_byte_identical_files(
+    tmp_path: Path, synthetic_bundle: pipeline.TrainingResult
+) -> None:
+    again = pipeline.train(quick_config(tmp_path / "again"), synthetic.generate(2_000, seed=1))
+    for name in (
+        bundle.MODEL_FP32,
+        bundle.MODEL_INT8,
+        bundle.SCHEMA,
+        bundle.REFERENCE,
+        bundle.MODEL_CARD,
+    ):
+        assert again.files[name] == synthetic_bundle.files[name], name
+
+
+def test_another_seed_gives_another_model(
+    tmp_path: Path, synthetic_bundle: pipeline.TrainingResult
+) -> None:
+    other = pipeline.train(quick_config(None, seed=2), synthetic.generate(2_000, seed=1))
+    assert other.files[bundle.MODEL_FP32] != synthetic_bundle.files[bundle.MODEL_FP32]
+    assert other.uri is None

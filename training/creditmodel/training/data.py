@@ -1,0 +1,78 @@
+"""Read training data (CSV or Parquet) from a local path or `s3://bucket/key`.
+
+Problems with the file itself (missing, unreadable, empty, not CSV/Parquet) are `BadInputError`;
+problems reaching S3 (bucket, credentials, endpoint) stay `StorageError` from the shared contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from creditmodel.core.storage import open_store
+from creditmodel.training.errors import BadInputError
+
+PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    uri: str
+    frame: pd.DataFrame
+    sha256: str
+    size: int
+
+
+def read_bytes(uri: str) -> bytes:
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        key = parsed.path.strip("/")
+        if not parsed.netloc or not key:
+            raise BadInputError(f"data URI {uri!r}: an S3 data URI needs s3://bucket/key")
+        parent, _, name = key.rpartition("/")
+        store = open_store(f"s3://{parsed.netloc}/{parent}")
+        return store.read_bytes(name)
+    if parsed.scheme not in ("", "file"):
+        raise BadInputError(
+            f"data URI {uri!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)"
+        )
+    path = Path(parsed.path if parsed.scheme == "file" else uri)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"data file {uri}: does not exist") from None
+    except IsADirectoryError:
+        raise BadInputError(f"data file {uri}: is a directory, not a CSV or Parquet file") from None
+    except OSError as exc:
+        raise BadInputError(f"data file {uri}: cannot be read ({exc.strerror})") from None
+
+
+def parse(uri: str, raw: bytes) -> pd.DataFrame:
+    if not raw.strip():
+        raise BadInputError(f"data file {uri}: is empty")
+    suffix = Path(urlparse(uri).path).suffix.lower()
+    if raw.startswith(PARQUET_MAGIC) or suffix in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(io.BytesIO(raw))
+        except Exception as exc:  # pyarrow raises many types for a corrupt file
+            raise BadInputError(f"data file {uri}: not a readable Parquet file ({exc})") from None
+    try:
+        return pd.read_csv(io.BytesIO(raw), skipinitialspace=True)
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"data file {uri}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise BadInputError(f"data file {uri}: not a readable CSV file ({exc})") from None
+
+
+def load(uri: str) -> Dataset:
+    raw = read_bytes(uri)
+    return Dataset(
+        uri=uri, frame=parse(uri, raw), sha256=hashlib.sha256(raw).hexdigest(), size=len(raw)
+    )

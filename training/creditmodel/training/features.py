@@ -1,0 +1,272 @@
+"""Validate a raw frame and turn it into model inputs plus the bundle's feature schema.
+
+Pure logic: every problem becomes a `BadInputError` naming the column and the first offending row
+(1-based data row, as a spreadsheet shows it), before any model is fitted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from creditmodel.core.schema import Feature, FeatureKind, Schema
+from creditmodel.training.config import FeatureSpec, TrainingConfig
+from creditmodel.training.errors import BadInputError
+
+MAX_CATEGORIES = 100
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    schema: Schema
+    # Model inputs in schema order: numeric as float64 holding float32-exact values (what the ONNX
+    # graph receives), categorical as str.
+    inputs: pd.DataFrame
+    # 1 = positive label (default / bad), 0 otherwise.
+    labels: np.ndarray
+    # Audit-only columns (never model inputs), as str or float.
+    audit: pd.DataFrame
+    negative_label: str
+
+
+def _row(index: int) -> str:
+    return f"row {index + 1}"
+
+
+def _labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, str]:
+    target = config.target
+    if target not in frame.columns:
+        raise BadInputError(
+            f"target column {target!r} not found; the data has columns {', '.join(map(str, frame.columns))}"
+        )
+    column = frame[target]
+    missing = column.isna().to_numpy()
+    if missing.any():
+        raise BadInputError(
+            f"target column {target!r}: {int(missing.sum())} missing value(s), first at"
+            f" {_row(int(np.argmax(missing)))}"
+        )
+    if pd.api.types.is_float_dtype(column) and (column == column.round()).all():
+        column = column.astype(np.int64)
+    values = column.astype(str)
+    classes = sorted(values.unique())
+    if config.positive_label not in classes:
+        raise BadInputError(
+            f"positive label {config.positive_label!r} does not occur in target column"
+            f" {target!r} (its values are {', '.join(map(repr, classes[:10]))})"
+        )
+    if len(classes) == 1:
+        raise BadInputError(
+            f"target column {target!r} has a single class ({classes[0]!r}); training needs both"
+            " positive and negative rows"
+        )
+    if len(classes) > 2:
+        raise BadInputError(
+            f"target column {target!r} has {len(classes)} classes"
+            f" ({', '.join(map(repr, classes[:10]))}); a credit model needs exactly two"
+        )
+    negative = next(c for c in classes if c != config.positive_label)
+    return (values == config.positive_label).to_numpy(dtype=np.int8), negative
+
+
+def _numeric(name: str, column: pd.Series, spec: FeatureSpec | None) -> pd.Series:
+    if pd.api.types.is_bool_dtype(column):
+        raise BadInputError(f"column {name!r}: booleans cannot be a numeric feature")
+    parsed = pd.to_numeric(column, errors="coerce")
+    bad_text = (parsed.isna() & column.notna()).to_numpy()
+    if bad_text.any():
+        first = int(np.argmax(bad_text))
+        raise BadInputError(
+            f"column {name!r} is numeric but {_row(first)} has the non-numeric value"
+            f" {column.iloc[first]!r} ({int(bad_text.sum())} such value(s))"
+        )
+    missing = parsed.isna().to_numpy()
+    if missing.any():
+        raise BadInputError(
+            f"column {name!r}: {int(missing.sum())} missing value(s), first at"
+            f" {_row(int(np.argmax(missing)))}; impute or drop them before training"
+        )
+    as_float = parsed.to_numpy(dtype=np.float64)
+    infinite = ~np.isfinite(as_float)
+    if infinite.any():
+        raise BadInputError(
+            f"column {name!r}: non-finite value at {_row(int(np.argmax(infinite)))}"
+        )
+    single = as_float.astype(np.float32).astype(np.float64)
+    if spec is not None:
+        for bound, outside in (
+            ("minimum", None if spec.minimum is None else single < spec.minimum),
+            ("maximum", None if spec.maximum is None else single > spec.maximum),
+        ):
+            if outside is not None and outside.any():
+                first = int(np.argmax(outside))
+                raise BadInputError(
+                    f"column {name!r}: {_row(first)} has {single[first]:g}, outside the declared"
+                    f" {bound} {getattr(spec, bound):g}"
+                )
+    return pd.Series(single, index=column.index, name=name)
+
+
+def _looks_numeric(column: pd.Series) -> bool:
+    """An object column whose values are mostly numbers is a numeric column with typos in it."""
+    present = column.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present, errors="coerce")
+    return bool(parsed.notna().mean() >= 0.5)
+
+
+def _categorical(name: str, column: pd.Series, spec: FeatureSpec | None) -> pd.Series:
+    missing = column.isna().to_numpy()
+    if missing.any():
+        raise BadInputError(
+            f"column {name!r}: {int(missing.sum())} missing value(s), first at"
+            f" {_row(int(np.argmax(missing)))}; impute or drop them before training"
+        )
+    values = column.astype(str)
+    if spec is not None and spec.categories is not None:
+        unknown = ~values.isin(spec.categories).to_numpy()
+        if unknown.any():
+            first = int(np.argmax(unknown))
+            raise BadInputError(
+                f"column {name!r}: {_row(first)} has {values.iloc[first]!r}, not one of the"
+                f" declared categories {spec.categories}"
+            )
+    distinct = values.nunique()
+    if distinct > MAX_CATEGORIES:
+        raise BadInputError(
+            f"column {name!r}: {distinct} distinct values, more than {MAX_CATEGORIES} for a"
+            " categorical feature (an identifier?); exclude it or declare it numeric"
+        )
+    return values
+
+
+def infer_kind(column: pd.Series) -> FeatureKind:
+    if pd.api.types.is_bool_dtype(column):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(column) or _looks_numeric(column):
+        return "numeric"
+    return "categorical"
+
+
+def describe(name: str) -> str:
+    """A readable fallback description from a column name: `credit_amount` -> `Credit amount`."""
+    text = name.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _reason_codes(names: list[str], specs: dict[str, FeatureSpec]) -> dict[str, str]:
+    pinned = {n: specs[n].reason_code for n in names if n in specs and specs[n].reason_code}
+    used = set(pinned.values())
+    codes: dict[str, str] = {}
+    counter = 1
+    for name in names:
+        code = pinned.get(name)
+        if code is None:
+            while f"R{counter:02d}" in used:
+                counter += 1
+            code = f"R{counter:02d}"
+            used.add(code)
+        codes[name] = code
+    return codes
+
+
+def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
+    """Check `frame` against `config` and build the schema, inputs, labels and audit columns."""
+    if frame.shape[1] == 0:
+        raise BadInputError("the data has no columns")
+    if frame.shape[0] == 0:
+        raise BadInputError("the data has a header but no rows")
+    frame = frame.reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    labels, negative = _labels(frame, config)
+    specs = {spec.name: spec for spec in config.features}
+    for what, names in (
+        ("feature spec", list(specs)),
+        ("audit_only", config.audit_only),
+        ("exclude", config.exclude),
+    ):
+        absent = [n for n in names if n not in frame.columns]
+        if absent:
+            raise BadInputError(f"{what} names column(s) {absent} that the data does not have")
+    skipped = {config.target, *config.audit_only, *config.exclude}
+    names = [c for c in frame.columns if c not in skipped]
+    if not names:
+        raise BadInputError(
+            "no feature columns left after the target, audit-only and excluded ones"
+        )
+    invalid = [n for n in names if not _NAME.match(n)]
+    if invalid:
+        raise BadInputError(
+            f"column name(s) {invalid} are not valid feature names (letters, digits and _ only,"
+            " not starting with a digit); rename them or exclude them"
+        )
+    codes = _reason_codes(names, specs)
+    columns: dict[str, pd.Series] = {}
+    features: list[Feature] = []
+    for name in names:
+        spec = specs.get(name)
+        kind = (spec.kind if spec else None) or infer_kind(frame[name])
+        description = (spec.description if spec else None) or describe(name)
+        if kind == "numeric":
+            values = _numeric(name, frame[name], spec)
+            minimum = spec.minimum if spec and spec.minimum is not None else None
+            if minimum is None and float(values.min()) >= 0:
+                minimum = 0.0
+            features.append(
+                Feature(
+                    name=name,
+                    kind="numeric",
+                    datatype="FP32",
+                    description=description,
+                    reason_code=codes[name],
+                    minimum=minimum,
+                    maximum=spec.maximum if spec else None,
+                )
+            )
+        else:
+            values = _categorical(name, frame[name], spec)
+            categories = (
+                list(spec.categories)
+                if spec and spec.categories
+                else sorted(values.unique().tolist())
+            )
+            features.append(
+                Feature(
+                    name=name,
+                    kind="categorical",
+                    datatype="BYTES",
+                    description=description,
+                    reason_code=codes[name],
+                    categories=categories,
+                )
+            )
+        columns[name] = values
+    audit = pd.DataFrame(
+        {
+            name: (
+                frame[name].astype(str)
+                if infer_kind(frame[name]) == "categorical"
+                else pd.to_numeric(frame[name], errors="coerce")
+            )
+            for name in config.audit_only
+        },
+        index=frame.index,
+    )
+    try:
+        schema = Schema(
+            features=features, target=config.target, positive_label=config.positive_label
+        )
+    except ValueError as exc:
+        raise BadInputError(f"feature schema: {exc}") from None
+    return PreparedData(
+        schema=schema,
+        inputs=pd.DataFrame(columns, index=frame.index),
+        labels=labels,
+        audit=audit,
+        negative_label=negative,
+    )

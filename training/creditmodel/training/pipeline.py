@@ -1,0 +1,363 @@
+"""The training run, end to end: data -> validated inputs -> CV search -> ONNX fp32 + INT8 ->
+gates -> bundle files -> atomic publish. The library API test fixtures and the CLI both call:
+
+    from creditmodel.training import pipeline, synthetic
+    from creditmodel.training.config import TrainingConfig
+
+    config = TrainingConfig.quick(target="default", positive_label="1", model_name="demo",
+                                  output=str(tmp_path / "bundle"))
+    result = pipeline.train(config, synthetic.generate(2_000, seed=1))
+    # result.uri is a published, verified bundle; result.manifest, result.files, ...
+
+A failed gate raises `GateFailedError` (nothing published) unless `config.enforce_gates` is off,
+in which case the bundle is published with the failed gates recorded in its manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from creditmodel.core import bundle
+from creditmodel.core.bundle import Gate, Lineage, Manifest
+from creditmodel.core.reference import Reference
+from creditmodel.core.schema import Schema
+from creditmodel.core.storage import open_store
+from creditmodel.training import card, data, evaluation, export, features, model, references
+from creditmodel.training.config import TrainingConfig
+from creditmodel.training.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+# Parity and invariance are measured on at most this many rows (a seeded stratified sample).
+EVALUATION_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    manifest: Manifest
+    files: dict[str, bytes]
+    schema: Schema
+    reference: Reference
+    # Where the bundle was published; None when the config has no output or a gate failed.
+    uri: str | None
+
+    @property
+    def gates(self) -> list[Gate]:
+        return list(self.manifest.gates)
+
+    @property
+    def passed(self) -> bool:
+        return self.manifest.gates_passed
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON document the CLI prints on stdout."""
+        return {
+            "model_name": self.manifest.model_name,
+            "version": self.manifest.version,
+            "published": self.uri is not None,
+            "uri": self.uri,
+            "gates_passed": self.passed,
+            "gates": [g.model_dump() for g in self.manifest.gates],
+            "metrics": dict(self.manifest.metrics),
+            "files": {name: e.sha256 for name, e in self.manifest.files.items()},
+            "data": {
+                "uri": self.manifest.lineage.data_uri,
+                "sha256": self.manifest.lineage.data_sha256,
+                "rows": self.manifest.lineage.rows,
+            },
+        }
+
+
+class GateFailedError(Exception):
+    """The model was trained but failed a quality gate, so nothing was published (exit code 3)."""
+
+    def __init__(self, result: TrainingResult) -> None:
+        failed = [gate.name for gate in result.gates if not gate.passed]
+        super().__init__(f"gates failed: {', '.join(failed)}; nothing was published")
+        self.result = result
+
+
+def code_version() -> str:
+    """Package version plus the git commit when running from a checkout (images set
+    CREDITMODEL_CODE_VERSION instead)."""
+    if os.environ.get("CREDITMODEL_CODE_VERSION"):
+        return os.environ["CREDITMODEL_CODE_VERSION"]
+    try:
+        version = metadata.version("creditmodel")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+g{commit}" if commit else version
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _gate(
+    name: str, passed: bool, value: float | None, threshold: float | None, detail: str
+) -> Gate:
+    return Gate(name=name, passed=bool(passed), value=value, threshold=threshold, detail=detail)
+
+
+def _check_output(uri: str) -> None:
+    """Fail before training, not after, when the output cannot take a bundle."""
+    store = open_store(uri)
+    store.list_names()  # surfaces a missing bucket, bad credentials or a dead endpoint now
+    if store.exists(bundle.MANIFEST):
+        raise bundle.BundleError(
+            f"{uri}: a bundle is already published here; bundles are immutable"
+        )
+
+
+def build(
+    config: TrainingConfig, frame: pd.DataFrame, data_uri: str, data_sha256: str
+) -> tuple[Manifest, dict[str, bytes], Schema, Reference]:
+    """Everything except publishing: pure computation on `frame`."""
+    started = time.perf_counter()
+    prepared = features.prepare(frame, config)
+    schema, inputs, labels = prepared.schema, prepared.inputs, prepared.labels
+    log.info(
+        "data: %d rows, %d features, positive rate %.3f",
+        len(labels),
+        len(schema.features),
+        labels.mean(),
+    )
+    model.check_cv_rows(labels, config.search.folds)
+
+    search = model.search(inputs, labels, schema, config.search, config.seed)
+    log.info("search: best %s", search.best)
+    final = model.fit_final(inputs, labels, schema, search.best, config.search, config.seed)
+    fp32 = export.to_onnx(final, schema)
+
+    eval_inputs, eval_labels = model.stratified_sample(inputs, labels, EVALUATION_ROWS, config.seed)
+    eval_feed = export.feeds(schema, eval_inputs)
+    sklearn_p = model.positive_probability(final, eval_inputs)
+    fp32_p = export.predict(fp32, eval_feed)
+    onnx_dp = float(np.max(np.abs(fp32_p.astype(np.float64) - sklearn_p)))
+
+    calibration = export.feeds(
+        schema, inputs.iloc[export.calibration_rows(len(inputs), config.seed)]
+    )
+    int8 = export.quantize_within(
+        fp32,
+        calibration,
+        eval_feed,
+        eval_labels,
+        config.gates.int8_max_auc_drop,
+        config.gates.int8_max_abs_dp,
+    )
+    invariant = export.batch_invariant(int8.model, eval_feed)
+    log.info(
+        "export: onnx |dp| %.2e, int8 AUC drop %.4f, |dp| %.4f, batch-invariant %s",
+        onnx_dp,
+        int8.auc_drop,
+        int8.max_abs_dp,
+        invariant,
+    )
+
+    # Monitoring reference: what the served (INT8) model produces on the training population.
+    all_feed = export.feeds(schema, inputs)
+    served_p = export.predict(int8.model, all_feed)
+    reference = references.build(
+        schema, inputs, served_p, evaluation.points(served_p, config.scoring)
+    )
+
+    oof, oof_labels = search.oof_probability, search.labels
+    table = evaluation.reliability(oof_labels, oof)
+    audit_frame = pd.concat([inputs, prepared.audit], axis=1)
+    audit_sample, _ = model.stratified_sample(
+        audit_frame, labels, config.search.search_rows, config.seed
+    )
+    fairness = [
+        evaluation.fairness(groups, oof_labels, oof, config.cutoff, config.gates.fairness_min_group)
+        for groups in evaluation.audited_columns(audit_sample, config.audit_only).values()
+    ]
+    metrics = {
+        "cv_auc_mlp": search.best.cv_auc,
+        "cv_auc_baseline_lr": search.baseline_cv_auc,
+        "oof_brier": evaluation.brier(oof_labels, oof),
+        "baseline_oof_brier": evaluation.brier(oof_labels, search.baseline_oof_probability),
+        "oof_ece": evaluation.expected_calibration_error(table),
+        "auc_sklearn": float(roc_auc_score(eval_labels, sklearn_p)),
+        "auc_fp32": float(roc_auc_score(eval_labels, fp32_p)),
+        "auc_int8": float(roc_auc_score(eval_labels, fp32_p)) - int8.auc_drop,
+        "onnx_max_abs_dp": onnx_dp,
+        "int8_auc_drop": int8.auc_drop,
+        "int8_max_abs_dp": int8.max_abs_dp,
+        "rows": float(len(labels)),
+        "positive_rate": float(labels.mean()),
+    }
+    g = config.gates
+    margin = search.best.cv_auc - search.baseline_cv_auc
+    gates = [
+        _gate(
+            "mlp_vs_baseline_auc",
+            margin >= -g.auc_margin_vs_baseline,
+            margin,
+            -g.auc_margin_vs_baseline,
+            f"CV AUC MLP {search.best.cv_auc:.4f} vs LR {search.baseline_cv_auc:.4f}",
+        ),
+        _gate(
+            "onnx_parity",
+            onnx_dp <= g.onnx_max_abs_dp,
+            onnx_dp,
+            g.onnx_max_abs_dp,
+            "max |p_onnx - p_sklearn|",
+        ),
+        _gate(
+            "int8_auc_drop",
+            int8.auc_drop <= g.int8_max_auc_drop,
+            int8.auc_drop,
+            g.int8_max_auc_drop,
+            "AUC fp32 - AUC int8",
+        ),
+        _gate(
+            "int8_max_abs_dp",
+            int8.max_abs_dp <= g.int8_max_abs_dp,
+            int8.max_abs_dp,
+            g.int8_max_abs_dp,
+            "fp32 layers: " + (", ".join(int8.fp32_layers) or "none"),
+        ),
+        _gate(
+            "int8_batch_invariance",
+            invariant,
+            None,
+            None,
+            f"first {min(export.INVARIANCE_ROWS, len(eval_labels))} rows bitwise equal alone and in one batch",
+        ),
+        _gate(
+            "calibration_brier",
+            metrics["oof_brier"] <= g.max_brier,
+            metrics["oof_brier"],
+            g.max_brier,
+            "out-of-fold Brier score",
+        ),
+    ]
+    for check in fairness:
+        gates.append(
+            _gate(
+                f"fairness_{check.attribute.split(' ')[0]}",
+                check.approval_ratio >= g.min_approval_ratio,
+                check.approval_ratio,
+                g.min_approval_ratio,
+                f"approval-rate ratio over {', '.join(check.gated_groups)}",
+            )
+        )
+    version = config.version or _default_version(data_sha256)
+    lineage = Lineage(
+        data_uri=data_uri,
+        data_sha256=data_sha256,
+        rows=len(labels),
+        code_version=config.code_version or code_version(),
+        seed=config.seed,
+        params={
+            "model": {
+                "hidden_units": search.best.hidden_units,
+                "alpha": search.best.alpha,
+                "epochs": int(final.steps[-1][1].n_iter_),
+            },
+            "search": config.search.model_dump(),
+            "gates": config.gates.model_dump(),
+            "cutoff": config.cutoff,
+            "scoring": config.scoring.model_dump(),
+            "audit_only": list(config.audit_only),
+            "exclude": list(config.exclude),
+            "onnx": {
+                "output": export.OUTPUT,
+                "output_shape": "[N]",
+                "inputs": "one [N,1] tensor per schema feature: float32 numeric, string categorical",
+                "int8_fp32_layers": list(int8.fp32_layers),
+                "int8_quantized_layers": list(int8.quantized_layers),
+            },
+            "train_seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    files = {
+        bundle.MODEL_FP32: fp32,
+        bundle.MODEL_INT8: int8.model,
+        bundle.SCHEMA: (schema.model_dump_json(indent=2) + "\n").encode(),
+        bundle.REFERENCE: (reference.model_dump_json(indent=2) + "\n").encode(),
+    }
+    files[bundle.MODEL_CARD] = card.render(
+        card.CardInputs(
+            config=config,
+            version=version,
+            schema=schema,
+            lineage=lineage,
+            search=search,
+            metrics=metrics,
+            reliability=table,
+            fairness=fairness,
+            int8=int8,
+            gates=gates,
+            positive_rate=float(labels.mean()),
+        )
+    ).encode()
+    manifest = Manifest(
+        model_name=config.model_name,
+        version=version,
+        created_at=datetime.now(UTC).replace(microsecond=0),
+        lineage=lineage,
+        files={name: bundle.file_entry(content) for name, content in files.items()},
+        metrics=metrics,
+        gates=gates,
+    )
+    return manifest, files, schema, reference
+
+
+def _default_version(data_sha256: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{data_sha256[:12]}"
+
+
+def train(config: TrainingConfig, frame: pd.DataFrame | None = None) -> TrainingResult:
+    """Train, gate and (when `config.output` is set and every gate passes) publish a bundle.
+    `frame` overrides `config.data`. Raises BadInputError, GateFailedError, StorageError or
+    BundleError; nothing is published unless everything succeeded."""
+    if frame is None:
+        if not config.data:
+            raise BadInputError("no data: pass a DataFrame or set config.data to a URI")
+        dataset = data.load(config.data)
+        frame, data_uri, data_sha = dataset.frame, config.data, dataset.sha256
+    else:
+        data_uri, data_sha = config.data or "memory://dataframe", frame_sha256(frame)
+    if config.output:
+        _check_output(config.output)
+    manifest, files, schema, reference = build(config, frame, data_uri, data_sha)
+    result = TrainingResult(
+        manifest=manifest, files=files, schema=schema, reference=reference, uri=None
+    )
+    if not result.passed and config.enforce_gates:
+        raise GateFailedError(result)
+    if config.output and (result.passed or not config.enforce_gates):
+        bundle.publish_bundle(config.output, files, manifest)
+        log.info("published %s %s to %s", manifest.model_name, manifest.version, config.output)
+        return TrainingResult(
+            manifest=manifest, files=files, schema=schema, reference=reference, uri=config.output
+        )
+    return result
