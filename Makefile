@@ -89,11 +89,32 @@ docker-build: ## Build the predictor, operator and training images (needs a runn
 	  exit 1; \
 	fi
 	@for image in $(IMAGES); do \
-	  echo "building $(IMAGE_REGISTRY)/creditmodel-$$image:$(IMAGE_TAG)"; \
+	  echo "building $(IMAGE_REGISTRY)/$$image:$(IMAGE_TAG)"; \
 	  $(CONTAINER_TOOL) build -f $$image/Dockerfile \
 	    --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
-	    -t $(IMAGE_REGISTRY)/creditmodel-$$image:$(IMAGE_TAG) . ; \
+	    -t $(IMAGE_REGISTRY)/$$image:$(IMAGE_TAG) . ; \
 	done
+
+.PHONY: manifests
+manifests: install tools ## Copy manifests/crd and manifests/rbac into the chart; render manifests/operator and manifests/monitoring from it.
+	$(PY) hack/manifests.py
+
+.PHONY: install-crds
+install-crds: ## Apply the CRDs (manifests/crd) to the cluster of the current kubectl context.
+	kubectl apply --server-side -k manifests/crd
+
+.PHONY: deploy
+deploy: tools ## Install or upgrade the chart (operator, RBAC, CRDs) with the images IMAGE_REGISTRY/<component>:IMAGE_TAG; DEPLOY_ARGS adds helm flags.
+	kubectl apply --server-side -k manifests/crd
+	helm upgrade --install $(HELM_RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace --wait --timeout 5m \
+	  --set image.repository=$(IMAGE_REGISTRY)/operator --set image.tag=$(IMAGE_TAG) \
+	  --set defaults.predictorImage.repository=$(IMAGE_REGISTRY)/predictor --set defaults.predictorImage.tag=$(IMAGE_TAG) \
+	  --set defaults.trainingImage.repository=$(IMAGE_REGISTRY)/training --set defaults.trainingImage.tag=$(IMAGE_TAG) \
+	  $(DEPLOY_ARGS)
+
+.PHONY: undeploy
+undeploy: tools ## Uninstall the chart; the CRDs (and so every CreditModel) stay unless you delete them yourself.
+	helm uninstall $(HELM_RELEASE) --namespace $(NAMESPACE) --wait
 
 ##@ Cleanup
 

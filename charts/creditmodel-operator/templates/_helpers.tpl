@@ -1,0 +1,92 @@
+{{/*
+Helpers are prefixed with the chart name so that they never collide with a parent chart's.
+*/}}
+
+{{/* The chart name, overridable with nameOverride. */}}
+{{- define "creditmodel-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The fully qualified app name: the release name, suffixed with the chart name unless the release name
+already contains it. Truncated at 63 characters (DNS-1123 label limit).
+*/}}
+{{- define "creditmodel-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "creditmodel-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The namespace every namespaced object goes to. */}}
+{{- define "creditmodel-operator.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: stable for the life of a release (Deployment selectors are immutable). */}}
+{{- define "creditmodel-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "creditmodel-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Common labels, on every object the chart renders. */}}
+{{- define "creditmodel-operator.labels" -}}
+helm.sh/chart: {{ include "creditmodel-operator.chart" . }}
+{{ include "creditmodel-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: creditmodel
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of one component: common labels plus app.kubernetes.io/component. */}}
+{{- define "creditmodel-operator.componentLabels" -}}
+{{ include "creditmodel-operator.labels" .context }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "creditmodel-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "creditmodel-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image reference from {registry, repository, tag, digest}: the digest wins over the tag, and the
+tag defaults to the chart's appVersion. Call with (dict "image" .Values.x "context" $).
+*/}}
+{{- define "creditmodel-operator.image" -}}
+{{- $repository := .image.repository }}
+{{- if .image.registry }}
+{{- $repository = printf "%s/%s" .image.registry .image.repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.image.tag | default .context.Chart.AppVersion | toString) }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that the monitoring objects add for the Prometheus / Grafana selectors. */}}
+{{- define "creditmodel-operator.monitoringLabels" -}}
+{{ include "creditmodel-operator.componentLabels" (dict "context" .context "component" "monitoring") }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
