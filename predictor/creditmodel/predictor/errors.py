@@ -1,0 +1,42 @@
+"""Request errors with a stable machine-readable reason (the `reason` label of
+`creditmodel_request_errors_total`) and a message that names the offending input."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+ErrorReason = Literal[
+    "invalid_json",
+    "invalid_request",
+    "missing_input",
+    "unknown_input",
+    "wrong_datatype",
+    "wrong_shape",
+    "length_mismatch",
+    "non_finite",
+    "out_of_range",
+    "unknown_category",
+    "empty_batch",
+    "batch_too_large",
+    "body_too_large",
+    "unknown_variant",
+    "unknown_model",
+    "model_not_ready",
+]
+
+# HTTP status per reason; everything a client sent wrong is a 400 (gRPC INVALID_ARGUMENT) except
+# the three cases HTTP and the V2 protocol give their own status to.
+_STATUS: dict[str, int] = {"unknown_model": 404, "body_too_large": 413, "model_not_ready": 503}
+
+
+class RequestError(Exception):
+    """A request the predictor refuses; never a server fault."""
+
+    def __init__(self, reason: ErrorReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: ErrorReason = reason
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return _STATUS.get(self.reason, 400)

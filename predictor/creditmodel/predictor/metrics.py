@@ -1,0 +1,292 @@
+"""Prometheus metrics of the predictor, correct with any number of worker processes.
+
+Every series carries the labels `model`, `version` and `variant` (int8, fp32, or `shadow` for the
+challenger, whose `version` is the challenger's). Two bounded extra labels exist: `outcome` and
+`reason` on request counters, `feature` on the feature PSI gauge. The operator's canary analysis
+relies on these names; they are a contract:
+
+  creditmodel_requests_total{model,version,variant,outcome}      counter; outcome=success|error
+  creditmodel_request_errors_total{model,version,variant,reason} counter; reason as in errors.py
+  creditmodel_predictions_total{model,version,variant}           counter; rows scored
+  creditmodel_request_duration_seconds{model,version,variant}    histogram; whole request,
+        parse to encode; buckets from 50 us (p99: histogram_quantile(0.99, rate(..._bucket[1m])))
+  creditmodel_inference_duration_seconds{model,version,variant}  histogram; model run + reasons
+  creditmodel_score{model,version,variant}                       histogram of scores (points);
+        fixed buckets every 20 points from 300 to 900, the same for every version, so the
+        canary-vs-stable PSI can be computed from the two versions' bucket rates
+  creditmodel_score_psi{model,version,variant}                   gauge; PSI of the score vs the
+        bundle's reference deciles over the sliding window (NaN until rows arrive)
+  creditmodel_feature_psi{model,version,variant,feature}         gauge; the same per feature
+  creditmodel_drift_window_rows{model,version,variant}           gauge; rows in that window
+  creditmodel_shadow_probability_delta{model,version,variant}    histogram; |challenger -
+        champion| probability per row (labels of the challenger)
+  creditmodel_shadow_dropped_rows_total{model,version,variant}   counter; queue full
+  creditmodel_shadow_failures_total{model,version,variant}       counter; challenger errors
+
+Several workers: prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the
+console script before anything imports prometheus_client) aggregates counters and histograms; the
+drift windows are memory-mapped count arrays in the same directory, one per process, summed at
+scrape time, so PSI is computed over the traffic of all workers (PSI itself does not add up).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from creditmodel.predictor.monitoring import DriftLayout, SlidingCounts
+from creditmodel.predictor.validation import Batch
+
+LABELS = ("model", "version", "variant")
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+SCORE_BUCKETS = tuple(float(points) for points in range(300, 901, 20))
+DELTA_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+DRIFT_SLOTS = 10
+
+REQUESTS = Counter("creditmodel_requests", "Inference requests by outcome.", [*LABELS, "outcome"])
+ERRORS = Counter(
+    "creditmodel_request_errors", "Refused inference requests by reason.", [*LABELS, "reason"]
+)
+PREDICTIONS = Counter("creditmodel_predictions", "Rows scored.", LABELS)
+REQUEST_SECONDS = Histogram(
+    "creditmodel_request_duration_seconds",
+    "Inference request latency, parse to encode.",
+    LABELS,
+    buckets=LATENCY_BUCKETS,
+)
+INFERENCE_SECONDS = Histogram(
+    "creditmodel_inference_duration_seconds",
+    "Model run plus reason codes.",
+    LABELS,
+    buckets=LATENCY_BUCKETS,
+)
+SCORE = Histogram("creditmodel_score", "Scores (points).", LABELS, buckets=SCORE_BUCKETS)
+SHADOW_DELTA = Histogram(
+    "creditmodel_shadow_probability_delta",
+    "Absolute difference of challenger and champion probability per row.",
+    LABELS,
+    buckets=DELTA_BUCKETS,
+)
+SHADOW_DROPPED = Counter(
+    "creditmodel_shadow_dropped_rows", "Rows not shadow-scored: queue full.", LABELS
+)
+SHADOW_FAILURES = Counter("creditmodel_shadow_failures", "Challenger scoring failures.", LABELS)
+
+
+def observe_many(histogram: Any, values: npt.NDArray[Any], bounds: tuple[float, ...]) -> None:
+    """Observe a whole array with one increment per bucket instead of one call per value (a
+    1,000-row request would otherwise spend milliseconds here). Relies on prometheus_client
+    storing per-bucket (non-cumulative) counts in `_buckets` plus `_sum`, as `observe` does."""
+    if values.size == 1:
+        histogram.observe(float(values.reshape(-1)[0]))
+        return
+    indices = np.searchsorted(np.asarray(bounds), values.reshape(-1), side="left")
+    counts = np.bincount(indices, minlength=len(bounds) + 1)
+    histogram._sum.inc(float(values.sum()))
+    for index in np.flatnonzero(counts):
+        histogram._buckets[index].inc(int(counts[index]))
+
+
+class DriftWindow:
+    """This process's sliding bin counts for one (version, variant), memory-mapped when a
+    multiprocess directory is set. Scored rows are queued and binned in batches off the request
+    path (`flush`)."""
+
+    def __init__(
+        self,
+        layout: DriftLayout,
+        key: str,
+        window_seconds: float,
+        directory: Path | None,
+        process_id: int | None = None,
+    ) -> None:
+        self.layout = layout
+        self.key = key
+        self.window_seconds = window_seconds
+        self.directory = directory
+        shape = (DRIFT_SLOTS, 1 + layout.total_bins)
+        if directory is None:
+            self._array: npt.NDArray[np.int64] = np.zeros(shape, dtype=np.int64)
+        else:
+            path = directory / f"drift_{key}_{process_id or os.getpid()}.npy"
+            self._array = np.lib.format.open_memmap(path, mode="w+", dtype=np.int64, shape=shape)
+        self._array[:, 0] = -1
+        self._sliding = SlidingCounts(self._array[:, 1:], self._array[:, 0], window_seconds)
+        self._pending: list[tuple[Batch, npt.NDArray[Any]]] = []
+        self._lock = threading.Lock()
+
+    def add(self, batch: Batch, score: npt.NDArray[Any]) -> None:
+        self._pending.append((batch, score))
+
+    def flush(self, now: float | None = None) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            counts = self.layout.bin_counts(
+                np.concatenate([b.numeric for b, _ in pending]),
+                np.concatenate([b.codes for b, _ in pending]),
+                np.concatenate([s for _, s in pending]),
+            )
+            self._sliding.add(time.time() if now is None else now, counts)
+
+    def window_counts(self, now: float) -> npt.NDArray[np.int64]:
+        """Counts over the window summed over every process's file for this key."""
+        self.flush(now)
+        if self.directory is None:
+            return self._sliding.window(now)
+        total = np.zeros(self.layout.total_bins, dtype=np.int64)
+        for path in self.directory.glob(f"drift_{self.key}_*.npy"):
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError):
+                continue  # a worker is still creating its file
+            total += SlidingCounts(array[:, 1:], array[:, 0], self.window_seconds).window(now)
+        return total
+
+
+class DriftCollector(Collector):
+    """PSI gauges computed at scrape time from the summed windows."""
+
+    def __init__(self) -> None:
+        self.windows: dict[tuple[str, str, str], DriftWindow] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.time()
+        score = GaugeMetricFamily(
+            "creditmodel_score_psi",
+            "Score PSI vs the reference deciles, sliding window.",
+            labels=LABELS,
+        )
+        features = GaugeMetricFamily(
+            "creditmodel_feature_psi",
+            "Feature PSI vs the reference bins, sliding window.",
+            labels=[*LABELS, "feature"],
+        )
+        rows = GaugeMetricFamily(
+            "creditmodel_drift_window_rows", "Rows in the PSI window.", labels=LABELS
+        )
+        for labels, window in self.windows.items():
+            counts = window.window_counts(now)
+            values = window.layout.psi(counts)
+            score.add_metric(list(labels), values.pop("score"))
+            rows.add_metric(list(labels), float(counts[: len(window.layout.expected[0])].sum()))
+            for feature, value in values.items():
+                features.add_metric([*labels, feature], value)
+        yield score
+        yield features
+        yield rows
+
+
+_KEY = re.compile(r"[^A-Za-z0-9.-]")
+
+
+class Telemetry:
+    """Everything the request path records, with label children cached per series."""
+
+    def __init__(self, model: str, window_seconds: float) -> None:
+        self.model = model
+        self.window_seconds = window_seconds
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.directory = Path(directory) if directory else None
+        self.drift = DriftCollector()
+        self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def track(self, version: str, variant: str, layout: DriftLayout) -> None:
+        key = _KEY.sub("_", f"{self.model}__{version}__{variant}")
+        self.drift.windows[(self.model, version, variant)] = DriftWindow(
+            layout, key, self.window_seconds, self.directory
+        )
+
+    def _series(self, version: str, variant: str) -> tuple[Any, ...]:
+        series = self._children.get((version, variant))
+        if series is None:
+            labels = (self.model, version, variant)
+            series = (
+                REQUESTS.labels(*labels, "success"),
+                PREDICTIONS.labels(*labels),
+                REQUEST_SECONDS.labels(*labels),
+                INFERENCE_SECONDS.labels(*labels),
+                SCORE.labels(*labels),
+            )
+            self._children[(version, variant)] = series
+        return series
+
+    def scored(
+        self,
+        version: str,
+        variant: str,
+        batch: Batch,
+        score: npt.NDArray[Any],
+        inference_seconds: float,
+    ) -> None:
+        _, predictions, _, inference, score_histogram = self._series(version, variant)
+        predictions.inc(score.size)
+        inference.observe(inference_seconds)
+        observe_many(score_histogram, score, SCORE_BUCKETS)
+        window = self.drift.windows.get((self.model, version, variant))
+        if window is not None:
+            window.add(batch, score)
+
+    def request_done(self, version: str, variant: str, seconds: float) -> None:
+        requests, _, request_seconds, _, _ = self._series(version, variant)
+        requests.inc()
+        request_seconds.observe(seconds)
+
+    def error(self, version: str, variant: str, reason: str) -> None:
+        labels = (self.model, version, variant)
+        REQUESTS.labels(*labels, "error").inc()
+        ERRORS.labels(*labels, reason).inc()
+
+    def shadow_delta(self, version: str, delta: npt.NDArray[Any]) -> None:
+        observe_many(SHADOW_DELTA.labels(self.model, version, "shadow"), delta, DELTA_BUCKETS)
+
+    def shadow_dropped(self, version: str, rows: int) -> None:
+        SHADOW_DROPPED.labels(self.model, version, "shadow").inc(rows)
+
+    def shadow_failed(self, version: str) -> None:
+        SHADOW_FAILURES.labels(self.model, version, "shadow").inc()
+
+    def flush(self) -> None:
+        for window in self.drift.windows.values():
+            window.flush()
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The /metrics payload: every process's series when in multiprocess mode."""
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept or "")
+        registry = CollectorRegistry()
+        if self.directory is None:
+            registry.register(_ProcessMetrics())
+        else:
+            multiprocess.MultiProcessCollector(registry, path=str(self.directory))  # type: ignore[no-untyped-call]
+        registry.register(self.drift)
+        return encoder(registry), content_type
+
+
+class _ProcessMetrics(Collector):
+    """This process's default registry (single-process mode)."""
+
+    def collect(self) -> Iterator[Any]:
+        yield from REGISTRY.collect()

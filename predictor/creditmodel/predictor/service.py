@@ -1,0 +1,299 @@
+"""The transport-independent request path (what MLServer calls the DataPlane): validate V2
+inputs, pick the variant, score, record metrics and drift, feed the shadow challenger. The REST
+fast route and the kserve.Model (gRPC, stock REST) both call it, so they behave identically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from creditmodel.predictor.engine import LoadedBundle, Scored
+from creditmodel.predictor.errors import RequestError
+from creditmodel.predictor.metrics import Telemetry
+from creditmodel.predictor.monitoring import DriftLayout
+from creditmodel.predictor.routing import VARIANTS, choose_variant
+from creditmodel.predictor.settings import PredictorSettings
+from creditmodel.predictor.validation import Batch, Tensor, concatenate
+
+log = logging.getLogger("creditmodel.predictor")
+
+# name -> (V2 datatype, shape after the row count)
+OUTPUTS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "probability": ("FP32", ()),
+    "score": ("INT32", ()),
+    "reason_codes": ("BYTES", (4,)),
+}
+_SHADOW_TICK_SECONDS = 0.05
+_DRIFT_TICK_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    """A V2 inference request as any transport decoded it."""
+
+    model_name: str
+    tensors: Sequence[Tensor]
+    request_id: str
+    parameters: Mapping[str, Any] | None = None
+    outputs: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    request_id: str
+    variant: str
+    batch: Batch
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    request_id: str
+    model_name: str
+    version: str
+    variant: str
+    outputs: tuple[str, ...]
+    scored: Scored
+
+    def tensors(self) -> list[tuple[str, str, list[int], npt.NDArray[Any]]]:
+        """(name, datatype, shape, values) of each requested output."""
+        rows = self.scored.probability.shape[0]
+        values = {
+            "probability": self.scored.probability,
+            "score": self.scored.score,
+            "reason_codes": self.scored.reasons,
+        }
+        result = []
+        for name in self.outputs:
+            datatype, tail = OUTPUTS[name]
+            array = values[name]
+            assert array is not None
+            result.append((name, datatype, [rows, *tail], array))
+        return result
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ShadowScorer:
+    """Scores the challenger on the champion's validated rows in micro-batches, off the request
+    path: a challenger failure or slowness can only drop shadow rows (counted), never fail or
+    delay a response beyond one batched run."""
+
+    def __init__(self, challenger: LoadedBundle, telemetry: Telemetry, max_rows: int) -> None:
+        self.challenger = challenger
+        self.model = challenger.variants["int8"]
+        self.telemetry = telemetry
+        self.max_rows = max_rows
+        self._queue: deque[tuple[Batch, npt.NDArray[np.float32]]] = deque()
+        self._rows = 0
+
+    def submit(self, batch: Batch, champion: npt.NDArray[np.float32]) -> None:
+        rows = champion.shape[0]
+        if self._rows + rows > self.max_rows:
+            self.telemetry.shadow_dropped(self.challenger.version, rows)
+            return
+        self._queue.append((batch, champion))
+        self._rows += rows
+
+    def drain(self) -> None:
+        if not self._queue:
+            return
+        items = [self._queue.popleft() for _ in range(len(self._queue))]
+        self._rows -= sum(p.shape[0] for _, p in items)
+        version = self.challenger.version
+        try:
+            batch = concatenate([b for b, _ in items])
+            champion = np.concatenate([p for _, p in items])
+            started = time.perf_counter()
+            scored = self.model.score(batch, with_reasons=False)
+            elapsed = time.perf_counter() - started
+            delta = np.abs(scored.probability - champion)
+            self.telemetry.scored(version, "shadow", batch, scored.score, elapsed)
+            self.telemetry.shadow_delta(version, delta)
+            log.info(
+                "shadow scored",
+                extra={
+                    "event": "shadow",
+                    "challenger_version": version,
+                    "rows": int(delta.size),
+                    "mean_abs_delta": float(delta.mean()),
+                    "max_abs_delta": float(delta.max()),
+                },
+            )
+        except Exception:
+            self.telemetry.shadow_failed(version)
+            log.exception("shadow challenger failed", extra={"challenger_version": version})
+
+
+class ScoringService:
+    def __init__(
+        self,
+        settings: PredictorSettings,
+        champion: LoadedBundle,
+        challenger: LoadedBundle | None = None,
+    ) -> None:
+        self.settings = settings
+        self.champion = champion
+        self.name = settings.model_name
+        self.telemetry = Telemetry(self.name, settings.drift_window_seconds)
+        layout = DriftLayout(champion.bundle.schema, champion.bundle.reference)
+        for variant in VARIANTS:
+            self.telemetry.track(champion.version, variant, layout)
+        self.shadow: ShadowScorer | None = None
+        if challenger is not None:
+            _check_compatible(champion, challenger)
+            self.shadow = ShadowScorer(challenger, self.telemetry, settings.shadow_queue_rows)
+            self.telemetry.track(
+                challenger.version,
+                "shadow",
+                DriftLayout(challenger.bundle.schema, challenger.bundle.reference),
+            )
+        self._background: asyncio.Task[None] | None = None
+
+    # --- request path -------------------------------------------------------------------------
+
+    def check_model(self, model_name: str) -> None:
+        if model_name != self.name:
+            raise RequestError(
+                "unknown_model", f"model {model_name!r} is not served here (this is {self.name!r})"
+            )
+
+    def prepare(self, request: InferenceRequest) -> Job:
+        """Validate a request; a refusal is counted and logged here, then raised."""
+        variant = "none"
+        try:
+            self.check_model(request.model_name)
+            parameters = request.parameters or {}
+            key = parameters.get("applicant_key")
+            variant = choose_variant(
+                parameters.get("variant"),
+                self.settings.default_variant,
+                self.settings.ab_percent,
+                str(key) if key is not None else request.request_id,
+            )
+            wanted = tuple(request.outputs) if request.outputs else tuple(OUTPUTS)
+            for name in wanted:
+                if name not in OUTPUTS:
+                    raise RequestError(
+                        "invalid_request",
+                        f"output {name!r}: not an output of this model ({', '.join(OUTPUTS)})",
+                    )
+            batch = self.champion.validator.validate(request.tensors)
+        except RequestError as error:
+            self.refuse(error, request.request_id, variant)
+            raise
+        return Job(request_id=request.request_id, variant=variant, batch=batch, outputs=wanted)
+
+    def execute(self, job: Job) -> Prediction:
+        started = time.perf_counter()
+        model = self.champion.variants[job.variant]
+        scored = model.score(job.batch, with_reasons="reason_codes" in job.outputs)
+        elapsed = time.perf_counter() - started
+        self.telemetry.scored(self.champion.version, job.variant, job.batch, scored.score, elapsed)
+        if self.shadow is not None:
+            self.shadow.submit(job.batch, scored.probability)
+        return Prediction(
+            request_id=job.request_id,
+            model_name=self.name,
+            version=self.champion.version,
+            variant=job.variant,
+            outputs=job.outputs,
+            scored=scored,
+        )
+
+    async def infer(self, request: InferenceRequest) -> Prediction:
+        """Small batches (microseconds of work) run inline; large ones in a worker thread so
+        the event loop never blocks on them (kserve issue 3950)."""
+        self._ensure_background()
+        job = self.prepare(request)
+        if job.batch.rows > self.settings.inline_rows:
+            return await asyncio.to_thread(self.execute, job)
+        return self.execute(job)
+
+    def done(self, prediction: Prediction, started: float) -> None:
+        """Record a served request; `started` is its `time.perf_counter()` at arrival."""
+        seconds = time.perf_counter() - started
+        self.telemetry.request_done(prediction.version, prediction.variant, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "scored",
+                extra={
+                    "request_id": prediction.request_id,
+                    "variant": prediction.variant,
+                    "version": prediction.version,
+                    "rows": int(prediction.scored.probability.shape[0]),
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+
+    def refuse(self, error: RequestError, request_id: str, variant: str = "none") -> None:
+        self.telemetry.error(self.champion.version, variant, error.reason)
+        log.warning(
+            "request refused: %s",
+            error.message,
+            extra={"request_id": request_id, "reason": error.reason, "variant": variant},
+        )
+
+    # --- background work ------------------------------------------------------------------------
+
+    def _ensure_background(self) -> None:
+        if self._background is None or self._background.done():
+            self._background = asyncio.get_running_loop().create_task(self._housekeeping())
+
+    async def _housekeeping(self) -> None:
+        last_drift = time.monotonic()
+        while True:
+            await asyncio.sleep(_SHADOW_TICK_SECONDS)
+            if self.shadow is not None:
+                self.shadow.drain()
+            if time.monotonic() - last_drift >= _DRIFT_TICK_SECONDS:
+                last_drift = time.monotonic()
+                with contextlib.suppress(Exception):
+                    self.telemetry.flush()
+
+    def flush(self) -> None:
+        """Finish queued shadow and drift work now (scrapes, shutdown, tests)."""
+        if self.shadow is not None:
+            self.shadow.drain()
+        self.telemetry.flush()
+
+    async def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        self.flush()
+
+
+def _check_compatible(champion: LoadedBundle, challenger: LoadedBundle) -> None:
+    """The challenger scores the champion's validated rows as they are, so it must declare the
+    same inputs: names, datatypes and category lists, in the same order."""
+    for ours, theirs in zip(
+        champion.bundle.schema.features, challenger.bundle.schema.features, strict=False
+    ):
+        if (ours.name, ours.datatype, ours.categories) != (
+            theirs.name,
+            theirs.datatype,
+            theirs.categories,
+        ):
+            raise ValueError(
+                f"shadow bundle {challenger.bundle.uri}: input {theirs.name!r} differs from the"
+                f" champion's {ours.name!r}; a shadow must accept the champion's inputs as they are"
+            )
+    if len(champion.bundle.schema.features) != len(challenger.bundle.schema.features):
+        raise ValueError(
+            f"shadow bundle {challenger.bundle.uri}: {len(challenger.bundle.schema.features)}"
+            f" inputs, the champion has {len(champion.bundle.schema.features)}"
+        )

@@ -1,0 +1,44 @@
+"""Typed predictor settings. Every field can come from the environment (prefix
+`CREDITMODEL_PREDICTOR_`, e.g. `CREDITMODEL_PREDICTOR_MAX_BATCH_ROWS=5000`) or from the matching
+command-line flag, which wins."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PointsScaling(BaseModel):
+    """`base_score` points at `base_odds` (good:bad); `points_to_double_odds` more points each
+    time the odds double. Defaults to the bundle's own scaling (manifest lineage params)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_score: float = 600.0
+    base_odds: Annotated[float, Field(gt=0)] = 50.0
+    points_to_double_odds: Annotated[float, Field(gt=0)] = 20.0
+
+
+class PredictorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDITMODEL_PREDICTOR_", frozen=True)
+
+    model_name: str = "german-credit"
+    model_dir: str = "models/german-credit"
+    # Challenger bundle scored beside the champion without changing any response.
+    shadow_model_dir: str | None = None
+    default_variant: Annotated[str, Field(pattern=r"^(int8|fp32)$")] = "int8"
+    # Share of traffic (0-100) without an explicit `variant` that the A/B split sends to the
+    # other variant, keyed by the `applicant_key` request parameter or else the request id.
+    ab_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
+    max_batch_rows: Annotated[int, Field(ge=1)] = 10_000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    # Batches larger than this run in a worker thread so the event loop keeps serving.
+    inline_rows: Annotated[int, Field(ge=1)] = 64
+    # Sliding window of the live PSI gauges.
+    drift_window_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # Override the bundle's points scaling (all three or none).
+    scaling: PointsScaling | None = None
+    # Rows the shadow challenger may have queued before new ones are dropped (and counted).
+    shadow_queue_rows: Annotated[int, Field(ge=1)] = 50_000

@@ -1,0 +1,324 @@
+"""Validation of V2 input tensors against a bundle schema: one tensor per feature, shape [N] or
+[N, 1], the schema's datatype, finite in-range numbers, known categories. Pure: it turns decoded
+tensors into model-ready columns or raises a `RequestError` naming the input and the problem."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from creditmodel.core.schema import Feature, Schema
+from creditmodel.predictor.errors import RequestError
+
+Column = npt.NDArray[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """One V2 input as a transport decoded it: JSON `data` (a list) or a numpy array (binary
+    tensors, gRPC contents)."""
+
+    name: str
+    datatype: str
+    shape: Sequence[int]
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Validated rows: one [N, 1] column per feature in schema order, in the model's dtype, plus
+    the same values as one float matrix of the numeric features [N, numeric] and one matrix of
+    category indices (position in the schema's category list) [N, categorical], which reason
+    codes and drift use without touching strings again."""
+
+    rows: int
+    columns: dict[str, Column]
+    numeric: npt.NDArray[np.float64]
+    codes: npt.NDArray[np.intp]
+
+
+def model_dtype(datatype: str) -> npt.DTypeLike:
+    """The numpy dtype onnxruntime expects for a V2 datatype (BYTES is a string tensor)."""
+    return {"INT64": np.int64, "FP32": np.float32}.get(datatype, object)
+
+
+def _show(value: Any) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Validator:
+    def __init__(self, schema: Schema, max_rows: int) -> None:
+        self.schema = schema
+        self.max_rows = max_rows
+        self._features = {feature.name: feature for feature in schema.features}
+        self._categories = {
+            feature.name: {c: i for i, c in enumerate(feature.categories or ())}
+            for feature in schema.features
+        }
+        self._expected = ", ".join(self._features)
+        self.numeric_names = [f.name for f in schema.features if f.kind == "numeric"]
+        self.categorical_names = [f.name for f in schema.features if f.kind == "categorical"]
+        numeric = [self._features[name] for name in self.numeric_names]
+        self._low = np.array([[-np.inf if f.minimum is None else f.minimum] for f in numeric])
+        self._high = np.array([[np.inf if f.maximum is None else f.maximum] for f in numeric])
+        self._integral = np.array([f.datatype == "INT64" for f in numeric])
+
+    def validate(self, tensors: Sequence[Tensor]) -> Batch:
+        by_name: dict[str, Tensor] = {}
+        for tensor in tensors:
+            if tensor.name not in self._features:
+                raise RequestError(
+                    "unknown_input",
+                    f"input {tensor.name!r}: not an input of this model (inputs: {self._expected})",
+                )
+            if tensor.name in by_name:
+                raise RequestError("invalid_request", f"input {tensor.name!r}: given twice")
+            by_name[tensor.name] = tensor
+        missing = [name for name in self._features if name not in by_name]
+        if missing:
+            raise RequestError(
+                "missing_input", "missing input(s) " + ", ".join(repr(m) for m in missing)
+            )
+        rows = self._rows(by_name)
+        numeric = self._numeric_fast(by_name, rows)
+        if numeric is None:  # something is off: find and name it, one input at a time
+            numeric = np.stack(
+                [
+                    self._numeric(self._features[n], by_name[n].data, rows)
+                    for n in self.numeric_names
+                ]
+            )
+        codes = np.empty((len(self.categorical_names), rows), dtype=np.intp)
+        columns: dict[str, Column] = {}
+        strings = self._categorical_fast(by_name, rows, codes)
+        for index, name in enumerate(self.categorical_names):
+            columns[name] = (
+                strings[index].reshape(rows, 1)
+                if strings is not None
+                else self._categorical(self._features[name], by_name[name].data, rows, codes[index])
+            )
+        for index, name in enumerate(self.numeric_names):
+            dtype = model_dtype(self._features[name].datatype)
+            columns[name] = numeric[index].astype(dtype).reshape(rows, 1)
+        return Batch(
+            rows=rows,
+            columns={name: columns[name] for name in self._features},
+            numeric=np.ascontiguousarray(numeric.T),
+            codes=np.ascontiguousarray(codes.T),
+        )
+
+    def _categorical_fast(
+        self, by_name: dict[str, Tensor], rows: int, codes: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.object_] | None:
+        """All categorical inputs as one [categorical, N] object array when every value is a
+        known category string (str keys only: bytes, numbers and unknown strings map to None);
+        None sends the request down the careful per-input path."""
+        datas = [by_name[name].data for name in self.categorical_names]
+        if any(not isinstance(d, list) or len(d) != rows for d in datas):
+            return None
+        try:
+            found = [
+                list(map(self._categories[name].get, data))
+                for name, data in zip(self.categorical_names, datas, strict=True)
+            ]
+        except TypeError:  # unhashable values such as nested lists
+            return None
+        if any(None in row for row in found):
+            return None
+        codes[:] = np.array(found, dtype=np.intp)
+        strings = np.empty((len(datas), rows), dtype=object)
+        strings[:] = datas
+        return strings
+
+    def _numeric_fast(
+        self, by_name: dict[str, Tensor], rows: int
+    ) -> npt.NDArray[np.float64] | None:
+        """All numeric inputs checked at once with a handful of array operations; None when any
+        check fails, so the slow path can name the input and row."""
+        datas = [by_name[name].data for name in self.numeric_names]
+        if not datas:
+            return np.empty((0, rows))
+        if any(not isinstance(d, list | np.ndarray) or len(d) != rows for d in datas):
+            return None
+        if any(isinstance(d, list) and type(d[0]) is bool for d in datas):
+            return None
+        try:
+            values = np.array(datas)
+        except ValueError:
+            return None
+        if values.shape != (len(datas), rows) or values.dtype.kind not in "iuf":
+            return None
+        values = values.astype(np.float64, copy=False)
+        if values.dtype.kind == "f" and not (
+            np.isfinite(values).all()
+            and (values[self._integral] == np.floor(values[self._integral])).all()
+        ):
+            return None
+        if (values < self._low).any() or (values > self._high).any():
+            return None
+        return values
+
+    def _rows(self, by_name: dict[str, Tensor]) -> int:
+        rows: int | None = None
+        first = ""
+        for name, feature in self._features.items():
+            tensor = by_name[name]
+            if tensor.datatype != feature.datatype:
+                raise RequestError(
+                    "wrong_datatype",
+                    f"input {name!r}: datatype {tensor.datatype!r}, but this input is"
+                    f" {feature.datatype}",
+                )
+            shape = list(tensor.shape)
+            if (
+                len(shape) not in (1, 2)
+                or any(not isinstance(dim, int) or dim < 0 for dim in shape)
+                or (len(shape) == 2 and shape[1] != 1)
+            ):
+                raise RequestError(
+                    "wrong_shape", f"input {name!r}: shape {shape}; expected [N] or [N, 1]"
+                )
+            if rows is None:
+                rows, first = shape[0], name
+            elif shape[0] != rows:
+                raise RequestError(
+                    "length_mismatch",
+                    f"input {name!r}: {shape[0]} rows, but input {first!r} has {rows}",
+                )
+        assert rows is not None
+        if rows == 0:
+            raise RequestError("empty_batch", f"input {first!r}: empty batch (0 rows)")
+        if rows > self.max_rows:
+            raise RequestError(
+                "batch_too_large",
+                f"input {first!r}: {rows} rows exceed the limit of {self.max_rows} per request",
+            )
+        return rows
+
+    @staticmethod
+    def _flat(name: str, data: Any, rows: int) -> npt.NDArray[Any]:
+        try:
+            values = np.asarray(data)
+        except ValueError:
+            raise RequestError("wrong_shape", f"input {name!r}: data is ragged") from None
+        if values.size != rows:
+            raise RequestError(
+                "wrong_shape",
+                f"input {name!r}: shape says {rows} values, data holds {values.size}",
+            )
+        return values.reshape(rows)
+
+    def _numeric(self, feature: Feature, data: Any, rows: int) -> npt.NDArray[np.float64]:
+        name = feature.name
+        values = self._flat(name, data, rows)
+        if values.dtype.kind not in "iuf":
+            bad = next(
+                (
+                    v
+                    for v in values.tolist()
+                    if isinstance(v, bool) or not isinstance(v, int | float)
+                ),
+                values[0],
+            )
+            raise RequestError(
+                "wrong_datatype", f"input {name!r}: values must be numbers, got {_show(bad)}"
+            )
+        if values.dtype.kind == "f":
+            finite = np.isfinite(values)
+            if not finite.all():
+                row = int(np.argmin(finite))
+                raise RequestError(
+                    "non_finite",
+                    f"input {name!r}: row {row} is {_show(values[row])}; NaN and infinity are"
+                    " not valid",
+                )
+            if feature.datatype == "INT64":
+                fractional = values != np.floor(values)
+                if fractional.any():
+                    row = int(np.argmax(fractional))
+                    raise RequestError(
+                        "wrong_datatype",
+                        f"input {name!r}: row {row} is {_show(values[row])}, not an integer",
+                    )
+        self._check_range(feature, values)
+        return values.astype(np.float64)
+
+    @staticmethod
+    def _check_range(feature: Feature, values: npt.NDArray[Any]) -> None:
+        for bound, outside, word in (
+            (feature.minimum, np.less, "below the minimum"),
+            (feature.maximum, np.greater, "above the maximum"),
+        ):
+            if bound is None:
+                continue
+            bad = outside(values, bound)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise RequestError(
+                    "out_of_range",
+                    f"input {feature.name!r}: row {row} is {_show(values[row])}, {word} {bound:g}",
+                )
+
+    def _categorical(
+        self, feature: Feature, data: Any, rows: int, codes: npt.NDArray[np.intp]
+    ) -> Column:
+        name = feature.name
+        if isinstance(data, np.ndarray):
+            raw = data.reshape(-1).tolist()
+        elif isinstance(data, list) and data and isinstance(data[0], list):
+            raw = [value for row in data for value in (row if isinstance(row, list) else [row])]
+        elif isinstance(data, list):
+            raw = data
+        else:
+            raise RequestError("wrong_datatype", f"input {name!r}: data must be a list of strings")
+        if len(raw) != rows:
+            raise RequestError(
+                "wrong_shape", f"input {name!r}: shape says {rows} values, data holds {len(raw)}"
+            )
+        index_of = self._categories[name]
+        column = np.empty((rows, 1), dtype=object)
+        values: list[str] = []
+        indices: list[int] = []
+        for row, item in enumerate(raw):
+            value = item
+            if isinstance(item, bytes):
+                try:
+                    value = item.decode()
+                except UnicodeDecodeError:
+                    raise RequestError(
+                        "wrong_datatype", f"input {name!r}: row {row} is not valid UTF-8"
+                    ) from None
+            if not isinstance(value, str):
+                raise RequestError(
+                    "wrong_datatype",
+                    f"input {name!r}: row {row} is {_show(value)}; values must be strings",
+                )
+            code = index_of.get(value)
+            if code is None:
+                raise RequestError(
+                    "unknown_category",
+                    f"input {name!r}: row {row} is {_show(value)}, not a known category"
+                    f" (known: {', '.join(feature.categories or ())})",
+                )
+            values.append(value)
+            indices.append(code)
+        codes[:] = indices
+        column[:, 0] = values
+        return column
+
+
+def concatenate(batches: Sequence[Batch]) -> Batch:
+    """One batch from several validated against the same schema (shadow micro-batches)."""
+    if len(batches) == 1:
+        return batches[0]
+    return Batch(
+        rows=sum(b.rows for b in batches),
+        columns={n: np.concatenate([b.columns[n] for b in batches]) for n in batches[0].columns},
+        numeric=np.concatenate([b.numeric for b in batches]),
+        codes=np.concatenate([b.codes for b in batches]),
+    )

@@ -1,0 +1,121 @@
+"""Drift bookkeeping: bins, sliding window, PSI, and the multiprocess sum of windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from creditmodel.core import drift
+from creditmodel.predictor.metrics import DriftWindow, Telemetry, observe_many
+from creditmodel.predictor.monitoring import DriftLayout, SlidingCounts
+from creditmodel.predictor.validation import Tensor, Validator
+from tests.predictor.test_scoring import REFERENCE, SCHEMA
+
+pytestmark = pytest.mark.unit
+
+
+def batch(n: int, debt: float = 30.0, housing: str = "own"):  # type: ignore[no-untyped-def]
+    values = {
+        "debt": debt,
+        "late_payments": 0.0,
+        "age": 40.0,
+        "housing": housing,
+        "inquiries": 10.0,
+    }
+    return Validator(SCHEMA, 10_000).validate(
+        [Tensor(f.name, f.datatype, [n], [values[f.name]] * n) for f in SCHEMA.features]
+    )
+
+
+def test_bin_counts_follow_reference_edges_and_category_order() -> None:
+    layout = DriftLayout(SCHEMA, REFERENCE)
+    b = batch(3, debt=45.0, housing="rent")
+    counts = layout.bin_counts(b.numeric, b.codes, np.array([550, 650, 650]))
+    by_name = {n: counts[layout.offsets[i] : layout.offsets[i + 1]].tolist()
+               for i, n in enumerate(layout.names)}  # fmt: skip
+    assert by_name["score"] == [1, 2]
+    assert by_name["debt"] == [0, 0, 3, 0, 0]  # 45 is in [40, 60)
+    assert by_name["housing"] == [0, 3, 0]  # schema order: own, rent, free
+
+
+def test_psi_matches_the_shared_drift_maths() -> None:
+    layout = DriftLayout(SCHEMA, REFERENCE)
+    b = batch(10, debt=90.0)
+    counts = layout.bin_counts(b.numeric, b.codes, np.full(10, 700))
+    psi = layout.psi(counts)
+    assert psi["debt"] == pytest.approx(drift.psi([0.2] * 5, [0, 0, 0, 0, 10]))
+    assert psi["debt"] > drift.ACT
+
+
+def test_sliding_window_forgets_old_slots() -> None:
+    counts = np.zeros((10, 2), dtype=np.int64)
+    epochs = np.full(10, -1, dtype=np.int64)
+    window = SlidingCounts(counts, epochs, window_seconds=100.0)
+    window.add(1_000.0, np.array([1, 0]))
+    window.add(1_050.0, np.array([0, 2]))
+    assert window.window(1_050.0).tolist() == [1, 2]
+    assert window.window(1_105.0).tolist() == [0, 2]  # the slot of t=1000 fell out
+    assert window.window(1_200.0).tolist() == [0, 0]
+
+
+def test_windows_of_several_processes_are_summed(tmp_path: Path) -> None:
+    layout = DriftLayout(SCHEMA, REFERENCE)
+    first = DriftWindow(layout, "demo__v1__int8", 600.0, tmp_path, process_id=101)
+    second = DriftWindow(layout, "demo__v1__int8", 600.0, tmp_path, process_id=102)
+    other_key = DriftWindow(layout, "demo__v1__fp32", 600.0, tmp_path, process_id=101)
+    first.add(batch(4), np.full(4, 650))
+    second.add(batch(3), np.full(3, 550))
+    other_key.add(batch(5), np.full(5, 550))
+    for window in (first, second, other_key):
+        window.flush(now=10_000.0)
+    score_bins = first.window_counts(10_000.0)[: len(layout.expected[0])]
+    assert score_bins.tolist() == [3, 4]
+    assert second.window_counts(10_000.0 + 601)[:2].tolist() == [0, 0]
+
+
+def test_observe_many_equals_observing_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    bounds = (1.0, 5.0, 10.0)
+    bulk = Histogram("bulk", "x", buckets=bounds, registry=registry)
+    single = Histogram("single", "x", buckets=bounds, registry=registry)
+    values = np.array([0.5, 1.0, 3.0, 5.0, 7.5, 10.0, 11.0, 99.0])
+    observe_many(bulk, values, bounds)
+    for value in values:
+        single.observe(float(value))
+    samples = {
+        (s.name.replace("bulk", "h").replace("single", "h"), tuple(sorted(s.labels.items()))): []
+        for m in registry.collect() for s in m.samples
+    }  # fmt: skip
+    for metric in registry.collect():
+        for s in metric.samples:
+            key = (
+                s.name.replace("bulk", "h").replace("single", "h"),
+                tuple(sorted(s.labels.items())),
+            )
+            samples[key].append(s.value)
+    for key, got in samples.items():
+        if not key[0].endswith("_created"):
+            assert got[0] == got[1], key
+
+
+def test_telemetry_exposes_psi_gauges_in_single_process_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    telemetry = Telemetry("demo-psi", 600.0)
+    telemetry.track("v9", "int8", DriftLayout(SCHEMA, REFERENCE))
+    b = batch(50, debt=95.0)
+    telemetry.scored("v9", "int8", b, np.full(50, 650, dtype=np.int32), 0.0001)
+    text = telemetry.exposition()[0].decode()
+    line = next(
+        ln for ln in text.splitlines()
+        if ln.startswith("creditmodel_feature_psi{") and 'feature="debt"' in ln and 'model="demo-psi"' in ln
+    )  # fmt: skip
+    assert float(line.rsplit(" ", 1)[1]) > drift.ACT
+    assert (
+        'creditmodel_drift_window_rows{model="demo-psi",variant="int8",version="v9"} 50.0' in text
+    )

@@ -1,0 +1,124 @@
+"""Every bad-input case of the inference contract, at the validator (transport-independent)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from creditmodel.core.schema import Feature, Schema
+from creditmodel.predictor.errors import RequestError
+from creditmodel.predictor.validation import Tensor, Validator
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = Schema(
+    features=[
+        Feature(name="age", kind="numeric", datatype="INT64", description="Age",
+                reason_code="R01", minimum=18, maximum=100),
+        Feature(name="income", kind="numeric", datatype="FP32", description="Income",
+                reason_code="R02", minimum=0),
+        Feature(name="housing", kind="categorical", datatype="BYTES", description="Housing",
+                reason_code="R03", categories=["own", "rent"]),
+    ],
+    target="default",
+    positive_label="1",
+)  # fmt: skip
+
+
+def tensors(n: int = 2, **override: Any) -> list[Tensor]:
+    data = {"age": [30, 45][:n] * (n // 2 or 1), "income": [1e4, 2.5e4][:n] * (n // 2 or 1),
+            "housing": ["own", "rent"][:n] * (n // 2 or 1)}  # fmt: skip
+    types = {"age": "INT64", "income": "FP32", "housing": "BYTES"}
+    result = []
+    for name in ("age", "income", "housing"):
+        spec = {"name": name, "datatype": types[name], "shape": [n], "data": data[name]}
+        spec.update(override.get(name, {}))
+        if spec is not None:
+            result.append(Tensor(spec["name"], spec["datatype"], spec["shape"], spec["data"]))
+    return result
+
+
+def refused(items: list[Tensor], max_rows: int = 100) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        Validator(SCHEMA, max_rows).validate(items)
+    return caught.value
+
+
+def test_valid_rows_become_model_columns() -> None:
+    batch = Validator(SCHEMA, 100).validate(tensors())
+    assert batch.rows == 2
+    assert list(batch.columns) == ["age", "income", "housing"]
+    assert batch.columns["age"].dtype == np.int64
+    assert batch.columns["age"].shape == (2, 1)
+    assert batch.columns["income"].dtype == np.float32
+    assert batch.columns["housing"].tolist() == [["own"], ["rent"]]
+    assert batch.numeric.tolist() == [[30.0, 1e4], [45.0, 2.5e4]]
+    assert batch.codes.tolist() == [[0], [1]]
+
+
+def test_shape_n_by_1_nested_data_and_integral_floats_are_accepted() -> None:
+    batch = Validator(SCHEMA, 100).validate(
+        tensors(
+            age={"shape": [2, 1], "data": [[30.0], [45.0]]},
+            housing={"shape": [2, 1], "data": [["own"], ["rent"]]},
+        )
+    )
+    assert batch.columns["age"].reshape(-1).tolist() == [30, 45]
+    assert batch.codes.reshape(-1).tolist() == [0, 1]
+
+
+def test_bytes_values_from_binary_transports_are_decoded() -> None:
+    batch = Validator(SCHEMA, 100).validate(
+        tensors(housing={"data": np.array([b"own", b"rent"], dtype=object)})
+    )
+    assert batch.columns["housing"].reshape(-1).tolist() == ["own", "rent"]
+
+
+@pytest.mark.parametrize(
+    ("items", "reason", "needle"),
+    [
+        (tensors()[:2], "missing_input", "'housing'"),
+        ([*tensors(), Tensor("colour", "BYTES", [2], ["a", "b"])], "unknown_input", "'colour'"),
+        ([*tensors(), tensors()[0]], "invalid_request", "'age': given twice"),
+        (tensors(age={"datatype": "FP32"}), "wrong_datatype", "'age': datatype 'FP32'"),
+        (tensors(age={"data": ["30", "45"]}), "wrong_datatype", "'age': values must be numbers"),
+        (tensors(age={"data": [True, False]}), "wrong_datatype", "'age'"),
+        (tensors(age={"data": [30.5, 45]}), "wrong_datatype", "'age': row 0 is 30.5, not an integer"),
+        (tensors(housing={"data": ["own", 3]}), "wrong_datatype", "'housing': row 1"),
+        (tensors(age={"shape": [2, 2]}), "wrong_shape", "'age': shape [2, 2]"),
+        (tensors(age={"shape": [1, 2, 1]}), "wrong_shape", "'age'"),
+        (tensors(age={"data": [30, 45, 50]}), "wrong_shape", "'age': shape says 2 values, data holds 3"),
+        (tensors(age={"data": [[30], [45, 1]]}), "wrong_shape", "'age'"),
+        (tensors(housing={"shape": [3], "data": ["own"] * 3}), "length_mismatch", "'housing': 3 rows"),
+        (tensors(income={"data": [math.nan, 1.0]}), "non_finite", "'income': row 0 is nan"),
+        (tensors(income={"data": [1.0, math.inf]}), "non_finite", "'income': row 1 is inf"),
+        (tensors(age={"data": [30, 101]}), "out_of_range", "'age': row 1 is 101, above the maximum 100"),
+        (tensors(age={"data": [17, 30]}), "out_of_range", "'age': row 0 is 17, below the minimum 18"),
+        (tensors(income={"data": [-1.0, 1.0]}), "out_of_range", "'income': row 0"),
+        (tensors(housing={"data": ["own", "castle"]}), "unknown_category", "'housing': row 1 is 'castle'"),
+        (tensors(n=0, age={"shape": [0], "data": []}, income={"shape": [0], "data": []},
+                 housing={"shape": [0], "data": []}), "empty_batch", "empty batch"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_naming_the_input(
+    items: list[Tensor], reason: str, needle: str
+) -> None:
+    error = refused(items)
+    assert error.reason == reason
+    assert needle in error.message
+    assert error.http_status == 400
+
+
+def test_batch_over_the_limit_is_refused() -> None:
+    error = refused(tensors(n=4), max_rows=3)
+    assert error.reason == "batch_too_large"
+    assert "4 rows exceed the limit of 3" in error.message
+
+
+def test_numeric_arrays_from_grpc_take_the_same_checks() -> None:
+    error = refused(tensors(income={"data": np.array([1.0, np.nan], dtype=np.float32)}))
+    assert error.reason == "non_finite"
+    assert "'income': row 1" in error.message
