@@ -41,7 +41,10 @@ def render(
     values: Sequence[str] = (),
     values_files: Sequence[Path] = (),
     include_crds: bool = False,
+    json_values: Sequence[str] = (),
 ) -> list[Object]:
+    """`values` go through --set (numbers there are integers or strings, as in Helm);
+    `json_values` through --set-json (floats, lists, objects)."""
     args: list[str | Path] = [
         "template",
         release,
@@ -53,6 +56,8 @@ def render(
     ]
     for value in values:
         args += ["--set", value]
+    for value in json_values:
+        args += ["--set-json", value]
     for path in values_files:
         args += ["--values", path]
     if include_crds:
