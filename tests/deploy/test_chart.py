@@ -132,7 +132,7 @@ def test_non_default_values_reach_every_object() -> None:
     assert container["args"][:2] == ["--namespace=risk-models", "--namespace=risk-models-staging"]
     assert "--all-namespaces" not in container["args"]
     assert "--liveness=http://0.0.0.0:9443/healthz" in container["args"]
-    assert {"--verbose", "--log-format=plain", "--debug"} <= set(container["args"])
+    assert {"--verbose", "--priority=10"} <= set(container["args"])
     assert container["ports"][0]["containerPort"] == 9443
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert (
@@ -203,7 +203,7 @@ def test_every_builtin_object_is_valid_for_kubernetes(
     ("override", "complaint"),
     [
         ("operator.logLevel=debug", "additional properties 'logLevel' not allowed"),
-        ("operator.logFormat=xml", "logFormat"),
+        ("serviceAccount.create=yes", "create"),
         ("image.digest=sha256:nothex", "digest"),
         ("monitoring.prometheusRule.errorRatioThreshold=2", "errorRatioThreshold"),
         ("operator.prometheusUrl=prometheus:9090", "prometheusUrl"),
