@@ -4,14 +4,18 @@ exactly the ClusterRole in manifests/rbac, whose kubeconfig the operator runs wi
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
 
 from tests.support.kube import Kube, load_yaml_documents
 from tests.support.process import REPO_ROOT
+
+if TYPE_CHECKING:
+    from tests.operator.running import Operator
 
 CRD_DIR = REPO_ROOT / "manifests" / "crd"
 RBAC = REPO_ROOT / "manifests" / "rbac" / "operator.yaml"
@@ -23,7 +27,11 @@ def crd_documents() -> list[dict[str, Any]]:
     documents = [
         doc for path in sorted(CRD_DIR.glob("*.yaml")) for doc in load_yaml_documents(path)
     ]
-    return documents + load_yaml_documents(TEST_CRDS)
+    return [
+        doc
+        for doc in documents + load_yaml_documents(TEST_CRDS)
+        if doc.get("kind") == "CustomResourceDefinition"
+    ]
 
 
 @pytest.fixture
@@ -49,6 +57,18 @@ def operator_kubeconfig(crds: Kube) -> Path:
             for subject in document["subjects"]:
                 subject["namespace"] = crds.namespace
             rbac.create_cluster_role_binding(document)
+    # The namespaced twin of manifests/rbac/peering.yaml: the operator runs with --namespace here.
+    client.CustomObjectsApi(crds.api).create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        crds.namespace,
+        "kopfpeerings",
+        {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "KopfPeering",
+            "metadata": {"name": "creditmodel-operator"},
+        },
+    )
     return crds.plane.service_account_kubeconfig(crds.namespace, "creditmodel-operator")
 
 
@@ -59,3 +79,12 @@ def _create_or_replace(create: Any, replace: Any, document: dict[str, Any]) -> N
         if exc.status != 409:
             raise
         replace(document["metadata"]["name"], document)
+
+
+@pytest.fixture
+def operator(crds: Kube, operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Operator]:
+    """The operator running for real in the test namespace, as the RBAC-bound ServiceAccount."""
+    from tests.operator.running import running_operator
+
+    with running_operator(crds, operator_kubeconfig, tmp_path) as running:
+        yield running

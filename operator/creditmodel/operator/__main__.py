@@ -1,10 +1,53 @@
-"""Console entry point `creditmodel-operator`."""
+"""Console entry point `creditmodel-operator`: kopf's run options, then the handlers."""
 
-import sys
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import kopf
+
+from creditmodel.operator import handlers
+from creditmodel.operator.settings import OperatorSettings
 
 
-def main() -> None:
-    sys.exit("creditmodel-operator: not implemented yet (see the operator issue)")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="creditmodel-operator",
+        description="kopf operator for CreditModel: training Jobs, canary rollouts, analysis.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="namespace (or glob); repeatable"
+    )
+    parser.add_argument("--liveness", metavar="URL", help="e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--standalone", action="store_true", help="no peering (only for a single replica)"
+    )
+    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument("--peering", help="peering object name (default: from settings)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.all_namespaces and not args.namespace:
+        parser.error("one of --all-namespaces or --namespace is required")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = OperatorSettings()  # fail fast on a bad environment, before connecting
+    kopf.configure(verbose=args.verbose, quiet=args.quiet)
+    assert handlers.run  # the import registers the handlers with kopf's default registry
+    kopf.run(
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness,
+        standalone=args.standalone,
+        priority=args.priority,
+        peering_name=args.peering or settings.peering_name,
+    )
 
 
 if __name__ == "__main__":

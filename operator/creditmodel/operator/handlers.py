@@ -1,0 +1,229 @@
+"""kopf handlers: thin I/O around the pure state machine (creditmodel.operator.rollout).
+
+One long-lived daemon per CreditModel runs the reconcile loop: read the object, observe what the
+state machine asks for, apply its plan (children, Job, status, Events), sleep until the next
+analysis is due or something wakes it. Spec/annotation changes and child status changes (KServe
+marking an InferenceService Ready, a Job finishing) wake the owner's daemon at once. All progress
+lives in the CreditModel status, so a restarted operator continues where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from creditmodel.operator import analysis, builders, bundles, rollout
+from creditmodel.operator.kube import Kube, KubeError
+from creditmodel.operator.model import ACTION_ANNOTATION, GROUP, PLURAL, VERSION, Spec, Status
+from creditmodel.operator.prometheus import Prometheus
+from creditmodel.operator.settings import OperatorSettings
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+OURS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
+Key = tuple[str, str]
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> Any:
+    """In-cluster ServiceAccount, else $KUBECONFIG: the same credentials kr8s picks up."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = OperatorSettings()
+    for chatty in ("httpx", "httpcore"):  # one line per request even at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Progress and diff-base in our own annotations: the status schema is ours alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.batching.worker_limit = config.workers
+    memo.config = config
+    memo.kube = await Kube.connect(None)
+    memo.prometheus = {}
+    memo.wakers = {}
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    for client in memo.prometheus.values():
+        await client.close()
+
+
+def _wake(memo: kopf.Memo, key: Key) -> None:
+    waker: asyncio.Event | None = memo.wakers.get(key)
+    if waker is not None:
+        waker.set()
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def changed(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A spec, label or annotation change (e.g. the action annotation): reconcile now."""
+    _wake(memo, (namespace or "", name))
+
+
+@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+def child_changed(*, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
+    """KServe or the Job controller moved one of our children: tell its CreditModel."""
+    owner = labels.get(builders.MODEL_LABEL)
+    if owner:
+        _wake(memo, (namespace or "", owner))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
+async def run(
+    *,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    logger: Logger,
+    **_: Any,
+) -> None:
+    namespace = namespace or ""
+    key = (namespace, name)
+    waker = memo.wakers.setdefault(key, asyncio.Event())
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                delay = await reconcile_once(namespace, name, memo, logger)
+            except (KubeError, OSError) as exc:
+                logger.warning(f"reconcile failed, retrying: {exc}")
+                delay = min(memo.config.resync_seconds, 5.0)
+            if delay is None:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout=delay)
+    finally:
+        memo.wakers.pop(key, None)
+
+
+def _view(body: dict[str, Any]) -> rollout.CreditModel:
+    meta = body["metadata"]
+    action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    return rollout.CreditModel(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        generation=meta.get("generation", 1),
+        created_at=meta.get("creationTimestamp") or rollout.timestamp(datetime.now(UTC)),
+        spec=Spec.model_validate(body.get("spec") or {}),
+        status=Status.model_validate(body.get("status") or {}),
+        action=action,
+    )
+
+
+def _prometheus(memo: kopf.Memo, model: rollout.CreditModel) -> Prometheus | None:
+    config: OperatorSettings = memo.config
+    url = model.spec.rollout.analysis.prometheus_url or (
+        str(config.prometheus_url) if config.prometheus_url else None
+    )
+    if url is None:
+        return None
+    client: Prometheus | None = memo.prometheus.get(url)
+    if client is None:
+        client = memo.prometheus[url] = Prometheus(url, config.prometheus_timeout_seconds)
+    return client
+
+
+async def observe(
+    model: rollout.CreditModel, needs: rollout.Needs, memo: kopf.Memo
+) -> rollout.Observations:
+    kube: Kube = memo.kube
+    namespace, status = model.namespace, model.status
+    resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
+    states = await asyncio.gather(
+        *(kube.inferenceservice_ready(namespace, n) for n in needs.inferenceservices)
+    )
+    ready = dict(zip(needs.inferenceservices, states, strict=True))
+    job = await kube.job_state(namespace, needs.job) if needs.job else None
+    trained = None
+    if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
+        trained = await bundles.resolve(status.training.bundle_uri)
+    prometheus = _prometheus(memo, model)
+    result = None
+    if needs.analysis and status.canary and status.stable:
+        _, canary_name = rollout.serving_names(model, status)
+        if canary_name and ready.get(canary_name):
+            result = (
+                await prometheus.analyse(
+                    model.name,
+                    status.canary.version,
+                    status.stable.version,
+                    model.spec.rollout.analysis,
+                )
+                if prometheus
+                else analysis.Result(
+                    "inconclusive",
+                    "no Prometheus configured (spec or CREDITMODEL_OPERATOR_PROMETHEUS_URL)",
+                )
+            )
+    drift = None
+    if needs.drift and prometheus and status.stable:
+        drift = await prometheus.stable_score_psi(model.name, status.stable.version)
+    return rollout.Observations(resolved, ready, job, trained, result, drift)
+
+
+async def reconcile_once(namespace: str, name: str, memo: Any, logger: Logger) -> float | None:
+    """One pass; returns seconds until the next pass, or None when the object is gone."""
+    kube: Kube = memo.kube
+    config: OperatorSettings = memo.config
+    body = await kube.get_creditmodel(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        model = _view(body)
+    except ValidationError as exc:
+        logger.error(f"spec does not match the operator's schema: {exc}")
+        return config.resync_seconds
+    now = datetime.now(UTC)
+    plan = rollout.reconcile(model, await observe(model, rollout.needs(model, now), memo), now)
+    for child in plan.children:
+        outcome = await kube.ensure(child)
+        if outcome != "unchanged":
+            logger.info(f"{child['kind']} {child['metadata']['name']} {outcome}")
+    if plan.job is not None:
+        await kube.ensure(plan.job)
+    removed = await kube.prune_inferenceservices(name, namespace, plan.inferenceservice_names)
+    if removed:
+        logger.info(f"InferenceServices removed: {', '.join(removed)}")
+    patch = merge_patch(body.get("status") or {}, plan.status.dump())
+    if patch:
+        await kube.patch_status(namespace, name, patch)
+    for event in plan.events:
+        kopf.event(
+            kopf.Body(cast(Any, body)), type=event.type, reason=event.reason, message=event.message
+        )
+    if plan.clear_action:
+        await kube.remove_annotation(namespace, name, ACTION_ANNOTATION)
+    settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
+    due = rollout.seconds_until_due(settled, datetime.now(UTC))
+    return min(config.resync_seconds, due) if due is not None else config.resync_seconds
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch turning `old` into `new` (None: nothing to change)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return None if old == new else new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        else:
+            sub = merge_patch(old[key], value)
+            if sub is not None or (value is None and old[key] is not None):
+                patch[key] = sub if isinstance(value, dict) else value
+    return patch or None

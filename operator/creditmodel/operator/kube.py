@@ -1,0 +1,213 @@
+"""Kubernetes I/O for the operator (kr8s): idempotent child writes, reads of what the state machine
+observes, status patches. Every write is create-if-absent then patch-on-drift of our fields only,
+so other controllers' fields (KServe's status, defaults) are left alone."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kr8s
+import kr8s.asyncio
+
+from creditmodel.operator import builders
+from creditmodel.operator.model import GROUP, PLURAL, VERSION
+from creditmodel.operator.rollout import JobState
+
+logger = logging.getLogger(__name__)
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+class KubeError(Exception):
+    """The API server refused or failed a request the operator needs (message has the details)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    base: str
+    version: str
+    plural: str
+
+
+KINDS = {
+    "InferenceService": Kind("/apis/serving.kserve.io", "v1beta1", "inferenceservices"),
+    "HTTPRoute": Kind("/apis/gateway.networking.k8s.io", "v1", "httproutes"),
+    "Job": Kind("/apis/batch", "v1", "jobs"),
+    "CreditModel": Kind(f"/apis/{GROUP}", VERSION, PLURAL),
+}
+
+
+def _subset_differs(desired: Any, actual: Any) -> bool:
+    """True when `actual` does not contain `desired` (extra fields set by others are fine)."""
+    if isinstance(desired, Mapping):
+        if not isinstance(actual, Mapping):
+            return True
+        return any(_subset_differs(value, actual.get(key)) for key, value in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(desired) != len(actual):
+            return True
+        return any(_subset_differs(d, a) for d, a in zip(desired, actual, strict=True))
+    return bool(desired != actual)
+
+
+class Kube:
+    """A thin async client over kr8s's authenticated session."""
+
+    def __init__(self, api: kr8s.asyncio.Api) -> None:
+        self.api = api
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None) -> Kube:
+        return cls(await kr8s.asyncio.api(kubeconfig=kubeconfig))
+
+    async def _call(
+        self,
+        method: str,
+        kind: str,
+        namespace: str,
+        name: str = "",
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        subresource: str = "",
+    ) -> tuple[int, dict[str, Any]]:
+        spec = KINDS[kind]
+        url = "/".join(part for part in (spec.plural, name, subresource) if part)
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["json"] = body
+        if headers:
+            kwargs["headers"] = dict(headers)
+        if query:
+            kwargs["params"] = dict(query)
+        async with self.api.call_api(
+            method,
+            version=spec.version,
+            base=spec.base,
+            namespace=namespace,
+            url=url,
+            raise_for_status=False,
+            **kwargs,
+        ) as response:
+            data: dict[str, Any] = response.json() if response.content else {}
+            return response.status_code, data
+
+    def _fail(self, what: str, status: int, data: dict[str, Any]) -> KubeError:
+        return KubeError(f"{what}: HTTP {status}: {data.get('message', data)}")
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        status, data = await self._call("GET", kind, namespace, name)
+        if status == 404:
+            return None
+        if status != 200:
+            raise self._fail(f"get {kind} {namespace}/{name}", status, data)
+        return data
+
+    async def ensure(self, manifest: dict[str, Any]) -> str:
+        """Create if absent, patch our fields on drift. Returns created, patched or unchanged."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        current = await self.get(kind, namespace, name)
+        if current is None:
+            status, data = await self._call("POST", kind, namespace, body=manifest)
+            if status == 409:  # raced with ourselves (e.g. a Job created just before a restart)
+                return "unchanged"
+            if status not in (200, 201):
+                raise self._fail(f"create {kind} {namespace}/{name}", status, data)
+            return "created"
+        wanted = {
+            "metadata": {key: meta[key] for key in ("labels", "annotations") if key in meta},
+            "spec": manifest.get("spec", {}),
+        }
+        if kind == "Job" or not _subset_differs(wanted, current):
+            return "unchanged"  # a Job's pod template is immutable: never patched
+        status, data = await self._call(
+            "PATCH", kind, namespace, name, body=wanted, headers=MERGE_PATCH
+        )
+        if status != 200:
+            raise self._fail(f"patch {kind} {namespace}/{name}", status, data)
+        return "patched"
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        status, data = await self._call(
+            "DELETE", kind, namespace, name, body={"propagationPolicy": "Background"}
+        )
+        if status not in (200, 202, 404):
+            raise self._fail(f"delete {kind} {namespace}/{name}", status, data)
+
+    async def prune_inferenceservices(
+        self, owner: str, namespace: str, keep: set[str]
+    ) -> list[str]:
+        """Delete this CreditModel's InferenceServices that are no longer desired (old stable after
+        promotion, canary after rollback), found by label so a crash between writes leaks none."""
+        selector = (
+            f"{builders.MODEL_LABEL}={owner},app.kubernetes.io/managed-by={builders.MANAGED_BY}"
+        )
+        status, data = await self._call(
+            "GET", "InferenceService", namespace, query={"labelSelector": selector}
+        )
+        if status != 200:
+            raise self._fail(f"list InferenceServices in {namespace}", status, data)
+        removed = []
+        for item in data.get("items", []):
+            name = item["metadata"]["name"]
+            if name not in keep:
+                await self.delete("InferenceService", namespace, name)
+                removed.append(name)
+        return removed
+
+    async def inferenceservice_ready(self, namespace: str, name: str) -> bool:
+        isvc = await self.get("InferenceService", namespace, name)
+        if isvc is None:
+            return False
+        conditions = isvc.get("status", {}).get("conditions", [])
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+    async def job_state(self, namespace: str, name: str) -> JobState:
+        job = await self.get("Job", namespace, name)
+        if job is None:
+            return JobState("Missing", "JobMissing", f"training Job {name} no longer exists")
+        for condition in job.get("status", {}).get("conditions", []):
+            if condition.get("status") != "True":
+                continue
+            if condition.get("type") in ("Complete", "SuccessCriteriaMet"):
+                return JobState("Succeeded")
+            if condition.get("type") in ("Failed", "FailureTarget"):
+                return JobState(
+                    "Failed",
+                    condition.get("reason") or "JobFailed",
+                    condition.get("message") or f"training Job {name} failed",
+                )
+        return JobState("Active")
+
+    async def get_creditmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.get("CreditModel", namespace, name)
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        code, data = await self._call(
+            "PATCH",
+            "CreditModel",
+            namespace,
+            name,
+            body={"status": status},
+            headers=MERGE_PATCH,
+            subresource="status",
+        )
+        if code != 200:
+            raise self._fail(f"patch status of CreditModel {namespace}/{name}", code, data)
+
+    async def remove_annotation(self, namespace: str, name: str, key: str) -> None:
+        code, data = await self._call(
+            "PATCH",
+            "CreditModel",
+            namespace,
+            name,
+            body={"metadata": {"annotations": {key: None}}},
+            headers=MERGE_PATCH,
+        )
+        if code != 200:
+            raise self._fail(
+                f"remove annotation {key} of CreditModel {namespace}/{name}", code, data
+            )

@@ -1,0 +1,80 @@
+"""Prometheus HTTP API adapter: runs the analysis queries and returns numbers for the pure maths.
+Prometheus being down or slow makes a check inconclusive (never passed, never failed)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import httpx
+
+from creditmodel.operator import analysis
+from creditmodel.operator.model import AnalysisSpec
+
+
+class PrometheusError(Exception):
+    """The Prometheus HTTP API could not answer a query."""
+
+
+class Prometheus:
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.client = httpx.AsyncClient(timeout=timeout)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        try:
+            response = await self.client.get(f"{self.url}/api/v1/query", params={"query": expr})
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise PrometheusError(f"{self.url}: {exc.__class__.__name__}: {exc}") from None
+        if response.status_code != 200 or body.get("status") != "success":
+            raise PrometheusError(f"{self.url}: {body.get('error', response.status_code)}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def scalar(self, expr: str) -> float | None:
+        samples = await self.query(expr)
+        return float(samples[0]["value"][1]) if samples else None
+
+    async def buckets(self, expr: str) -> dict[float, float]:
+        samples = await self.query(expr)
+        return {_bound(s["metric"].get("le", "+Inf")): float(s["value"][1]) for s in samples}
+
+    async def measure(
+        self, model: str, canary: str, stable: str, spec: AnalysisSpec
+    ) -> analysis.Measurements:
+        queries = analysis.Queries.build(model, canary, stable, spec.window_seconds)
+        requests, successes, p99, canary_scores, stable_scores = await asyncio.gather(
+            self.scalar(queries.requests),
+            self.scalar(queries.successes),
+            self.scalar(queries.p99_latency),
+            self.buckets(queries.canary_scores),
+            self.buckets(queries.stable_scores),
+        )
+        return analysis.Measurements(requests, successes, p99, canary_scores, stable_scores)
+
+    async def analyse(
+        self, model: str, canary: str, stable: str, spec: AnalysisSpec
+    ) -> analysis.Result:
+        try:
+            measured = await self.measure(model, canary, stable, spec)
+        except PrometheusError as exc:
+            return analysis.Result("inconclusive", f"Prometheus unavailable: {exc}")
+        return analysis.evaluate(measured, spec)
+
+    async def stable_score_psi(self, model: str, stable: str) -> float | None:
+        try:
+            value = await self.scalar(
+                analysis.Queries.build(model, stable, stable, 60).stable_score_psi
+            )
+        except PrometheusError:
+            return None
+        return None if value is None or math.isnan(value) else value
+
+
+def _bound(text: str) -> float:
+    return math.inf if text in ("+Inf", "Inf") else float(text)

@@ -1,0 +1,462 @@
+"""The rollout state machine, transition by transition (pure: no cluster, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from creditmodel.operator import analysis, builders
+from creditmodel.operator.rollout import (
+    CreditModel,
+    JobState,
+    Observations,
+    Plan,
+    Resolved,
+    needs,
+    reconcile,
+    seconds_until_due,
+)
+from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, after, model, spec
+
+pytestmark = pytest.mark.unit
+
+PASSED = analysis.Result("passed", "all good")
+FAILED = analysis.Result("failed", "success rate 0.5 (min 0.99)")
+INCONCLUSIVE = analysis.Result("inconclusive", "3 canary requests")
+V1_NAME = builders.isvc_name("german", BUNDLE_V1)
+V2_NAME = builders.isvc_name("german", BUNDLE_V2)
+
+
+def condition(plan: Plan, kind: str) -> tuple[str, str]:
+    found = plan.status.condition(kind)
+    assert found is not None
+    return found.status, found.reason
+
+
+def serving_v1() -> CreditModel:
+    """A model whose v1 is stable and Ready."""
+    first = model()
+    plan = reconcile(first, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0)
+    current = advance(first, plan)
+    plan = reconcile(current, Observations(ready={V1_NAME: True}), T0)
+    return advance(current, plan)
+
+
+def canary_v2() -> CreditModel:
+    """v1 stable, v2 just started as canary at step 0 (10%)."""
+    current = serving_v1()
+    current = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": BUNDLE_V2}))
+    plan = reconcile(
+        current, Observations(spec_bundle=Resolved(BUNDLE_V2, "v2"), ready={V1_NAME: True}), T0
+    )
+    return advance(current, plan)
+
+
+def check(current: CreditModel, result: analysis.Result | None, at: float) -> Plan:
+    ready = {V1_NAME: True, V2_NAME: result is not None}
+    return reconcile(current, Observations(ready=ready, analysis=result), after(at))
+
+
+# --- first deployment ------------------------------------------------------------------------------
+
+
+def test_new_object_asks_to_resolve_its_bundle() -> None:
+    assert needs(model(), T0).resolve_bundle == BUNDLE_V1
+
+
+def test_first_version_goes_straight_to_stable_with_isvc_and_route() -> None:
+    plan = reconcile(model(), Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0)
+    assert plan.status.stable is not None
+    assert plan.status.stable.version == "v1"
+    assert plan.status.canary is None
+    assert [c["kind"] for c in plan.children] == ["InferenceService", "HTTPRoute"]
+    assert condition(plan, "Ready") == ("False", "Deploying")
+    assert condition(plan, "Progressing") == ("True", "Deploying")
+    assert plan.status.phase == "Progressing"
+    assert [e.reason for e in plan.events] == ["NewVersion", "Deploying"]
+
+
+def test_ready_once_the_stable_isvc_is_ready() -> None:
+    current = serving_v1()
+    assert current.status.phase == "Ready"
+    ready = current.status.condition("Ready")
+    assert ready is not None
+    assert ready.status == "True"
+    assert ready.message == "v1 serves 100% of traffic"
+    assert ready.observed_generation == 1
+    assert current.status.observed_generation == 1
+
+
+def test_condition_transition_time_only_moves_on_status_change() -> None:
+    current = serving_v1()
+    plan = reconcile(current, Observations(ready={V1_NAME: True}), after(600))
+    before, later = current.status.condition("Ready"), plan.status.condition("Ready")
+    assert before is not None
+    assert later is not None
+    assert later.last_transition_time == before.last_transition_time
+    plan = reconcile(current, Observations(ready={V1_NAME: False}), after(600))
+    moved = plan.status.condition("Ready")
+    assert moved is not None
+    assert moved.last_transition_time == "2026-01-01T12:10:00Z"
+
+
+def test_unreadable_bundle_is_degraded_and_serves_nothing_new() -> None:
+    plan = reconcile(
+        model(), Observations(spec_bundle=Resolved(BUNDLE_V1, error="no manifest.json")), T0
+    )
+    assert plan.status.stable is None
+    assert plan.children == []
+    assert condition(plan, "Degraded") == ("True", "BundleUnavailable")
+    assert (
+        "no manifest.json" in (plan.status.condition("Degraded") or pytest.fail("missing")).message
+    )
+    assert plan.status.phase == "Degraded"
+
+
+def test_bundle_with_failed_gates_is_refused() -> None:
+    plan = reconcile(
+        model(), Observations(spec_bundle=Resolved(BUNDLE_V1, "v1", gates_passed=False)), T0
+    )
+    assert plan.status.stable is None
+    assert condition(plan, "Degraded") == ("True", "BundleUnavailable")
+
+
+def test_adopted_bundle_is_not_resolved_again() -> None:
+    assert needs(serving_v1(), T0).resolve_bundle is None
+
+
+# --- canary -----------------------------------------------------------------------------------------
+
+
+def test_changed_bundle_starts_a_canary_at_step_one() -> None:
+    current = canary_v2()
+    canary = current.status.canary
+    assert canary is not None
+    assert (canary.version, canary.step) == ("v2", 0)
+    assert current.status.canary_weight == 10
+    assert current.status.phase == "Progressing"
+    plan = reconcile(current, Observations(ready={V1_NAME: True}), T0)
+    route = plan.children[-1]
+    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [90, 10]
+    assert plan.inferenceservice_names == {V1_NAME, V2_NAME}
+    assert condition(plan, "Ready") == ("True", "Serving")
+    assert condition(plan, "Progressing") == ("True", "CanaryAnalysis")
+
+
+def test_no_analysis_before_the_interval() -> None:
+    current = canary_v2()
+    assert not needs(current, after(59)).analysis
+    assert needs(current, after(60)).analysis
+    assert seconds_until_due(current, after(45)) == 15
+    plan = check(current, PASSED, 30)
+    assert plan.status.canary == current.status.canary
+
+
+def test_passed_check_advances_a_step() -> None:
+    plan = check(canary_v2(), PASSED, 60)
+    assert plan.status.canary is not None
+    assert plan.status.canary.step == 1
+    assert plan.status.canary_weight == 50
+    assert plan.status.canary.last_check_at == "2026-01-01T12:01:00Z"
+    assert [e.reason for e in plan.events] == ["CanaryAdvanced"]
+
+
+def test_passing_the_last_step_promotes_and_removes_the_old_stable() -> None:
+    current = canary_v2()
+    current = advance(current, check(current, PASSED, 60))
+    plan = check(current, PASSED, 120)
+    assert plan.status.stable is not None
+    assert plan.status.stable.version == "v2"
+    assert plan.status.canary is None
+    assert plan.status.canary_weight == 0
+    assert plan.inferenceservice_names == {V2_NAME}
+    assert [e.reason for e in plan.events] == ["Promoted"]
+    assert condition(plan, "Progressing") == ("False", "Stable")
+
+
+def test_inconclusive_check_neither_advances_nor_counts() -> None:
+    plan = check(canary_v2(), INCONCLUSIVE, 60)
+    canary = plan.status.canary
+    assert canary is not None
+    assert (canary.step, canary.failed_checks) == (0, 0)
+    assert canary.last_analysis is not None
+    assert canary.last_analysis.verdict == "inconclusive"
+    assert plan.status.canary_weight == 10
+
+
+def test_failed_checks_roll_back_at_the_limit() -> None:
+    current = canary_v2()
+    plan = check(current, FAILED, 60)
+    assert plan.status.canary is not None
+    assert plan.status.canary.failed_checks == 1
+    assert [e.type for e in plan.events] == ["Warning"]
+    current = advance(current, plan)
+    plan = check(current, FAILED, 120)
+    assert plan.status.canary is None
+    assert plan.status.canary_weight == 0
+    assert plan.status.stable is not None
+    assert plan.status.stable.version == "v1"
+    assert plan.status.rejected is not None
+    assert plan.status.rejected.version == "v2"
+    assert plan.inferenceservice_names == {V1_NAME}
+    assert condition(plan, "Degraded") == ("True", "RolledBack")
+    assert condition(plan, "Ready") == ("True", "Serving")
+    assert plan.status.phase == "Degraded"
+    assert "AnalysisFailed: 2/2 checks failed" in (plan.status.rejected.reason)
+
+
+def test_rolled_back_version_is_not_retried_until_the_spec_changes() -> None:
+    current = canary_v2()
+    current = advance(current, check(current, FAILED, 60))
+    current = advance(current, check(current, FAILED, 120))
+    plan = reconcile(current, Observations(ready={V1_NAME: True}), after(180))
+    assert plan.status.canary is None
+    assert condition(plan, "Degraded") == ("True", "RolledBack")
+    # back to v1 in the spec: nothing to roll out, no longer degraded
+    current = advance(current, plan, spec=spec())
+    plan = reconcile(
+        current, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1"), ready={V1_NAME: True}), T0
+    )
+    assert condition(plan, "Degraded") == ("False", "AsExpected")
+
+
+def test_canary_not_ready_at_check_time_counts_as_failed() -> None:
+    plan = check(canary_v2(), None, 60)
+    assert plan.status.canary is not None
+    assert plan.status.canary.failed_checks == 1
+    assert "not Ready" in (plan.status.canary.last_analysis or pytest.fail("missing")).message
+
+
+def test_paused_canary_holds_its_weight() -> None:
+    current = canary_v2()
+    paused = spec(
+        model={"bundleURI": BUNDLE_V2}, rollout={"gateway": {"name": "gw"}, "paused": True}
+    )
+    current = advance(current, Plan(current.status, []), spec=paused)
+    assert not needs(current, after(600)).analysis
+    assert seconds_until_due(current, after(600)) is None
+    plan = check(current, FAILED, 600)
+    assert plan.status.canary == current.status.canary
+    assert condition(plan, "Progressing") == ("True", "Paused")
+
+
+@pytest.mark.parametrize(("action", "stable"), [("promote", "v2"), ("abort", "v1")])
+def test_manual_action_promotes_or_aborts(action: str, stable: str) -> None:
+    current = canary_v2()
+    current = advance(current, Plan(current.status, []), action=action)
+    assert not needs(current, after(600)).analysis
+    plan = reconcile(current, Observations(ready={V1_NAME: True, V2_NAME: True}), after(5))
+    assert plan.status.canary is None
+    assert plan.status.stable is not None
+    assert plan.status.stable.version == stable
+    assert plan.clear_action
+
+
+def test_unknown_action_is_ignored() -> None:
+    current = canary_v2()
+    current = advance(current, Plan(current.status, []), action="yolo")
+    plan = reconcile(current, Observations(ready={V1_NAME: True}), after(5))
+    assert plan.status.canary is not None
+    assert not plan.clear_action
+
+
+def test_new_bundle_during_a_canary_replaces_it() -> None:
+    current = canary_v2()
+    current = advance(current, check(current, PASSED, 60))
+    v3 = "s3://bundles/german/v3"
+    current = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": v3}))
+    plan = reconcile(current, Observations(spec_bundle=Resolved(v3, "v3")), after(70))
+    canary = plan.status.canary
+    assert canary is not None
+    assert (canary.version, canary.step) == ("v3", 0)
+    assert plan.status.canary_weight == 10
+    assert builders.isvc_name("german", BUNDLE_V2) not in plan.inferenceservice_names
+    assert "replaces canary v2" in plan.events[-1].message
+
+
+def test_reverting_the_spec_to_the_stable_cancels_the_canary() -> None:
+    current = canary_v2()
+    current = advance(current, Plan(current.status, []), spec=spec())
+    plan = reconcile(current, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), after(5))
+    assert plan.status.canary is None
+    assert "CanaryCancelled" in [e.reason for e in plan.events]
+
+
+def test_restart_continues_from_status_alone() -> None:
+    """A fresh operator sees only the stored status: the same step comes out."""
+    current = canary_v2()
+    current = advance(current, check(current, PASSED, 60))
+    stored = current.status.model_validate(current.status.dump())
+    resumed = advance(current, Plan(stored, []))
+    assert check(resumed, PASSED, 120).status.dump() == check(current, PASSED, 120).status.dump()
+
+
+def test_knative_router_drives_one_isvc_through_canary_traffic_percent() -> None:
+    knative = {"router": "knative", "steps": [20, 60]}
+    current = model(spec(rollout=knative))
+    current = advance(current, reconcile(current, Observations(Resolved(BUNDLE_V1, "v1")), T0))
+    current = advance(
+        current,
+        Plan(current.status, []),
+        spec=spec(model={"bundleURI": BUNDLE_V2}, rollout=knative),
+    )
+    plan = reconcile(current, Observations(Resolved(BUNDLE_V2, "v2"), ready={"german": True}), T0)
+    (isvc,) = plan.children
+    assert isvc["metadata"]["name"] == "german"
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert BUNDLE_V2 in isvc["spec"]["predictor"]["containers"][0]["args"]
+    assert needs(advance(current, plan), T0).inferenceservices == ("german",)
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+TRAINING = {
+    "dataURI": "s3://data/german.csv",
+    "target": "risk",
+    "positiveLabel": "bad",
+    "outputURI": "s3://bundles/german",
+}
+
+
+def trained_model(**training: object) -> CreditModel:
+    return model(spec(model={}, training={**TRAINING, **training}))
+
+
+def test_training_only_model_starts_a_job_initially() -> None:
+    plan = reconcile(trained_model(), Observations(), T0)
+    assert plan.job is not None
+    assert plan.job["metadata"]["name"] == "german-train-1"
+    training = plan.status.training
+    assert training.job_name == "german-train-1"
+    assert training.reason == "Initial"
+    assert training.bundle_uri == f"s3://bundles/german/{training.version}"
+    assert condition(plan, "Training") == ("True", "Running")
+    assert plan.status.phase == "Training"
+
+
+def test_never_two_training_jobs_at_once() -> None:
+    current = trained_model(scheduleSeconds=60)
+    current = advance(current, reconcile(current, Observations(), T0))
+    assert needs(current, T0).job == "german-train-1"
+    plan = reconcile(current, Observations(job=JobState("Active")), after(3600))
+    assert plan.job is None
+    assert plan.status.training.job_name == "german-train-1"
+
+
+def test_successful_training_becomes_desired_and_is_deployed() -> None:
+    current = trained_model()
+    current = advance(current, reconcile(current, Observations(), T0))
+    uri = current.status.training.bundle_uri
+    assert uri is not None
+    plan = reconcile(
+        current,
+        Observations(job=JobState("Succeeded"), trained=Resolved(uri, "v-trained")),
+        after(120),
+    )
+    assert plan.status.training.job_name is None
+    last = plan.status.training.last_result
+    assert last is not None
+    assert (last.result, last.version) == ("Succeeded", "v-trained")
+    assert plan.status.stable is not None
+    assert plan.status.stable.bundle_uri == uri
+    assert condition(plan, "Training") == ("False", "Succeeded")
+    assert "TrainingSucceeded" in [e.reason for e in plan.events]
+
+
+def test_training_on_a_serving_model_starts_a_canary() -> None:
+    current = serving_v1()
+    current = advance(
+        current, Plan(current.status, []), spec=spec(training={**TRAINING, "scheduleSeconds": 3600})
+    )
+    plan = reconcile(current, Observations(ready={V1_NAME: True}), after(3600))
+    assert plan.status.training.reason == "Schedule"
+    current = advance(current, plan)
+    uri = current.status.training.bundle_uri or ""
+    plan = reconcile(
+        current,
+        Observations(job=JobState("Succeeded"), trained=Resolved(uri, "v2"), ready={V1_NAME: True}),
+        after(3700),
+    )
+    assert plan.status.canary is not None
+    assert plan.status.canary.bundle_uri == uri
+    # the unchanged spec bundle never overrides the trained one
+    assert needs(advance(current, plan), after(3700)).resolve_bundle is None
+
+
+def test_failed_job_is_recorded_and_stable_keeps_serving() -> None:
+    current = serving_v1()
+    current = advance(
+        current, Plan(current.status, []), spec=spec(training={**TRAINING, "scheduleSeconds": 60})
+    )
+    current = advance(current, reconcile(current, Observations(ready={V1_NAME: True}), after(60)))
+    plan = reconcile(
+        current,
+        Observations(
+            job=JobState("Failed", "BackoffLimitExceeded", "Job has reached the backoff limit"),
+            ready={V1_NAME: True},
+        ),
+        after(90),
+    )
+    last = plan.status.training.last_result
+    assert last is not None
+    assert (last.result, last.reason) == ("Failed", "BackoffLimitExceeded")
+    assert condition(plan, "Training") == ("False", "Failed")
+    assert condition(plan, "Ready") == ("True", "Serving")
+    assert condition(plan, "Degraded") == ("False", "AsExpected")
+    assert plan.job is None  # the schedule restarts from the failure
+    assert plan.events[-1].type == "Warning"
+
+
+def test_failed_initial_training_is_degraded_and_not_retried_in_a_loop() -> None:
+    current = trained_model()
+    current = advance(current, reconcile(current, Observations(), T0))
+    plan = reconcile(current, Observations(job=JobState("Missing")), after(10))
+    assert condition(plan, "Degraded") == ("True", "TrainingFailed")
+    assert plan.status.training.last_result is not None
+    assert plan.status.training.last_result.reason == "JobMissing"
+    again = reconcile(advance(current, plan), Observations(), after(20))
+    assert again.job is None
+
+
+def test_trained_bundle_failing_gates_is_not_rolled_out() -> None:
+    current = trained_model()
+    current = advance(current, reconcile(current, Observations(), T0))
+    uri = current.status.training.bundle_uri or ""
+    plan = reconcile(
+        current,
+        Observations(job=JobState("Succeeded"), trained=Resolved(uri, "vx", gates_passed=False)),
+        after(60),
+    )
+    assert plan.status.desired is None
+    assert plan.status.stable is None
+    assert condition(plan, "Training") == ("False", "GatesFailed")
+
+
+def test_unreadable_trained_bundle_fails_the_run() -> None:
+    current = trained_model()
+    current = advance(current, reconcile(current, Observations(), T0))
+    plan = reconcile(
+        current,
+        Observations(job=JobState("Succeeded"), trained=Resolved("x", error="checksum mismatch")),
+        after(60),
+    )
+    last = plan.status.training.last_result
+    assert last is not None
+    assert last.reason == "BundleUnreadable"
+    assert "checksum mismatch" in last.message
+
+
+def test_drift_retrains_once_per_stable_version() -> None:
+    current = serving_v1()
+    drift_spec = spec(training={**TRAINING, "retrainOnScorePSI": 0.25})
+    current = advance(current, Plan(current.status, []), spec=drift_spec)
+    assert needs(current, T0).drift
+    calm = reconcile(current, Observations(ready={V1_NAME: True}, stable_score_psi=0.1), T0)
+    assert calm.job is None
+    plan = reconcile(current, Observations(ready={V1_NAME: True}, stable_score_psi=0.4), T0)
+    assert plan.status.training.reason == "Drift"
+    assert plan.status.training.drift_retrained_for == "v1"
+    assert "live score PSI 0.400" in plan.events[-1].message
+    current = advance(current, plan)
+    done = reconcile(current, Observations(job=JobState("Failed")), after(60))
+    current = advance(current, done)
+    assert not needs(current, after(60)).drift
