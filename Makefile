@@ -70,6 +70,12 @@ test-e2e: install ## Run the kind end-to-end tests (need Docker; skip with the r
 bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, table on stdout.
 	$(PY) -m tests.bench
 
+##@ Models
+
+.PHONY: reference-bundle
+reference-bundle: install ## Rebuild the reference bundle models/german-credit from the bundled German Credit data.
+	$(PY) -m creditmodel.training.reference_bundle models/german-credit
+
 ##@ Deployment
 
 # Images: one per component, built from the repository root (see <component>/Dockerfile).

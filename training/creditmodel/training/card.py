@@ -30,7 +30,7 @@ class CardInputs:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return lines
 
 
@@ -132,7 +132,11 @@ def render(c: CardInputs) -> str:
     )
     lines += [
         "",
-        "### Export and quantization (evaluation rows)",
+        "### Export and quantization",
+        "",
+        "Measured on the evaluation rows, which the final model was fitted on: these AUCs are"
+        " in-sample and only compare the three implementations; the cross-validated AUC above is"
+        " the estimate of performance on new applicants.",
         "",
         f"- fp32 ONNX vs scikit-learn: max |dp| {m['onnx_max_abs_dp']:.2e}",
         f"- AUC fp32 {m['auc_fp32']:.4f}, INT8 {m['auc_int8']:.4f} (drop {m['int8_auc_drop']:.4f});"
@@ -191,9 +195,11 @@ def render(c: CardInputs) -> str:
         "",
         "## Lineage",
         "",
-        f"- Code: {c.lineage.code_version}; seed {c.lineage.seed}",
         f"- Data: `{c.lineage.data_uri}`, sha256 `{c.lineage.data_sha256}`, {c.lineage.rows:,} rows",
-        "- Parameters: see `manifest.json` (`lineage.params`).",
+        f"- Seed: {c.lineage.seed}",
+        # The code version (git commit) is in manifest.json only: the card, like the model
+        # files, must not change when unrelated code is committed.
+        "- Code version, library versions and every parameter: `manifest.json` (`lineage`).",
         "",
     ]
     return "\n".join(lines)

@@ -54,15 +54,15 @@ def _labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, st
         column = column.astype(np.int64)
     values = column.astype(str)
     classes = sorted(values.unique())
+    if len(classes) == 1:
+        raise BadInputError(
+            f"target column {target!r} has a single class ({classes[0]!r}); training needs both"
+            f" positive ({config.positive_label!r}) and negative rows"
+        )
     if config.positive_label not in classes:
         raise BadInputError(
             f"positive label {config.positive_label!r} does not occur in target column"
             f" {target!r} (its values are {', '.join(map(repr, classes[:10]))})"
-        )
-    if len(classes) == 1:
-        raise BadInputError(
-            f"target column {target!r} has a single class ({classes[0]!r}); training needs both"
-            " positive and negative rows"
         )
     if len(classes) > 2:
         raise BadInputError(

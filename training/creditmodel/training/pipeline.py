@@ -113,6 +113,17 @@ def code_version() -> str:
     return f"{version}+g{commit}" if commit else version
 
 
+def library_versions() -> dict[str, str]:
+    names = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
 def frame_sha256(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
@@ -295,6 +306,8 @@ def build(
                 "int8_fp32_layers": list(int8.fp32_layers),
                 "int8_quantized_layers": list(int8.quantized_layers),
             },
+            # Byte-identical model files need the same versions of these, too.
+            "libraries": library_versions(),
             "train_seconds": round(time.perf_counter() - started, 3),
         },
     )

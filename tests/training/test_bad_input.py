@@ -1,0 +1,127 @@
+"""Bad input through the library API: a BadInputError naming the column or file and the problem,
+raised before any training, with nothing published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from creditmodel.training import pipeline, synthetic
+from creditmodel.training.errors import BadInputError
+from tests.training.conftest import quick_config
+
+pytestmark = pytest.mark.unit
+
+
+def _frame(rows: int = 200) -> pd.DataFrame:
+    return synthetic.generate(rows, seed=3)
+
+
+def _expect(tmp_path: Path, frame: pd.DataFrame | None, match: str, **overrides: object) -> None:
+    output = tmp_path / "bundle"
+    with pytest.raises(BadInputError, match=match):
+        pipeline.train(quick_config(output, **overrides), frame)
+    assert not output.exists() or not any(output.iterdir()), "something was published"
+
+
+def test_missing_target_column(tmp_path: Path) -> None:
+    _expect(
+        tmp_path,
+        _frame().drop(columns="default"),
+        r"target column 'default' not found; the data has columns age, ",
+    )
+
+
+def test_target_with_one_class(tmp_path: Path) -> None:
+    _expect(
+        tmp_path, _frame().assign(default=0), r"target column 'default' has a single class \('0'\)"
+    )
+
+
+def test_positive_label_absent(tmp_path: Path) -> None:
+    _expect(
+        tmp_path,
+        _frame(),
+        r"positive label 'yes' does not occur in target column 'default'",
+        positive_label="yes",
+    )
+
+
+def test_header_only_data(tmp_path: Path) -> None:
+    _expect(tmp_path, _frame().iloc[:0], r"header but no rows")
+
+
+def test_non_numeric_text_in_a_numeric_column(tmp_path: Path) -> None:
+    frame = _frame().astype({"annual_income": object})
+    frame.loc[41, "annual_income"] = "forty thousand"
+    _expect(
+        tmp_path,
+        frame,
+        r"column 'annual_income' is numeric but row 42 has the non-numeric value 'forty thousand'",
+    )
+
+
+def test_missing_values(tmp_path: Path) -> None:
+    frame = _frame()
+    frame.loc[[5, 9], "age"] = None
+    _expect(tmp_path, frame, r"column 'age': 2 missing value\(s\), first at row 6")
+
+
+def test_value_outside_a_declared_range(tmp_path: Path) -> None:
+    frame = _frame()
+    frame.loc[7, "age"] = 7
+    _expect(
+        tmp_path,
+        frame,
+        r"column 'age': row 8 has 7, outside the declared minimum 18",
+        features=[{"name": "age", "minimum": 18}],
+    )
+
+
+def test_identifier_like_categorical_column(tmp_path: Path) -> None:
+    frame = _frame().assign(applicant_id=[f"A{i:05d}" for i in range(200)])
+    _expect(tmp_path, frame, r"column 'applicant_id': 200 distinct values")
+
+
+def test_too_few_rows_for_cross_validation(tmp_path: Path) -> None:
+    frame = _frame(40)
+    frame["default"] = [1] * 4 + [0] * 36
+    _expect(
+        tmp_path,
+        frame,
+        r"too few rows for 3-fold cross-validation: 40 rows, the minority class has 4; need at least 6",
+    )
+
+
+def test_unknown_audit_column(tmp_path: Path) -> None:
+    _expect(tmp_path, _frame(), r"audit_only names column\(s\) \['sex'\]", audit_only=["sex"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("empty.csv", b"", r"data file .*empty\.csv: is empty"),
+        ("blank.csv", b"\n\n  \n", r"data file .*blank\.csv: is empty"),
+        ("binary.csv", b"\xff\xfe\x00\x81garbage\x00", r"data file .*binary\.csv: not UTF-8 text"),
+        (
+            "broken.parquet",
+            b"PAR1 this is not parquet",
+            r"data file .*broken\.parquet: not a readable Parquet file",
+        ),
+        ("ragged.csv", b'a,b\n1,2\n3,"4\n', r"data file .*ragged\.csv: not a readable CSV file"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, name: str, content: bytes, match: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    _expect(tmp_path, None, match, data=str(path))
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    _expect(
+        tmp_path, None, r"data file .*nope\.csv: does not exist", data=str(tmp_path / "nope.csv")
+    )
+    (tmp_path / "dir.csv").mkdir()
+    _expect(tmp_path, None, r"data file .*dir\.csv: is a directory", data=str(tmp_path / "dir.csv"))

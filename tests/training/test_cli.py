@@ -1,0 +1,151 @@
+"""`creditmodel-train` as a Job runs it: a real process, exit codes, one JSON document on stdout,
+progress on stderr, never a traceback for bad input, nothing published unless everything passed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from creditmodel.core import bundle
+from creditmodel.training import synthetic
+
+pytestmark = pytest.mark.integration
+
+QUICK = ["--hidden-units", "16", "--alphas", "3", "--folds", "3", "--max-iter", "200"]
+
+
+def train(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    process = subprocess.run(
+        [sys.executable, "-m", "creditmodel.training", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert process.stdout.count("\n{") == 0, "stdout must hold exactly one JSON document"
+    return process.returncode, json.loads(process.stdout), process.stderr
+
+
+def base_args(data: Path | str, output: Path | str, target: str = "default") -> list[str]:
+    return [
+        "--data", str(data), "--target", target, "--positive-label", "1",
+        "--model-name", "demo", "--output", str(output), *QUICK,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "applicants.csv"
+    synthetic.generate(1_500, seed=5).to_csv(path, index=False)
+    return path
+
+
+def test_trains_and_publishes_with_a_json_summary(tmp_path: Path, csv: Path) -> None:
+    output = tmp_path / "bundle"
+    code, summary, stderr = train(*base_args(csv, output))
+    assert code == 0, stderr
+    assert summary["published"] is True
+    assert summary["gates_passed"] is True
+    assert summary["data"]["rows"] == 1_500
+    assert "search: best" in stderr
+    loaded = bundle.load_bundle(str(output))
+    assert loaded.manifest.version == summary["version"]
+    # default version: UTC timestamp + data hash
+    assert summary["version"].endswith(loaded.manifest.lineage.data_sha256[:12])
+    assert {name: e.sha256 for name, e in loaded.manifest.files.items()} == summary["files"]
+
+
+def test_parquet_input(tmp_path: Path) -> None:
+    path = tmp_path / "applicants.parquet"
+    synthetic.generate(1_500, seed=5).to_parquet(path)
+    code, summary, stderr = train(*base_args(path, tmp_path / "bundle"), "--version", "p1")
+    assert code == 0, stderr
+    assert summary["version"] == "p1"
+
+
+def test_bad_input_exits_2_naming_the_problem(tmp_path: Path, csv: Path) -> None:
+    output = tmp_path / "bundle"
+    code, summary, stderr = train(*base_args(csv, output, target="missing"))
+    assert code == 2
+    assert summary["kind"] == "bad_input"
+    assert "target column 'missing' not found" in summary["error"]
+    assert "Traceback" not in stderr
+    assert not output.exists()
+
+
+def test_invalid_argument_exits_2(tmp_path: Path, csv: Path) -> None:
+    code, summary, _ = train(*base_args(csv, tmp_path / "b"), "--model-name", "Not_A_DNS_Name")
+    assert code == 2
+    assert summary["error"].startswith("invalid argument model_name:")
+
+
+def test_failed_gate_exits_3_and_publishes_nothing(tmp_path: Path, csv: Path) -> None:
+    output = tmp_path / "bundle"
+    code, summary, stderr = train(*base_args(csv, output), "--max-brier", "0.001")
+    assert code == 3, stderr
+    assert summary["published"] is False
+    failed = [g["name"] for g in summary["gates"] if not g["passed"]]
+    assert failed == ["calibration_brier"]
+    assert not output.exists()
+
+
+def test_gates_not_enforced_publish_with_the_failure_recorded(tmp_path: Path, csv: Path) -> None:
+    output = tmp_path / "bundle"
+    code, _, stderr = train(*base_args(csv, output), "--max-brier", "0.001", "--no-enforce-gates")
+    assert code == 0, stderr
+    manifest = bundle.load_bundle(str(output)).manifest
+    assert not manifest.gates_passed
+
+
+def test_existing_bundle_is_never_overwritten_exit_4(tmp_path: Path, csv: Path) -> None:
+    output = tmp_path / "bundle"
+    assert train(*base_args(csv, output), "--version", "a")[0] == 0
+    before = (output / bundle.MANIFEST).read_bytes()
+    code, summary, _ = train(*base_args(csv, output), "--version", "b")
+    assert code == 4
+    assert "already published" in summary["error"]
+    assert (output / bundle.MANIFEST).read_bytes() == before
+
+
+CRASH_MIDWAY = """
+import os, sys
+from creditmodel.core import storage
+from creditmodel.training import cli
+
+written = []
+original = storage.LocalStore.write_bytes
+
+def write_then_die(self, name, data):
+    original(self, name, data)
+    written.append(name)
+    if len(written) == 3:
+        os._exit(137)  # the pod is OOM-killed mid-upload: no cleanup, no exception handlers
+
+storage.LocalStore.write_bytes = write_then_die
+sys.exit(cli.run(sys.argv[1:]))
+"""
+
+
+def test_a_crash_midway_through_publishing_leaves_no_readable_bundle(
+    tmp_path: Path, csv: Path
+) -> None:
+    output = tmp_path / "bundle"
+    process = subprocess.run(
+        [sys.executable, "-c", CRASH_MIDWAY, *base_args(csv, output), "--version", "v1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert process.returncode == 137, process.stderr
+    assert len(list(output.iterdir())) == 3  # three files landed, the manifest did not
+    with pytest.raises(bundle.BundleError, match=r"no manifest\.json"):
+        bundle.load_bundle(str(output))
+    # The retried Job publishes over the debris.
+    code, _, stderr = train(*base_args(csv, output), "--version", "v1")
+    assert code == 0, stderr
+    assert bundle.load_bundle(str(output)).manifest.version == "v1"

@@ -1,0 +1,68 @@
+"""Build the reference bundle (`models/german-credit`) from the bundled German Credit data.
+
+`make reference-bundle` and the reproducibility test both run this, so the arguments live in one
+place. The bundle is built beside the destination and swapped in only when training succeeded.
+
+    python -m creditmodel.training.reference_bundle [DESTINATION]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from creditmodel.training import cli, german_credit
+
+NAME = "german-credit"
+VERSION = "1.0.0"
+SEED = 0
+
+
+def arguments(output: Path, data: Path | None = None, features: Path | None = None) -> list[str]:
+    """`creditmodel-train` arguments; paths are as given (relative ones end up in the lineage)."""
+    return [
+        "--data",
+        str(data or german_credit.csv_path()),
+        "--features",
+        str(features or german_credit.features_path()),
+        "--target",
+        german_credit.TARGET,
+        "--positive-label",
+        german_credit.POSITIVE_LABEL,
+        "--model-name",
+        NAME,
+        "--version",
+        VERSION,
+        "--seed",
+        str(SEED),
+        "--output",
+        str(output),
+    ]
+
+
+def build(destination: Path, data: Path | None = None, features: Path | None = None) -> int:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".reference-") as tmp:
+        staged = Path(tmp) / NAME
+        code = cli.run(arguments(staged, data, features))
+        if code != cli.EXIT_OK:
+            return code
+        shutil.rmtree(destination, ignore_errors=True)
+        staged.rename(destination)
+    return cli.EXIT_OK
+
+
+def main() -> None:
+    destination = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("models") / NAME
+    # Repo-relative data paths keep the machine's directory layout out of the lineage and card.
+    data = Path("training/creditmodel/training/data/german_credit.csv")
+    features = Path("training/creditmodel/training/data/german_credit.features.json")
+    if not data.is_file():
+        data, features = german_credit.csv_path(), german_credit.features_path()
+    sys.exit(build(destination, data, features))
+
+
+if __name__ == "__main__":
+    main()
