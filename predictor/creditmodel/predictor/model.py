@@ -33,7 +33,9 @@ from creditmodel.predictor.service import (
 from creditmodel.predictor.settings import PredictorSettings
 
 
-def to_infer_response(prediction: Prediction) -> InferResponse:
+def to_infer_response(prediction: Prediction, binary: bool = False) -> InferResponse:
+    """`binary`: answer in raw tensor contents, as clients that sent raw inputs expect (Triton's
+    gRPC client reads outputs only from raw_output_contents)."""
     outputs = [
         InferOutput(
             name=name,
@@ -49,6 +51,7 @@ def to_infer_response(prediction: Prediction) -> InferResponse:
         model_version=prediction.version,
         infer_outputs=outputs,
         parameters={"variant": prediction.variant},
+        use_binary_outputs=binary,
     )
 
 
@@ -117,7 +120,7 @@ class CreditScoringModel(Model):  # type: ignore[misc]
             if error.reason == "unknown_model":
                 raise ModelNotFound(payload.model_name) from None
             raise InvalidInput(error.message) from None
-        response = to_infer_response(prediction)
+        response = to_infer_response(prediction, binary=payload.use_binary_outputs)
         service.done(prediction, started)
         return response
 
