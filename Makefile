@@ -122,6 +122,18 @@ deploy: tools ## Install or upgrade the chart (operator, RBAC, CRDs) with the im
 undeploy: tools ## Uninstall the chart; the CRDs (and so every CreditModel) stay unless you delete them yourself.
 	helm uninstall $(HELM_RELEASE) --namespace $(NAMESPACE) --wait
 
+.PHONY: kind-up
+kind-up: tools ## Create a kind cluster with cert-manager, Envoy Gateway, KServe (Standard mode), Prometheus and MinIO (needs Docker).
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind-up.sh
+
+.PHONY: kind-load
+kind-load: docker-build ## Build the images and load them into the kind cluster.
+	@for image in $(IMAGES); do kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$image:$(IMAGE_TAG); done
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster.
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind-down.sh
+
 ##@ Cleanup
 
 .PHONY: clean

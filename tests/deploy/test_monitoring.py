@@ -110,10 +110,6 @@ def test_promtool_accepts_every_dashboard_expression(tmp_path: Path) -> None:
 
 
 def test_rules_and_dashboard_use_only_documented_predictor_metrics() -> None:
-    if not METRICS_MODULE.exists():  # until the predictor's metrics module lands on main
-        pytest.skip(
-            "predictor/creditmodel/predictor/metrics.py (the metric contract) not there yet"
-        )
     documented = contract_metrics()
     assert "creditmodel_requests_total" in documented
     used: set[str] = set()
