@@ -103,6 +103,11 @@ def creditmodel(namespace: str, name: str) -> dict[str, Any]:
     return data
 
 
+def patch_spec(namespace: str, name: str, spec: dict[str, Any]) -> None:
+    body = json.dumps({"spec": spec})
+    kubectl("-n", namespace, "patch", "creditmodel", name, "--type=merge", "-p", body)
+
+
 def wait_for(predicate: Any, timeout: float, what: str, describe: Any) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -252,16 +257,7 @@ def test_train_serve_canary_promote(tmp_path: Path) -> None:
 
         # 3. A second version: a scheduled retrain; traffic keeps flowing so the canary analysis
         # has requests to judge; the operator promotes it after its single 50% step.
-        kubectl(
-            "-n",
-            namespace,
-            "patch",
-            "creditmodel",
-            name,
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": {"training": {"scheduleSeconds": 60, "seed": 7}}}),
-        )
+        patch_spec(namespace, name, {"training": {"scheduleSeconds": 60, "seed": 7}})
         stop = threading.Event()
         seen_versions: set[str] = set()
         errors: list[BaseException] = []
@@ -284,16 +280,7 @@ def test_train_serve_canary_promote(tmp_path: Path) -> None:
                 describe,
             )
             # Stop the schedule so that exactly one more version is rolled out.
-            kubectl(
-                "-n",
-                namespace,
-                "patch",
-                "creditmodel",
-                name,
-                "--type=merge",
-                "-p",
-                json.dumps({"spec": {"training": {"scheduleSeconds": 0}}}),
-            )
+            patch_spec(namespace, name, {"training": {"scheduleSeconds": 0}})
             wait_for(
                 lambda: creditmodel(namespace, name)["status"].get("stable", {}).get("version")
                 not in (None, first_version)
