@@ -76,6 +76,21 @@ bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, t
 reference-bundle: install ## Rebuild the reference bundle models/german-credit from the bundled German Credit data.
 	$(PY) -m creditmodel.training.reference_bundle models/german-credit
 
+##@ Predictor
+
+SERVE_HTTP_PORT ?= 8080
+SERVE_GRPC_PORT ?= 8081
+SERVE_ARGS ?=
+
+models/german-credit/manifest.json: | $(VENV)/.installed
+	$(MAKE) reference-bundle
+
+.PHONY: serve
+serve: install models/german-credit/manifest.json ## Serve the reference bundle on localhost (REST 8080, gRPC 8081); prints a curl example.
+	@printf '\nWhen ready, score an applicant:\n  curl -s -H "content-type: application/json" -d @predictor/examples/german-credit-request.json http://localhost:$(SERVE_HTTP_PORT)/v2/models/german-credit/infer\n\n'
+	$(VENV)/bin/creditmodel-predictor --model_name german-credit --model_dir models/german-credit \
+	  --http_port $(SERVE_HTTP_PORT) --grpc_port $(SERVE_GRPC_PORT) $(SERVE_ARGS)
+
 ##@ Deployment
 
 # Images: one per component, built from the repository root (see <component>/Dockerfile).
