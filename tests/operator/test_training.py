@@ -1,0 +1,136 @@
+"""Training Jobs for real: the operator creates the Job, the test plays the Job controller (and the
+training pod publishing its bundle to MinIO), the rollout follows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from creditmodel.operator import builders
+from tests.operator.running import Api, Operator, condition, eventually, running_operator
+from tests.operator.test_handlers import publish, sample
+from tests.support.kube import Kube
+from tests.support.minio import S3Bucket
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api(crds: Kube) -> Api:
+    return Api(crds)
+
+
+@pytest.fixture
+def s3_operator(
+    crds: Kube, operator_kubeconfig: Path, tmp_path: Path, s3: S3Bucket
+) -> Iterator[Operator]:
+    with running_operator(crds, operator_kubeconfig, tmp_path, s3.env()) as running:
+        yield running
+
+
+def training_spec(s3: S3Bucket, **extra: Any) -> dict[str, Any]:
+    return {
+        "image": "ghcr.io/creditmodel/training:test",
+        "dataURI": f"{s3.uri}/data/german.csv",
+        "target": "credit_risk",
+        "positiveLabel": "bad",
+        "outputURI": f"{s3.uri}/trained",
+        **extra,
+    }
+
+
+def job(api: Api, name: str) -> Any:
+    return api.batch.read_namespaced_job(name, api.namespace)
+
+
+def running_training(api: Api) -> dict[str, Any]:
+    """status.training once the operator has recorded the Job it created."""
+    return eventually(
+        lambda: api.model("german-credit").get("status", {}).get("training", {}).get("jobName")
+        and api.model("german-credit")["status"]["training"],
+        what="status.training.jobName",
+    )
+
+
+def test_successful_training_job_publishes_and_deploys(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    body = sample(s3)
+    body["spec"]["model"] = {}
+    body["spec"]["training"] = training_spec(s3)
+    api.create_model(body)
+    created = eventually(lambda: job(api, "german-credit-train-1"), what="training Job")
+    container = created.spec.template.spec.containers[0]
+    assert container.command == ["creditmodel-train"]
+    assert container.args[container.args.index("--data") + 1] == f"{s3.uri}/data/german.csv"
+    assert created.metadata.owner_references[0].kind == "CreditModel"
+    training = running_training(api)
+    assert training["jobName"] == "german-credit-train-1"
+    assert container.args[container.args.index("--output") + 1] == training["bundleURI"]
+    assert (condition(api.model("german-credit"), "Training") or {}).get("reason") == "Running"
+    assert api.model("german-credit")["status"]["phase"] == "Training"
+
+    publish(training["bundleURI"], training["version"])  # what the training pod does
+    api.finish_job("german-credit-train-1", succeeded=True)
+    status = eventually(
+        lambda: api.model("german-credit")["status"]
+        if api.model("german-credit")["status"].get("stable")
+        else None,
+        what="trained version deployed",
+    )
+    assert status["stable"] == {"version": training["version"], "bundleURI": training["bundleURI"]}
+    assert status["training"]["lastResult"]["result"] == "Succeeded"
+    assert "jobName" not in status["training"]
+    assert builders.isvc_name("german-credit", training["bundleURI"]) in api.isvcs()
+    assert (condition(api.model("german-credit"), "Training") or {}).get("reason") == "Succeeded"
+
+
+def test_failed_training_job_is_recorded_and_stable_keeps_serving(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    v1 = publish(f"{s3.uri}/german-credit/v1", "v1")
+    body = sample(s3)
+    body["spec"]["training"] = training_spec(s3, scheduleSeconds=2)
+    api.create_model(body)
+    eventually(lambda: builders.isvc_name("german-credit", v1) in api.isvcs(), what="stable ISVC")
+    api.mark_isvc_ready(builders.isvc_name("german-credit", v1))
+    eventually(lambda: job(api, "german-credit-train-1"), what="scheduled training Job")
+    api.finish_job("german-credit-train-1", succeeded=False)
+    result = eventually(
+        lambda: api.model("german-credit")["status"]["training"].get("lastResult"),
+        what="a training result",
+    )
+    assert result["result"] == "Failed"
+    assert result["reason"] == "BackoffLimitExceeded"
+    assert "backoff limit" in result["message"]
+    model = api.model("german-credit")
+    assert model["status"]["stable"]["version"] == "v1"
+    assert (condition(model, "Ready") or {}).get("status") == "True"
+    assert (condition(model, "Degraded") or {}).get("status") == "False"
+    assert set(api.isvcs()) == {builders.isvc_name("german-credit", v1)}
+    events = client.CoreV1Api(api.kube.api).list_namespaced_event(api.namespace).items
+    assert any(e.reason == "TrainingFailed" and e.type == "Warning" for e in events)
+
+
+def test_training_gate_failure_is_not_rolled_out(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    body = sample(s3)
+    body["spec"]["model"] = {}
+    body["spec"]["training"] = training_spec(s3)
+    api.create_model(body)
+    eventually(lambda: job(api, "german-credit-train-1"), what="training Job")
+    training = running_training(api)
+    publish(training["bundleURI"], training["version"], gates_passed=False)
+    api.finish_job("german-credit-train-1", succeeded=True)
+    result = eventually(
+        lambda: api.model("german-credit")["status"]["training"].get("lastResult"),
+        what="a training result",
+    )
+    assert result["result"] == "GatesFailed"
+    assert "stable" not in api.model("german-credit")["status"]
+    assert api.isvcs() == {}
