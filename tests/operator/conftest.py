@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kubernetes import client
 
+from tests.predictor.conftest import champion  # noqa: F401 (trained bundle, session-scoped)
 from tests.support.kube import Kube, load_yaml_documents
 from tests.support.process import REPO_ROOT
 

@@ -133,7 +133,7 @@ def evaluate(measured: Measurements, thresholds: AnalysisSpec) -> Result:
 
 
 def _success_rate(measured: Measurements, requests: float, thresholds: AnalysisSpec) -> Check:
-    rate = (measured.successes or 0.0) / requests
+    rate = min((measured.successes or 0.0) / requests, 1.0)
     verdict: Verdict = "passed" if rate >= thresholds.success_rate else "failed"
     return Check(
         "successRate", verdict, f"success rate {rate:.4f} (min {thresholds.success_rate:g})"

@@ -10,7 +10,6 @@ lives in the CreditModel status, so a restarted operator continues where the las
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -39,7 +38,7 @@ def login(**kwargs: Any) -> Any:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorSettings()
-    for chatty in ("httpx", "httpcore"):  # one line per request even at INFO
+    for chatty in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):  # a line per request
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # Progress and diff-base in our own annotations: the status schema is ours alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -105,10 +104,23 @@ async def run(
                 delay = min(memo.config.resync_seconds, 5.0)
             if delay is None:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), timeout=delay)
+            await _sleep(waker, stopped, delay)
     finally:
         memo.wakers.pop(key, None)
+
+
+async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+    """Until the delay passes, something wakes this object, or kopf stops the daemon."""
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    tasks = {asyncio.ensure_future(waker.wait()), asyncio.ensure_future(until_stopped())}
+    try:
+        await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _view(body: dict[str, Any]) -> rollout.CreditModel:

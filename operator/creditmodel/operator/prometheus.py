@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 
 import httpx
@@ -25,9 +26,10 @@ class Prometheus:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def query(self, expr: str) -> list[dict[str, Any]]:
+    async def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
         try:
-            response = await self.client.get(f"{self.url}/api/v1/query", params={"query": expr})
+            response = await self.client.get(f"{self.url}/api/v1/query", params=params)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise PrometheusError(f"{self.url}: {exc.__class__.__name__}: {exc}") from None
@@ -36,24 +38,25 @@ class Prometheus:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
-    async def scalar(self, expr: str) -> float | None:
-        samples = await self.query(expr)
+    async def scalar(self, expr: str, at: float | None = None) -> float | None:
+        samples = await self.query(expr, at)
         return float(samples[0]["value"][1]) if samples else None
 
-    async def buckets(self, expr: str) -> dict[float, float]:
-        samples = await self.query(expr)
+    async def buckets(self, expr: str, at: float | None = None) -> dict[float, float]:
+        samples = await self.query(expr, at)
         return {_bound(s["metric"].get("le", "+Inf")): float(s["value"][1]) for s in samples}
 
     async def measure(
         self, model: str, canary: str, stable: str, spec: AnalysisSpec
     ) -> analysis.Measurements:
         queries = analysis.Queries.build(model, canary, stable, spec.window_seconds)
+        at = time.time()  # one evaluation instant, so the ratios compare the same window
         requests, successes, p99, canary_scores, stable_scores = await asyncio.gather(
-            self.scalar(queries.requests),
-            self.scalar(queries.successes),
-            self.scalar(queries.p99_latency),
-            self.buckets(queries.canary_scores),
-            self.buckets(queries.stable_scores),
+            self.scalar(queries.requests, at),
+            self.scalar(queries.successes, at),
+            self.scalar(queries.p99_latency, at),
+            self.buckets(queries.canary_scores, at),
+            self.buckets(queries.stable_scores, at),
         )
         return analysis.Measurements(requests, successes, p99, canary_scores, stable_scores)
 

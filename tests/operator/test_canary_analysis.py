@@ -1,0 +1,244 @@
+"""Canary analysis end to end: the operator's rollout driven by a real Prometheus scraping real
+`creditmodel-predictor` processes, started from the very container args the operator put in each
+InferenceService (the test plays KServe: it runs the predictor and marks the ISVC Ready).
+
+The stable and the canary get identical traffic, as the HTTPRoute's weights would split one
+population. In the promotion test the canary is the same model republished as v2 (PSI ~ 0); in
+the rollback test the canary's points scaling is shifted, so its score distribution moves away
+from the stable's and the PSI check fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from creditmodel.core import bundle
+from creditmodel.operator import builders
+from tests.operator.running import Api, Operator, condition, eventually, running_operator
+from tests.predictor.conftest import TrainedBundle
+from tests.predictor.server import PredictorServer, predictor_server
+from tests.support.kube import Kube
+from tests.support.minio import S3Bucket
+from tests.support.prometheus import PrometheusServer
+
+pytestmark = pytest.mark.integration
+NAME = "german-credit"
+
+
+def publish_as(trained: TrainedBundle, uri: str, version: str) -> str:
+    """The trained bundle's files under `uri`, its manifest naming `version`."""
+    manifest = trained.bundle.manifest.model_copy(update={"version": version})
+    bundle.publish_bundle(uri, dict(trained.bundle.files), manifest)
+    return uri
+
+
+class Traffic:
+    """Identical V2 requests to every predictor, in a background thread, until stopped."""
+
+    def __init__(self, trained: TrainedBundle, servers: Sequence[PredictorServer]) -> None:
+        self.trained, self.servers = trained, list(servers)
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = 0
+        while not self.stop.is_set():
+            body = json.dumps({"inputs": self.trained.v2_inputs(4, start % 2_000)}).encode()
+            for server in self.servers:
+                request = urllib.request.Request(
+                    server.infer_url, body, {"Content-Type": "application/json"}
+                )
+                with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=5):
+                    self.sent += 1
+            start += 4
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def container_args(isvc: dict[str, Any]) -> dict[str, str]:
+    args = isvc["spec"]["predictor"]["containers"][0]["args"]
+    return dict(zip(args[::2], args[1::2], strict=True))
+
+
+@contextlib.contextmanager
+def serve(
+    isvc: dict[str, Any], s3: S3Bucket, log_dir: Path, extra: Sequence[str] = ()
+) -> Iterator[PredictorServer]:
+    """Run the predictor an InferenceService describes (KServe's job), on free local ports."""
+    args = container_args(isvc)
+    with predictor_server(
+        args["--model_dir"],
+        log_dir,
+        model_name=args["--model_name"],
+        extra=["--workers", args["--workers"], *extra],
+        env=s3.env(),
+        name=isvc["metadata"]["name"],
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def api(crds: Kube) -> Api:
+    return Api(crds)
+
+
+def spec_for(s3: S3Bucket, prometheus_url: str = "http://127.0.0.1:1") -> dict[str, Any]:
+    return {
+        "apiVersion": "scoring.creditmodel.io/v1alpha1",
+        "kind": "CreditModel",
+        "metadata": {"name": NAME},
+        "spec": {
+            "model": {"bundleURI": f"{s3.uri}/{NAME}/v1"},
+            "rollout": {
+                "gateway": {"name": "gw"},
+                "steps": [20, 60],
+                "intervalSeconds": 3,
+                "analysis": {
+                    "prometheusURL": prometheus_url,
+                    "windowSeconds": 10,
+                    "minRequests": 10,
+                    "successRate": 0.99,
+                    "p99LatencySeconds": 1.0,
+                    "maxScorePSI": 0.25,
+                    "maxFailedChecks": 2,
+                },
+            },
+        },
+    }
+
+
+def status_when(
+    api: Api, predicate: Callable[[dict[str, Any]], Any], timeout: float, what: str
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        status = api.model(NAME).get("status", {})
+        return status if predicate(status) else None
+
+    return eventually(probe, timeout=timeout, what=what)
+
+
+@contextlib.contextmanager
+def canary_under_analysis(
+    api: Api,
+    s3: S3Bucket,
+    trained: TrainedBundle,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+    prometheus: Callable[[Sequence[str]], PrometheusServer],
+    canary_extra: Sequence[str] = (),
+) -> Iterator[tuple[Operator, str, str]]:
+    """v1 stable and serving; v2 canary paused until both predictors run under traffic and
+    Prometheus scrapes them; then the rollout is unpaused and the operator's analysis takes over."""
+    v1 = publish_as(trained, f"{s3.uri}/{NAME}/v1", "v1")
+    v2 = publish_as(trained, f"{s3.uri}/{NAME}/v2", "v2")
+    with contextlib.ExitStack() as stack:
+        operator = stack.enter_context(
+            running_operator(api.kube, operator_kubeconfig, tmp_path, s3.env())
+        )
+        body = spec_for(s3)
+        api.create_model(body)
+        v1_isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
+        stable = stack.enter_context(serve(v1_isvc, s3, tmp_path))
+        api.mark_isvc_ready(v1_isvc["metadata"]["name"])
+        api.patch_model(NAME, {"spec": {"rollout": {"paused": True}, "model": {"bundleURI": v2}}})
+        v2_isvc = eventually(
+            lambda: api.isvcs().get(builders.isvc_name(NAME, v2)), what="canary ISVC"
+        )
+        canary = stack.enter_context(serve(v2_isvc, s3, tmp_path, canary_extra))
+        server = prometheus([f"127.0.0.1:{stable.http_port}", f"127.0.0.1:{canary.http_port}"])
+        server.wait_for_targets_up()
+        stack.enter_context(Traffic(trained, [stable, canary]))
+        server.wait_for('sum(increase(creditmodel_requests_total{version="v2"}[10s])) > 20', 30)
+        api.mark_isvc_ready(v2_isvc["metadata"]["name"])
+        api.patch_model(
+            NAME,
+            {"spec": {"rollout": {"paused": False, "analysis": {"prometheusURL": server.url}}}},
+        )
+        yield operator, v1, v2
+
+
+def test_healthy_canary_is_promoted_across_an_operator_restart(
+    api: Api,
+    s3: S3Bucket,
+    champion: TrainedBundle,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+    prometheus: Callable[[Sequence[str]], PrometheusServer],
+) -> None:
+    with canary_under_analysis(api, s3, champion, operator_kubeconfig, tmp_path, prometheus) as (
+        operator,
+        v1,
+        v2,
+    ):
+        at_step_two = status_when(
+            api, lambda s: s.get("canary", {}).get("step") == 1, 30, "canary advanced to step 2"
+        )
+        assert at_step_two["canaryWeight"] == 60
+        assert at_step_two["canary"]["lastAnalysis"]["verdict"] == "passed"
+        message = at_step_two["canary"]["lastAnalysis"]["message"]
+        assert "success rate 1.0000" in message
+        assert "score PSI 0.0" in message  # same model, same traffic
+        operator.restart()  # mid-rollout: all progress is in the status
+        promoted = status_when(
+            api, lambda s: s.get("stable", {}).get("version") == "v2", 30, "promotion"
+        )
+    assert "canary" not in promoted
+    assert promoted["canaryWeight"] == 0
+    assert promoted["phase"] == "Ready"
+    assert (condition(api.model(NAME), "Ready") or {}).get("message") == "v2 serves 100% of traffic"
+    eventually(lambda: set(api.isvcs()) == {builders.isvc_name(NAME, v2)}, what="v1 ISVC removed")
+    backends = api.route(NAME)["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in backends] == [
+        (f"{builders.isvc_name(NAME, v2)}-predictor", 100)
+    ]
+    events = client.CoreV1Api(api.kube.api).list_namespaced_event(api.namespace).items
+    reasons = [e.reason for e in events if e.involved_object.name == NAME]
+    assert {"CanaryStarted", "CanaryAdvanced", "Promoted"} <= set(reasons)
+    assert v1 != v2
+
+
+def test_canary_with_shifted_scores_is_rolled_back(
+    api: Api,
+    s3: S3Bucket,
+    champion: TrainedBundle,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+    prometheus: Callable[[Sequence[str]], PrometheusServer],
+) -> None:
+    with canary_under_analysis(
+        api,
+        s3,
+        champion,
+        operator_kubeconfig,
+        tmp_path,
+        prometheus,
+        canary_extra=["--base_score", "750", "--base_odds", "50", "--points_to_double_odds", "20"],
+    ) as (_, v1, v2):
+        rolled_back = status_when(api, lambda s: "rejected" in s, 40, "rollback")
+    assert "canary" not in rolled_back
+    assert rolled_back["stable"]["version"] == "v1"
+    assert rolled_back["canaryWeight"] == 0
+    assert rolled_back["rejected"]["version"] == "v2"
+    assert "score PSI" in rolled_back["rejected"]["reason"]
+    degraded = condition(api.model(NAME), "Degraded") or {}
+    assert (degraded.get("status"), degraded.get("reason")) == ("True", "RolledBack")
+    assert (condition(api.model(NAME), "Ready") or {}).get("status") == "True"
+    eventually(lambda: set(api.isvcs()) == {builders.isvc_name(NAME, v1)}, what="canary removed")
+    assert v2
