@@ -24,7 +24,14 @@ from tests.deploy.chart import (
 pytestmark = pytest.mark.integration
 
 NONDEFAULT = Path(__file__).parent / "values-nondefault.yaml"
-MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+# Custom resources: the install tests create them against their CRDs in the real API server.
+CUSTOM_KINDS = {
+    "PodMonitor",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "ClusterKopfPeering",
+    "KopfPeering",
+}
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -50,6 +57,7 @@ def test_helm_lint_strict(args: tuple[str, ...]) -> None:
 def test_defaults_render_the_operator_and_nothing_optional() -> None:
     objects = render()
     assert sorted(obj["kind"] for obj in objects) == [
+        "ClusterKopfPeering",
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
@@ -86,9 +94,14 @@ def test_operator_deployment_is_locked_down() -> None:
     assert probe["path"] == "/healthz"
     assert f"--liveness=http://0.0.0.0:{port['containerPort']}/healthz" in container["args"]
     assert "--all-namespaces" in container["args"]
+    # One replica, and kopf peering on top: a second release or a stray local run stays idle.
+    assert "--peering=creditmodel-operator" in container["args"]
+    assert one(render(), "ClusterKopfPeering")["metadata"]["name"] == "creditmodel-operator"
     # The read-only root filesystem leaves /tmp writable through an emptyDir.
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     env = {item["name"]: item.get("value") for item in container["env"]}
+    assert "S3_ENDPOINT_URL" not in env
+    assert "envFrom" not in container
     assert env["CREDITMODEL_OPERATOR_PREDICTOR_IMAGE"] == "ghcr.io/creditmodel/predictor:0.1.0"
     assert env["CREDITMODEL_OPERATOR_TRAINING_IMAGE"] == "ghcr.io/creditmodel/training:0.1.0"
     selector = spec["selector"]["matchLabels"]
@@ -105,6 +118,8 @@ def test_non_default_values_reach_every_object() -> None:
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
+            "KopfPeering",
+            "KopfPeering",
             "NetworkPolicy",
             "PodMonitor",
             "PrometheusRule",
@@ -120,6 +135,11 @@ def test_non_default_values_reach_every_object() -> None:
     assert namespaces["PodMonitor"] == "monitoring"
     assert namespaces["ConfigMap"] == "grafana"
     assert namespaces["ServiceMonitor"] == namespaces["PrometheusRule"] == "risk-ops"
+    peerings = [obj for obj in objects if obj["kind"] == "KopfPeering"]
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == [
+        "risk-models",
+        "risk-models-staging",
+    ]
 
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -144,6 +164,9 @@ def test_non_default_values_reach_every_object() -> None:
     )
     assert env["CREDITMODEL_OPERATOR_PROMETHEUS_URL"] == "https://prometheus.monitoring.svc:9091"
     assert env["HTTPS_PROXY"] == "http://proxy.internal:3128"
+    assert env["S3_ENDPOINT_URL"] == "http://minio.storage.svc:9000"
+    assert env["AWS_REGION"] == "eu-west-1"
+    assert container["envFrom"] == [{"secretRef": {"name": "operator-s3"}}]
     assert pod["serviceAccountName"] == "scoring-operator-sa"
     assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
     assert pod["priorityClassName"] == "system-cluster-critical"
@@ -189,8 +212,8 @@ def test_every_builtin_object_is_valid_for_kubernetes(
     objects = render(values=values, values_files=values_files, include_crds=True)
     checked = 0
     for obj in objects:
-        if obj["kind"] in MONITORING_KINDS:
-            continue  # Prometheus Operator CRs: installed against their CRDs in test_install
+        if obj["kind"] in CUSTOM_KINDS:
+            continue
         try:
             kubernetes_validate.validate(obj, KUBE_SCHEMA_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:

@@ -94,6 +94,7 @@ _OPERATOR_KINDS = {
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "ClusterKopfPeering",
 }
 
 
