@@ -189,4 +189,10 @@ spec:
 EOF
 kubectl -n storage wait --for=condition=Complete job/create-buckets --timeout=5m
 
-log "ready: kubectl context kind-${CLUSTER}; next: make docker-build kind-load deploy"
+# The operator's own S3 credentials (hack/kind-values.yaml points the chart at this Secret).
+kubectl create namespace creditmodel-system --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n creditmodel-system create secret generic creditmodel-s3 \
+  --from-literal=AWS_ACCESS_KEY_ID="${MINIO_USER}" --from-literal=AWS_SECRET_ACCESS_KEY="${MINIO_PASSWORD}" \
+  --dry-run=client -o yaml | kubectl apply -f -
+
+log "ready: kubectl context kind-${CLUSTER}; next: make kind-load deploy DEPLOY_ARGS=\"--values hack/kind-values.yaml\""

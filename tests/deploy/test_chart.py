@@ -20,10 +20,12 @@ from tests.deploy.chart import (
     one,
     render,
 )
+from tests.support.process import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
 NONDEFAULT = Path(__file__).parent / "values-nondefault.yaml"
+KIND_VALUES = REPO_ROOT / "hack" / "kind-values.yaml"
 # Custom resources: the install tests create them against their CRDs in the real API server.
 CUSTOM_KINDS = {
     "PodMonitor",
@@ -45,8 +47,13 @@ RECOMMENDED_LABELS = (
 
 @pytest.mark.parametrize(
     "args",
-    [(), ("--set", ",".join(ALL_MONITORING)), ("--values", str(NONDEFAULT))],
-    ids=["defaults", "monitoring", "non-default"],
+    [
+        (),
+        ("--set", ",".join(ALL_MONITORING)),
+        ("--values", str(NONDEFAULT)),
+        ("--values", str(KIND_VALUES)),
+    ],
+    ids=["defaults", "monitoring", "non-default", "kind"],
 )
 def test_helm_lint_strict(args: tuple[str, ...]) -> None:
     run = helm("lint", "--strict", CHART, "--kube-version", KUBE_VERSION, *args, check=False)
@@ -202,8 +209,8 @@ def test_non_default_values_reach_every_object() -> None:
 
 @pytest.mark.parametrize(
     ("values", "values_files"),
-    [((), ()), (ALL_MONITORING, ()), ((), (NONDEFAULT,))],
-    ids=["defaults", "monitoring", "non-default"],
+    [((), ()), (ALL_MONITORING, ()), ((), (NONDEFAULT,)), ((), (KIND_VALUES,))],
+    ids=["defaults", "monitoring", "non-default", "kind"],
 )
 def test_every_builtin_object_is_valid_for_kubernetes(
     values: tuple[str, ...], values_files: tuple[Path, ...]

@@ -2,7 +2,7 @@
 Gateway with a V2 client, roll out a second version and see it promoted.
 
 Needs a Docker engine (the conftest skips the tier without one). The session fixture brings the
-cluster up with `make kind-up kind-load deploy` (idempotent; E2E_REUSE=1 skips it for a cluster
+cluster up with `make kind-up kind-load deploy` (with hack/kind-values.yaml; idempotent; E2E_REUSE=1 skips it for a cluster
 that is already up), so `make test-e2e` is the whole story. Written on a machine without Docker:
 it has not been run here (see README, "What was not run on this machine").
 """
@@ -52,7 +52,14 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
 def cluster() -> None:
     if os.environ.get("E2E_REUSE") != "1":
         subprocess.run(
-            ["make", "--no-print-directory", "kind-up", "kind-load", "deploy"],
+            [
+                "make",
+                "--no-print-directory",
+                "kind-up",
+                "kind-load",
+                "deploy",
+                "DEPLOY_ARGS=--values hack/kind-values.yaml",
+            ],
             cwd=REPO_ROOT,
             check=True,
             timeout=60 * 60,
