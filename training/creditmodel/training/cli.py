@@ -63,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--max-iter", type=int)
     search.add_argument("--search-rows", type=int, help="rows for CV and baseline (sampled above)")
     search.add_argument("--fit-rows", type=int, help="rows for the final fit (default: all)")
+    search.add_argument("--jobs", type=int, help="processes for the CV fits (default: one per CPU)")
     gates = p.add_argument_group("gate overrides")
     gates.add_argument("--auc-margin-vs-baseline", type=float)
     gates.add_argument("--onnx-max-abs-dp", type=float)
@@ -97,7 +98,7 @@ def config_from(args: argparse.Namespace) -> Any:
             ) from None
         except ValidationError as exc:
             raise BadInputError(f"--features {args.features}: {_first_error(exc)}") from None
-    search = _given(args, ["folds", "max_iter", "search_rows", "fit_rows"])
+    search = _given(args, ["folds", "max_iter", "search_rows", "fit_rows", "jobs"])
     if args.hidden_units:
         search["hidden_units"] = args.hidden_units
     if args.alphas:

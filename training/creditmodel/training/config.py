@@ -54,7 +54,9 @@ class SearchSpace(BaseModel):
     max_iter: Annotated[int, Field(ge=10)] = 300
     # The CV search and the LR baseline run on at most this many rows (a stratified sample), so
     # a million-row run spends its time on the final fit, not on folds x grid fits.
-    search_rows: Annotated[int, Field(ge=100)] = 50_000
+    search_rows: Annotated[int, Field(ge=100)] = 10_000
+    # Processes for the CV fits (None: one per CPU). Results do not depend on it.
+    jobs: Annotated[int, Field(ge=1)] | None = None
     # The final MLP is fitted on at most this many rows (stratified sample); None = all rows.
     fit_rows: Annotated[int, Field(ge=100)] | None = None
 

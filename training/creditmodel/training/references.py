@@ -22,13 +22,12 @@ def decile_bins(values: np.ndarray) -> Bins:
     """Decile cut points (duplicates merged, so discrete features get fewer bins) and the share
     of `values` in each bin under the `searchsorted(edges, v, side="right")` rule."""
     values = np.asarray(values, dtype=np.float64)
-    edges = np.unique(np.quantile(values, DECILES, method="linear"))
-    # JSON round-trips doubles exactly; rounding here keeps the file readable and stable.
-    edges = np.unique(np.round(edges, 10))
+    # "higher": every edge is an observed value, so a discrete feature (1-4 bands, counts) gets
+    # one bin per value instead of empty bins between interpolated cut points.
+    edges = np.unique(np.quantile(values, DECILES, method="higher"))
     counts = np.bincount(bin_indices(edges.tolist(), values), minlength=len(edges) + 1)
-    fractions = counts / counts.sum()
-    fractions = np.round(fractions, 12)
-    fractions[-1] = max(0.0, 1.0 - float(fractions[:-1].sum()))
+    # Rounded so the file reads well; the sum stays within the contract's 1e-6 of 1.
+    fractions = np.round(counts / counts.sum(), 12)
     return Bins(edges=[float(e) for e in edges], fractions=[float(f) for f in fractions])
 
 
@@ -54,8 +53,6 @@ def build(
                 feature.categories or [],
                 key=lambda c: (counts.get(c, 0), -(feature.categories or []).index(c)),
             )
-            drift = 1.0 - sum(frequencies.values())
-            frequencies[baseline] = round(frequencies[baseline] + drift, 12)
             features[feature.name] = CategoricalReference(
                 frequencies=frequencies, baseline=baseline
             )

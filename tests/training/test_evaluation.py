@@ -1,0 +1,60 @@
+"""Calibration, fairness and points maths on hand-checked numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from creditmodel.training import evaluation
+from creditmodel.training.config import Scoring
+
+pytestmark = pytest.mark.unit
+
+
+def test_points_follow_the_base_odds_and_doubling_convention() -> None:
+    scoring = Scoring(base_score=600, base_odds=50, points_to_double_odds=20)
+    # p = 1/51 is 50:1 good:bad -> 600; 100:1 -> 620; 25:1 -> 580
+    scores = evaluation.points(np.array([1 / 51, 1 / 101, 1 / 26]), scoring)
+    assert scores.tolist() == [600, 620, 580]
+    assert scores.dtype == np.int32
+    assert np.isfinite(evaluation.points(np.array([0.0, 1.0]), scoring)).all()
+
+
+def test_brier_and_reliability_table() -> None:
+    labels = np.array([0, 0, 1, 1, 1])
+    probability = np.array([0.05, 0.15, 0.12, 0.95, 0.91])
+    assert evaluation.brier(labels, probability) == pytest.approx(
+        np.mean((probability - labels) ** 2)
+    )
+    table = evaluation.reliability(labels, probability)
+    assert [(r.lower, r.rows) for r in table] == [(0.0, 1), (0.1, 2), (0.9, 2)]
+    assert table[1].observed_rate == 0.5
+    assert table[1].mean_predicted == pytest.approx(0.135)
+    assert evaluation.expected_calibration_error(table) == pytest.approx(
+        (1 * 0.05 + 2 * abs(0.135 - 0.5) + 2 * abs(0.93 - 1.0)) / 5
+    )
+
+
+def test_approval_ratio_is_lowest_over_highest_among_groups_big_enough() -> None:
+    groups = pd.Series(["a"] * 10 + ["b"] * 10 + ["tiny"] * 2, name="sex")
+    probability = np.array([0.1] * 8 + [0.9] * 2 + [0.1] * 5 + [0.9] * 5 + [0.9] * 2)
+    labels = np.zeros(22, dtype=np.int8)
+    check = evaluation.fairness(groups, labels, probability, cutoff=0.5, min_group=5)
+    assert check.approval_ratio == pytest.approx(0.5 / 0.8)
+    assert check.gated_groups == ("a", "b")
+    assert [g.approval_rate for g in check.groups] == [0.8, 0.5, 0.0]
+
+
+def test_audited_columns_find_age_bands_and_sensitive_attributes() -> None:
+    frame = pd.DataFrame(
+        {
+            "age": [19, 30, 70],
+            "gender": ["f", "m", "f"],
+            "income": [1.0, 2.0, 3.0],
+            "nation": ["x", "y", "z"],
+        }
+    )
+    audited = evaluation.audited_columns(frame, audit_only=["nation"])
+    assert list(audited) == ["age (band)", "gender", "nation"]
+    assert audited["age (band)"].tolist() == ["18-24", "25-34", "65+"]
