@@ -102,6 +102,8 @@ KIND_CLUSTER ?= creditmodel
 NAMESPACE ?= creditmodel-system
 HELM_RELEASE ?= creditmodel-operator
 CHART := charts/creditmodel-operator
+# `make deploy` waits for the operator to be available; empty it for an API server without nodes.
+DEPLOY_WAIT ?= --wait --timeout 5m
 
 .PHONY: docker-build
 docker-build: ## Build the predictor, operator and training images (needs a running Docker engine).
@@ -122,12 +124,12 @@ manifests: install tools ## Copy manifests/crd and manifests/rbac into the chart
 
 .PHONY: install-crds
 install-crds: ## Apply the CRDs (manifests/crd) to the cluster of the current kubectl context.
-	kubectl apply --server-side -k manifests/crd
+	kubectl apply --server-side --force-conflicts -k manifests/crd
 
 .PHONY: deploy
 deploy: tools ## Install or upgrade the chart (operator, RBAC, CRDs) with the images IMAGE_REGISTRY/<component>:IMAGE_TAG; DEPLOY_ARGS adds helm flags.
-	kubectl apply --server-side -k manifests/crd
-	helm upgrade --install $(HELM_RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace --wait --timeout 5m \
+	kubectl apply --server-side --force-conflicts -k manifests/crd
+	helm upgrade --install $(HELM_RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace $(DEPLOY_WAIT) \
 	  --set image.repository=$(IMAGE_REGISTRY)/operator --set image.tag=$(IMAGE_TAG) \
 	  --set defaults.predictorImage.repository=$(IMAGE_REGISTRY)/predictor --set defaults.predictorImage.tag=$(IMAGE_TAG) \
 	  --set defaults.trainingImage.repository=$(IMAGE_REGISTRY)/training --set defaults.trainingImage.tag=$(IMAGE_TAG) \
@@ -135,7 +137,7 @@ deploy: tools ## Install or upgrade the chart (operator, RBAC, CRDs) with the im
 
 .PHONY: undeploy
 undeploy: tools ## Uninstall the chart; the CRDs (and so every CreditModel) stay unless you delete them yourself.
-	helm uninstall $(HELM_RELEASE) --namespace $(NAMESPACE) --wait
+	helm uninstall $(HELM_RELEASE) --namespace $(NAMESPACE) $(DEPLOY_WAIT)
 
 .PHONY: kind-up
 kind-up: tools ## Create a kind cluster with cert-manager, Envoy Gateway, KServe (Standard mode), Prometheus and MinIO (needs Docker).
