@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from creditmodel.core import drift
-from creditmodel.predictor.metrics import DriftWindow, Telemetry, observe_many
+from creditmodel.predictor.metrics import BucketCounts, DriftWindow, Telemetry
 from creditmodel.predictor.monitoring import DriftLayout, SlidingCounts
 from creditmodel.predictor.validation import Tensor, Validator
 from tests.predictor.test_scoring import REFERENCE, SCHEMA
@@ -75,7 +75,7 @@ def test_windows_of_several_processes_are_summed(tmp_path: Path) -> None:
     assert second.window_counts(10_000.0 + 601)[:2].tolist() == [0, 0]
 
 
-def test_observe_many_equals_observing_one_by_one() -> None:
+def test_bulk_bucket_counts_equal_observing_one_by_one() -> None:
     from prometheus_client import CollectorRegistry, Histogram
 
     registry = CollectorRegistry()
@@ -83,7 +83,11 @@ def test_observe_many_equals_observing_one_by_one() -> None:
     bulk = Histogram("bulk", "x", buckets=bounds, registry=registry)
     single = Histogram("single", "x", buckets=bounds, registry=registry)
     values = np.array([0.5, 1.0, 3.0, 5.0, 7.5, 10.0, 11.0, 99.0])
-    observe_many(bulk, values, bounds)
+    counts = BucketCounts(bounds)
+    counts.observe_array(values[:4])
+    for value in values[4:]:
+        counts.observe(float(value))
+    counts.push(bulk)
     for value in values:
         single.observe(float(value))
     samples = {

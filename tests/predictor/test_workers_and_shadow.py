@@ -82,10 +82,14 @@ def traffic(
 def test_counts_are_summed_over_workers(
     server: PredictorServer, traffic: list[dict[str, object]]
 ) -> None:
+    def served() -> float:
+        return server.metric("creditmodel_requests_total", outcome="success", variant="int8")
+
+    deadline = time.monotonic() + 10  # each worker flushes its counts at least once a second
+    while served() != len(traffic) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for _ in range(6):  # each scrape may land on either worker; all must agree
-        assert server.metric(
-            "creditmodel_requests_total", outcome="success", variant="int8"
-        ) == len(traffic)
+        assert served() == len(traffic)
         assert server.metric("creditmodel_request_duration_seconds_count", variant="int8") == len(
             traffic
         )

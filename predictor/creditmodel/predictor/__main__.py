@@ -28,7 +28,7 @@ _OURS = (
 _SCALING = ("base_score", "base_odds", "points_to_double_odds")
 
 
-def _multiprocess_metrics_dir() -> None:
+def prepare_metrics_dir() -> None:
     """Metrics must aggregate across `--workers` processes (kserve issue 2979): use
     prometheus_client's multiprocess mode, in the directory given (wiped: stale files from a
     previous run would be summed in) or a private temporary one."""
@@ -89,7 +89,7 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _multiprocess_metrics_dir()
+    prepare_metrics_dir()
     args = build_parser().parse_args(argv)
 
     import logging

@@ -31,6 +31,7 @@ scrape time, so PSI is computed over the traffic of all workers (PSI itself does
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import threading
@@ -91,20 +92,6 @@ SHADOW_DROPPED = Counter(
     "creditmodel_shadow_dropped_rows", "Rows not shadow-scored: queue full.", LABELS
 )
 SHADOW_FAILURES = Counter("creditmodel_shadow_failures", "Challenger scoring failures.", LABELS)
-
-
-def observe_many(histogram: Any, values: npt.NDArray[Any], bounds: tuple[float, ...]) -> None:
-    """Observe a whole array with one increment per bucket instead of one call per value (a
-    1,000-row request would otherwise spend milliseconds here). Relies on prometheus_client
-    storing per-bucket (non-cumulative) counts in `_buckets` plus `_sum`, as `observe` does."""
-    if values.size == 1:
-        histogram.observe(float(values.reshape(-1)[0]))
-        return
-    indices = np.searchsorted(np.asarray(bounds), values.reshape(-1), side="left")
-    counts = np.bincount(indices, minlength=len(bounds) + 1)
-    histogram._sum.inc(float(values.sum()))
-    for index in np.flatnonzero(counts):
-        histogram._buckets[index].inc(int(counts[index]))
 
 
 class DriftWindow:
@@ -201,8 +188,76 @@ class DriftCollector(Collector):
 _KEY = re.compile(r"[^A-Za-z0-9.-]")
 
 
+class BucketCounts:
+    """Bucket counts gathered locally, pushed to a prometheus_client histogram child in bulk."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def observe_array(self, values: npt.NDArray[Any]) -> None:
+        if values.size == 1:
+            self.observe(float(values.reshape(-1)[0]))
+            return
+        indices = np.searchsorted(np.asarray(self.bounds), values.reshape(-1), side="left")
+        for index, count in enumerate(np.bincount(indices, minlength=len(self.counts)).tolist()):
+            self.counts[index] += count
+        self.total += float(values.sum())
+
+    def push(self, child: Any) -> None:
+        """Same effect as one `observe` per value (per-bucket counts in `_buckets`, plus `_sum`)."""
+        for index, count in enumerate(self.counts):
+            if count:
+                child._buckets[index].inc(count)
+                self.counts[index] = 0
+        if self.total:
+            child._sum.inc(self.total)
+            self.total = 0.0
+
+
+class _Series:
+    """One (version, variant): the request path only touches these plain numbers; `flush`
+    moves them into prometheus_client, whose multiprocess values cost a lock and an mmap write
+    each (eight of them per request otherwise)."""
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        self.children = (
+            REQUESTS.labels(*labels, "success"),
+            PREDICTIONS.labels(*labels),
+            REQUEST_SECONDS.labels(*labels),
+            INFERENCE_SECONDS.labels(*labels),
+            SCORE.labels(*labels),
+        )
+        self.requests = 0
+        self.predictions = 0
+        self.request_seconds = BucketCounts(LATENCY_BUCKETS)
+        self.inference_seconds = BucketCounts(LATENCY_BUCKETS)
+        self.score = BucketCounts(SCORE_BUCKETS)
+
+    def push(self) -> None:
+        requests, predictions, request_seconds, inference_seconds, score = self.children
+        if self.requests:
+            requests.inc(self.requests)
+            self.requests = 0
+        if self.predictions:
+            predictions.inc(self.predictions)
+            self.predictions = 0
+        self.request_seconds.push(request_seconds)
+        self.inference_seconds.push(inference_seconds)
+        self.score.push(score)
+
+
 class Telemetry:
-    """Everything the request path records, with label children cached per series."""
+    """Everything the request path records. Request counters and histograms are gathered per
+    process and flushed at least every second (the service's housekeeping) and before every
+    scrape this process answers, so a scrape lags other workers by at most that second."""
 
     def __init__(self, model: str, window_seconds: float) -> None:
         self.model = model
@@ -210,7 +265,8 @@ class Telemetry:
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.directory = Path(directory) if directory else None
         self.drift = DriftCollector()
-        self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._lock = threading.Lock()  # large batches are scored in worker threads
 
     def track(self, version: str, variant: str, layout: DriftLayout) -> None:
         key = _KEY.sub("_", f"{self.model}__{version}__{variant}")
@@ -218,18 +274,10 @@ class Telemetry:
             layout, key, self.window_seconds, self.directory
         )
 
-    def _series(self, version: str, variant: str) -> tuple[Any, ...]:
-        series = self._children.get((version, variant))
+    def _get(self, version: str, variant: str) -> _Series:
+        series = self._series.get((version, variant))
         if series is None:
-            labels = (self.model, version, variant)
-            series = (
-                REQUESTS.labels(*labels, "success"),
-                PREDICTIONS.labels(*labels),
-                REQUEST_SECONDS.labels(*labels),
-                INFERENCE_SECONDS.labels(*labels),
-                SCORE.labels(*labels),
-            )
-            self._children[(version, variant)] = series
+            series = self._series[(version, variant)] = _Series((self.model, version, variant))
         return series
 
     def scored(
@@ -240,18 +288,20 @@ class Telemetry:
         score: npt.NDArray[Any],
         inference_seconds: float,
     ) -> None:
-        _, predictions, _, inference, score_histogram = self._series(version, variant)
-        predictions.inc(score.size)
-        inference.observe(inference_seconds)
-        observe_many(score_histogram, score, SCORE_BUCKETS)
+        with self._lock:
+            series = self._get(version, variant)
+            series.predictions += score.size
+            series.inference_seconds.observe(inference_seconds)
+            series.score.observe_array(score)
         window = self.drift.windows.get((self.model, version, variant))
         if window is not None:
             window.add(batch, score)
 
     def request_done(self, version: str, variant: str, seconds: float) -> None:
-        requests, _, request_seconds, _, _ = self._series(version, variant)
-        requests.inc()
-        request_seconds.observe(seconds)
+        with self._lock:
+            series = self._get(version, variant)
+            series.requests += 1
+            series.request_seconds.observe(seconds)
 
     def error(self, version: str, variant: str, reason: str) -> None:
         labels = (self.model, version, variant)
@@ -259,7 +309,9 @@ class Telemetry:
         ERRORS.labels(*labels, reason).inc()
 
     def shadow_delta(self, version: str, delta: npt.NDArray[Any]) -> None:
-        observe_many(SHADOW_DELTA.labels(self.model, version, "shadow"), delta, DELTA_BUCKETS)
+        counts = BucketCounts(DELTA_BUCKETS)
+        counts.observe_array(delta)
+        counts.push(SHADOW_DELTA.labels(self.model, version, "shadow"))
 
     def shadow_dropped(self, version: str, rows: int) -> None:
         SHADOW_DROPPED.labels(self.model, version, "shadow").inc(rows)
@@ -267,7 +319,13 @@ class Telemetry:
     def shadow_failed(self, version: str) -> None:
         SHADOW_FAILURES.labels(self.model, version, "shadow").inc()
 
+    def flush_counts(self) -> None:
+        with self._lock:
+            for series in self._series.values():
+                series.push()
+
     def flush(self) -> None:
+        self.flush_counts()
         for window in self.drift.windows.values():
             window.flush()
 
@@ -276,6 +334,7 @@ class Telemetry:
         from prometheus_client.exposition import choose_encoder
 
         encoder, content_type = choose_encoder(accept or "")
+        self.flush_counts()
         registry = CollectorRegistry()
         if self.directory is None:
             registry.register(_ProcessMetrics())

@@ -67,6 +67,7 @@ class Validator:
         self._low = np.array([[-np.inf if f.minimum is None else f.minimum] for f in numeric])
         self._high = np.array([[np.inf if f.maximum is None else f.maximum] for f in numeric])
         self._integral = np.array([f.datatype == "INT64" for f in numeric])
+        self._dtypes = {f.name: model_dtype(f.datatype) for f in schema.features}
 
     def validate(self, tensors: Sequence[Tensor]) -> Batch:
         by_name: dict[str, Tensor] = {}
@@ -102,9 +103,12 @@ class Validator:
                 if strings is not None
                 else self._categorical(self._features[name], by_name[name].data, rows, codes[index])
             )
+        # One conversion per dtype; each feature's column is a contiguous row view of it.
+        as_model = {
+            dtype: numeric.astype(dtype) for dtype in {self._dtypes[n] for n in self.numeric_names}
+        }
         for index, name in enumerate(self.numeric_names):
-            dtype = model_dtype(self._features[name].datatype)
-            columns[name] = numeric[index].astype(dtype).reshape(rows, 1)
+            columns[name] = as_model[self._dtypes[name]][index].reshape(rows, 1)
         return Batch(
             rows=rows,
             columns={name: columns[name] for name in self._features},
@@ -174,12 +178,13 @@ class Validator:
                     f"input {name!r}: datatype {tensor.datatype!r}, but this input is"
                     f" {feature.datatype}",
                 )
-            shape = list(tensor.shape)
-            if (
-                len(shape) not in (1, 2)
-                or any(not isinstance(dim, int) or dim < 0 for dim in shape)
-                or (len(shape) == 2 and shape[1] != 1)
+            shape = tensor.shape
+            if not (
+                (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
+                and type(shape[0]) is int
+                and shape[0] >= 0
             ):
+                shape = list(shape)
                 raise RequestError(
                     "wrong_shape", f"input {name!r}: shape {shape}; expected [N] or [N, 1]"
                 )

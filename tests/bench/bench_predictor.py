@@ -1,0 +1,292 @@
+"""The predictor against its references, side by side in one run with one load generator.
+
+REST load: wrk, one thread, 16 connections, a fixed POST body; gRPC load: an asyncio loop of 16
+concurrent calls on KServe's generated V2 stubs. Everything serves the reference bundle
+(models/german-credit, int8 unless said otherwise):
+
+- predictor: this project's creditmodel-predictor (fast REST route, KServe ModelServer), 1 and 2
+  workers, batch 1 / 100 / 1,000, int8 vs fp32, shadow challenger on vs off, Redis response cache
+- reference A: a plain kserve.Model with async predict under KServe's ModelServer (stock path)
+- reference B: a bare uvicorn + uvloop + httptools + orjson ASGI app (the practical limit)
+- reference C: Seldon MLServer + mlserver-sklearn serving the same scikit-learn pipeline
+
+The machine is shared and noisy, so targets are ratios against references measured in the same
+run. PREDICTOR_BENCH_SECONDS (default 8) sets the length of each load run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from creditmodel.core.bundle import load_bundle
+from tests.bench import predictor_mlserver
+from tests.bench.predictor_load import LoadResult, grpc_load, wrk
+from tests.predictor.server import PredictorServer, predictor_server
+from tests.support.process import ManagedProcess, free_port, tool
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "models" / "german-credit"
+MODEL = "german-credit"
+SECONDS = float(os.environ.get("PREDICTOR_BENCH_SECONDS", "8"))
+BATCHES = (1, 100, 1000)
+
+
+def _ensure_bundle() -> None:
+    if not (BUNDLE / "manifest.json").exists():
+        from creditmodel.training import reference_bundle
+
+        if reference_bundle.build(BUNDLE) != 0:
+            raise RuntimeError("could not build the reference bundle (make reference-bundle)")
+
+
+def _documents(rows: int) -> dict[str, Any]:
+    """`rows` German Credit applicants as a V2 request (the same rows for every server)."""
+    from creditmodel.training import german_credit
+
+    schema = load_bundle(str(BUNDLE)).schema
+    frame = german_credit.load()
+    frame = frame.iloc[[i % len(frame) for i in range(rows)]]
+    inputs = []
+    for feature in schema.features:
+        values = frame[feature.name].tolist()
+        data = (
+            [str(v) for v in values]
+            if feature.kind == "categorical"
+            else [float(v) for v in values]
+        )
+        inputs.append(
+            {"name": feature.name, "datatype": feature.datatype, "shape": [rows, 1], "data": data}
+        )
+    return {"id": "bench", "inputs": inputs}
+
+
+def _body(document: dict[str, Any], **parameters: str) -> bytes:
+    return json.dumps({**document, **({"parameters": parameters} if parameters else {})}).encode()
+
+
+def _ready(url: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+
+    return probe
+
+
+@contextlib.contextmanager
+def _process(
+    name: str, argv: list[Any], logs: Path, ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[ManagedProcess]:
+    process = ManagedProcess(name, argv, logs, env)
+    try:
+        process.wait_ready(_ready(ready_url), 300, "ready")
+        yield process
+    finally:
+        process.stop()
+
+
+def _server_seconds(server: PredictorServer, body: bytes, requests: int = 40) -> float:
+    """Mean server time of one request (creditmodel_request_duration_seconds), sequential."""
+    count0 = server.metric("creditmodel_request_duration_seconds_count")
+    sum0 = server.metric("creditmodel_request_duration_seconds_sum")
+    for _ in range(requests):
+        request = urllib.request.Request(
+            server.infer_url, data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    count = server.metric("creditmodel_request_duration_seconds_count") - count0
+    return (server.metric("creditmodel_request_duration_seconds_sum") - sum0) / count
+
+
+def run(out_dir: Path) -> list[dict[str, Any]]:
+    _ensure_bundle()
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    documents = {rows: _documents(rows) for rows in BATCHES}
+    bodies = {rows: _body(documents[rows]) for rows in BATCHES}
+    results: dict[str, LoadResult] = {}
+    rows: list[dict[str, Any]] = []
+
+    def load(case: str, url: str, body: bytes, **kwargs: Any) -> LoadResult:
+        print(f"   {case} ...", file=sys.stderr, flush=True)
+        result = wrk(url, body, out_dir / "wrk", seconds=SECONDS, **kwargs)
+        print(
+            f"      {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms:.2f} ms",
+            file=sys.stderr,
+        )
+        results[case] = result
+        rows.extend(result.rows(case))
+        if result.errors:
+            rows.append(
+                {
+                    "case": case,
+                    "metric": "errors",
+                    "value": result.errors,
+                    "unit": "requests",
+                    "ok": False,
+                }
+            )
+        return result
+
+    def grpc_case(case: str, target: str, document: dict[str, Any]) -> None:
+        print(f"   {case} ...", file=sys.stderr, flush=True)
+        result = grpc_load(target, document, MODEL, seconds=SECONDS)
+        print(
+            f"      {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms:.2f} ms",
+            file=sys.stderr,
+        )
+        results[case] = result
+        rows.extend(result.rows(case))
+
+    bundle = str(BUNDLE)
+    # --- this predictor, one worker -------------------------------------------------------------------
+    with predictor_server(bundle, logs, model_name=MODEL, name="predictor") as server:
+        for n in BATCHES:
+            load(f"predictor REST batch {n}", server.infer_url, bodies[n])
+        load("predictor REST batch 1 fp32", server.infer_url, _body(documents[1], variant="fp32"))
+        server_ms = _server_seconds(server, bodies[1000]) * 1000
+        rows.append({"case": "predictor REST batch 1000", "metric": "server time", "value": server_ms,
+                     "unit": "ms", "target": "<= 5 ms", "ok": server_ms <= 5})  # fmt: skip
+        grpc_case("predictor gRPC batch 1", server.grpc_target, documents[1])
+    # --- shadow challenger (the same bundle as its own challenger: the same work) -------------------
+    with predictor_server(bundle, logs, model_name=MODEL, name="predictor-shadow",
+                          extra=["--shadow_model_dir", bundle]) as server:  # fmt: skip
+        load("predictor REST batch 1 shadow", server.infer_url, bodies[1])
+    # --- two workers -------------------------------------------------------------------------------------
+    with predictor_server(
+        bundle, logs, model_name=MODEL, name="predictor-2w", extra=["--workers", "2"]
+    ) as server:
+        load("predictor REST batch 1 2 workers", server.infer_url, bodies[1])
+    # --- reference A: stock kserve.Model -------------------------------------------------------------
+    http, grpc_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "tests.bench.predictor_refs", "a", "--model_name", MODEL, "--model_dir",
+            bundle, "--http_port", str(http), "--grpc_port", str(grpc_port)]  # fmt: skip
+    with _process("reference-a", argv, logs, f"http://127.0.0.1:{http}/v2/health/ready"):
+        url = f"http://127.0.0.1:{http}/v2/models/{MODEL}/infer"
+        for n in BATCHES:
+            load(f"ref A (stock KServe) REST batch {n}", url, bodies[n])
+        grpc_case("ref A (stock KServe) gRPC batch 1", f"127.0.0.1:{grpc_port}", documents[1])
+    # --- reference B: bare ASGI ----------------------------------------------------------------------
+    http = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.bench.predictor_refs",
+        "b",
+        "--model_dir",
+        bundle,
+        "--http_port",
+        str(http),
+    ]
+    with _process("reference-b", argv, logs, f"http://127.0.0.1:{http}/v2/health/ready"):
+        url = f"http://127.0.0.1:{http}/v2/models/{MODEL}/infer"
+        for n in BATCHES:
+            load(f"ref B (bare ASGI) REST batch {n}", url, bodies[n])
+    # --- reference C: MLServer + mlserver-sklearn -------------------------------------------------------
+    try:
+        mlserver = predictor_mlserver.ensure_venv(logs / "mlserver-install.log")
+        http, grpc_port, metrics_port = free_port(), free_port(), free_port()
+        repository = predictor_mlserver.write_model_repository(
+            load_bundle(bundle), out_dir / "mlserver", http, grpc_port, metrics_port
+        )
+        ready = f"http://127.0.0.1:{http}/v2/models/{MODEL}/ready"
+        with _process("reference-c", [mlserver, "start", repository], logs, ready):
+            url = f"http://127.0.0.1:{http}/v2/models/{MODEL}/infer"
+            for n in BATCHES:
+                body = json.dumps(predictor_mlserver.request_body(documents[n])).encode()
+                load(f"ref C (MLServer sklearn) REST batch {n}", url, body)
+    except (Exception, pytest.skip.Exception) as exc:  # MLServer trouble must not lose the rest
+        rows.append(
+            {
+                "case": "ref C (MLServer)",
+                "metric": "unavailable",
+                "value": str(exc)[:120],
+                "unit": "",
+                "ok": False,
+            }
+        )
+    # --- Redis response cache -------------------------------------------------------------------------
+    redis_port = free_port()
+    redis_argv = [
+        tool("redis-server"),
+        "--port",
+        str(redis_port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(_redis(redis_argv, logs))
+        http, grpc_port = free_port(), free_port()
+        argv = [sys.executable, "-m", "tests.bench.predictor_cache", "--redis_url",
+                f"redis://127.0.0.1:{redis_port}", "--model_name", MODEL, "--model_dir", bundle,
+                "--http_port", str(http), "--grpc_port", str(grpc_port)]  # fmt: skip
+        stack.enter_context(
+            _process("predictor-cache", argv, logs, f"http://127.0.0.1:{http}/v2/health/ready")
+        )
+        url = f"http://127.0.0.1:{http}/v2/models/{MODEL}/infer"
+        load("predictor + Redis cache, all hits", url, bodies[1])
+        load("predictor + Redis cache, all misses", url, bodies[1], unique_ids=True)
+        del redis
+    rows.extend(_verdicts(results))
+    return rows
+
+
+@contextlib.contextmanager
+def _redis(argv: list[Any], logs: Path) -> Iterator[ManagedProcess]:
+    import socket
+
+    process = ManagedProcess("redis", argv, logs)
+
+    def probe() -> bool:
+        with socket.create_connection(("127.0.0.1", int(argv[2])), timeout=1):
+            return True
+
+    try:
+        process.wait_ready(probe, 30, "accepting connections")
+        yield process
+    finally:
+        process.stop()
+
+
+def _verdicts(results: dict[str, LoadResult]) -> list[dict[str, Any]]:
+    ours = results["predictor REST batch 1"]
+    ref_a = results["ref A (stock KServe) REST batch 1"]
+    ref_b = results["ref B (bare ASGI) REST batch 1"]
+    rows = [
+        {"case": "predictor vs ref A, REST batch 1", "metric": "throughput ratio",
+         "value": ours.requests_per_second / ref_a.requests_per_second, "unit": "x",
+         "target": ">= 5x", "ok": ours.requests_per_second >= 5 * ref_a.requests_per_second},
+        {"case": "predictor vs ref B, REST batch 1", "metric": "throughput ratio",
+         "value": ours.requests_per_second / ref_b.requests_per_second, "unit": "x",
+         "target": ">= 0.4x", "ok": ours.requests_per_second >= 0.4 * ref_b.requests_per_second},
+        {"case": "predictor REST batch 1", "metric": "p99 at 16 connections", "value": ours.p99_ms,
+         "unit": "ms", "target": "<= 5 ms", "ok": ours.p99_ms <= 5},
+    ]  # fmt: skip
+    shadow = results["predictor REST batch 1 shadow"].requests_per_second / ours.requests_per_second
+    rows.append({"case": "shadow on vs off", "metric": "throughput cost", "value": (1 - shadow) * 100,
+                 "unit": "%", "target": "<= 10%", "ok": shadow >= 0.9})  # fmt: skip
+    two = results["predictor REST batch 1 2 workers"].requests_per_second / ours.requests_per_second
+    cores = os.cpu_count() or 1
+    rows.append({"case": "2 workers vs 1", "metric": "throughput ratio", "value": two, "unit": "x",
+                 "target": f">= 1.6x ({cores} cores shared with wrk)",
+                 "ok": two >= 1.6 if cores >= 4 else None})  # fmt: skip
+    for name, result in results.items():
+        if "ref C" in name and name.endswith("batch 1"):
+            rows.append({"case": "predictor vs ref C, REST batch 1", "metric": "throughput ratio",
+                         "value": ours.requests_per_second / result.requests_per_second, "unit": "x"})  # fmt: skip
+    hits = results.get("predictor + Redis cache, all hits")
+    if hits:
+        rows.append({"case": "Redis cache (all hits) vs none", "metric": "throughput ratio",
+                     "value": hits.requests_per_second / ours.requests_per_second, "unit": "x"})  # fmt: skip
+    return rows
