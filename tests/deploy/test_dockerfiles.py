@@ -92,3 +92,16 @@ def test_dockerignore_keeps_the_context_to_the_sources() -> None:
         )
     } | {"README.md"}
     assert copied <= allowed, f"COPY sources excluded from the build context: {copied - allowed}"
+
+
+def test_predictor_image_embeds_the_reference_bundle_where_its_default_points() -> None:
+    """`creditmodel-predictor` with no --model_dir serves models/german-credit relative to its
+    working directory; the image puts the bundle there (README: bundleURI /opt/creditmodel/...)."""
+    from creditmodel.predictor.settings import PredictorSettings
+
+    _, runtime = stages(REPO_ROOT / "predictor" / "Dockerfile")
+    workdir = [line.split()[1] for line in runtime if line.startswith("WORKDIR ")][-1]
+    assert "COPY models/ /opt/creditmodel/models/" in runtime
+    default = PredictorSettings.model_fields["model_dir"].default
+    assert f"{workdir}/{default}" == "/opt/creditmodel/models/german-credit"
+    assert (REPO_ROOT / default / "manifest.json").is_file()
