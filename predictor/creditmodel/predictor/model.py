@@ -23,6 +23,7 @@ from creditmodel.predictor import rest
 from creditmodel.predictor.engine import LoadedBundle
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.infer_types import tensor_from_infer_input
+from creditmodel.predictor.prediction_log import PredictionLogger, PredictionLogSettings
 from creditmodel.predictor.service import (
     OUTPUTS,
     InferenceRequest,
@@ -74,10 +75,14 @@ class CreditScoringModel(Model):  # type: ignore[misc]
 
     def _serve(self, champion: Bundle, challenger: Bundle | None) -> None:
         rows, scaling = self.settings.max_batch_rows, self.settings.scaling
+        log_settings = PredictionLogSettings()
         self.service = ScoringService(
             self.settings,
             LoadedBundle(champion, rows, scaling),
             LoadedBundle(challenger, rows, scaling) if challenger is not None else None,
+            PredictionLogger(log_settings, champion.schema, self.settings.model_name)
+            if log_settings.uri
+            else None,
         )
         self._bundles = (champion, challenger)
         rest.install(self.service)

@@ -9,6 +9,7 @@ are the contract in `creditmodel.core.prediction_log`, which the drift job reads
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -115,6 +116,8 @@ class PredictionLogger:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
+        # A graceful shutdown (SIGTERM from the kubelet) writes what is queued instead of losing it.
+        atexit.register(self.close, 10.0)
 
     # --- request path ------------------------------------------------------------------------------
     def offer(
@@ -204,6 +207,7 @@ class PredictionLogger:
                 return
 
     def close(self, timeout: float = 30.0) -> None:
+        atexit.unregister(self.close)
         with self._lock:
             self._closed = True
             self._lock.notify()

@@ -21,6 +21,7 @@ from creditmodel.predictor.engine import LoadedBundle, Scored
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.metrics import Telemetry
 from creditmodel.predictor.monitoring import DriftLayout
+from creditmodel.predictor.prediction_log import PredictionLogger
 from creditmodel.predictor.routing import VARIANTS, choose_variant
 from creditmodel.predictor.settings import PredictorSettings
 from creditmodel.predictor.validation import Batch, Tensor, concatenate
@@ -143,8 +144,10 @@ class ScoringService:
         settings: PredictorSettings,
         champion: LoadedBundle,
         challenger: LoadedBundle | None = None,
+        prediction_log: PredictionLogger | None = None,
     ) -> None:
         self.settings = settings
+        self.prediction_log = prediction_log
         self.champion = champion
         self.name = settings.model_name
         self.telemetry = Telemetry(self.name, settings.drift_window_seconds)
@@ -204,6 +207,15 @@ class ScoringService:
         self.telemetry.scored(self.champion.version, job.variant, job.batch, scored.score, elapsed)
         if self.shadow is not None:
             self.shadow.submit(job.batch, scored.probability)
+        if self.prediction_log is not None:
+            self.prediction_log.offer(
+                request_id=job.request_id,
+                version=self.champion.version,
+                variant=job.variant,
+                inputs=job.batch.columns,
+                probability=scored.probability,
+                score=scored.score,
+            )
         return Prediction(
             request_id=job.request_id,
             model_name=self.name,
@@ -275,6 +287,8 @@ class ScoringService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
         self.flush()
+        if self.prediction_log is not None:
+            await asyncio.to_thread(self.prediction_log.close)
 
 
 def _check_compatible(champion: LoadedBundle, challenger: LoadedBundle) -> None:
