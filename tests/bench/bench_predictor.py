@@ -11,7 +11,8 @@ concurrent calls on KServe's generated V2 stubs. Everything serves the reference
 - reference C: Seldon MLServer + mlserver-sklearn serving the same scikit-learn pipeline
 
 The machine is shared and noisy, so targets are ratios against references measured in the same
-run. PREDICTOR_BENCH_SECONDS (default 8) sets the length of each load run.
+run, and the headline cases run interleaved, best of PREDICTOR_BENCH_ROUNDS (default 3) rounds.
+PREDICTOR_BENCH_SECONDS (default 6) sets the length of each load run.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from tests.support.process import ManagedProcess, free_port, tool
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "models" / "german-credit"
 MODEL = "german-credit"
-SECONDS = float(os.environ.get("PREDICTOR_BENCH_SECONDS", "8"))
+SECONDS = float(os.environ.get("PREDICTOR_BENCH_SECONDS", "6"))
+ROUNDS = int(os.environ.get("PREDICTOR_BENCH_ROUNDS", "3"))
 BATCHES = (1, 100, 1000)
 
 
@@ -147,50 +149,64 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
         results[case] = result
         rows.extend(result.rows(case))
 
+    def best_of(cases: dict[str, tuple[str, bytes]]) -> None:
+        """Interleaved rounds over servers that all run at once, best round per case: the
+        machine is shared, so a slow patch hits every case alike instead of one of them."""
+        best: dict[str, LoadResult] = {}
+        for round_ in range(ROUNDS):
+            for case, (url, body) in cases.items():
+                print(f"   {case} (round {round_ + 1}/{ROUNDS}) ...", file=sys.stderr, flush=True)
+                result = wrk(url, body, out_dir / "wrk", seconds=SECONDS)
+                print(
+                    f"      {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms:.2f} ms",
+                    file=sys.stderr,
+                )
+                if case not in best or result.requests_per_second > best[case].requests_per_second:
+                    best[case] = result
+        for case, result in best.items():
+            results[case] = result
+            rows.extend(result.rows(case))
+
     bundle = str(BUNDLE)
-    # --- this predictor, one worker -------------------------------------------------------------------
-    with predictor_server(bundle, logs, model_name=MODEL, name="predictor") as server:
-        for n in BATCHES:
-            load(f"predictor REST batch {n}", server.infer_url, bodies[n])
-        load("predictor REST batch 1 fp32", server.infer_url, _body(documents[1], variant="fp32"))
-        server_ms = _server_seconds(server, bodies[1000]) * 1000
-        rows.append({"case": "predictor REST batch 1000", "metric": "server time", "value": server_ms,
+    with contextlib.ExitStack() as stack:
+        ours = stack.enter_context(
+            predictor_server(bundle, logs, model_name=MODEL, name="predictor")
+        )
+        shadow = stack.enter_context(predictor_server(
+            bundle, logs, model_name=MODEL, name="predictor-shadow",
+            extra=["--shadow_model_dir", bundle]))  # the same model as challenger: the same work  # fmt: skip
+        two = stack.enter_context(predictor_server(
+            bundle, logs, model_name=MODEL, name="predictor-2w", extra=["--workers", "2"]))  # fmt: skip
+        a_http, a_grpc, b_http = free_port(), free_port(), free_port()
+        stack.enter_context(_process(
+            "reference-a",
+            [sys.executable, "-m", "tests.bench.predictor_refs", "a", "--model_name", MODEL,
+             "--model_dir", bundle, "--http_port", str(a_http), "--grpc_port", str(a_grpc)],
+            logs, f"http://127.0.0.1:{a_http}/v2/health/ready"))  # fmt: skip
+        stack.enter_context(_process(
+            "reference-b",
+            [sys.executable, "-m", "tests.bench.predictor_refs", "b", "--model_dir", bundle,
+             "--http_port", str(b_http)],
+            logs, f"http://127.0.0.1:{b_http}/v2/health/ready"))  # fmt: skip
+        ref_a = f"http://127.0.0.1:{a_http}/v2/models/{MODEL}/infer"
+        ref_b = f"http://127.0.0.1:{b_http}/v2/models/{MODEL}/infer"
+        best_of({
+            "predictor REST batch 1": (ours.infer_url, bodies[1]),
+            "ref A (stock KServe) REST batch 1": (ref_a, bodies[1]),
+            "ref B (bare ASGI) REST batch 1": (ref_b, bodies[1]),
+            "predictor REST batch 1 shadow": (shadow.infer_url, bodies[1]),
+            "predictor REST batch 1 2 workers": (two.infer_url, bodies[1]),
+        })  # fmt: skip
+        for n in BATCHES[1:]:
+            load(f"predictor REST batch {n}", ours.infer_url, bodies[n])
+            load(f"ref A (stock KServe) REST batch {n}", ref_a, bodies[n])
+            load(f"ref B (bare ASGI) REST batch {n}", ref_b, bodies[n])
+        load("predictor REST batch 1 fp32", ours.infer_url, _body(documents[1], variant="fp32"))
+        server_ms = _server_seconds(ours, bodies[1000]) * 1000
+        rows.append({"case": "predictor REST batch 1000", "metric": "server time (mean)", "value": server_ms,
                      "unit": "ms", "target": "<= 5 ms", "ok": server_ms <= 5})  # fmt: skip
-        grpc_case("predictor gRPC batch 1", server.grpc_target, documents[1])
-    # --- shadow challenger (the same bundle as its own challenger: the same work) -------------------
-    with predictor_server(bundle, logs, model_name=MODEL, name="predictor-shadow",
-                          extra=["--shadow_model_dir", bundle]) as server:  # fmt: skip
-        load("predictor REST batch 1 shadow", server.infer_url, bodies[1])
-    # --- two workers -------------------------------------------------------------------------------------
-    with predictor_server(
-        bundle, logs, model_name=MODEL, name="predictor-2w", extra=["--workers", "2"]
-    ) as server:
-        load("predictor REST batch 1 2 workers", server.infer_url, bodies[1])
-    # --- reference A: stock kserve.Model -------------------------------------------------------------
-    http, grpc_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "tests.bench.predictor_refs", "a", "--model_name", MODEL, "--model_dir",
-            bundle, "--http_port", str(http), "--grpc_port", str(grpc_port)]  # fmt: skip
-    with _process("reference-a", argv, logs, f"http://127.0.0.1:{http}/v2/health/ready"):
-        url = f"http://127.0.0.1:{http}/v2/models/{MODEL}/infer"
-        for n in BATCHES:
-            load(f"ref A (stock KServe) REST batch {n}", url, bodies[n])
-        grpc_case("ref A (stock KServe) gRPC batch 1", f"127.0.0.1:{grpc_port}", documents[1])
-    # --- reference B: bare ASGI ----------------------------------------------------------------------
-    http = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "tests.bench.predictor_refs",
-        "b",
-        "--model_dir",
-        bundle,
-        "--http_port",
-        str(http),
-    ]
-    with _process("reference-b", argv, logs, f"http://127.0.0.1:{http}/v2/health/ready"):
-        url = f"http://127.0.0.1:{http}/v2/models/{MODEL}/infer"
-        for n in BATCHES:
-            load(f"ref B (bare ASGI) REST batch {n}", url, bodies[n])
+        grpc_case("predictor gRPC batch 1", ours.grpc_target, documents[1])
+        grpc_case("ref A (stock KServe) gRPC batch 1", f"127.0.0.1:{a_grpc}", documents[1])
     # --- reference C: MLServer + mlserver-sklearn -------------------------------------------------------
     try:
         mlserver = predictor_mlserver.ensure_venv(logs / "mlserver-install.log")
