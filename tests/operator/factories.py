@@ -29,7 +29,7 @@ def spec(**overrides: Any) -> Spec:
             document[key] = {**document[key], **value}
         else:
             document[key] = value
-    return Spec.model_validate(document)
+    return Spec.model_validate(document).with_default_images("predictor:test", "training:test")
 
 
 def model(

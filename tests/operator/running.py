@@ -4,6 +4,7 @@ ServiceAccount bound to manifests/rbac, plus helpers to watch what it does throu
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 import time
 import urllib.request
@@ -14,11 +15,54 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 
-from tests.operator.conftest import GROUP, PLURAL, VERSION
-from tests.support.kube import Kube
-from tests.support.process import ManagedProcess, free_port
+from tests.support.kube import Kube, load_yaml_documents
+from tests.support.process import REPO_ROOT, ManagedProcess, free_port
 
 T = TypeVar("T")
+CRD_DIR = REPO_ROOT / "manifests" / "crd"
+RBAC = REPO_ROOT / "manifests" / "rbac" / "operator.yaml"
+TEST_CRDS = Path(__file__).parent / "crds" / "minimal.yaml"
+GROUP, VERSION, PLURAL = "scoring.creditmodel.io", "v1alpha1", "creditmodels"
+
+
+def crd_documents() -> list[dict[str, Any]]:
+    """Our CRDs (manifests/crd, kustomization files aside) and the minimal KServe/Gateway ones."""
+    paths = [*sorted(CRD_DIR.glob("*.yaml")), TEST_CRDS]
+    documents = [doc for path in paths for doc in load_yaml_documents(path)]
+    return [doc for doc in documents if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def bind_operator_service_account(kube: Kube) -> Path:
+    """manifests/rbac applied with its ServiceAccount moved into the test namespace, a namespaced
+    twin of manifests/rbac/peering.yaml, and a TokenRequest kubeconfig for that ServiceAccount."""
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    core = client.CoreV1Api(kube.api)
+    for document in copy.deepcopy(load_yaml_documents(RBAC)):
+        kind = document["kind"]
+        if kind == "ServiceAccount":
+            document["metadata"]["namespace"] = kube.namespace
+            core.create_namespaced_service_account(kube.namespace, document)
+        elif kind == "ClusterRole":
+            try:
+                rbac.create_cluster_role(document)
+            except client.ApiException as exc:
+                if exc.status != 409:
+                    raise
+                rbac.replace_cluster_role(document["metadata"]["name"], document)
+        elif kind == "ClusterRoleBinding":
+            document["metadata"]["name"] = f"creditmodel-operator-{kube.namespace}"
+            for subject in document["subjects"]:
+                subject["namespace"] = kube.namespace
+            rbac.create_cluster_role_binding(document)
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering"}
+    client.CustomObjectsApi(kube.api).create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        kube.namespace,
+        "kopfpeerings",
+        {**peering, "metadata": {"name": "creditmodel-operator"}},
+    )
+    return kube.plane.service_account_kubeconfig(kube.namespace, "creditmodel-operator")
 
 
 @dataclass
@@ -27,6 +71,7 @@ class Operator:
     kubeconfig: Path
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    verbose: bool = True
     process: ManagedProcess | None = None
     logs: list[str] = field(default_factory=list)
 
@@ -42,7 +87,7 @@ class Operator:
                 self.kube.namespace,
                 "--liveness",
                 f"http://127.0.0.1:{port}/healthz",
-                "--verbose",
+                *(["--verbose"] if self.verbose else []),
             ],
             self.workdir,
             env={
@@ -80,9 +125,13 @@ class Operator:
 
 @contextlib.contextmanager
 def running_operator(
-    kube: Kube, kubeconfig: Path, workdir: Path, env: dict[str, str] | None = None
+    kube: Kube,
+    kubeconfig: Path,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    verbose: bool = True,
 ) -> Iterator[Operator]:
-    operator = Operator(kube, kubeconfig, workdir, dict(env or {}))
+    operator = Operator(kube, kubeconfig, workdir, dict(env or {}), verbose)
     operator.start()
     try:
         yield operator

@@ -106,3 +106,16 @@ def test_training_job_needs_a_training_spec() -> None:
 )
 def test_label_values_are_label_safe(text: str, expected: str) -> None:
     assert builders.label_value(text) == expected
+
+
+def test_spec_images_default_to_the_operator_settings() -> None:
+    from creditmodel.operator.model import Spec
+
+    bare = Spec.model_validate({"model": {"bundleURI": BUNDLE_V1}})
+    with pytest.raises(ValueError, match=r"spec\.predictor\.image is unset"):
+        builders.build_inferenceservice(OWNER, bare, V1, "stable")
+    filled = bare.with_default_images("registry/predictor:1", "registry/training:1")
+    isvc = builders.build_inferenceservice(OWNER, filled, V1, "stable")
+    assert isvc["spec"]["predictor"]["containers"][0]["image"] == "registry/predictor:1"
+    own = Spec.model_validate({"predictor": {"image": "mine:2"}}).with_default_images("a", "b")
+    assert own.predictor.image == "mine:2"

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.operator.conftest import GROUP, PLURAL, VERSION
+from tests.operator.running import GROUP, PLURAL, VERSION
 from tests.support.kube import Kube, load_yaml_documents
 from tests.support.process import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = sorted((REPO_ROOT / "manifests" / "samples").glob("*.yaml"))
+SAMPLES = sorted((REPO_ROOT / "manifests" / "samples").glob("creditmodel*.yaml"))
 
 
 def sample() -> dict[str, Any]:

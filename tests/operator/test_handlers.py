@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from creditmodel.core import bundle
 from creditmodel.operator import builders
@@ -173,3 +174,52 @@ def test_manual_action_annotation(
     )
     annotations = api.model("german-credit")["metadata"].get("annotations", {})
     assert "scoring.creditmodel.io/action" not in annotations
+
+
+def test_knative_router_moves_canary_traffic_percent_on_one_isvc(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    publish(f"{s3.uri}/german-credit/v1", "v1")
+    body = sample(s3, router="knative", intervalSeconds=3600)
+    del body["spec"]["rollout"]["gateway"]
+    api.create_model(body)
+    isvc = eventually(lambda: api.isvcs().get("german-credit"), what="the one InferenceService")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+    api.mark_isvc_ready("german-credit")
+    v2 = publish(f"{s3.uri}/german-credit/v2", "v2")
+    api.patch_model("german-credit", {"spec": {"model": {"bundleURI": v2}}})
+    predictor = eventually(
+        lambda: api.isvcs()["german-credit"]["spec"]["predictor"]
+        if "canaryTrafficPercent" in api.isvcs()["german-credit"]["spec"]["predictor"]
+        else None,
+        what="canaryTrafficPercent",
+    )
+    assert predictor["canaryTrafficPercent"] == 10
+    assert v2 in predictor["containers"][0]["args"]
+    assert set(api.isvcs()) == {"german-credit"}
+
+
+def test_deletion_releases_the_object_and_children_are_owned(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    """No garbage collector runs here: ownership is checked, the cascade is Kubernetes' part."""
+    v1 = serving_v1(api, s3)
+    uid = api.model("german-credit")["metadata"]["uid"]
+    assert api.model("german-credit")["metadata"]["finalizers"]
+    owned = [api.isvcs()[isvc_for(v1)], api.route("german-credit")]
+    for child in owned:
+        (reference,) = child["metadata"]["ownerReferences"]
+        assert (reference["uid"], reference["controller"]) == (uid, True)
+    api.custom.delete_namespaced_custom_object(
+        "scoring.creditmodel.io", "v1alpha1", api.namespace, "creditmodels", "german-credit"
+    )
+
+    def gone() -> bool:
+        try:
+            api.model("german-credit")
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    eventually(gone, what="CreditModel deleted (finalizer released)")

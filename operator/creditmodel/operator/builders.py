@@ -100,6 +100,8 @@ def build_predictor(owner: Owner, spec: Spec, bundle_uri: str) -> dict[str, Any]
     """The `spec.predictor` of an InferenceService: our custom predictor container, with the HPA
     fields KServe turns into a HorizontalPodAutoscaler."""
     predictor = spec.predictor
+    if predictor.image is None:
+        raise ValueError("spec.predictor.image is unset (the operator fills in its default)")
     env, env_from = _storage_env(spec)
     container: dict[str, Any] = {
         "name": "kserve-container",
@@ -236,6 +238,8 @@ def build_training_job(
     training = spec.training
     if training is None:
         raise ValueError("spec.training is not set")
+    if training.image is None:
+        raise ValueError("spec.training.image is unset (the operator fills in its default)")
     env, env_from = _storage_env(spec)
     args = [
         "--data",

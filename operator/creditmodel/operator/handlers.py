@@ -10,7 +10,11 @@ lives in the CreditModel status, so a restarted operator continues where the las
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import math
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -19,7 +23,7 @@ import kopf
 from pydantic import ValidationError
 
 from creditmodel.operator import analysis, builders, bundles, rollout
-from creditmodel.operator.kube import Kube, KubeError
+from creditmodel.operator.kube import Kube, KubeError, merge_patch
 from creditmodel.operator.model import ACTION_ANNOTATION, GROUP, PLURAL, VERSION, Spec, Status
 from creditmodel.operator.prometheus import Prometheus
 from creditmodel.operator.settings import OperatorSettings
@@ -72,6 +76,17 @@ def changed(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     _wake(memo, (namespace or "", name))
 
 
+@kopf.on.index("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
+def ready_isvcs(
+    *, name: str, namespace: str | None, status: Mapping[str, Any], **_: Any
+) -> dict[Key, bool]:
+    """Which of our InferenceServices KServe reports Ready, kept current from the watch stream,
+    so the reconcile loop never polls them."""
+    conditions = status.get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return {(namespace or "", name): ready}
+
+
 @kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 def child_changed(*, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
@@ -89,16 +104,18 @@ async def run(
     memo: Any,
     stopped: kopf.DaemonStopped,
     logger: Logger,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     namespace = namespace or ""
+    ready_isvcs: kopf.Index[Key, bool] = kwargs["ready_isvcs"]  # kopf passes indices by name
     key = (namespace, name)
     waker = memo.wakers.setdefault(key, asyncio.Event())
+    reconciler = Reconciler(namespace, name, memo, ready_isvcs, logger)
     try:
         while not stopped:
             waker.clear()
             try:
-                delay = await reconcile_once(namespace, name, memo, logger)
+                delay = await reconciler.once()
             except (KubeError, OSError) as exc:
                 logger.warning(f"reconcile failed, retrying: {exc}")
                 delay = min(memo.config.resync_seconds, 5.0)
@@ -123,7 +140,7 @@ async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float
             task.cancel()
 
 
-def _view(body: dict[str, Any]) -> rollout.CreditModel:
+def _view(body: dict[str, Any], config: OperatorSettings) -> rollout.CreditModel:
     meta = body["metadata"]
     action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
     return rollout.CreditModel(
@@ -132,13 +149,15 @@ def _view(body: dict[str, Any]) -> rollout.CreditModel:
         uid=meta["uid"],
         generation=meta.get("generation", 1),
         created_at=meta.get("creationTimestamp") or rollout.timestamp(datetime.now(UTC)),
-        spec=Spec.model_validate(body.get("spec") or {}),
+        spec=Spec.model_validate(body.get("spec") or {}).with_default_images(
+            config.predictor_image, config.training_image
+        ),
         status=Status.model_validate(body.get("status") or {}),
         action=action,
     )
 
 
-def _prometheus(memo: kopf.Memo, model: rollout.CreditModel) -> Prometheus | None:
+def _prometheus(memo: Any, model: rollout.CreditModel) -> Prometheus | None:
     config: OperatorSettings = memo.config
     url = model.spec.rollout.analysis.prometheus_url or (
         str(config.prometheus_url) if config.prometheus_url else None
@@ -151,91 +170,116 @@ def _prometheus(memo: kopf.Memo, model: rollout.CreditModel) -> Prometheus | Non
     return client
 
 
-async def observe(
-    model: rollout.CreditModel, needs: rollout.Needs, memo: kopf.Memo
-) -> rollout.Observations:
-    kube: Kube = memo.kube
-    namespace, status = model.namespace, model.status
-    resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
-    states = await asyncio.gather(
-        *(kube.inferenceservice_ready(namespace, n) for n in needs.inferenceservices)
-    )
-    ready = dict(zip(needs.inferenceservices, states, strict=True))
-    job = await kube.job_state(namespace, needs.job) if needs.job else None
-    trained = None
-    if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
-        trained = await bundles.resolve(status.training.bundle_uri)
-    prometheus = _prometheus(memo, model)
-    result = None
-    if needs.analysis and status.canary and status.stable:
-        _, canary_name = rollout.serving_names(model, status)
-        if canary_name and ready.get(canary_name):
-            result = (
-                await prometheus.analyse(
-                    model.name,
-                    status.canary.version,
-                    status.stable.version,
-                    model.spec.rollout.analysis,
-                )
-                if prometheus
-                else analysis.Result(
-                    "inconclusive",
-                    "no Prometheus configured (spec or CREDITMODEL_OPERATOR_PROMETHEUS_URL)",
-                )
-            )
-    drift = None
-    if needs.drift and prometheus and status.stable:
-        drift = await prometheus.stable_score_psi(model.name, status.stable.version)
-    return rollout.Observations(resolved, ready, job, trained, result, drift)
+def _digest(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
-async def reconcile_once(namespace: str, name: str, memo: Any, logger: Logger) -> float | None:
-    """One pass; returns seconds until the next pass, or None when the object is gone."""
-    kube: Kube = memo.kube
-    config: OperatorSettings = memo.config
-    body = await kube.get_creditmodel(namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return None
-    try:
-        model = _view(body)
-    except ValidationError as exc:
-        logger.error(f"spec does not match the operator's schema: {exc}")
-        return config.resync_seconds
-    now = datetime.now(UTC)
-    plan = rollout.reconcile(model, await observe(model, rollout.needs(model, now), memo), now)
-    for child in plan.children:
-        outcome = await kube.ensure(child)
-        if outcome != "unchanged":
-            logger.info(f"{child['kind']} {child['metadata']['name']} {outcome}")
-    if plan.job is not None:
-        await kube.ensure(plan.job)
-    removed = await kube.prune_inferenceservices(name, namespace, plan.inferenceservice_names)
-    if removed:
-        logger.info(f"InferenceServices removed: {', '.join(removed)}")
-    patch = merge_patch(body.get("status") or {}, plan.status.dump())
-    if patch:
-        await kube.patch_status(namespace, name, patch)
-    for event in plan.events:
-        kopf.event(
-            kopf.Body(cast(Any, body)), type=event.type, reason=event.reason, message=event.message
+class Reconciler:
+    """The I/O of one CreditModel's reconcile loop. What it caches (manifests written, children
+    pruned) only saves requests between full resyncs; correctness comes from the status."""
+
+    def __init__(
+        self, namespace: str, name: str, memo: Any, ready: kopf.Index[Key, bool], logger: Logger
+    ) -> None:
+        self.namespace, self.name, self.memo, self.ready, self.logger = (
+            namespace,
+            name,
+            memo,
+            ready,
+            logger,
         )
-    if plan.clear_action:
-        await kube.remove_annotation(namespace, name, ACTION_ANNOTATION)
-    settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
-    due = rollout.seconds_until_due(settled, datetime.now(UTC))
-    return min(config.resync_seconds, due) if due is not None else config.resync_seconds
+        self.kube: Kube = memo.kube
+        self.config: OperatorSettings = memo.config
+        self.applied: dict[str, str] = {}
+        self.pruned_for: frozenset[str] | None = None
+        self.synced_at = -math.inf
 
+    def is_ready(self, isvc: str) -> bool:
+        return any(self.ready.get((self.namespace, isvc), []))
 
-def merge_patch(old: Any, new: Any) -> Any:
-    """The JSON merge patch turning `old` into `new` (None: nothing to change)."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return None if old == new else new
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        if key not in old:
-            patch[key] = value
-        else:
-            sub = merge_patch(old[key], value)
-            if sub is not None or (value is None and old[key] is not None):
-                patch[key] = sub if isinstance(value, dict) else value
-    return patch or None
+    async def observe(
+        self, model: rollout.CreditModel, needs: rollout.Needs
+    ) -> rollout.Observations:
+        status = model.status
+        resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
+        ready = {isvc: self.is_ready(isvc) for isvc in needs.inferenceservices}
+        job = await self.kube.job_state(self.namespace, needs.job) if needs.job else None
+        trained = None
+        if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
+            trained = await bundles.resolve(status.training.bundle_uri)
+        prometheus = _prometheus(self.memo, model)
+        result = None
+        if needs.analysis and status.canary and status.stable:
+            _, canary_name = rollout.serving_names(model, status)
+            if canary_name and ready.get(canary_name):
+                result = (
+                    await prometheus.analyse(
+                        model.name,
+                        status.canary.version,
+                        status.stable.version,
+                        model.spec.rollout.analysis,
+                    )
+                    if prometheus
+                    else analysis.Result(
+                        "inconclusive",
+                        "no Prometheus configured (spec or CREDITMODEL_OPERATOR_PROMETHEUS_URL)",
+                    )
+                )
+        drift = None
+        if needs.drift and prometheus and status.stable:
+            drift = await prometheus.stable_score_psi(model.name, status.stable.version)
+        return rollout.Observations(resolved, ready, job, trained, result, drift)
+
+    async def apply_children(self, plan: rollout.Plan) -> None:
+        """Write children whose manifest changed since we last wrote it; everything on resync."""
+        full = time.monotonic() - self.synced_at >= self.config.resync_seconds
+        for child in plan.children:
+            name, digest = child["metadata"]["name"], _digest(child)
+            if not full and self.applied.get(name) == digest:
+                continue
+            outcome = await self.kube.ensure(child, create_first=name not in self.applied)
+            self.applied[name] = digest
+            if outcome != "unchanged":
+                self.logger.info(f"{child['kind']} {name} {outcome}")
+        if plan.job is not None:
+            await self.kube.ensure(plan.job, create_first=True)
+        wanted = frozenset(plan.inferenceservice_names)
+        if full or wanted != self.pruned_for:
+            removed = await self.kube.prune_inferenceservices(
+                self.name, self.namespace, set(wanted)
+            )
+            if removed:
+                self.logger.info(f"InferenceServices removed: {', '.join(removed)}")
+            self.pruned_for = wanted
+        if full:
+            self.synced_at = time.monotonic()
+
+    async def once(self) -> float | None:
+        """One pass; returns seconds until the next pass, or None when the object is gone."""
+        body = await self.kube.get_creditmodel(self.namespace, self.name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            model = _view(body, self.config)
+        except ValidationError as exc:
+            self.logger.error(f"spec does not match the operator's schema: {exc}")
+            return self.config.resync_seconds
+        now = datetime.now(UTC)
+        plan = rollout.reconcile(model, await self.observe(model, rollout.needs(model, now)), now)
+        await self.apply_children(plan)
+        patch = merge_patch(body.get("status") or {}, plan.status.dump())
+        if patch:
+            await self.kube.patch_status(self.namespace, self.name, patch)
+        for event in plan.events:
+            kopf.event(
+                kopf.Body(cast(Any, body)),
+                type=event.type,
+                reason=event.reason,
+                message=event.message,
+            )
+        if plan.clear_action:
+            await self.kube.remove_annotation(self.namespace, self.name, ACTION_ANNOTATION)
+        settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
+        due = rollout.seconds_until_due(settled, datetime.now(UTC))
+        resync = self.config.resync_seconds
+        return min(resync, due) if due is not None else resync

@@ -105,18 +105,21 @@ class Kube:
             raise self._fail(f"get {kind} {namespace}/{name}", status, data)
         return data
 
-    async def ensure(self, manifest: dict[str, Any]) -> str:
-        """Create if absent, patch our fields on drift. Returns created, patched or unchanged."""
+    async def ensure(self, manifest: dict[str, Any], create_first: bool = False) -> str:
+        """Create if absent, patch our fields on drift. Returns created, patched or unchanged.
+        `create_first` saves the GET when the child most likely does not exist yet."""
         kind, meta = manifest["kind"], manifest["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        current = await self.get(kind, namespace, name)
+        current = None if create_first else await self.get(kind, namespace, name)
         if current is None:
             status, data = await self._call("POST", kind, namespace, body=manifest)
-            if status == 409:  # raced with ourselves (e.g. a Job created just before a restart)
-                return "unchanged"
-            if status not in (200, 201):
+            if status in (200, 201):
+                return "created"
+            if status != 409:
                 raise self._fail(f"create {kind} {namespace}/{name}", status, data)
-            return "created"
+            current = await self.get(kind, namespace, name)
+            if current is None:  # deleted in between: the next pass creates it
+                return "unchanged"
         wanted = {
             "metadata": {key: meta[key] for key in ("labels", "annotations") if key in meta},
             "spec": manifest.get("spec", {}),
@@ -157,13 +160,6 @@ class Kube:
                 await self.delete("InferenceService", namespace, name)
                 removed.append(name)
         return removed
-
-    async def inferenceservice_ready(self, namespace: str, name: str) -> bool:
-        isvc = await self.get("InferenceService", namespace, name)
-        if isvc is None:
-            return False
-        conditions = isvc.get("status", {}).get("conditions", [])
-        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
     async def job_state(self, namespace: str, name: str) -> JobState:
         job = await self.get("Job", namespace, name)
@@ -211,3 +207,18 @@ class Kube:
             raise self._fail(
                 f"remove annotation {key} of CreditModel {namespace}/{name}", code, data
             )
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) turning `old` into `new`; None when they are equal."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return None if old == new else new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+            continue
+        sub = merge_patch(old[key], value)
+        if sub is not None:
+            patch[key] = sub
+    return patch or None

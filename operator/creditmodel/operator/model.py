@@ -33,7 +33,8 @@ class Resources(_Camel):
 
 
 class PredictorSpec(_Camel):
-    image: str = "ghcr.io/creditmodel/predictor:0.1.0"
+    image: str | None = None
+    """None: the operator's CREDITMODEL_OPERATOR_PREDICTOR_IMAGE."""
     min_replicas: int = 1
     max_replicas: int = 3
     scale_metric: Literal["cpu", "memory"] = "cpu"
@@ -74,7 +75,8 @@ class RolloutSpec(_Camel):
 
 
 class TrainingSpec(_Camel):
-    image: str = "ghcr.io/creditmodel/training:0.1.0"
+    image: str | None = None
+    """None: the operator's CREDITMODEL_OPERATOR_TRAINING_IMAGE."""
     data_uri: str = Field(validation_alias="dataURI", serialization_alias="dataURI")
     target: str
     positive_label: str
@@ -102,6 +104,15 @@ class Spec(_Camel):
     rollout: RolloutSpec = RolloutSpec()
     training: TrainingSpec | None = None
     storage: StorageSpec = StorageSpec()
+
+    def with_default_images(self, predictor: str, training: str) -> Spec:
+        """The spec with the operator's default images where it names none."""
+        update: dict[str, Any] = {}
+        if self.predictor.image is None:
+            update["predictor"] = self.predictor.model_copy(update={"image": predictor})
+        if self.training is not None and self.training.image is None:
+            update["training"] = self.training.model_copy(update={"image": training})
+        return self.model_copy(update=update) if update else self
 
 
 # --- status -------------------------------------------------------------------------------------

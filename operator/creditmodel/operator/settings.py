@@ -14,7 +14,12 @@ class OperatorSettings(BaseSettings):
     """Prometheus HTTP API used for canary analysis when a CreditModel names none."""
     resync_seconds: float = Field(default=30.0, gt=0)
     """Upper bound between two reconciliations of one CreditModel (children drift, Job progress)."""
+    predictor_image: str = "ghcr.io/creditmodel/predictor:0.1.0"
+    """Predictor image for CreditModels whose spec.predictor.image is unset."""
+    training_image: str = "ghcr.io/creditmodel/training:0.1.0"
+    """Training image for CreditModels whose spec.training.image is unset."""
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
     peering_name: str = "creditmodel-operator"
-    workers: int = Field(default=20, ge=1, le=1000)
-    """Concurrent reconciliations (kopf's batching of object events)."""
+    workers: int | None = Field(default=None, ge=1)
+    """Cap on kopf's per-object event workers (None: kopf's default, unbounded). A worker lingers
+    on its object for kopf's idle timeout, so a small cap serialises bursts of new objects."""

@@ -1,0 +1,41 @@
+"""The console entry point's arguments and the typed settings."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from creditmodel.operator.__main__ import parse_args
+from creditmodel.operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.unit
+
+
+def test_dockerfile_default_arguments_parse() -> None:
+    args = parse_args(["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"])
+    assert args.all_namespaces
+    assert args.liveness == "http://0.0.0.0:8080/healthz"
+
+
+def test_namespaces_repeat() -> None:
+    assert parse_args(["-n", "risk", "-n", "fraud-*"]).namespace == ["risk", "fraud-*"]
+
+
+def test_a_scope_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "--all-namespaces or --namespace" in capsys.readouterr().err
+
+
+def test_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITMODEL_OPERATOR_PROMETHEUS_URL", "http://prometheus:9090")
+    monkeypatch.setenv("CREDITMODEL_OPERATOR_RESYNC_SECONDS", "5")
+    settings = OperatorSettings()
+    assert str(settings.prometheus_url) == "http://prometheus:9090/"
+    assert settings.resync_seconds == 5
+
+
+def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITMODEL_OPERATOR_RESYNC_SECONDS", "-1")
+    with pytest.raises(ValidationError, match="resync_seconds"):
+        OperatorSettings()
