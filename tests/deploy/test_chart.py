@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -128,6 +129,10 @@ def test_non_default_values_reach_every_object() -> None:
             "KopfPeering",
             "KopfPeering",
             "NetworkPolicy",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
             "PodMonitor",
             "PrometheusRule",
             "ServiceAccount",
@@ -321,6 +326,55 @@ def test_rbac_is_the_operators_own() -> None:
         "kind": "ClusterRole",
         "name": role["metadata"]["name"],
     }
+
+
+def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_rbac_for_watched_namespaces_moves_namespaced_rules_into_roles() -> None:
+    """With watchNamespaces the same grants are split: cluster-scoped resources in the
+    ClusterRole, everything else in a Role per watched namespace, nothing lost or added."""
+    source = next(
+        doc
+        for doc in yaml.safe_load_all((MANIFESTS / "rbac" / "operator.yaml").read_text())
+        if doc and doc["kind"] == "ClusterRole"
+    )
+    objects = render(json_values=['operator.watchNamespaces=["risk-a","risk-b"]'])
+    cluster_role = one(objects, "ClusterRole")
+    roles = [obj for obj in objects if obj["kind"] == "Role"]
+    bindings = [obj for obj in objects if obj["kind"] == "RoleBinding"]
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["risk-a", "risk-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["risk-a", "risk-b"]
+    cluster_grants = _grants(cluster_role["rules"])
+    assert {resource for _, resource, _ in cluster_grants} == {
+        "customresourcedefinitions",
+        "namespaces",
+        "clusterkopfpeerings",
+    }
+    for role in roles:
+        assert _grants(role["rules"]) | cluster_grants == _grants(source["rules"])
+        assert not _grants(role["rules"]) & cluster_grants
+    service_account = one(objects, "ServiceAccount")["metadata"]
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": roles[0]["metadata"]["name"],
+        }
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": service_account["name"],
+                "namespace": service_account["namespace"],
+            }
+        ]
 
 
 def test_rbac_off_renders_no_rbac() -> None:
