@@ -91,6 +91,14 @@ serve: install models/german-credit/manifest.json ## Serve the reference bundle 
 	$(VENV)/bin/creditmodel-predictor --model_name german-credit --model_dir models/german-credit \
 	  --http_port $(SERVE_HTTP_PORT) --grpc_port $(SERVE_GRPC_PORT) $(SERVE_ARGS)
 
+##@ Operator
+
+OPERATOR_ARGS ?= --all-namespaces --standalone --liveness=http://127.0.0.1:8090/healthz
+
+.PHONY: run-operator
+run-operator: install ## Run the CreditModel operator locally against the current kubeconfig (CRDs: make install-crds); OPERATOR_ARGS overrides.
+	$(VENV)/bin/creditmodel-operator $(OPERATOR_ARGS)
+
 ##@ Deployment
 
 # Images: one per component, built from the repository root (see <component>/Dockerfile).

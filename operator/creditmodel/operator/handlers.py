@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import httpx
 import kopf
 from pydantic import ValidationError
 
@@ -116,7 +117,7 @@ async def run(
             waker.clear()
             try:
                 delay = await reconciler.once()
-            except (KubeError, OSError) as exc:
+            except (KubeError, OSError, httpx.HTTPError) as exc:
                 logger.warning(f"reconcile failed, retrying: {exc}")
                 delay = min(memo.config.resync_seconds, 5.0)
             if delay is None:
