@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from joblib.externals.loky import get_reusable_executor
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -189,6 +190,9 @@ def search(
             )
             for params, train, valid in tasks
         )
+    # joblib keeps its worker processes for reuse; a training run needs them no longer, and
+    # idle workers outliving a killed Job would hold its log pipes open.
+    get_reusable_executor().shutdown(wait=True)
     results: list[tuple[np.ndarray, tuple[float, ...]]] = []
     for index in range(len(grid)):
         oof = np.zeros(len(labels))
