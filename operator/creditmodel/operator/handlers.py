@@ -54,7 +54,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.batching.worker_limit = config.workers
     memo.config = config
-    memo.kube = await Kube.connect(None)
+    memo.kube = await Kube.connect()
     memo.prometheus = {}
     memo.wakers = {}
 

@@ -59,8 +59,9 @@ class Kube:
         self.api = api
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None) -> Kube:
-        return cls(await kr8s.asyncio.api(kubeconfig=kubeconfig))
+    async def connect(cls) -> Kube:
+        """In-cluster ServiceAccount or $KUBECONFIG, as kubectl would pick them."""
+        return cls(await kr8s.asyncio.api())
 
     async def _call(
         self,
