@@ -80,7 +80,13 @@ def test_operator_with_chart_credentials_reconciles_without_403(
             "watchNamespaces": [kube.namespace],
             "healthPort": health_port,
             "storage": {"endpoint": s3_env["S3_ENDPOINT_URL"], "existingSecret": "operator-s3"},
-        }
+        },
+        "defaults": {
+            "predictorImage": {
+                "repository": "registry.test/creditmodel/predictor",
+                "tag": "9.9.9-chart",
+            }
+        },
     }
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -141,6 +147,9 @@ def test_operator_with_chart_credentials_reconciles_without_403(
 
         stable = builders.isvc_name(name, v1)
         eventually(lambda: stable in api.isvcs(), timeout=30, what="the stable InferenceService")
+        # The sample names no image: the chart's default reaches the InferenceService.
+        (container_spec,) = api.isvcs()[stable]["spec"]["predictor"]["containers"]
+        assert container_spec["image"] == "registry.test/creditmodel/predictor:9.9.9-chart"
         api.mark_isvc_ready(stable)  # what KServe would do
         eventually(
             lambda: (condition(api.model(name), "Ready") or {}).get("status") == "True",
