@@ -125,3 +125,21 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     )
     (tmp_path / "dir.csv").mkdir()
     _expect(tmp_path, None, r"data file .*dir\.csv: is a directory", data=str(tmp_path / "dir.csv"))
+
+
+def test_invalid_reason_code_in_the_feature_spec(tmp_path: Path) -> None:
+    _expect(
+        tmp_path,
+        _frame(),
+        r"feature 'age': reason_code String should match pattern",
+        features=[{"name": "age", "reason_code": "not a code"}],
+    )
+
+
+def test_duplicate_reason_codes_in_the_feature_spec(tmp_path: Path) -> None:
+    _expect(
+        tmp_path,
+        _frame(),
+        r"reason code 'R09' is pinned for both 'age' and 'housing'",
+        features=[{"name": "age", "reason_code": "R09"}, {"name": "housing", "reason_code": "R09"}],
+    )

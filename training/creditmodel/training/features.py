@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from creditmodel.core.schema import Feature, FeatureKind, Schema
 from creditmodel.training.config import FeatureSpec, TrainingConfig
@@ -161,6 +162,14 @@ def describe(name: str) -> str:
 
 def _reason_codes(names: list[str], specs: dict[str, FeatureSpec]) -> dict[str, str]:
     pinned = {n: specs[n].reason_code for n in names if n in specs and specs[n].reason_code}
+    owners: dict[str | None, str] = {}
+    for name, code in pinned.items():
+        if code in owners:
+            raise BadInputError(
+                f"reason code {code!r} is pinned for both {owners[code]!r} and {name!r}; reason"
+                " codes must be unique"
+            )
+        owners[code] = name
     used = set(pinned.values())
     codes: dict[str, str] = {}
     counter = 1
@@ -173,6 +182,41 @@ def _reason_codes(names: list[str], specs: dict[str, FeatureSpec]) -> dict[str, 
             used.add(code)
         codes[name] = code
     return codes
+
+
+def _feature(
+    name: str, column: pd.Series, spec: FeatureSpec | None, code: str
+) -> tuple[Feature, pd.Series]:
+    kind = (spec.kind if spec else None) or infer_kind(column)
+    description = (spec.description if spec else None) or describe(name)
+    if kind == "numeric":
+        values = _numeric(name, column, spec)
+        minimum = spec.minimum if spec and spec.minimum is not None else None
+        if minimum is None and float(values.min()) >= 0:
+            minimum = 0.0
+        feature = Feature(
+            name=name,
+            kind="numeric",
+            datatype="FP32",
+            description=description,
+            reason_code=code,
+            minimum=minimum,
+            maximum=spec.maximum if spec else None,
+        )
+        return feature, values
+    values = _categorical(name, column, spec)
+    categories = (
+        list(spec.categories) if spec and spec.categories else sorted(values.unique().tolist())
+    )
+    feature = Feature(
+        name=name,
+        kind="categorical",
+        datatype="BYTES",
+        description=description,
+        reason_code=code,
+        categories=categories,
+    )
+    return feature, values
 
 
 def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
@@ -209,43 +253,14 @@ def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
     columns: dict[str, pd.Series] = {}
     features: list[Feature] = []
     for name in names:
-        spec = specs.get(name)
-        kind = (spec.kind if spec else None) or infer_kind(frame[name])
-        description = (spec.description if spec else None) or describe(name)
-        if kind == "numeric":
-            values = _numeric(name, frame[name], spec)
-            minimum = spec.minimum if spec and spec.minimum is not None else None
-            if minimum is None and float(values.min()) >= 0:
-                minimum = 0.0
-            features.append(
-                Feature(
-                    name=name,
-                    kind="numeric",
-                    datatype="FP32",
-                    description=description,
-                    reason_code=codes[name],
-                    minimum=minimum,
-                    maximum=spec.maximum if spec else None,
-                )
-            )
-        else:
-            values = _categorical(name, frame[name], spec)
-            categories = (
-                list(spec.categories)
-                if spec and spec.categories
-                else sorted(values.unique().tolist())
-            )
-            features.append(
-                Feature(
-                    name=name,
-                    kind="categorical",
-                    datatype="BYTES",
-                    description=description,
-                    reason_code=codes[name],
-                    categories=categories,
-                )
-            )
-        columns[name] = values
+        try:
+            feature, columns[name] = _feature(name, frame[name], specs.get(name), codes[name])
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise BadInputError(
+                f"feature {name!r}: {error['loc'][0] if error['loc'] else ''} {error['msg']}"
+            ) from None
+        features.append(feature)
     audit = pd.DataFrame(
         {
             name: (
@@ -261,8 +276,8 @@ def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
         schema = Schema(
             features=features, target=config.target, positive_label=config.positive_label
         )
-    except ValueError as exc:
-        raise BadInputError(f"feature schema: {exc}") from None
+    except ValidationError as exc:
+        raise BadInputError(f"feature schema: {exc.errors()[0]['msg']}") from None
     return PreparedData(
         schema=schema,
         inputs=pd.DataFrame(columns, index=frame.index),
