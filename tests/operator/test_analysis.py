@@ -114,3 +114,10 @@ def test_queries_select_the_versions_and_exclude_the_shadow() -> None:
 
 def test_queries_escape_label_values() -> None:
     assert 'model="a\\"b"' in analysis.Queries.build('a"b', "v2", "v1", 60).requests
+
+
+def test_queries_can_be_scoped_to_a_namespace() -> None:
+    queries = analysis.Queries.build("german", "v2", "v1", 60, {"namespace": "risk"})
+    assert 'version="v2",variant!="shadow",namespace="risk"}' in queries.requests
+    assert 'namespace="risk",outcome="success"' in queries.successes
+    assert 'namespace="risk"' in queries.stable_scores

@@ -150,7 +150,13 @@ def canary_under_analysis(
     v2 = publish_as(trained, f"{s3.uri}/{NAME}/v2", "v2")
     with contextlib.ExitStack() as stack:
         operator = stack.enter_context(
-            running_operator(api.kube, operator_kubeconfig, tmp_path, s3.env())
+            # The test Prometheus scrapes static targets: no `namespace` target label to match.
+            running_operator(
+                api.kube,
+                operator_kubeconfig,
+                tmp_path,
+                {**s3.env(), "CREDITMODEL_OPERATOR_PROMETHEUS_NAMESPACE_LABEL": ""},
+            )
         )
         body = spec_for(s3)
         api.create_model(body)

@@ -18,11 +18,16 @@ from creditmodel.operator.model import AnalysisSpec
 Verdict = Literal["passed", "failed", "inconclusive"]
 
 
-def _selector(model: str, version: str, extra: str = "") -> str:
-    def quoted(value: str) -> str:
-        return value.replace("\\", "\\\\").replace('"', '\\"')
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
-    return f'{{model="{quoted(model)}",version="{quoted(version)}",variant!="shadow"{extra}}}'
+
+def _selector(model: str, version: str, scope: Mapping[str, str], extra: str = "") -> str:
+    scoped = "".join(f',{label}="{_quoted(value)}"' for label, value in sorted(scope.items()))
+    return (
+        f'{{model="{_quoted(model)}",version="{_quoted(version)}",variant!="shadow"'
+        f"{scoped}{extra}}}"
+    )
 
 
 @dataclass(frozen=True)
@@ -37,11 +42,21 @@ class Queries:
     stable_score_psi: str
 
     @classmethod
-    def build(cls, model: str, canary: str, stable: str, window_seconds: int) -> Queries:
+    def build(
+        cls,
+        model: str,
+        canary: str,
+        stable: str,
+        window_seconds: int,
+        scope: Mapping[str, str] | None = None,
+    ) -> Queries:
+        """`scope`: extra label matchers, e.g. {"namespace": ns} so that same-named models in
+        other namespaces never mix into the analysis."""
         window = f"[{window_seconds}s]"
-        canary_sel = _selector(model, canary)
-        stable_sel = _selector(model, stable)
-        success_sel = _selector(model, canary, ',outcome="success"')
+        scope = scope or {}
+        canary_sel = _selector(model, canary, scope)
+        stable_sel = _selector(model, stable, scope)
+        success_sel = _selector(model, canary, scope, ',outcome="success"')
         return cls(
             requests=f"sum(increase(creditmodel_requests_total{canary_sel}{window}))",
             successes=f"sum(increase(creditmodel_requests_total{success_sel}{window}))",

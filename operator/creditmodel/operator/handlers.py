@@ -194,6 +194,8 @@ class Reconciler:
         self.applied: dict[str, str] = {}
         self.pruned_for: frozenset[str] | None = None
         self.synced_at = -math.inf
+        label = self.config.prometheus_namespace_label
+        self.scope = {label: namespace} if label else {}
 
     def is_ready(self, isvc: str) -> bool:
         return any(self.ready.get((self.namespace, isvc), []))
@@ -219,6 +221,7 @@ class Reconciler:
                         status.canary.version,
                         status.stable.version,
                         model.spec.rollout.analysis,
+                        self.scope,
                     )
                     if prometheus
                     else analysis.Result(
@@ -228,7 +231,7 @@ class Reconciler:
                 )
         drift = None
         if needs.drift and prometheus and status.stable:
-            drift = await prometheus.stable_score_psi(model.name, status.stable.version)
+            drift = await prometheus.stable_score_psi(model.name, status.stable.version, self.scope)
         return rollout.Observations(resolved, ready, job, trained, result, drift)
 
     async def apply_children(self, plan: rollout.Plan) -> None:

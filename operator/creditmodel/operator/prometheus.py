@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -47,9 +48,9 @@ class Prometheus:
         return {_bound(s["metric"].get("le", "+Inf")): float(s["value"][1]) for s in samples}
 
     async def measure(
-        self, model: str, canary: str, stable: str, spec: AnalysisSpec
+        self, model: str, canary: str, stable: str, spec: AnalysisSpec, scope: Mapping[str, str]
     ) -> analysis.Measurements:
-        queries = analysis.Queries.build(model, canary, stable, spec.window_seconds)
+        queries = analysis.Queries.build(model, canary, stable, spec.window_seconds, scope)
         at = time.time()  # one evaluation instant, so the ratios compare the same window
         requests, successes, p99, canary_scores, stable_scores = await asyncio.gather(
             self.scalar(queries.requests, at),
@@ -61,18 +62,20 @@ class Prometheus:
         return analysis.Measurements(requests, successes, p99, canary_scores, stable_scores)
 
     async def analyse(
-        self, model: str, canary: str, stable: str, spec: AnalysisSpec
+        self, model: str, canary: str, stable: str, spec: AnalysisSpec, scope: Mapping[str, str]
     ) -> analysis.Result:
         try:
-            measured = await self.measure(model, canary, stable, spec)
+            measured = await self.measure(model, canary, stable, spec, scope)
         except PrometheusError as exc:
             return analysis.Result("inconclusive", f"Prometheus unavailable: {exc}")
         return analysis.evaluate(measured, spec)
 
-    async def stable_score_psi(self, model: str, stable: str) -> float | None:
+    async def stable_score_psi(
+        self, model: str, stable: str, scope: Mapping[str, str]
+    ) -> float | None:
         try:
             value = await self.scalar(
-                analysis.Queries.build(model, stable, stable, 60).stable_score_psi
+                analysis.Queries.build(model, stable, stable, 60, scope).stable_score_psi
             )
         except PrometheusError:
             return None

@@ -18,6 +18,10 @@ class OperatorSettings(BaseSettings):
     """Predictor image for CreditModels whose spec.predictor.image is unset."""
     training_image: str = "ghcr.io/creditmodel/training:0.1.0"
     """Training image for CreditModels whose spec.training.image is unset."""
+    prometheus_namespace_label: str = "namespace"
+    """Label carrying the predictor pod's namespace in Prometheus (PodMonitor/ServiceMonitor
+    scrapes add `namespace`), matched in every analysis query so that same-named models in other
+    namespaces never mix in. Empty: no namespace matcher (static scrape configs)."""
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
     peering_name: str = "creditmodel-operator"
     workers: int | None = Field(default=None, ge=1)
