@@ -86,14 +86,32 @@ def test_invalid_argument_exits_2(tmp_path: Path, csv: Path) -> None:
     assert summary["error"].startswith("invalid argument model_name:")
 
 
+def test_unknown_flag_exits_2_with_json(tmp_path: Path, csv: Path) -> None:
+    code, summary, stderr = train(*base_args(csv, tmp_path / "b"), "--max-bryer", "0.2")
+    assert code == 2
+    assert summary["error"] == "invalid arguments: unrecognized arguments: --max-bryer 0.2"
+    assert "usage: creditmodel-train" in stderr
+
+
 def test_failed_gate_exits_3_and_publishes_nothing(tmp_path: Path, csv: Path) -> None:
     output = tmp_path / "bundle"
-    code, summary, stderr = train(*base_args(csv, output), "--max-brier", "0.001")
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()  # the kubelet creates it in every container
+    code, summary, stderr = train(
+        *base_args(csv, output),
+        "--max-brier",
+        "0.001",
+        env={"CREDITMODEL_TERMINATION_LOG": str(termination_log)},
+    )
     assert code == 3, stderr
     assert summary["published"] is False
     failed = [g["name"] for g in summary["gates"] if not g["passed"]]
     assert failed == ["calibration_brier"]
     assert not output.exists()
+    message = json.loads(termination_log.read_text())
+    assert message["exit_code"] == 3
+    assert message["kind"] == "gate_failed"
+    assert message["failed_gates"] == ["calibration_brier"]
 
 
 def test_gates_not_enforced_publish_with_the_failure_recorded(tmp_path: Path, csv: Path) -> None:

@@ -7,6 +7,9 @@ code says what happened:
     2  bad input: arguments, data file or data contents; nothing published
     3  a quality gate failed; nothing published
     4  storage error: S3 or the output location (bucket, credentials, endpoint, already published)
+
+Inside a pod a compact copy of the summary (exit code, version, failed gates, error) also goes to
+the termination message (`/dev/termination-log`, or `CREDITMODEL_TERMINATION_LOG`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -34,7 +38,7 @@ def _list(value: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="creditmodel-train",
         description="Train, validate, quantize and publish a credit-scoring model bundle.",
         epilog="Exit codes: 0 ok, 2 bad input, 3 gate failed, 4 storage error.",
@@ -142,17 +146,55 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _emit(document: dict[str, Any]) -> None:
+    """The JSON summary on stdout and, inside a Kubernetes pod, a compact copy in the container's
+    termination message, where the operator and `kubectl describe` see it without the logs."""
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+    termination_log = Path(os.environ.get("CREDITMODEL_TERMINATION_LOG", "/dev/termination-log"))
+    if not termination_log.exists():
+        return
+    compact = {
+        key: document[key]
+        for key in ("exit_code", "kind", "model_name", "version", "uri", "gates_passed")
+        if key in document
+    }
+    compact["failed_gates"] = [g["name"] for g in document.get("gates", []) if not g["passed"]]
+    if "error" in document:
+        compact["error"] = str(document["error"])[:2000]
+    try:
+        termination_log.write_text(json.dumps(compact, default=str)[:4000])
+    except OSError as exc:
+        log.warning("cannot write the termination message to %s: %s", termination_log, exc)
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument like any other bad input: JSON on stdout, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise _ArgumentError(message)
+
+
+def _bad_input(message: str) -> int:
+    log.error("bad input: %s", message)
+    _emit({"error": message, "kind": "bad_input", "exit_code": EXIT_BAD_INPUT, "published": False})
+    return EXIT_BAD_INPUT
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        args = parser().parse_args(argv)
+    except _ArgumentError as exc:
+        return _bad_input(f"invalid arguments: {exc}")
     from creditmodel.core.bundle import BundleError
     from creditmodel.core.storage import StorageError
     from creditmodel.training import pipeline
@@ -162,16 +204,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         result = pipeline.train(config_from(args))
     except BadInputError as exc:
-        log.error("bad input: %s", exc)
-        _emit(
-            {
-                "error": str(exc),
-                "kind": "bad_input",
-                "exit_code": EXIT_BAD_INPUT,
-                "published": False,
-            }
-        )
-        return EXIT_BAD_INPUT
+        return _bad_input(str(exc))
     except GateFailedError as exc:
         log.error("%s", exc)
         _emit(
