@@ -53,7 +53,8 @@ class Traffic:
     def _run(self) -> None:
         start = 0
         while not self.stop.is_set():
-            body = json.dumps({"inputs": self.trained.v2_inputs(16, start % 2_000)}).encode()
+            offset = start % (len(self.trained.applicants) - 16)
+            body = json.dumps({"inputs": self.trained.v2_inputs(16, offset)}).encode()
             for server in self.servers:
                 request = urllib.request.Request(
                     server.infer_url, body, {"Content-Type": "application/json"}
@@ -248,3 +249,69 @@ def test_canary_with_shifted_scores_is_rolled_back(
     assert (condition(api.model(NAME), "Ready") or {}).get("status") == "True"
     eventually(lambda: set(api.isvcs()) == {builders.isvc_name(NAME, v1)}, what="canary removed")
     assert v2
+
+
+def scores(server: PredictorServer, trained: TrainedBundle, rows: int) -> list[int]:
+    """Scores of the first `rows` applicants, from the predictor itself."""
+    result: list[int] = []
+    for start in range(0, rows, 200):
+        body = json.dumps({"inputs": trained.v2_inputs(200, start)}).encode()
+        request = urllib.request.Request(
+            server.infer_url, body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            outputs = {o["name"]: o["data"] for o in json.load(response)["outputs"]}
+        result += [int(score) for score in outputs["score"]]
+    return result
+
+
+def test_live_score_drift_starts_a_retraining_job(
+    api: Api,
+    s3: S3Bucket,
+    champion: TrainedBundle,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+    prometheus: Callable[[Sequence[str]], PrometheusServer],
+) -> None:
+    """Only the riskiest applicants arrive: the stable's live score PSI against its reference
+    deciles crosses retrainOnScorePSI and the operator starts a training Job (reason Drift)."""
+    v1 = publish_as(champion, f"{s3.uri}/{NAME}/v1", "v1")
+    env = {**s3.env(), "CREDITMODEL_OPERATOR_PROMETHEUS_NAMESPACE_LABEL": ""}
+    with (
+        running_operator(api.kube, operator_kubeconfig, tmp_path, env),
+        contextlib.ExitStack() as stack,
+    ):
+        body = spec_for(s3)
+        body["spec"]["training"] = {
+            "dataURI": f"{s3.uri}/data/applicants.csv",
+            "target": "default",
+            "positiveLabel": "1",
+            "outputURI": f"{s3.uri}/{NAME}/trained",
+            "retrainOnScorePSI": 0.25,
+        }
+        api.create_model(body)
+        isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
+        # A short PSI window so the shifted traffic dominates within seconds.
+        stable = stack.enter_context(serve(isvc, s3, tmp_path, ["--drift_window_seconds", "5"]))
+        api.mark_isvc_ready(isvc["metadata"]["name"])
+        every = scores(stable, champion, 2_000)
+        riskiest = sorted(range(len(every)), key=every.__getitem__)[:300]
+        shifted = TrainedBundle(
+            champion.uri, champion.bundle, champion.applicants.iloc[riskiest].reset_index(drop=True)
+        )
+        server = prometheus([f"127.0.0.1:{stable.http_port}"])
+        server.wait_for_targets_up()
+        stack.enter_context(Traffic(shifted, [stable]))
+        server.wait_for(f'creditmodel_score_psi{{model="{NAME}",version="v1"}} > 0.25', 30)
+        api.patch_model(NAME, {"spec": {"rollout": {"analysis": {"prometheusURL": server.url}}}})
+        training = status_when(
+            api, lambda s: s.get("training", {}).get("jobName"), 30, "a drift-triggered Job"
+        )["training"]
+    assert training["reason"] == "Drift"
+    assert training["driftRetrainedFor"] == "v1"
+    job = api.batch.read_namespaced_job(training["jobName"], api.namespace)
+    args = job.spec.template.spec.containers[0].args
+    assert args[args.index("--output") + 1] == training["bundleURI"]
+    events = client.CoreV1Api(api.kube.api).list_namespaced_event(api.namespace).items
+    started = [e.message for e in events if e.reason == "TrainingStarted"]
+    assert any("live score PSI" in message for message in started), started
