@@ -238,15 +238,19 @@ def test_train_serve_canary_promote(tmp_path: Path) -> None:
     def describe() -> str:
         return kubectl("-n", namespace, "describe", "creditmodel", name, check=False)
 
-    # 1. Initial training Job, then the first version goes straight to stable and Ready.
-    kubectl(
-        "-n",
-        namespace,
-        "wait",
-        "--for=condition=Ready",
-        f"creditmodel/{name}",
-        f"--timeout={TIMEOUT_TRAIN_AND_SERVE}s",
-    )
+    # 1. Initial training Job, then the first version goes straight to stable and Ready. A run
+    # that ends without a bundle fails the test at once with the operator's reason. Known
+    # blocker (README): the CRD cannot hand creditmodel-train the German Credit feature spec
+    # (--features), and without it the fairness gates fail (measured: exit 3, GatesFailed).
+    def trained_or_ready() -> bool:
+        status = creditmodel(namespace, name).get("status", {})
+        last = (status.get("training") or {}).get("lastResult") or {}
+        if last.get("result") in ("Failed", "GatesFailed"):
+            raise AssertionError(f"training ended {last['result']}: {last.get('message')}")
+        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return conditions.get("Ready") == "True"
+
+    wait_for(trained_or_ready, TIMEOUT_TRAIN_AND_SERVE, "the first version to be Ready", describe)
     first = creditmodel(namespace, name)["status"]
     assert first["training"]["lastResult"]["result"] == "Succeeded", describe()
     first_version = first["stable"]["version"]
