@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -254,7 +255,44 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
         load("predictor + Redis cache, all hits", url, bodies[1])
         load("predictor + Redis cache, all misses", url, bodies[1], unique_ids=True)
         del redis
+    rows.extend(_cpu_per_request(out_dir, bodies))
     rows.extend(_verdicts(results))
+    return rows
+
+
+def _cpu_per_request(out_dir: Path, bodies: dict[int, bytes]) -> list[dict[str, Any]]:
+    """CPU per single-row request in process, no HTTP (predictor_cpu.py): median of three
+    interleaved runs per path; steadier than throughput on a shared machine."""
+    body = out_dir / "body-1.json"
+    body.write_bytes(bodies[1])
+    kinds = {"predictor": "predictor", "shadow": "predictor + shadow", "stock": "ref A (stock KServe)",
+             "bare": "ref B (bare ASGI)"}  # fmt: skip
+    samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(3):
+        for kind in kinds:
+            completed = subprocess.run(
+                [sys.executable, "-m", "tests.bench.predictor_cpu", kind, str(BUNDLE), str(body), "2000"],
+                capture_output=True, text=True, check=True, timeout=600, cwd=REPO,
+            )  # fmt: skip
+            samples[kind].append(json.loads(completed.stdout.splitlines()[-1])["cpu_us"])
+    median = {kind: sorted(values)[1] for kind, values in samples.items()}
+    rows: list[dict[str, Any]] = [
+        {
+            "case": f"{label} batch 1, in process",
+            "metric": "CPU per request",
+            "value": median[kind],
+            "unit": "us",
+        }
+        for kind, label in kinds.items()
+    ]
+    rows += [
+        {"case": "CPU: ref A / predictor", "metric": "ratio", "value": median["stock"] / median["predictor"], "unit": "x",
+         "target": ">= 5x", "ok": median["stock"] >= 5 * median["predictor"]},
+        {"case": "CPU: ref B / predictor", "metric": "ratio", "value": median["bare"] / median["predictor"], "unit": "x",
+         "target": ">= 0.4x", "ok": median["bare"] >= 0.4 * median["predictor"]},
+        {"case": "CPU: shadow on vs off", "metric": "cost", "value": (median["shadow"] / median["predictor"] - 1) * 100,
+         "unit": "%", "target": "<= 10%", "ok": median["shadow"] <= 1.1 * median["predictor"]},
+    ]  # fmt: skip
     return rows
 
 

@@ -28,17 +28,15 @@ def _session(model_dir: str) -> ort.InferenceSession:
     )
 
 
-def reference_a(argv: list[str]) -> None:
-    from kserve import Model, ModelServer, model_server
+def stock_model(name: str, model_dir: str) -> Any:
+    """Reference A's model: a plain kserve.Model whose async predict maps V2 inputs to the
+    session and returns the probability."""
+    from kserve import Model
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-
-    parser = argparse.ArgumentParser(parents=[model_server.parser])
-    parser.add_argument("--model_dir", required=True)
-    args = parser.parse_args(argv)
 
     class StockModel(Model):  # type: ignore[misc]
         def load(self) -> bool:
-            self.session = _session(args.model_dir)
+            self.session = _session(model_dir)
             self.ready = True
             return True
 
@@ -58,21 +56,26 @@ def reference_a(argv: list[str]) -> None:
             )
             return InferResponse(payload.id, self.name, [output])
 
-    model = StockModel(args.model_name)
+    model = StockModel(name)
     model.load()
+    return model
+
+
+def reference_a(argv: list[str]) -> None:
+    from kserve import ModelServer, model_server
+
+    parser = argparse.ArgumentParser(parents=[model_server.parser])
+    parser.add_argument("--model_dir", required=True)
+    args = parser.parse_args(argv)
+    model = stock_model(args.model_name, args.model_dir)
     ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers).start(
         [model]
     )
 
 
-def reference_b(argv: list[str]) -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--http_port", type=int, required=True)
-    args, _ = parser.parse_known_args(argv)
-    session = _session(args.model_dir)
+def bare_app(model_dir: str) -> Any:
+    """Reference B's ASGI app: orjson decode, onnxruntime run, orjson encode, nothing else."""
+    session = _session(model_dir)
     headers = [(b"content-type", b"application/json")]
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -120,8 +123,18 @@ def reference_b(argv: list[str]) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": response})
 
+    return app
+
+
+def reference_b(argv: list[str]) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--http_port", type=int, required=True)
+    args, _ = parser.parse_known_args(argv)
     uvicorn.run(
-        app,
+        bare_app(args.model_dir),
         host="127.0.0.1",
         port=args.http_port,
         loop="uvloop",

@@ -45,6 +45,20 @@ def decode_request(body: bytes) -> DecodedRequest:
     inputs = document.get("inputs")
     if not isinstance(inputs, list):
         raise RequestError("invalid_request", "'inputs' must be a list of input tensors")
+    try:  # well-formed documents in one pass; the validator checks names, types and shapes
+        tensors = [Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in inputs]
+    except (KeyError, TypeError):
+        tensors = _careful_tensors(inputs)
+    return DecodedRequest(
+        tensors=tensors,
+        parameters=_parameters(document),
+        request_id=_request_id(document),
+        outputs=_outputs(document),
+    )
+
+
+def _careful_tensors(inputs: list[Any]) -> list[Tensor]:
+    """The first malformed input, named."""
     tensors = []
     for index, item in enumerate(inputs):
         if not isinstance(item, dict):
@@ -59,9 +73,22 @@ def decode_request(body: bytes) -> DecodedRequest:
         if "data" not in item:
             raise RequestError("invalid_request", f"input {name!r}: 'data' is missing")
         tensors.append(Tensor(name=name, datatype=datatype, shape=shape, data=item["data"]))
+    return tensors
+
+
+def _parameters(document: dict[str, Any]) -> dict[str, Any] | None:
     parameters = document.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise RequestError("invalid_request", "'parameters' must be an object")
+    return parameters
+
+
+def _request_id(document: dict[str, Any]) -> str | None:
+    request_id = document.get("id")
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
+def _outputs(document: dict[str, Any]) -> list[str] | None:
     outputs = document.get("outputs")
     names: list[str] | None = None
     if outputs is not None:
@@ -70,13 +97,7 @@ def decode_request(body: bytes) -> DecodedRequest:
         ):
             raise RequestError("invalid_request", "'outputs' must be a list of {\"name\": ...}")
         names = [o["name"] for o in outputs]
-    request_id = document.get("id")
-    return DecodedRequest(
-        tensors=tensors,
-        parameters=parameters,
-        request_id=request_id if isinstance(request_id, str) and request_id else None,
-        outputs=names,
-    )
+    return names
 
 
 def encode_response(prediction: Prediction) -> bytes:

@@ -92,7 +92,11 @@ def _decode_binary(body: bytes, json_length: str, model_name: str) -> DecodedReq
 
 
 async def _respond(send: Send, status: int, body: bytes, request_id: str) -> None:
-    headers = [_JSON, (b"x-request-id", request_id.encode("latin-1", "replace"))]
+    headers = [
+        _JSON,
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode("latin-1", "replace")),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -130,7 +134,10 @@ async def infer(scope: Scope, receive: Receive, send: Send, model_name: str) -> 
 async def metrics(scope: Scope, send: Send) -> None:
     service = next(iter(_SERVICES.values()))
     content, content_type = service.telemetry.exposition(_header(scope, b"accept"))
-    headers = [(b"content-type", content_type.encode())]
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(content)).encode()),
+    ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": content})
 

@@ -31,6 +31,11 @@ _P_FLOOR = 1e-9
 FloatArray = npt.NDArray[np.float64]
 
 
+def _bounded(probability: npt.NDArray[Any]) -> FloatArray:
+    """Probabilities as float64 kept off 0 and 1, so log-odds stay finite."""
+    return np.minimum(np.maximum(probability.astype(np.float64), _P_FLOOR), 1 - _P_FLOOR)
+
+
 @dataclass(frozen=True)
 class PointsScale:
     """score = offset + factor * ln(good:bad odds), factor = pdo / ln 2."""
@@ -44,12 +49,12 @@ class PointsScale:
         return cls(factor=factor, offset=scaling.base_score - factor * math.log(scaling.base_odds))
 
     def score(self, probability: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
-        p = np.clip(probability.astype(np.float64), _P_FLOOR, 1 - _P_FLOOR)
+        p = _bounded(probability)
         return np.rint(self.offset + self.factor * np.log((1 - p) / p)).astype(np.int32)
 
 
 def log_odds(probability: npt.NDArray[Any]) -> FloatArray:
-    p = np.clip(probability.astype(np.float64), _P_FLOOR, 1 - _P_FLOOR)
+    p = _bounded(probability)
     return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
 
 
@@ -152,7 +157,8 @@ class ReasonTable:
     def effects(self, numeric: FloatArray, codes: npt.NDArray[np.intp]) -> FloatArray:
         """[N, F] log-odds effect of each feature value, features in schema order; `numeric`
         and `codes` as in validation.Batch."""
-        on_axis = np.clip(numeric, self._low, self._high) + self._shift
+        # minimum/maximum, not np.clip: the same result at a fraction of the call overhead
+        on_axis = np.minimum(np.maximum(numeric, self._low), self._high) + self._shift
         numeric_effects = np.interp(on_axis, self._axis, self._axis_effect)
         categorical_effects = self._table[codes + self._offset]
         both = np.concatenate([numeric_effects, categorical_effects], axis=1)
@@ -163,7 +169,7 @@ class ReasonTable:
         features raise the risk."""
         effects = self.effects(numeric, codes)
         order = np.argsort(-effects, axis=1, kind="stable")[:, :REASONS_PER_ROW]
-        strong = np.take_along_axis(effects, order, axis=1) > MIN_EFFECT
+        strong = effects[np.arange(effects.shape[0])[:, None], order] > MIN_EFFECT
         picked = np.where(strong, order + 1, 0)
         if picked.shape[1] < REASONS_PER_ROW:
             picked = np.pad(picked, ((0, 0), (0, REASONS_PER_ROW - picked.shape[1])))

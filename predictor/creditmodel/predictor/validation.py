@@ -72,7 +72,7 @@ class Validator:
     def validate(self, tensors: Sequence[Tensor]) -> Batch:
         by_name: dict[str, Tensor] = {}
         for tensor in tensors:
-            if tensor.name not in self._features:
+            if not isinstance(tensor.name, str) or tensor.name not in self._features:
                 raise RequestError(
                     "unknown_input",
                     f"input {tensor.name!r}: not an input of this model (inputs: {self._expected})",
@@ -179,6 +179,8 @@ class Validator:
                     f" {feature.datatype}",
                 )
             shape = tensor.shape
+            if not isinstance(shape, list | tuple):
+                raise RequestError("wrong_shape", f"input {name!r}: 'shape' must be a list")
             if not (
                 (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
                 and type(shape[0]) is int

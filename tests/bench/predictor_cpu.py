@@ -1,0 +1,103 @@
+"""CPU time per request, in process, without HTTP: the ASGI app of each server called directly
+with a recorded request, timed with process_time. A shared machine's other load moves wall-clock
+throughput by tens of percent between runs; CPU per request of one process moves far less, so
+this is the steadier view of what each path costs. One configuration per process (KServe's app is
+a module global):
+
+    python -m tests.bench.predictor_cpu {predictor|shadow|stock|bare} MODEL_DIR BODY_FILE REQUESTS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from importlib import resources
+from typing import Any
+
+
+def _kserve_app(model: Any) -> Any:
+    from kserve import ModelServer, model_server
+    from kserve.protocol.rest.server import RESTServer
+
+    server = ModelServer(http_port=0, grpc_port=0, enable_grpc=False)
+    server.register_model(model)
+    rest = RESTServer(
+        "kserve.model_server:app", server.dataplane, server.model_repository_extension, 0
+    )
+    rest.create_application()
+    return model_server.app
+
+
+def build(kind: str, model_dir: str) -> tuple[Any, Any]:
+    """(ASGI app, a callable finishing background work or None)."""
+    if kind == "bare":
+        from tests.bench.predictor_refs import bare_app
+
+        return bare_app(model_dir), None
+    from kserve import logging as kserve_logging
+
+    kserve_logging.configure_logging(
+        str(resources.files("creditmodel.predictor") / "log_config.json")
+    )
+    if kind == "stock":
+        from tests.bench.predictor_refs import stock_model
+
+        return _kserve_app(stock_model("german-credit", model_dir)), None
+    from creditmodel.predictor.model import CreditScoringModel
+    from creditmodel.predictor.settings import PredictorSettings
+
+    settings = PredictorSettings(
+        model_name="german-credit",
+        model_dir=model_dir,
+        shadow_model_dir=model_dir if kind == "shadow" else None,
+    )
+    model = CreditScoringModel(settings)
+    model.load()
+    return _kserve_app(model), model.service.flush  # type: ignore[union-attr]
+
+
+async def measure(app: Any, finish: Any, body: bytes, requests: int) -> float:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v2/models/german-credit/infer",
+        "raw_path": b"/v2/models/german-credit/infer", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8080),
+    }  # fmt: skip
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(20):  # warm up
+        await app(dict(scope), receive, send)
+    started = time.process_time()
+    for index in range(requests):
+        await app(dict(scope), receive, send)
+        if finish is not None and index % 50 == 49:
+            finish()  # shadow micro-batch and drift binning, as the housekeeping task would
+    if finish is not None:
+        finish()
+    elapsed = time.process_time() - started
+    if set(statuses) != {200}:
+        raise RuntimeError(f"non-200 answers: {sorted(set(statuses))}")
+    return elapsed / requests
+
+
+def main() -> None:
+    kind, model_dir, body_path, requests = sys.argv[1:5]
+    app, finish = build(kind, model_dir)
+    with open(body_path, "rb") as handle:
+        body = handle.read()
+    seconds = asyncio.run(measure(app, finish, body, int(requests)))
+    print(json.dumps({"cpu_us": seconds * 1e6}))
+
+
+if __name__ == "__main__":
+    main()
