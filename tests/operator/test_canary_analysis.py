@@ -15,6 +15,7 @@ import json
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,33 @@ def serve(
         yield server
 
 
+@dataclass
+class Rig:
+    """Everything these tests start: the API, MinIO, the trained bundle, Prometheus, the operator."""
+
+    api: Api
+    s3: S3Bucket
+    trained: TrainedBundle
+    kubeconfig: Path
+    workdir: Path
+    prometheus: Callable[[Sequence[str]], PrometheusServer]
+
+    def operator(self) -> contextlib.AbstractContextManager[Operator]:
+        # The test Prometheus scrapes static targets: no `namespace` target label to match.
+        env = {**self.s3.env(), "CREDITMODEL_OPERATOR_PROMETHEUS_NAMESPACE_LABEL": ""}
+        return running_operator(self.api.kube, self.kubeconfig, self.workdir, env)
+
+
 @pytest.fixture
-def api(crds: Kube) -> Api:
-    return Api(crds)
+def rig(
+    crds: Kube,
+    s3: S3Bucket,
+    champion: TrainedBundle,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+    prometheus: Callable[[Sequence[str]], PrometheusServer],
+) -> Rig:
+    return Rig(Api(crds), s3, champion, operator_kubeconfig, tmp_path, prometheus)
 
 
 def spec_for(s3: S3Bucket, prometheus_url: str = "http://127.0.0.1:1") -> dict[str, Any]:
@@ -137,28 +162,21 @@ def status_when(
 
 @contextlib.contextmanager
 def canary_under_analysis(
-    api: Api,
-    s3: S3Bucket,
-    trained: TrainedBundle,
-    operator_kubeconfig: Path,
-    tmp_path: Path,
-    prometheus: Callable[[Sequence[str]], PrometheusServer],
-    canary_extra: Sequence[str] = (),
+    rig: Rig, canary_extra: Sequence[str] = ()
 ) -> Iterator[tuple[Operator, str, str]]:
     """v1 stable and serving; v2 canary paused until both predictors run under traffic and
     Prometheus scrapes them; then the rollout is unpaused and the operator's analysis takes over."""
+    api, s3, trained, tmp_path, prometheus = (
+        rig.api,
+        rig.s3,
+        rig.trained,
+        rig.workdir,
+        rig.prometheus,
+    )
     v1 = publish_as(trained, f"{s3.uri}/{NAME}/v1", "v1")
     v2 = publish_as(trained, f"{s3.uri}/{NAME}/v2", "v2")
     with contextlib.ExitStack() as stack:
-        operator = stack.enter_context(
-            # The test Prometheus scrapes static targets: no `namespace` target label to match.
-            running_operator(
-                api.kube,
-                operator_kubeconfig,
-                tmp_path,
-                {**s3.env(), "CREDITMODEL_OPERATOR_PROMETHEUS_NAMESPACE_LABEL": ""},
-            )
-        )
+        operator = stack.enter_context(rig.operator())
         body = spec_for(s3)
         api.create_model(body)
         v1_isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
@@ -182,18 +200,10 @@ def canary_under_analysis(
 
 
 def test_healthy_canary_is_promoted_across_an_operator_restart(
-    api: Api,
-    s3: S3Bucket,
-    champion: TrainedBundle,
-    operator_kubeconfig: Path,
-    tmp_path: Path,
-    prometheus: Callable[[Sequence[str]], PrometheusServer],
+    rig: Rig,
 ) -> None:
-    with canary_under_analysis(api, s3, champion, operator_kubeconfig, tmp_path, prometheus) as (
-        operator,
-        v1,
-        v2,
-    ):
+    api = rig.api
+    with canary_under_analysis(rig) as (operator, v1, v2):
         at_step_two = status_when(
             api, lambda s: s.get("canary", {}).get("step") == 1, 30, "canary advanced to step 2"
         )
@@ -222,22 +232,11 @@ def test_healthy_canary_is_promoted_across_an_operator_restart(
 
 
 def test_canary_with_shifted_scores_is_rolled_back(
-    api: Api,
-    s3: S3Bucket,
-    champion: TrainedBundle,
-    operator_kubeconfig: Path,
-    tmp_path: Path,
-    prometheus: Callable[[Sequence[str]], PrometheusServer],
+    rig: Rig,
 ) -> None:
-    with canary_under_analysis(
-        api,
-        s3,
-        champion,
-        operator_kubeconfig,
-        tmp_path,
-        prometheus,
-        canary_extra=["--base_score", "750", "--base_odds", "50", "--points_to_double_odds", "20"],
-    ) as (_, v1, v2):
+    api = rig.api
+    shift = ["--base_score", "750", "--base_odds", "50", "--points_to_double_odds", "20"]
+    with canary_under_analysis(rig, canary_extra=shift) as (_, v1, v2):
         rolled_back = status_when(api, lambda s: "rejected" in s, 40, "rollback")
     assert "canary" not in rolled_back
     assert rolled_back["stable"]["version"] == "v1"
@@ -266,21 +265,13 @@ def scores(server: PredictorServer, trained: TrainedBundle, rows: int) -> list[i
 
 
 def test_live_score_drift_starts_a_retraining_job(
-    api: Api,
-    s3: S3Bucket,
-    champion: TrainedBundle,
-    operator_kubeconfig: Path,
-    tmp_path: Path,
-    prometheus: Callable[[Sequence[str]], PrometheusServer],
+    rig: Rig,
 ) -> None:
     """Only the riskiest applicants arrive: the stable's live score PSI against its reference
     deciles crosses retrainOnScorePSI and the operator starts a training Job (reason Drift)."""
+    api, s3, champion, tmp_path = rig.api, rig.s3, rig.trained, rig.workdir
     v1 = publish_as(champion, f"{s3.uri}/{NAME}/v1", "v1")
-    env = {**s3.env(), "CREDITMODEL_OPERATOR_PROMETHEUS_NAMESPACE_LABEL": ""}
-    with (
-        running_operator(api.kube, operator_kubeconfig, tmp_path, env),
-        contextlib.ExitStack() as stack,
-    ):
+    with rig.operator(), contextlib.ExitStack() as stack:
         body = spec_for(s3)
         body["spec"]["training"] = {
             "dataURI": f"{s3.uri}/data/applicants.csv",
@@ -299,7 +290,7 @@ def test_live_score_drift_starts_a_retraining_job(
         shifted = TrainedBundle(
             champion.uri, champion.bundle, champion.applicants.iloc[riskiest].reset_index(drop=True)
         )
-        server = prometheus([f"127.0.0.1:{stable.http_port}"])
+        server = rig.prometheus([f"127.0.0.1:{stable.http_port}"])
         server.wait_for_targets_up()
         stack.enter_context(Traffic(shifted, [stable]))
         server.wait_for(f'creditmodel_score_psi{{model="{NAME}",version="v1"}} > 0.25', 30)
