@@ -1,0 +1,145 @@
+"""The transport-independent request path on a real trained bundle: variants, the A/B split,
+large batches off the event loop, and a shadow challenger that cannot hurt a response."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from creditmodel.predictor.engine import LoadedBundle
+from creditmodel.predictor.service import InferenceRequest, ScoringService
+from creditmodel.predictor.settings import PredictorSettings
+from creditmodel.predictor.validation import Tensor
+from tests.predictor.conftest import TrainedBundle
+
+pytestmark = pytest.mark.unit
+
+
+def service(
+    champion: TrainedBundle, challenger: TrainedBundle | None = None, **settings: object
+) -> ScoringService:
+    name = f"svc-{uuid.uuid4().hex[:8]}"  # metrics are process-global: a fresh model label per test
+    return ScoringService(
+        PredictorSettings(model_name=name, **settings),  # type: ignore[arg-type]
+        LoadedBundle(champion.bundle, max_rows=5_000),
+        LoadedBundle(challenger.bundle, max_rows=5_000) if challenger else None,
+    )
+
+
+def request(
+    svc: ScoringService, champion: TrainedBundle, n: int, **parameters: object
+) -> InferenceRequest:
+    tensors = [
+        Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in champion.v2_inputs(n)
+    ]
+    return InferenceRequest(svc.name, tensors, "req", parameters or None)
+
+
+def metric(svc: ScoringService, name: str, **labels: str) -> float:
+    text = svc.telemetry.exposition()[0].decode()
+    total = 0.0
+    for line in text.splitlines():
+        wanted = {"model": svc.name, **labels}
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in wanted.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_a_failing_challenger_never_fails_or_changes_a_response(
+    champion: TrainedBundle, challenger: TrainedBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_shadow = service(champion, challenger)
+    alone = service(champion)
+    assert with_shadow.shadow is not None
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("challenger exploded")
+
+    monkeypatch.setattr(with_shadow.shadow.model, "score", broken)
+    got = await with_shadow.infer(request(with_shadow, champion, 5))
+    want = await alone.infer(request(alone, champion, 5))
+    np.testing.assert_array_equal(got.scored.probability, want.scored.probability)
+    np.testing.assert_array_equal(got.scored.reasons, want.scored.reasons)
+    with_shadow.flush()
+    assert metric(with_shadow, "creditmodel_shadow_failures_total") == 1
+    await with_shadow.close()
+    await alone.close()
+
+
+async def test_shadow_scores_the_same_rows_with_the_challenger(
+    champion: TrainedBundle, challenger: TrainedBundle
+) -> None:
+    svc = service(champion, challenger)
+    await svc.infer(request(svc, champion, 7))
+    await svc.infer(request(svc, champion, 3))
+    svc.flush()
+    assert metric(svc, "creditmodel_predictions_total", variant="shadow", version="v2") == 10
+    assert metric(svc, "creditmodel_shadow_probability_delta_count", version="v2") == 10
+    await svc.close()
+
+
+async def test_a_full_shadow_queue_drops_and_counts(
+    champion: TrainedBundle, challenger: TrainedBundle
+) -> None:
+    svc = service(champion, challenger, shadow_queue_rows=8)
+    await svc.infer(request(svc, champion, 5))
+    await svc.infer(request(svc, champion, 5))  # would exceed 8 queued rows
+    svc.flush()
+    assert metric(svc, "creditmodel_shadow_dropped_rows_total") == 5
+    assert metric(svc, "creditmodel_predictions_total", variant="shadow") == 5
+    await svc.close()
+
+
+async def test_ab_split_is_deterministic_per_applicant(champion: TrainedBundle) -> None:
+    svc = service(champion, ab_percent=50.0)
+    first = [
+        (await svc.infer(request(svc, champion, 1, applicant_key=f"a{i}"))).variant
+        for i in range(60)
+    ]
+    again = [
+        (await svc.infer(request(svc, champion, 1, applicant_key=f"a{i}"))).variant
+        for i in range(60)
+    ]
+    assert first == again
+    assert set(first) == {"int8", "fp32"}
+    pinned = await svc.infer(request(svc, champion, 1, applicant_key="a0", variant="fp32"))
+    assert pinned.variant == "fp32"
+    await svc.close()
+
+
+async def test_large_batches_give_the_same_answers_off_the_event_loop(
+    champion: TrainedBundle,
+) -> None:
+    svc = service(champion, inline_rows=10)
+    big = await svc.infer(request(svc, champion, 200))  # runs in a worker thread
+    small = await svc.infer(request(svc, champion, 10))  # runs inline
+    np.testing.assert_array_equal(big.scored.probability[:10], small.scored.probability)
+    np.testing.assert_array_equal(big.scored.reasons[:10], small.scored.reasons)
+    await svc.close()
+
+
+async def test_outputs_can_skip_reason_codes(champion: TrainedBundle) -> None:
+    svc = service(champion)
+    req = request(svc, champion, 3)
+    prediction = await svc.infer(
+        InferenceRequest(req.model_name, req.tensors, req.request_id, None, ["score"])
+    )
+    assert prediction.scored.reasons is None
+    assert [name for name, *_ in prediction.tensors()] == ["score"]
+    await svc.close()
+
+
+def test_a_challenger_with_other_inputs_is_refused(champion: TrainedBundle) -> None:
+    other = champion.bundle.schema.model_copy(
+        update={"features": list(reversed(champion.bundle.schema.features))}
+    )
+    bundle = replace(champion.bundle, schema=other)
+    with pytest.raises(ValueError, match="shadow must accept the champion's inputs"):
+        ScoringService(
+            PredictorSettings(model_name="svc-refused"),
+            LoadedBundle(champion.bundle, 100),
+            LoadedBundle(bundle, 100),
+        )
