@@ -214,6 +214,42 @@ class Api:
             },
         )
 
+    def terminated_training_pod(self, job: str, message: str) -> None:
+        """A pod of `job` whose container ended with `message` (what the kubelet records)."""
+        core = client.CoreV1Api(self.kube.api)
+        name = f"{job}-pod"
+        core.create_namespaced_pod(
+            self.namespace,
+            {
+                "metadata": {"name": name, "labels": {"batch.kubernetes.io/job-name": job}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "train", "image": "ghcr.io/creditmodel/training:test"}],
+                },
+            },
+        )
+        now = "2026-01-01T00:00:00Z"
+        terminated = {"exitCode": 3, "reason": "Error", "message": message, "finishedAt": now}
+        core.patch_namespaced_pod_status(
+            name,
+            self.namespace,
+            {
+                "status": {
+                    "phase": "Failed",
+                    "containerStatuses": [
+                        {
+                            "name": "train",
+                            "image": "ghcr.io/creditmodel/training:test",
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {"terminated": terminated},
+                        }
+                    ],
+                }
+            },
+        )
+
     def finish_job(self, name: str, succeeded: bool) -> None:
         """What the Job controller would write when the training pod ends."""
         now = "2026-01-01T00:00:00Z"

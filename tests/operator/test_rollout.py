@@ -14,6 +14,7 @@ from creditmodel.operator.rollout import (
     needs,
     reconcile,
     seconds_until_due,
+    training_failure,
 )
 from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, after, model, spec
 
@@ -460,3 +461,42 @@ def test_drift_retrains_once_per_stable_version() -> None:
     done = reconcile(current, Observations(job=JobState("Failed")), after(60))
     current = advance(current, done)
     assert not needs(current, after(60)).drift
+
+
+@pytest.mark.parametrize(
+    ("termination", "expected"),
+    [
+        (
+            '{"exit_code": 3, "failed_gates": ["auc_vs_baseline", "fairness"]}',
+            ("GatesFailed", "GatesFailed", "exited 3: failed gates: auc_vs_baseline, fairness"),
+        ),
+        (
+            '{"exit_code": 2, "error": "--target: column \'risk\' not in the data"}',
+            ("Failed", "BadInput", "exited 2: --target: column 'risk' not in the data"),
+        ),
+        ('{"exit_code": 4, "error": "NoSuchBucket"}', ("Failed", "StorageError", "NoSuchBucket")),
+        ('{"exit_code": 1}', ("Failed", "TrainingError", "exited 1")),
+        ("not json", ("Failed", "BackoffLimitExceeded", "backoff limit")),
+        ('["a list"]', ("Failed", "BackoffLimitExceeded", "backoff limit")),
+        (None, ("Failed", "BackoffLimitExceeded", "backoff limit")),
+    ],
+)
+def test_training_failure_prefers_creditmodel_train_own_account(
+    termination: str | None, expected: tuple[str, str, str]
+) -> None:
+    job = JobState(
+        "Failed", "BackoffLimitExceeded", "Job has reached the backoff limit", termination
+    )
+    result, reason, message = training_failure("german-train-1", job)
+    assert (result, reason) == expected[:2]
+    assert expected[2] in message
+
+
+def test_job_exiting_on_gates_is_recorded_as_gates_failed() -> None:
+    current = trained_model()
+    current = advance(current, reconcile(current, Observations(), T0))
+    job = JobState(
+        "Failed", "BackoffLimitExceeded", "", '{"exit_code": 3, "failed_gates": ["auc"]}'
+    )
+    plan = reconcile(current, Observations(job=job), after(60))
+    assert condition(plan, "Training") == ("False", "GatesFailed")

@@ -134,3 +134,24 @@ def test_training_gate_failure_is_not_rolled_out(
     assert result["result"] == "GatesFailed"
     assert "stable" not in api.model("german-credit")["status"]
     assert api.isvcs() == {}
+
+
+def test_failed_training_reports_creditmodel_train_own_reason(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    """The training container's termination message (its JSON summary) names the cause."""
+    body = sample(s3)
+    body["spec"]["model"] = {}
+    body["spec"]["training"] = training_spec(s3)
+    api.create_model(body)
+    running_training(api)
+    api.terminated_training_pod(
+        "german-credit-train-1", '{"exit_code": 3, "failed_gates": ["auc_vs_baseline"]}'
+    )
+    api.finish_job("german-credit-train-1", succeeded=False)
+    result = eventually(
+        lambda: api.model("german-credit")["status"]["training"].get("lastResult"),
+        what="a training result",
+    )
+    assert (result["result"], result["reason"]) == ("GatesFailed", "GatesFailed")
+    assert "failed gates: auc_vs_baseline" in result["message"]

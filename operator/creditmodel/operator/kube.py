@@ -35,6 +35,7 @@ KINDS = {
     "InferenceService": Kind("/apis/serving.kserve.io", "v1beta1", "inferenceservices"),
     "HTTPRoute": Kind("/apis/gateway.networking.k8s.io", "v1", "httproutes"),
     "Job": Kind("/apis/batch", "v1", "jobs"),
+    "Pod": Kind("/api", "v1", "pods"),
     "CreditModel": Kind(f"/apis/{GROUP}", VERSION, PLURAL),
 }
 
@@ -176,8 +177,26 @@ class Kube:
                     "Failed",
                     condition.get("reason") or "JobFailed",
                     condition.get("message") or f"training Job {name} failed",
+                    await self.termination_message(namespace, name),
                 )
         return JobState("Active")
+
+    async def termination_message(self, namespace: str, job: str) -> str | None:
+        """The last terminated training container's message (what `kubectl describe` shows)."""
+        status, data = await self._call(
+            "GET", "Pod", namespace, query={"labelSelector": f"batch.kubernetes.io/job-name={job}"}
+        )
+        if status != 200:
+            return None  # the Job's own condition still explains the failure
+        latest: tuple[str, str] | None = None
+        for pod in data.get("items", []):
+            for container in pod.get("status", {}).get("containerStatuses", []):
+                terminated = container.get("state", {}).get("terminated") or {}
+                if terminated.get("message"):
+                    stamp = terminated.get("finishedAt") or ""
+                    if latest is None or stamp >= latest[0]:
+                        latest = (stamp, terminated["message"])
+        return latest[1] if latest else None
 
     async def get_creditmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get("CreditModel", namespace, name)

@@ -9,6 +9,7 @@ gated by analysis, promotion after the last step, rollback at the failure limit.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,34 @@ class JobState:
     phase: Literal["Active", "Succeeded", "Failed", "Missing"]
     reason: str = ""
     message: str = ""
+    termination: str | None = None
+    """The training container's termination message (creditmodel-train's compact JSON summary)."""
+
+
+# creditmodel-train's exit codes (training/creditmodel/training/cli.py).
+EXIT_REASONS = {2: "BadInput", 3: "GatesFailed", 4: "StorageError"}
+
+
+def training_failure(name: str, job: JobState) -> tuple[str, str, str]:
+    """(result, reason, message) of a failed training Job: creditmodel-train's own account from
+    the termination message when there is one, else the Job controller's condition."""
+    default = (
+        "Failed",
+        job.reason or ("JobMissing" if job.phase == "Missing" else "JobFailed"),
+        job.message or f"training Job {name} {job.phase.lower()}",
+    )
+    try:
+        summary = json.loads(job.termination or "")
+    except ValueError:
+        return default
+    if not isinstance(summary, dict):
+        return default
+    code = summary.get("exit_code")
+    reason = EXIT_REASONS.get(code, "TrainingError") if isinstance(code, int) else "TrainingError"
+    failed = [str(g) for g in summary.get("failed_gates") or []]
+    detail = f"failed gates: {', '.join(failed)}" if failed else str(summary.get("error") or "")
+    message = f"Job {name}: creditmodel-train exited {code}" + (f": {detail}" if detail else "")
+    return ("GatesFailed" if reason == "GatesFailed" else "Failed", reason, message)
 
 
 @dataclass(frozen=True)
@@ -219,10 +248,13 @@ class _Step:
         if job.phase == "Succeeded":
             result = self._trained_result(name, finished)
         else:
-            reason = job.reason or ("JobMissing" if job.phase == "Missing" else "JobFailed")
-            message = job.message or f"training Job {name} {job.phase.lower()}"
+            outcome, reason, message = training_failure(name, job)
             result = TrainingResult(
-                result="Failed", job_name=name, reason=reason, message=message, finished_at=finished
+                result="GatesFailed" if outcome == "GatesFailed" else "Failed",
+                job_name=name,
+                reason=reason,
+                message=message,
+                finished_at=finished,
             )
         self.status.training = training.model_copy(
             update={"job_name": None, "started_at": None, "last_result": result}
