@@ -43,6 +43,14 @@ def training_spec(s3: S3Bucket, **extra: Any) -> dict[str, Any]:
     }
 
 
+def create_training_only(api: Api, s3: S3Bucket) -> None:
+    """The sample with no bundle: the operator must train the first version."""
+    body = sample(s3)
+    body["spec"]["model"] = {}
+    body["spec"]["training"] = training_spec(s3)
+    api.create_model(body)
+
+
 def job(api: Api, name: str) -> Any:
     return api.batch.read_namespaced_job(name, api.namespace)
 
@@ -59,10 +67,7 @@ def running_training(api: Api) -> dict[str, Any]:
 def test_successful_training_job_publishes_and_deploys(
     api: Api, s3: S3Bucket, s3_operator: Operator
 ) -> None:
-    body = sample(s3)
-    body["spec"]["model"] = {}
-    body["spec"]["training"] = training_spec(s3)
-    api.create_model(body)
+    create_training_only(api, s3)
     created = eventually(lambda: job(api, "german-credit-train-1"), what="training Job")
     container = created.spec.template.spec.containers[0]
     assert container.command == ["creditmodel-train"]
@@ -119,10 +124,7 @@ def test_failed_training_job_is_recorded_and_stable_keeps_serving(
 def test_training_gate_failure_is_not_rolled_out(
     api: Api, s3: S3Bucket, s3_operator: Operator
 ) -> None:
-    body = sample(s3)
-    body["spec"]["model"] = {}
-    body["spec"]["training"] = training_spec(s3)
-    api.create_model(body)
+    create_training_only(api, s3)
     eventually(lambda: job(api, "german-credit-train-1"), what="training Job")
     training = running_training(api)
     publish(training["bundleURI"], training["version"], gates_passed=False)
@@ -140,10 +142,7 @@ def test_failed_training_reports_creditmodel_train_own_reason(
     api: Api, s3: S3Bucket, s3_operator: Operator
 ) -> None:
     """The training container's termination message (its JSON summary) names the cause."""
-    body = sample(s3)
-    body["spec"]["model"] = {}
-    body["spec"]["training"] = training_spec(s3)
-    api.create_model(body)
+    create_training_only(api, s3)
     running_training(api)
     api.terminated_training_pod(
         "german-credit-train-1", '{"exit_code": 3, "failed_gates": ["auc_vs_baseline"]}'
