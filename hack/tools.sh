@@ -103,10 +103,11 @@ import (
 func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }
 ' "${kube_setup}" "$(kube_version_ldflags)"
 
-# go_install NAME PACKAGE VERSION [LDFLAGS]: plain `go install` for modules without replace directives.
+# go_install NAME PACKAGE VERSION [LDFLAGS] [CACHE_KEY]: plain `go install` for modules without
+# replace directives. CACHE_KEY (default VERSION) names the cache entry; it changes with the flags.
 go_install() {
-  local name="$1" pkg="$2" version="$3" ldflags="${4:-}"
-  local dest="${CACHE}/${name}-${version}"
+  local name="$1" pkg="$2" version="$3" ldflags="${4:-}" key="${5:-$3}"
+  local dest="${CACHE}/${name}-${key}"
   if [[ ! -x "${dest}/${name}" ]]; then
     log "building ${name} ${version} (first time on this machine; cached in ${dest})"
     local start
@@ -117,8 +118,16 @@ go_install() {
   link "${name}" "${dest}/${name}"
 }
 
-go_install helm helm.sh/helm/v3/cmd/helm "${HELM_VERSION}" \
-  "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+# Helm's release build stamps the Kubernetes version its client libraries speak (1.34 for 3.19);
+# unstamped, `helm template`/`lint` assume v1.20 and fail charts with `kubeVersion: ">=1.29"`.
+HELM_KUBE_MINOR="${HELM_KUBE_MINOR:-34}"
+helm_ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+helm_ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_ldflags+=" -X ${pkg}.k8sVersionMajor=1 -X ${pkg}.k8sVersionMinor=${HELM_KUBE_MINOR}"
+done
+go_install helm helm.sh/helm/v3/cmd/helm "${HELM_VERSION}" "${helm_ldflags}" \
+  "${HELM_VERSION}-k8s1.${HELM_KUBE_MINOR}"
 go_install minio github.com/minio/minio "${MINIO_VERSION}"
 
 # --- Debian packages: prometheus (+ promtool) and wrk -------------------------------------------------
@@ -155,6 +164,16 @@ expect_version() {
 expect_version kube-apiserver "${KUBERNETES_VERSION}" "${BIN}/kube-apiserver" --version
 expect_version etcd "${ETCD_VERSION#v}" "${BIN}/etcd" --version
 expect_version helm "${HELM_VERSION}" "${BIN}/helm" version --short
+helm_kube_version() {  # the Kubernetes version helm assumes when offline (.Capabilities)
+  local chart
+  chart="$(mktemp -d)"
+  mkdir -p "${chart}/templates"
+  printf 'apiVersion: v2\nname: probe\nversion: 0.1.0\n' >"${chart}/Chart.yaml"
+  printf '# {{ .Capabilities.KubeVersion.Version }}\n' >"${chart}/templates/probe.yaml"
+  "${BIN}/helm" template probe "${chart}"
+  rm -rf "${chart}"
+}
+expect_version helm "v1.${HELM_KUBE_MINOR}." helm_kube_version
 expect_version prometheus "${PROMETHEUS_DEB_VERSION}" "${BIN}/prometheus" --version
 
 # --- report -----------------------------------------------------------------------------------------
