@@ -66,7 +66,8 @@ class Validator:
         numeric = [self._features[name] for name in self.numeric_names]
         self._low = np.array([[-np.inf if f.minimum is None else f.minimum] for f in numeric])
         self._high = np.array([[np.inf if f.maximum is None else f.maximum] for f in numeric])
-        self._integral = np.array([f.datatype == "INT64" for f in numeric])
+        self._integral = np.array([f.datatype == "INT64" for f in numeric], dtype=bool)
+        self._any_integral = bool(self._integral.any())
         self._dtypes = {f.name: model_dtype(f.datatype) for f in schema.features}
 
     def validate(self, tensors: Sequence[Tensor]) -> Batch:
@@ -147,10 +148,12 @@ class Validator:
         datas = [by_name[name].data for name in self.numeric_names]
         if not datas:
             return np.empty((0, rows))
-        if any(not isinstance(d, list | np.ndarray) or len(d) != rows for d in datas):
-            return None
-        if any(isinstance(d, list) and type(d[0]) is bool for d in datas):
-            return None
+        for data in datas:
+            if type(data) is list:
+                if len(data) != rows or type(data[0]) is bool:
+                    return None
+            elif not isinstance(data, np.ndarray) or len(data) != rows:
+                return None
         try:
             values = np.array(datas)
         except ValueError:
@@ -158,12 +161,13 @@ class Validator:
         if values.shape != (len(datas), rows) or values.dtype.kind not in "iuf":
             return None
         values = values.astype(np.float64, copy=False)
-        if values.dtype.kind == "f" and not (
-            np.isfinite(values).all()
-            and (values[self._integral] == np.floor(values[self._integral])).all()
-        ):
+        if not np.isfinite(values).all():
             return None
-        if (values < self._low).any() or (values > self._high).any():
+        if self._any_integral:
+            integral = values[self._integral]
+            if not (integral == np.floor(integral)).all():
+                return None
+        if ((values < self._low) | (values > self._high)).any():
             return None
         return values
 
