@@ -94,8 +94,9 @@ def test_apply_creates_inferenceservice_and_route_then_ready(
     assert [(b["name"], b["weight"]) for b in backends] == [(f"{isvc_for(v1)}-predictor", 100)]
     assert route["spec"]["parentRefs"][0]["name"] == "creditmodel-gateway"
 
-    model = api.model("german-credit")
-    assert (condition(model, "Ready") or {}).get("reason") == "Deploying"
+    # Children are written before the status: wait for the status to tell the same story.
+    deploying = eventually(lambda: condition(api.model("german-credit"), "Ready"), what="Ready")
+    assert (deploying["status"], deploying["reason"]) == ("False", "Deploying")
     api.mark_isvc_ready(isvc_for(v1))
     ready = eventually(
         lambda: condition(api.model("german-credit"), "Ready")
