@@ -142,11 +142,12 @@ def running_operator(
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 20, what: str = "") -> T:
-    """Poll until `probe` returns something truthy; fail with the last value otherwise."""
+    """Poll until `probe` returns something truthy; fail with the last value otherwise. A field
+    not written yet (KeyError) or an object not created yet (ApiException) means "not yet"."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        with contextlib.suppress(client.ApiException):
+        with contextlib.suppress(client.ApiException, KeyError):
             last = probe()
             if last:
                 return last
