@@ -3,9 +3,13 @@ whose models honour the inference contract, byte-identical on a rebuild."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -83,3 +87,30 @@ def test_another_seed_gives_another_model(
     other = pipeline.train(quick_config(None, seed=2), synthetic.generate(2_000, seed=1))
     assert other.files[bundle.MODEL_FP32] != synthetic_bundle.files[bundle.MODEL_FP32]
     assert other.uri is None
+
+
+@pytest.mark.parametrize("hash_seed", ["1", "2"])
+def test_bytes_do_not_depend_on_the_string_hash_seed(
+    tmp_path: Path, synthetic_bundle: pipeline.TrainingResult, hash_seed: str
+) -> None:
+    """skl2onnx builds parts of the graph from sets; another PYTHONHASHSEED must not reorder them."""
+    script = (
+        "import sys; from creditmodel.training import pipeline, synthetic;"
+        "from tests.training.conftest import quick_config;"
+        "r = pipeline.train(quick_config(None), synthetic.generate(2_000, seed=1));"
+        "sys.stdout.buffer.write(r.files['model.onnx'] + b'@@SPLIT@@' + r.files['model.int8.onnx'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        check=True,
+        timeout=300,
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    fp32, int8 = out.split(b"@@SPLIT@@")
+    for model in (fp32, int8):
+        domains = [o.domain for o in onnx.load_from_string(model).opset_import]
+        assert domains == sorted(domains)
+    assert fp32 == synthetic_bundle.files[bundle.MODEL_FP32]
+    assert int8 == synthetic_bundle.files[bundle.MODEL_INT8]

@@ -58,6 +58,12 @@ def _normalise(model: onnx.ModelProto, variant: str) -> bytes:
     model.doc_string = ""
     model.graph.name = "creditmodel"
     model.graph.doc_string = ""
+    # skl2onnx collects opset imports in a set: their order follows the process's string-hash
+    # seed, and so would the bytes. Sorted, they do not.
+    opsets = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in opsets:
+        model.opset_import.add(domain=domain, version=version)
     del model.metadata_props[:]
     for key, value in (("creditmodel.output", OUTPUT), ("creditmodel.variant", variant)):
         entry = model.metadata_props.add()
