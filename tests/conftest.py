@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -93,13 +93,15 @@ def s3(minio: MinioServer, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[Sequence[str]], PrometheusServer]]:
-    """Factory: start a Prometheus scraping the given `host:port` targets every second."""
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    """Factory: start a Prometheus scraping the given `host:port` targets every second, with\n    optional target labels."""
     with ExitStack() as stack:
         counter = iter(range(1000))
 
-        def start(targets: Sequence[str], interval: str = "1s") -> PrometheusServer:
+        def start(
+            targets: Sequence[str], interval: str = "1s", labels: Mapping[str, str] | None = None
+        ) -> PrometheusServer:
             workdir = tmp_path / f"prometheus-{next(counter)}"
-            return stack.enter_context(prometheus_server(workdir, targets, interval))
+            return stack.enter_context(prometheus_server(workdir, targets, interval, labels))
 
         yield start

@@ -261,6 +261,11 @@ def apply_crds(
     ext = client.ApiextensionsV1Api(api)
     names = []
     for document in documents:
+        if document.get("kind") != "CustomResourceDefinition":
+            raise ValueError(
+                f"apply_crds: {document.get('kind')!r} {document.get('metadata', {}).get('name')!r}"
+                " is not a CustomResourceDefinition"
+            )
         name = document["metadata"]["name"]
         names.append(name)
         try:

@@ -7,7 +7,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,14 @@ class PrometheusServer:
         raise TimeoutError(f"no samples for {expr!r} after {timeout}s")
 
 
-def scrape_config(targets: Sequence[str], interval: str) -> dict[str, Any]:
+def scrape_config(
+    targets: Sequence[str], interval: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One static job; `labels` are attached to every target (as service discovery would add
+    `namespace`, `pod`, ...)."""
+    static: dict[str, Any] = {"targets": list(targets)}
+    if labels:
+        static["labels"] = dict(labels)
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [
@@ -64,7 +71,7 @@ def scrape_config(targets: Sequence[str], interval: str) -> dict[str, Any]:
                 "job_name": "creditmodel",
                 "scrape_interval": interval,
                 "scrape_timeout": interval,
-                "static_configs": [{"targets": list(targets)}],
+                "static_configs": [static],
             }
         ],
     }
@@ -72,12 +79,15 @@ def scrape_config(targets: Sequence[str], interval: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def prometheus_server(
-    workdir: Path, targets: Sequence[str], interval: str = "1s"
+    workdir: Path,
+    targets: Sequence[str],
+    interval: str = "1s",
+    labels: Mapping[str, str] | None = None,
 ) -> Iterator[PrometheusServer]:
     binary = tool("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(scrape_config(targets, interval)))
+    config_path.write_text(yaml.safe_dump(scrape_config(targets, interval, labels)))
     port = free_port()
     process = ManagedProcess(
         "prometheus",

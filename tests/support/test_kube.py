@@ -142,3 +142,8 @@ def test_each_test_gets_its_own_namespace(kube: Kube) -> None:
     namespace = client.CoreV1Api(kube.api).read_namespace(kube.namespace)
     assert namespace.status.phase == "Active"
     assert kube.namespace.startswith("test-")
+
+
+def test_apply_crds_refuses_other_kinds(kube: Kube) -> None:
+    with pytest.raises(ValueError, match="'Kustomization' 'x' is not a CustomResourceDefinition"):
+        kube.apply_crds([{"kind": "Kustomization", "metadata": {"name": "x"}}])

@@ -28,7 +28,7 @@ EXPORTER = textwrap.dedent("""
 
 
 def test_scrapes_target_and_answers_queries(
-    prometheus: Callable[[Sequence[str]], PrometheusServer], tmp_path: Path
+    prometheus: Callable[..., PrometheusServer], tmp_path: Path
 ) -> None:
     port = free_port()
     script = tmp_path / "exporter.py"
@@ -41,10 +41,11 @@ def test_scrapes_target_and_answers_queries(
             timeout=20,
             what="serving /metrics",
         )
-        server = prometheus([f"127.0.0.1:{port}"])
+        server = prometheus([f"127.0.0.1:{port}"], "1s", {"namespace": "team-a"})
         server.wait_for_targets_up()
         samples = server.wait_for("creditmodel_fixture_ticks_total")
         assert float(samples[0]["value"][1]) == 42.0
+        assert samples[0]["metric"]["namespace"] == "team-a"
         assert server.query('up{job="creditmodel"}')[0]["value"][1] == "1"
     finally:
         exporter.stop()
