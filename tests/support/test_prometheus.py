@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
