@@ -44,3 +44,8 @@ def test_object_names_cannot_escape_the_store(tmp_path: Path, name: str) -> None
 def test_missing_local_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match=r"nope\.txt does not exist"):
         open_store(str(tmp_path)).read_bytes("nope.txt")
+
+
+def test_local_files_are_readable_by_other_users(tmp_path: Path) -> None:
+    open_store(str(tmp_path)).write_bytes("model.onnx", b"x")
+    assert (tmp_path / "model.onnx").stat().st_mode & 0o044 == 0o044

@@ -45,6 +45,16 @@ def open_store(uri: str) -> Store:
     raise StorageError(f"{uri!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)")
 
 
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# Read once: os.umask can only be read by setting it, which would race with other threads later.
+_UMASK = _read_umask()
+
+
 def _check_name(name: str) -> None:
     if not name or name.startswith("/") or ".." in Path(name).parts:
         raise StorageError(f"invalid object name {name!r}")
@@ -76,6 +86,8 @@ class LocalStore:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())
+                # mkstemp creates 0600; published files are readable by others (the umask decides).
+                os.chmod(tmp, 0o666 & ~_UMASK)
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
