@@ -201,6 +201,12 @@ def test_train_serve_canary_promote(tmp_path: Path) -> None:
             region_name="us-east-1",
         )
         s3.upload_file(str(DATA), "creditmodel-data", f"{namespace}/german_credit.csv")
+        # creditmodel-train picks up <data stem>.features.json beside the data.
+        s3.upload_file(
+            str(DATA.with_suffix(".features.json")),
+            "creditmodel-data",
+            f"{namespace}/german_credit.features.json",
+        )
 
     spec = {
         "apiVersion": "scoring.creditmodel.io/v1alpha1",
@@ -239,9 +245,9 @@ def test_train_serve_canary_promote(tmp_path: Path) -> None:
         return kubectl("-n", namespace, "describe", "creditmodel", name, check=False)
 
     # 1. Initial training Job, then the first version goes straight to stable and Ready. A run
-    # that ends without a bundle fails the test at once with the operator's reason. Known
-    # blocker (README): the CRD cannot hand creditmodel-train the German Credit feature spec
-    # (--features), and without it the fairness gates fail (measured: exit 3, GatesFailed).
+    # that ends without a bundle fails the test at once with the operator's reason. The feature
+    # spec uploaded beside the data makes age and the other sensitive columns audit-only; without
+    # it the fairness gates fail (measured: exit 3, GatesFailed).
     def trained_or_ready() -> bool:
         status = creditmodel(namespace, name).get("status", {})
         last = (status.get("training") or {}).get("lastResult") or {}

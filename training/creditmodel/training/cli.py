@@ -53,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="bundle version (default: UTC timestamp + data hash)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--features", type=Path, help="JSON feature spec (descriptions, reason codes, ranges)"
+        "--features",
+        help="JSON feature spec (descriptions, reason codes, ranges): a path or s3:// URI;"
+        " default: <data stem>.features.json beside the data, when it exists",
     )
     p.add_argument(
         "--audit-only", type=_list, default=None, help="columns used only for the fairness audit"
@@ -89,19 +91,19 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 
 
 def config_from(args: argparse.Namespace) -> Any:
+    from creditmodel.training import data
     from creditmodel.training.config import FeatureSpecFile, TrainingConfig
     from creditmodel.training.errors import BadInputError
 
     spec = FeatureSpecFile()
-    if args.features is not None:
+    features_uri = args.features or data.feature_spec_beside(args.data)
+    if features_uri is not None:
         try:
-            spec = FeatureSpecFile.model_validate_json(args.features.read_bytes())
-        except OSError as exc:
-            raise BadInputError(
-                f"--features {args.features}: cannot be read ({exc.strerror})"
-            ) from None
+            spec = FeatureSpecFile.model_validate_json(data.read_bytes(features_uri))
+        except BadInputError as exc:
+            raise BadInputError(f"--features {features_uri}: {exc}") from None
         except ValidationError as exc:
-            raise BadInputError(f"--features {args.features}: {_first_error(exc)}") from None
+            raise BadInputError(f"--features {features_uri}: {_first_error(exc)}") from None
     search = _given(args, ["folds", "max_iter", "search_rows", "fit_rows", "jobs"])
     if args.hidden_units:
         search["hidden_units"] = args.hidden_units

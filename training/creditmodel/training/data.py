@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,6 +27,28 @@ class Dataset:
     frame: pd.DataFrame
     sha256: str
     size: int
+
+
+FEATURE_SPEC_SUFFIX = ".features.json"
+_DATA_SUFFIX = re.compile(r"\.(csv|parquet|pq)$", re.IGNORECASE)
+
+
+def feature_spec_beside(uri: str) -> str | None:
+    """`<data stem>.features.json` next to the data, if one was published with it, so that a
+    training Job (the operator's) gets descriptions, reason codes and audit-only columns without
+    an extra argument. Storage errors propagate: a spec that might exist must not be ignored."""
+    candidate = _DATA_SUFFIX.sub("", uri) + FEATURE_SPEC_SUFFIX
+    parsed = urlparse(candidate)
+    if parsed.scheme == "s3":
+        parent, _, name = parsed.path.strip("/").rpartition("/")
+        if not parsed.netloc or not name:
+            return None
+        return candidate if open_store(f"s3://{parsed.netloc}/{parent}").exists(name) else None
+    if parsed.scheme not in ("", "file"):
+        return None
+    return (
+        candidate if Path(parsed.path if parsed.scheme == "file" else candidate).is_file() else None
+    )
 
 
 def read_bytes(uri: str) -> bytes:
