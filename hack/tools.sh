@@ -154,7 +154,8 @@ expect_version() {
   local name="$1" want="$2"
   shift 2
   local got
-  got="$("$@" 2>&1 | head -n 3)"
+  # The whole output, not `| head`: under pipefail an early-closing reader fails with SIGPIPE.
+  got="$("$@" 2>&1)" || true
   if [[ "${got}" != *"${want}"* ]]; then
     log "${name}: expected version ${want}, got: ${got}"
     log "remove ${CACHE}/${name}-* and run again"
