@@ -199,6 +199,12 @@ def canary_under_analysis(
         yield operator, v1, v2
 
 
+def reasons_of(api: Api) -> set[str]:
+    """Reasons of the Events about the CreditModel."""
+    events = client.CoreV1Api(api.kube.api).list_namespaced_event(api.namespace).items
+    return {e.reason for e in events if e.involved_object.name == NAME}
+
+
 def test_healthy_canary_is_promoted_across_an_operator_restart(
     rig: Rig,
 ) -> None:
@@ -212,6 +218,8 @@ def test_healthy_canary_is_promoted_across_an_operator_restart(
         message = at_step_two["canary"]["lastAnalysis"]["message"]
         assert "success rate 1.0000" in message
         assert "score PSI" in message
+        # kopf posts events in the background; let this one land before the restart cuts it off.
+        eventually(lambda: "CanaryAdvanced" in reasons_of(api), what="CanaryAdvanced event")
         operator.restart()  # mid-rollout: all progress is in the status
         promoted = status_when(
             api, lambda s: s.get("stable", {}).get("version") == "v2", 30, "promotion"
@@ -225,9 +233,7 @@ def test_healthy_canary_is_promoted_across_an_operator_restart(
     assert [(b["name"], b["weight"]) for b in backends] == [
         (f"{builders.isvc_name(NAME, v2)}-predictor", 100)
     ]
-    events = client.CoreV1Api(api.kube.api).list_namespaced_event(api.namespace).items
-    reasons = [e.reason for e in events if e.involved_object.name == NAME]
-    assert {"CanaryStarted", "CanaryAdvanced", "Promoted"} <= set(reasons)
+    assert {"CanaryStarted", "CanaryAdvanced", "Promoted"} <= reasons_of(api)
     assert v1 != v2
 
 
