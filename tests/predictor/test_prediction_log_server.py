@@ -107,3 +107,27 @@ def test_logged_predictions_show_drift_rising(
     assert after["score_psi"] > before["score_psi"] + 0.05
     assert after["top_drifting_features"], after
     assert after["report_uri"].endswith("drift.html")
+
+
+def test_rows_queued_at_exit_are_written(tmp_path: Path) -> None:
+    """A predictor process that exits without closing its logger (SIGTERM -> normal interpreter
+    exit) still writes what it had queued."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from creditmodel.predictor.prediction_log import PredictionLogger, PredictionLogSettings\n"
+        "from tests.core.bundles import SCHEMA\n"
+        f"settings = PredictionLogSettings(uri={str(tmp_path / 'log')!r}, flush_interval_seconds=3600)\n"
+        "logger = PredictionLogger(settings, SCHEMA, 'm')\n"
+        "logger.offer(request_id='r', version='v1', variant='int8',\n"
+        "             inputs={'age': np.array([30]), 'housing': np.array(['own'], dtype=object)},\n"
+        "             probability=np.array([0.1], dtype=np.float32), score=np.array([600]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(list((tmp_path / "log").rglob("*.parquet"))) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import random
 import threading
 import time
 import uuid
@@ -110,6 +111,9 @@ class PredictionLogger:
         self.store = store or open_store(settings.uri)
         self._clock = clock
         self._rng = np.random.default_rng(seed)
+        # Single-row requests dominate; drawing one number from `random` is ~50x cheaper than numpy.
+        self._draw = random.Random(seed).random  # noqa: S311 - sampling, not secrecy
+        _warm_up_arrow()
         self._queue: deque[_Batch] = deque()
         self._queued_rows = 0
         self._lock = threading.Condition()
@@ -127,19 +131,24 @@ class PredictionLogger:
         version: str,
         variant: str,
         inputs: Mapping[str, npt.ArrayLike],
-        probability: npt.ArrayLike,
-        score: npt.ArrayLike,
+        probability: npt.NDArray[Any],
+        score: npt.NDArray[Any],
     ) -> None:
         """Queue the sampled rows of one scored batch; never blocks, never raises on overflow."""
-        probabilities = np.asarray(probability)
-        n = int(probabilities.shape[0])
-        if n == 0 or self.settings.sample_rate == 0.0:
+        rate = self.settings.sample_rate
+        n = len(probability)
+        if n == 0 or rate == 0.0:
             return
         keep = None
-        if self.settings.sample_rate < 1.0:
-            keep = self._rng.random(n) < self.settings.sample_rate
-            if not keep.any():
-                return
+        if rate < 1.0:
+            if n == 1:
+                if self._draw() >= rate:
+                    return
+            else:
+                keep = self._rng.random(n) < rate
+                if not keep.any():
+                    return
+        probabilities = np.asarray(probability)
         columns = {
             plog.PROBABILITY: probabilities.reshape(n),
             plog.SCORE: np.asarray(score).reshape(n),
@@ -213,6 +222,15 @@ class PredictionLogger:
             self._lock.notify()
         self._thread.join(timeout)
         self.flush(timeout)
+
+
+def _warm_up_arrow() -> None:
+    """Import pyarrow's lazy parts now: the last flush can run during interpreter shutdown, when
+    pyarrow's first-use import of its pandas shim would fail and lose the queued rows."""
+    import pyarrow as pa
+    import pyarrow.parquet
+
+    pa.array(np.zeros(1))
 
 
 def batches_to_columns(batches: list[_Batch], model: str) -> dict[str, npt.NDArray[Any]]:
