@@ -98,18 +98,21 @@ class Validator:
         codes = np.empty((len(self.categorical_names), rows), dtype=np.intp)
         columns: dict[str, Column] = {}
         strings = self._categorical_fast(by_name, rows, codes)
-        for index, name in enumerate(self.categorical_names):
-            columns[name] = (
-                strings[index].reshape(rows, 1)
-                if strings is not None
-                else self._categorical(self._features[name], by_name[name].data, rows, codes[index])
-            )
-        # One conversion per dtype; each feature's column is a contiguous row view of it.
+        if strings is not None:
+            columns.update(zip(self.categorical_names, strings, strict=True))
+        else:
+            for index, name in enumerate(self.categorical_names):
+                columns[name] = self._categorical(
+                    self._features[name], by_name[name].data, rows, codes[index]
+                )
+        # One conversion per dtype, shaped [numeric, N, 1] once: each feature's column is then a
+        # contiguous [N, 1] view of it (a reshape per feature costs more than the conversion).
         as_model = {
-            dtype: numeric.astype(dtype) for dtype in {self._dtypes[n] for n in self.numeric_names}
+            dtype: numeric.astype(dtype).reshape(-1, rows, 1)
+            for dtype in {self._dtypes[n] for n in self.numeric_names}
         }
         for index, name in enumerate(self.numeric_names):
-            columns[name] = as_model[self._dtypes[name]][index].reshape(rows, 1)
+            columns[name] = as_model[self._dtypes[name]][index]
         return Batch(
             rows=rows,
             columns={name: columns[name] for name in self._features},
@@ -120,7 +123,7 @@ class Validator:
     def _categorical_fast(
         self, by_name: dict[str, Tensor], rows: int, codes: npt.NDArray[np.intp]
     ) -> npt.NDArray[np.object_] | None:
-        """All categorical inputs as one [categorical, N] object array when every value is a
+        """All categorical inputs as one [categorical, N, 1] object array when every value is a
         known category string (str keys only: bytes, numbers and unknown strings map to None);
         None sends the request down the careful per-input path."""
         datas = [by_name[name].data for name in self.categorical_names]
@@ -136,8 +139,8 @@ class Validator:
         if any(None in row for row in found):
             return None
         codes[:] = np.array(found, dtype=np.intp)
-        strings = np.empty((len(datas), rows), dtype=object)
-        strings[:] = datas
+        strings = np.empty((len(datas), rows, 1), dtype=object)
+        strings[:, :, 0] = datas
         return strings
 
     def _numeric_fast(
