@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -124,21 +125,18 @@ class Validator:
         self, by_name: dict[str, Tensor], rows: int, codes: npt.NDArray[np.intp]
     ) -> npt.NDArray[np.object_] | None:
         """All categorical inputs as one [categorical, N, 1] object array when every value is a
-        known category string (str keys only: bytes, numbers and unknown strings map to None);
+        known category string (str keys only: bytes, numbers and unknown strings map to -1);
         None sends the request down the careful per-input path."""
         datas = [by_name[name].data for name in self.categorical_names]
         if any(not isinstance(d, list) or len(d) != rows for d in datas):
             return None
         try:
-            found = [
-                list(map(self._categories[name].get, data))
-                for name, data in zip(self.categorical_names, datas, strict=True)
-            ]
+            for index, (name, data) in enumerate(zip(self.categorical_names, datas, strict=True)):
+                codes[index] = list(map(self._categories[name].get, data, repeat(-1, rows)))
         except TypeError:  # unhashable values such as nested lists
             return None
-        if any(None in row for row in found):
+        if (codes < 0).any():
             return None
-        codes[:] = np.array(found, dtype=np.intp)
         strings = np.empty((len(datas), rows, 1), dtype=object)
         strings[:, :, 0] = datas
         return strings
