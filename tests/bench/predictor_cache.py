@@ -10,6 +10,8 @@ import hashlib
 import sys
 from typing import Any
 
+from tests.bench.predictor_refs import read_body
+
 _TTL_SECONDS = 300
 
 
@@ -28,12 +30,7 @@ class RedisResponseCache:
         ):
             await self.app(scope, receive, send)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         key = (
             b"creditmodel:"
             + hashlib.blake2b(scope["path"].encode() + body, digest_size=16).digest()

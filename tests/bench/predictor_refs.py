@@ -73,6 +73,17 @@ def reference_a(argv: list[str]) -> None:
     )
 
 
+async def read_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
 def bare_app(model_dir: str) -> Any:
     """Reference B's ASGI app: orjson decode, onnxruntime run, orjson encode, nothing else."""
     session = _session(model_dir)
@@ -91,12 +102,7 @@ def bare_app(model_dir: str) -> Any:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b'{"ready":true}'})
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         document = orjson.loads(body)
         feed = {
             item["name"]: np.asarray(

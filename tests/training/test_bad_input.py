@@ -131,7 +131,7 @@ def test_invalid_reason_code_in_the_feature_spec(tmp_path: Path) -> None:
     _expect(
         tmp_path,
         _frame(),
-        r"feature 'age': reason_code String should match pattern",
+        r"feature 'age': reason_code: String should match pattern",
         features=[{"name": "age", "reason_code": "not a code"}],
     )
 

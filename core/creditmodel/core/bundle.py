@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from creditmodel.core.errors import first_error
 from creditmodel.core.reference import Reference
 from creditmodel.core.schema import Schema
 from creditmodel.core.storage import StorageError, Store, open_store
@@ -123,7 +124,7 @@ def read_manifest(store: Store) -> Manifest:
     try:
         return Manifest.model_validate(document)
     except ValidationError as exc:
-        raise BundleError(f"{store.uri}/{MANIFEST}: {_first_error(exc)}") from None
+        raise BundleError(f"{store.uri}/{MANIFEST}: {first_error(exc)}") from None
 
 
 def load_bundle(uri: str, *, store: Store | None = None) -> Bundle:
@@ -175,11 +176,4 @@ def _parse(model: type[_Model], raw: bytes, where: str) -> _Model:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise BundleError(f"{where}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    location = ".".join(str(part) for part in error["loc"]) or "document"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{location}: {error['msg']}{more}"
+        raise BundleError(f"{where}: {first_error(exc)}") from None

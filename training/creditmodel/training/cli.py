@@ -25,6 +25,8 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from creditmodel.core.errors import first_error
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
@@ -103,7 +105,9 @@ def config_from(args: argparse.Namespace) -> Any:
         except BadInputError as exc:
             raise BadInputError(f"--features {features_uri}: {exc}") from None
         except ValidationError as exc:
-            raise BadInputError(f"--features {features_uri}: {_first_error(exc)}") from None
+            raise BadInputError(
+                f"--features {features_uri}: {first_error(exc, show_input=True)}"
+            ) from None
     search = _given(args, ["folds", "max_iter", "search_rows", "fit_rows", "jobs"])
     if args.hidden_units:
         search["hidden_units"] = args.hidden_units
@@ -138,13 +142,7 @@ def config_from(args: argparse.Namespace) -> Any:
     try:
         return TrainingConfig.model_validate(values)
     except ValidationError as exc:
-        raise BadInputError(f"invalid argument {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "value"
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+        raise BadInputError(f"invalid argument {first_error(exc, show_input=True)}") from None
 
 
 def _emit(document: dict[str, Any]) -> None:

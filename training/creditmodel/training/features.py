@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from creditmodel.core.errors import first_error
 from creditmodel.core.schema import Feature, FeatureKind, Schema
 from creditmodel.training.config import FeatureSpec, TrainingConfig
 from creditmodel.training.errors import BadInputError
@@ -256,10 +257,7 @@ def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
         try:
             feature, columns[name] = _feature(name, frame[name], specs.get(name), codes[name])
         except ValidationError as exc:
-            error = exc.errors()[0]
-            raise BadInputError(
-                f"feature {name!r}: {error['loc'][0] if error['loc'] else ''} {error['msg']}"
-            ) from None
+            raise BadInputError(f"feature {name!r}: {first_error(exc)}") from None
         features.append(feature)
     audit = pd.DataFrame(
         {
@@ -277,7 +275,7 @@ def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
             features=features, target=config.target, positive_label=config.positive_label
         )
     except ValidationError as exc:
-        raise BadInputError(f"feature schema: {exc.errors()[0]['msg']}") from None
+        raise BadInputError(f"feature schema: {first_error(exc)}") from None
     return PreparedData(
         schema=schema,
         inputs=pd.DataFrame(columns, index=frame.index),
