@@ -167,7 +167,12 @@ def test_operator_with_chart_credentials_reconciles_without_403(
             timeout=30,
             what="the HTTPRoute splitting traffic",
         )
-        status = api.model(name)["status"]
+        # The status is written after the children: wait for it rather than race it.
+        status = eventually(
+            lambda: api.model(name)["status"].get("canary") and api.model(name)["status"],
+            timeout=30,
+            what="status.canary",
+        )
         assert status["stable"]["version"] == "v1"
         assert status["canary"]["version"] == "v2"
     finally:

@@ -52,6 +52,19 @@ def test_defaults_are_filled_in(crds: Kube) -> None:
     assert created["spec"]["rollout"]["paused"] is False
 
 
+def test_monitoring_defaults_are_filled_in(crds: Kube) -> None:
+    body = sample()
+    body["spec"]["monitoring"] = {"predictionLogURI": "s3://predictions/credit"}
+    monitoring = create(crds, body)["spec"]["monitoring"]
+    assert monitoring == {
+        "predictionLogURI": "s3://predictions/credit",
+        "sampleRate": 1,
+        "driftSchedule": "0 * * * *",
+        "driftWindow": "24h",
+        "retrainCooldownSeconds": 86400,
+    }
+
+
 def _without_source(body: dict[str, Any]) -> None:
     body["spec"]["model"] = {}
 
@@ -97,6 +110,18 @@ def _training_output(body: dict[str, Any]) -> None:
     }
 
 
+def _monitoring(**fields: Any) -> Any:
+    def mutate(body: dict[str, Any]) -> None:
+        body["spec"]["monitoring"] = {"predictionLogURI": "s3://predictions", **fields}
+
+    mutate.__name__ = "_monitoring_" + "_".join(fields) if fields else "_monitoring"
+    return mutate
+
+
+def _monitoring_uri(body: dict[str, Any]) -> None:
+    body["spec"]["monitoring"] = {"predictionLogURI": "/var/log/predictions"}
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -110,6 +135,16 @@ def _training_output(body: dict[str, Any]) -> None:
         (_success_rate, "spec.rollout.analysis.successRate: Invalid value: 1.5"),
         (_step_range, "spec.rollout.steps[1]: Invalid value: 100"),
         (_training_output, "spec.training.outputURI: Invalid value"),
+        (_monitoring_uri, "spec.monitoring.predictionLogURI: Invalid value"),
+        (_monitoring(sampleRate=1.5), "spec.monitoring.sampleRate: Invalid value: 1.5"),
+        (_monitoring(driftWindow="1w"), "spec.monitoring.driftWindow: Invalid value"),
+        (_monitoring(driftSchedule="hourly"), "spec.monitoring.driftSchedule: Invalid value"),
+        (_monitoring(retrainOnDriftPSI=0), "spec.monitoring.retrainOnDriftPSI: Invalid value"),
+        (
+            _monitoring(retrainOnDriftPSI=0.25),
+            "spec.monitoring.retrainOnDriftPSI needs spec.training",
+        ),
+        (_monitoring(retrainCooldownSeconds=-1), "spec.monitoring.retrainCooldownSeconds"),
     ],
     ids=lambda value: getattr(value, "__name__", "")[1:] or None,
 )

@@ -1,5 +1,6 @@
 """Pure builders of the child manifests (dicts, as the API takes them): one InferenceService per
-version, the HTTPRoute that splits traffic between them, and the training Job. No I/O here."""
+version, the HTTPRoute that splits traffic between them, the training Job and the drift report
+CronJob. No I/O here."""
 
 from __future__ import annotations
 
@@ -103,6 +104,14 @@ def build_predictor(owner: Owner, spec: Spec, bundle_uri: str) -> dict[str, Any]
     if predictor.image is None:
         raise ValueError("spec.predictor.image is unset (the operator fills in its default)")
     env, env_from = _storage_env(spec)
+    if spec.monitoring is not None:
+        env += [
+            {"name": "CREDITMODEL_PREDICTION_LOG_URI", "value": spec.monitoring.prediction_log_uri},
+            {
+                "name": "CREDITMODEL_PREDICTION_LOG_SAMPLE_RATE",
+                "value": f"{spec.monitoring.sample_rate:g}",
+            },
+        ]
     container: dict[str, Any] = {
         "name": "kserve-container",
         "image": predictor.image,
@@ -240,7 +249,6 @@ def build_training_job(
         raise ValueError("spec.training is not set")
     if training.image is None:
         raise ValueError("spec.training.image is unset (the operator fills in its default)")
-    env, env_from = _storage_env(spec)
     args = [
         "--data",
         training.data_uri,
@@ -259,17 +267,14 @@ def build_training_job(
     ]
     for gate, value in sorted(training.gates.items()):
         args += [f"--{gate}", f"{value:g}"]
-    container: dict[str, Any] = {
-        "name": "train",
-        "image": training.image,
-        "command": ["creditmodel-train"],
-        "args": args,
-        "resources": _resources(training.resources.requests, training.resources.limits),
-    }
-    if env:
-        container["env"] = env
-    if env_from:
-        container["envFrom"] = env_from
+    container = _batch_container(
+        spec,
+        "train",
+        training.image,
+        "creditmodel-train",
+        args,
+        _resources(training.resources.requests, training.resources.limits),
+    )
     job_labels = {VERSION_LABEL: label_value(version), f"{GROUP}/component": "training"}
     return {
         "apiVersion": "batch/v1",
@@ -284,6 +289,121 @@ def build_training_job(
                 "spec": {
                     "restartPolicy": "Never",
                     "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def _batch_container(
+    spec: Spec, name: str, image: str, command: str, args: list[str], resources: dict[str, Any]
+) -> dict[str, Any]:
+    """A Job container running one of our console scripts with the spec's storage access."""
+    env, env_from = _storage_env(spec)
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "command": [command],
+        "args": args,
+        "resources": resources,
+    }
+    if env:
+        container["env"] = env
+    if env_from:
+        container["envFrom"] = env_from
+    return container
+
+
+def drift_cronjob_name(owner_name: str) -> str:
+    return f"{owner_name}-drift"
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _WEEKDAYS),
+)
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+def _cron_value(text: str, low: int, names: tuple[str, ...]) -> int | None:
+    if text.isdigit():
+        return int(text)
+    lowered = text.lower()
+    return names.index(lowered) + low if lowered in names else None
+
+
+def cron_problem(schedule: str) -> str | None:
+    """What the CronJob controller would refuse in a five-field schedule (the CRD's pattern only
+    checks its shape), so a bad schedule is reported on the CreditModel instead of failing every
+    write of the CronJob."""
+    if schedule.strip() in _CRON_MACROS:
+        return None
+    fields = schedule.split()
+    if len(fields) != len(_CRON_FIELDS):
+        return f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            span, _, step = part.partition("/")
+            if step and (not step.isdigit() or int(step) == 0):
+                return f"{what}: step {step!r} is not a positive number"
+            if span in ("*", "?"):
+                continue
+            values = [_cron_value(end, low, names) for end in span.split("-", 1)]
+            bounds = [v for v in values if v is not None and low <= v <= high]
+            if len(bounds) != len(values):
+                return f"{what}: {part!r} is outside {low}-{high}"
+            if bounds != sorted(bounds):
+                return f"{what}: range {span!r} runs backwards"
+    return None
+
+
+def build_drift_cronjob(owner: Owner, spec: Spec, stable: VersionRef) -> dict[str, Any]:
+    """A CronJob running `creditmodel-drift` on the stable bundle: each run compares the last
+    `driftWindow` of the prediction log with that bundle's reference and leaves `latest.json`
+    for the operator. Forbid: a slow run is never overlapped by the next."""
+    monitoring = spec.monitoring
+    if monitoring is None:
+        raise ValueError("spec.monitoring is not set")
+    if monitoring.image is None:
+        raise ValueError("spec.monitoring.image is unset (the operator fills in its default)")
+    args = [
+        "--bundle",
+        stable.bundle_uri,
+        "--log",
+        monitoring.prediction_log_uri,
+        "--model",
+        owner.name,
+        "--window",
+        monitoring.drift_window,
+    ]
+    container = _batch_container(spec, "drift", monitoring.image, "creditmodel-drift", args, {})
+    job_labels = {VERSION_LABEL: label_value(stable.version), f"{GROUP}/component": "drift"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata(owner, drift_cronjob_name(owner.name), job_labels),
+        "spec": {
+            "schedule": monitoring.drift_schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels(owner, **job_labels)},
+                "spec": {
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": 3600,
+                    "ttlSecondsAfterFinished": 24 * 3600,
+                    "template": {
+                        "metadata": {"labels": labels(owner, **job_labels)},
+                        "spec": {"restartPolicy": "Never", "containers": [container]},
+                    },
                 },
             },
         },

@@ -1,5 +1,6 @@
-"""Reads a published bundle's manifest (never the model bytes) to learn its version and whether
-its gates passed, with the operator's own S3 environment. Blocking boto3 runs in a thread."""
+"""Reads from the object store with the operator's own S3 environment: a published bundle's
+manifest (never the model bytes), to learn its version and whether its gates passed, and the drift
+job's latest report. Blocking boto3 runs in a thread."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import asyncio
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
+from pydantic import ValidationError
+
 from creditmodel.core.bundle import BundleError, read_manifest
+from creditmodel.core.drift import DriftSummary
+from creditmodel.core.prediction_log import latest_report_name
 from creditmodel.core.storage import StorageError, open_store
-from creditmodel.operator.rollout import Resolved
+from creditmodel.operator.rollout import DriftReport, Resolved
 
 
 def _resolve(uri: str) -> Resolved:
@@ -28,3 +33,28 @@ def _resolve(uri: str) -> Resolved:
 
 async def resolve(uri: str) -> Resolved:
     return await asyncio.to_thread(_resolve, uri)
+
+
+def _read_drift_report(log_uri: str, model: str) -> DriftReport:
+    name = latest_report_name(model)
+    where = f"{log_uri.rstrip('/')}/{name}"
+    try:
+        store = open_store(log_uri)
+        if not store.exists(name):
+            return DriftReport()  # no report yet: the CronJob has not run
+        data = store.read_bytes(name)
+    except StorageError as exc:
+        return DriftReport(error=f"cannot read the drift report: {exc}")
+    try:
+        return DriftReport(DriftSummary.model_validate_json(data))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        return DriftReport(error=f"{where} is not a drift summary: {problems}")
+
+
+async def read_drift_report(log_uri: str, model: str) -> DriftReport:
+    """The newest summary the drift job left for `model`; absence and failures are values, so a
+    store outage never stops the reconcile loop (the next pass tries again)."""
+    return await asyncio.to_thread(_read_drift_report, log_uri, model)

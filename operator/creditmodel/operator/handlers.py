@@ -194,6 +194,8 @@ class Reconciler:
         self.applied: dict[str, str] = {}
         self.pruned_for: frozenset[str] | None = None
         self.synced_at = -math.inf
+        self.drift_read_at = -math.inf
+        self.cronjob_absent = False
         label = self.config.prometheus_namespace_label
         self.scope = {label: namespace} if label else {}
 
@@ -232,7 +234,24 @@ class Reconciler:
         drift = None
         if needs.drift and prometheus and status.stable:
             drift = await prometheus.stable_score_psi(model.name, status.stable.version, self.scope)
-        return rollout.Observations(resolved, ready, job, trained, result, drift)
+        return rollout.Observations(
+            resolved, ready, job, trained, result, drift, await self.drift_report(model, needs)
+        )
+
+    async def drift_report(
+        self, model: rollout.CreditModel, needs: rollout.Needs
+    ) -> rollout.DriftReport | None:
+        """latest.json at most every drift_poll_seconds; None (not looked at) in between."""
+        monitoring = model.spec.monitoring
+        if not needs.drift_report or monitoring is None:
+            return None
+        if time.monotonic() - self.drift_read_at < self.config.drift_poll_seconds:
+            return None
+        self.drift_read_at = time.monotonic()
+        report = await bundles.read_drift_report(monitoring.prediction_log_uri, model.name)
+        if report.error:
+            self.logger.warning(f"drift report: {report.error}")
+        return report
 
     async def apply_children(self, plan: rollout.Plan) -> None:
         """Write children whose manifest changed since we last wrote it; everything on resync."""
@@ -247,13 +266,24 @@ class Reconciler:
                 self.logger.info(f"{child['kind']} {name} {outcome}")
         if plan.job is not None:
             await self.kube.ensure(plan.job, create_first=True)
-        wanted = frozenset(plan.inferenceservice_names)
+        cronjob = builders.drift_cronjob_name(self.name)
+        wanted = frozenset(
+            c["metadata"]["name"]
+            for c in plan.children
+            if c["kind"] in ("InferenceService", "CronJob")
+        )
         if full or wanted != self.pruned_for:
             removed = await self.kube.prune_inferenceservices(
                 self.name, self.namespace, set(wanted)
             )
             if removed:
                 self.logger.info(f"InferenceServices removed: {', '.join(removed)}")
+            if cronjob in wanted:
+                self.cronjob_absent = False
+            elif not self.cronjob_absent:  # monitoring removed (or never set): one DELETE
+                await self.kube.delete("CronJob", self.namespace, cronjob)
+                self.applied.pop(cronjob, None)
+                self.cronjob_absent = True
             self.pruned_for = wanted
         if full:
             self.synced_at = time.monotonic()

@@ -35,6 +35,7 @@ KINDS = {
     "InferenceService": Kind("/apis/serving.kserve.io", "v1beta1", "inferenceservices"),
     "HTTPRoute": Kind("/apis/gateway.networking.k8s.io", "v1", "httproutes"),
     "Job": Kind("/apis/batch", "v1", "jobs"),
+    "CronJob": Kind("/apis/batch", "v1", "cronjobs"),
     "Pod": Kind("/api", "v1", "pods"),
     "CreditModel": Kind(f"/apis/{GROUP}", VERSION, PLURAL),
 }

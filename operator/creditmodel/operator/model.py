@@ -92,6 +92,24 @@ class TrainingSpec(_Camel):
     resources: Resources = Resources()
 
 
+class MonitoringSpec(_Camel):
+    """Prediction log, scheduled drift report and retraining on its verdict."""
+
+    prediction_log_uri: str = Field(
+        validation_alias="predictionLogURI", serialization_alias="predictionLogURI"
+    )
+    sample_rate: float = 1.0
+    drift_schedule: str = "0 * * * *"
+    drift_window: str = "24h"
+    retrain_on_drift_psi: float | None = Field(
+        default=None, validation_alias="retrainOnDriftPSI", serialization_alias="retrainOnDriftPSI"
+    )
+    """None: the drift report never starts a retrain (it is recorded and announced only)."""
+    retrain_cooldown_seconds: int = 86400
+    image: str | None = None
+    """None: spec.training.image, else the operator's CREDITMODEL_OPERATOR_TRAINING_IMAGE."""
+
+
 class StorageSpec(_Camel):
     endpoint: str | None = None
     region: str | None = None
@@ -104,6 +122,7 @@ class Spec(_Camel):
     rollout: RolloutSpec = RolloutSpec()
     training: TrainingSpec | None = None
     storage: StorageSpec = StorageSpec()
+    monitoring: MonitoringSpec | None = None
 
     def with_default_images(self, predictor: str, training: str) -> Spec:
         """The spec with the operator's default images where it names none."""
@@ -112,6 +131,9 @@ class Spec(_Camel):
             update["predictor"] = self.predictor.model_copy(update={"image": predictor})
         if self.training is not None and self.training.image is None:
             update["training"] = self.training.model_copy(update={"image": training})
+        if self.monitoring is not None and self.monitoring.image is None:
+            image = (self.training.image if self.training else None) or training
+            update["monitoring"] = self.monitoring.model_copy(update={"image": image})
         return self.model_copy(update=update) if update else self
 
 
@@ -181,6 +203,30 @@ class TrainingStatus(_Status):
     last_result: TrainingResult | None = None
 
 
+class DriftStatus(_Status):
+    """The newest drift report read from the prediction log store, and the drift retrain clock."""
+
+    bundle_version: str | None = None
+    score_psi: float | None = Field(
+        default=None, validation_alias="scorePSI", serialization_alias="scorePSI"
+    )
+    score_status: str | None = None
+    rows: int | None = None
+    window_start: str | None = None
+    window_end: str | None = None
+    top_drifting_features: list[str] = []
+    report_uri: str | None = Field(
+        default=None, validation_alias="reportURI", serialization_alias="reportURI"
+    )
+    report_created_at: str | None = None
+    """The report's own created_at: a report is acted on once, when this changes."""
+    message: str | None = None
+    error: str | None = None
+    """Why the latest report could not be read (store down, corrupt JSON); cleared on success."""
+    last_retrain_at: str | None = None
+    """When a drift report last started a retrain: the cool-down counts from here."""
+
+
 class Condition(_Status):
     type: str
     status: Literal["True", "False", "Unknown"]
@@ -202,6 +248,7 @@ class Status(_Status):
     desired: Desired | None = None
     rejected: Rejected | None = None
     training: TrainingStatus = TrainingStatus()
+    drift: DriftStatus | None = None
     conditions: list[Condition] = []
 
     def condition(self, kind: str) -> Condition | None:

@@ -2,8 +2,8 @@
 training Job to create, Events. Pure, so every transition is unit-tested without a cluster, and
 restart-safe by construction: everything it needs to continue lives in the status it returns.
 
-Order of one step: adopt a new desired bundle (spec change or finished training), start training
-when due, then move the rollout: first version straight to stable, later ones through canary steps
+Order of one step: adopt a new desired bundle (spec change or finished training), record a new
+drift report, start training when due, then move the rollout: first version straight to stable, later ones through canary steps
 gated by analysis, promotion after the last step, rollback at the failure limit.
 """
 
@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from creditmodel.core.drift import DriftSummary
 from creditmodel.operator import analysis, builders
 from creditmodel.operator.model import (
     AnalysisRecord,
     Canary,
     Condition,
     Desired,
+    DriftStatus,
     Rejected,
     Spec,
     Status,
@@ -105,6 +107,15 @@ def training_failure(name: str, job: JobState) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
+class DriftReport:
+    """The drift job's latest.json as the adapter found it: parsed, absent (both None: no report
+    yet) or unreadable (store down, corrupt JSON), which never stops the serving path."""
+
+    summary: DriftSummary | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Observations:
     spec_bundle: Resolved | None = None
     ready: Mapping[str, bool] = field(default_factory=dict)
@@ -113,6 +124,8 @@ class Observations:
     trained: Resolved | None = None
     analysis: analysis.Result | None = None
     stable_score_psi: float | None = None
+    drift_report: DriftReport | None = None
+    """None: not looked up in this pass (the adapter reads it at its own pace)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,7 @@ class Needs:
     job: str | None
     analysis: bool
     drift: bool
+    drift_report: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,6 +202,7 @@ def needs(model: CreditModel, now: datetime) -> Needs:
         job=status.training.job_name,
         analysis=analysis_due(model, now),
         drift=drift,
+        drift_report=bool(spec.monitoring and status.stable),
     )
 
 
@@ -212,6 +227,8 @@ class _Step:
         self.events: list[Event] = []
         self.job: dict[str, Any] | None = None
         self.bundle_error: str | None = None
+        self.spec_error: str | None = None
+        self.drift_retrain: DriftSummary | None = None
         self.clear_action = False
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
@@ -236,6 +253,69 @@ class _Step:
         if self.status.rejected and self.status.rejected.bundle_uri == uri:
             self.status.rejected = None  # named again explicitly: the user asks for a new attempt
         self.event("NewVersion", f"spec asks for version {resolved.version} ({uri})")
+
+    # drift reports -------------------------------------------------------------------------------
+
+    def record_drift(self) -> None:
+        """Record a new report in status.drift with one Event, and decide whether it retrains.
+        A report is acted on once, when it arrives (its created_at changes)."""
+        monitoring, report = self.spec.monitoring, self.observed.drift_report
+        if monitoring is None:
+            self.status.drift = None
+            return
+        if report is None:
+            return
+        current = self.status.drift or DriftStatus()
+        if report.error is not None:
+            if current.error != report.error:
+                self.event("DriftReportUnreadable", report.error, warning=True)
+            self.status.drift = current.model_copy(update={"error": report.error})
+            return
+        summary = report.summary
+        if summary is None or _stamp(summary.created_at) == current.report_created_at:
+            cleared = current.model_copy(update={"error": None})
+            self.status.drift = None if cleared == DriftStatus() else cleared
+            return
+        self.status.drift = DriftStatus(
+            bundle_version=summary.bundle_version,
+            score_psi=summary.score_psi,
+            score_status=summary.score_status,
+            rows=summary.rows,
+            window_start=_stamp(summary.window_start),
+            window_end=_stamp(summary.window_end),
+            top_drifting_features=list(summary.top_drifting_features),
+            report_uri=summary.report_uri,
+            report_created_at=_stamp(summary.created_at),
+            message=summary.message,
+            last_retrain_at=current.last_retrain_at,
+        )
+        blocked = self._drift_retrain_blocked(summary)
+        if blocked is None:
+            self.drift_retrain = summary
+        message = _describe(summary) + (f"; not retraining: {blocked}" if blocked else "")
+        self.event("DriftReport", message, warning=summary.score_status == "act")
+
+    def _drift_retrain_blocked(self, summary: DriftSummary) -> str | None:
+        """Why this report starts no retrain ('' when it is not asked to), else None."""
+        monitoring, status = self.spec.monitoring, self.status
+        threshold = monitoring.retrain_on_drift_psi if monitoring else None
+        if threshold is None or summary.score_psi is None or summary.score_psi <= threshold:
+            return ""
+        if status.stable is None or summary.bundle_version != status.stable.version:
+            stable = status.stable.version if status.stable else "none"
+            return f"the report is for version {summary.bundle_version}, the stable is {stable}"
+        if self.spec.training is None:
+            return "no spec.training"
+        if status.training.job_name:
+            return f"training Job {status.training.job_name} is running"
+        if status.canary is not None:
+            return f"canary {status.canary.version} is being rolled out"
+        last = status.drift.last_retrain_at if status.drift else None
+        if monitoring and last:
+            until = parse_time(last) + timedelta(seconds=monitoring.retrain_cooldown_seconds)
+            if self.now < until:
+                return f"cool-down until {timestamp(until)}"
+        return None
 
     # training ------------------------------------------------------------------------------------
 
@@ -307,6 +387,8 @@ class _Step:
         last = status.training.last_result
         if last is None and status.desired is None and status.stable is None:
             return "Initial"
+        if self.drift_retrain is not None:
+            return "DriftReport"
         if spec.schedule_seconds > 0:
             since = parse_time(last.finished_at if last else self.model.created_at)
             if self.now - since >= timedelta(seconds=spec.schedule_seconds):
@@ -347,12 +429,19 @@ class _Step:
             last_result=training.last_result,
         )
         self.job = builders.build_training_job(self.model.owner, self.spec, run, version, output)
-        detail = (
-            f"live score PSI {self.observed.stable_score_psi:.3f} above"
-            f" {self.spec.training.retrain_on_score_psi:g}"
-            if reason == "Drift"
-            else reason.lower()
-        )
+        detail = reason.lower()
+        if reason == "Drift":
+            detail = (
+                f"live score PSI {self.observed.stable_score_psi:.3f} above"
+                f" {self.spec.training.retrain_on_score_psi:g}"
+            )
+        elif reason == "DriftReport" and self.drift_retrain and self.spec.monitoring:
+            detail = (
+                f"drift report score PSI {self.drift_retrain.score_psi:.3f} above"
+                f" {self.spec.monitoring.retrain_on_drift_psi:g}"
+            )
+            if self.status.drift is not None:
+                self.status.drift.last_retrain_at = started
         self.event("TrainingStarted", f"Job {self.status.training.job_name} ({detail})")
 
     # rollout -------------------------------------------------------------------------------------
@@ -475,11 +564,15 @@ class _Step:
         status, spec, owner = self.status, self.spec, self.model.owner
         if status.stable is None:
             return []
+        children = self._drift_cronjob()
         if spec.rollout.router == "knative":
             serving = status.canary or status.stable
             weight = status.canary_weight if status.canary else None
-            return [builders.build_knative_inferenceservice(owner, spec, serving, weight)]
-        children = [builders.build_inferenceservice(owner, spec, status.stable, "stable")]
+            return [
+                builders.build_knative_inferenceservice(owner, spec, serving, weight),
+                *children,
+            ]
+        children.append(builders.build_inferenceservice(owner, spec, status.stable, "stable"))
         if status.canary is not None:
             children.append(builders.build_inferenceservice(owner, spec, status.canary, "canary"))
         children.append(
@@ -488,6 +581,20 @@ class _Step:
             )
         )
         return children
+
+    def _drift_cronjob(self) -> list[dict[str, Any]]:
+        """The drift report CronJob on the stable bundle, unless its schedule is one the CronJob
+        controller would refuse (then Degraded names the field and the serving path goes on)."""
+        monitoring, stable = self.spec.monitoring, self.status.stable
+        if monitoring is None or stable is None:
+            return []
+        problem = builders.cron_problem(monitoring.drift_schedule)
+        if problem:
+            self.spec_error = (
+                f"spec.monitoring.driftSchedule {monitoring.drift_schedule!r}: {problem}"
+            )
+            return []
+        return [builders.build_drift_cronjob(self.model.owner, self.spec, stable)]
 
     def conditions(self) -> None:
         status = self.status
@@ -506,6 +613,8 @@ class _Step:
         self._progressing(stable_ready)
         if self.bundle_error:
             self._set("Degraded", "True", "BundleUnavailable", self.bundle_error)
+        elif self.spec_error:
+            self._set("Degraded", "True", "InvalidSpec", self.spec_error)
         elif rolled_back and status.rejected:
             self._set("Degraded", "True", "RolledBack", status.rejected.reason)
         elif training_failed_unserved and last:
@@ -589,6 +698,23 @@ class _Step:
         )
 
 
+def _stamp(moment: datetime) -> str:
+    """RFC 3339 UTC keeping sub-seconds: two reports within a second are still two reports."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _describe(summary: DriftSummary) -> str:
+    window = f"{_stamp(summary.window_start)} to {_stamp(summary.window_end)}"
+    if summary.score_psi is None:
+        return f"version {summary.bundle_version}, {window}: {summary.message or 'no predictions'}"
+    top = ", ".join(summary.top_drifting_features[:5]) or "none"
+    return (
+        f"version {summary.bundle_version}, {window}: score PSI {summary.score_psi:.3f}"
+        f" ({summary.score_status}) over {summary.rows} rows; top drifting features: {top}"
+        + (f"; report {summary.report_uri}" if summary.report_uri else "")
+    )
+
+
 CONDITION_ORDER = {"Ready": 0, "Progressing": 1, "Degraded": 2, "Training": 3}
 
 
@@ -597,12 +723,14 @@ def reconcile(model: CreditModel, observed: Observations, now: datetime) -> Plan
     step = _Step(model, observed, now)
     step.adopt_spec_bundle()
     step.follow_training()
+    step.record_drift()
     step.start_training()
     step.move_rollout()
+    children = step.children()  # before the conditions: a child may reveal an invalid spec
     step.conditions()
     return Plan(
         status=step.status,
-        children=step.children(),
+        children=children,
         job=step.job,
         events=step.events,
         clear_action=step.clear_action,

@@ -23,6 +23,9 @@ class OperatorSettings(BaseSettings):
     scrapes add `namespace`), matched in every analysis query so that same-named models in other
     namespaces never mix in. Empty: no namespace matcher (static scrape configs)."""
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
+    drift_poll_seconds: float = Field(default=60.0, gt=0)
+    """Least time between two reads of a CreditModel's latest drift report from the log store
+    (reports come from a CronJob, hourly by default: polling faster only costs S3 requests)."""
     peering_name: str = "creditmodel-operator"
     workers: int | None = Field(default=None, ge=1)
     """Cap on kopf's per-object event workers (None: kopf's default, unbounded). A worker lingers
