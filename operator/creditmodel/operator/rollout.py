@@ -3,8 +3,9 @@ training Job to create, Events. Pure, so every transition is unit-tested without
 restart-safe by construction: everything it needs to continue lives in the status it returns.
 
 Order of one step: adopt a new desired bundle (spec change or finished training), record a new
-drift report, start training when due, then move the rollout: first version straight to stable, later ones through canary steps
-gated by analysis, promotion after the last step, rollback at the failure limit.
+drift report, start training when due, then move the rollout: first version straight to stable,
+later ones through canary steps gated by analysis, promotion after the last step, rollback at the
+failure limit.
 """
 
 from __future__ import annotations
