@@ -1,15 +1,86 @@
-"""KServe's InferInput (gRPC contents, raw bytes, REST binary extension) to our Tensor."""
+"""V2 tensors as KServe or the wire hands them over (KServe's InferInput, gRPC typed contents,
+raw little-endian bytes) to our Tensor, our outputs back to raw bytes, and the request path both
+KServe-facing entry points share (`Model.predict`, the fast gRPC ModelInfer).
+
+BYTES elements become `str` when they are valid UTF-8: the validator's vectorised path looks
+categories up by string, and anything else (bytes) sends a request down its careful per-input
+path. Invalid UTF-8 stays bytes so that path names the input and row."""
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from kserve.protocol.infer_type import InferInput, deserialize_bytes_tensor
-from kserve.utils.numpy_codec import to_np_dtype
+import numpy.typing as npt
+from kserve.errors import InvalidInput, ModelNotFound
+from kserve.protocol.infer_type import InferInput
 
 from creditmodel.predictor.errors import RequestError
+from creditmodel.predictor.service import InferenceRequest, Prediction, ScoringService
 from creditmodel.predictor.validation import Tensor
+
+# V2 datatype -> the little-endian numpy dtype of its raw contents (BYTES is length-prefixed).
+RAW_DTYPES: dict[str, str] = {
+    "BOOL": "?",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+_LENGTH = struct.Struct("<I")
+
+
+def strings(values: list[bytes]) -> list[str] | list[bytes]:
+    """UTF-8 text when every element decodes, else the bytes as they came (see module doc)."""
+    try:
+        return [value.decode() for value in values]
+    except UnicodeDecodeError:
+        return values
+
+
+def bytes_elements(raw: bytes) -> list[bytes]:
+    """The elements of a raw BYTES tensor (each a 4-byte little-endian length, then the bytes);
+    ValueError when the buffer ends inside an element."""
+    items = []
+    offset, end = 0, len(raw)
+    while offset < end:
+        if offset + 4 > end:
+            raise ValueError("truncated length")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > end:
+            raise ValueError("truncated element")
+        items.append(raw[offset : offset + length])
+        offset += length
+    return items
+
+
+def bytes_contents(values: npt.NDArray[Any]) -> bytes:
+    """A BYTES tensor (str elements) as raw contents, the inverse of `bytes_elements`."""
+    encoded = [str(v).encode() for v in values.reshape(-1).tolist()]
+    return b"".join([_LENGTH.pack(len(e)) + e for e in encoded])
+
+
+def from_raw(name: str, datatype: str, raw: bytes) -> Any:
+    """Raw tensor contents as the validator takes them: a numpy array, or strings for BYTES."""
+    try:
+        if datatype == "BYTES":
+            return strings(bytes_elements(raw))
+        dtype = RAW_DTYPES.get(datatype)
+        return np.frombuffer(raw, dtype=dtype) if dtype is not None else []
+    except ValueError:
+        raise RequestError(
+            "wrong_shape", f"input {name!r}: raw contents do not hold whole {datatype} values"
+        ) from None
 
 
 def tensor_from_infer_input(infer_input: InferInput) -> Tensor:
@@ -18,18 +89,33 @@ def tensor_from_infer_input(infer_input: InferInput) -> Tensor:
     data: Any = infer_input.data
     raw = getattr(infer_input, "_raw_data", None)
     if raw is not None:
-        dtype = to_np_dtype(infer_input.datatype)
-        try:
-            if infer_input.datatype == "BYTES":
-                data = deserialize_bytes_tensor(raw)
-            elif dtype is not None:
-                data = np.frombuffer(raw, dtype=dtype)
-        except (ValueError, IndexError):
-            raise RequestError(
-                "wrong_shape",
-                f"input {infer_input.name!r}: raw contents do not hold whole"
-                f" {infer_input.datatype} values",
-            ) from None
+        data = from_raw(infer_input.name, infer_input.datatype, raw)
     return Tensor(
         name=infer_input.name, datatype=infer_input.datatype, shape=infer_input.shape, data=data
     )
+
+
+async def kserve_infer(
+    service: ScoringService,
+    model_name: str,
+    request_id: str,
+    decode: Callable[[], list[Tensor]],
+    parameters: Mapping[str, Any] | None,
+    outputs: Sequence[str] | None,
+) -> Prediction:
+    """Decode and score one request, refusals raised as KServe's errors so KServe's handlers
+    answer them: InvalidInput (400 / INVALID_ARGUMENT) naming the input, ModelNotFound.
+    A decoding refusal is counted and logged here (the service counts its own)."""
+    try:
+        tensors = decode()
+    except RequestError as error:
+        service.refuse(error, request_id)
+        raise InvalidInput(error.message) from None
+    try:
+        return await service.infer(
+            InferenceRequest(model_name, tensors, request_id, parameters, outputs)
+        )
+    except RequestError as error:
+        if error.reason == "unknown_model":
+            raise ModelNotFound(model_name) from None
+        raise InvalidInput(error.message) from None

@@ -1,5 +1,6 @@
-"""The KServe model: loads and verifies the bundle, serves gRPC and the stock REST path through
-KServe's DataPlane, and installs the fast V2 REST route (rest.py) on KServe's own FastAPI app.
+"""The KServe model: loads and verifies the bundle, serves the stock path through KServe's
+DataPlane, and installs the fast V2 REST route (rest.py) on KServe's own FastAPI app and the fast
+gRPC ModelInfer (grpc_fast.py) in KServe's own gRPC servicer.
 
 With `--workers N`, KServe pickles the model into N spawned REST processes; `__getstate__` ships
 the already-verified bundle bytes, and each process rebuilds its sessions and installs the route."""
@@ -10,7 +11,6 @@ import time
 from typing import Any
 
 from kserve import Model
-from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import (
     InferOutput,
     InferRequest,
@@ -19,14 +19,12 @@ from kserve.protocol.infer_type import (
 )
 
 from creditmodel.core.bundle import Bundle, load_bundle
-from creditmodel.predictor import rest
+from creditmodel.predictor import grpc_fast, rest
 from creditmodel.predictor.engine import LoadedBundle
-from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.infer_types import tensor_from_infer_input
+from creditmodel.predictor.infer_types import kserve_infer, tensor_from_infer_input
 from creditmodel.predictor.prediction_log import PredictionLogger, PredictionLogSettings
 from creditmodel.predictor.service import (
     OUTPUTS,
-    InferenceRequest,
     Prediction,
     ScoringService,
     new_request_id,
@@ -86,6 +84,7 @@ class CreditScoringModel(Model):  # type: ignore[misc]
         )
         self._bundles = (champion, challenger)
         rest.install(self.service)
+        grpc_fast.install(self.service)
         self.ready = True
 
     def __getstate__(self) -> dict[str, Any]:
@@ -110,21 +109,15 @@ class CreditScoringModel(Model):  # type: ignore[misc]
         started = time.perf_counter()
         service = self._running()
         request_id = payload.id or (headers or {}).get("x-request-id") or new_request_id()
-        try:
-            tensors = [tensor_from_infer_input(i) for i in payload.inputs]
-        except RequestError as error:
-            service.refuse(error, request_id)
-            raise InvalidInput(error.message) from None
-        outputs = [o.name for o in payload.request_outputs] if payload.request_outputs else None
-        parameters = to_http_parameters(payload.parameters) if payload.parameters else None
-        try:
-            prediction = await service.infer(
-                InferenceRequest(self.name, tensors, request_id, parameters, outputs)
-            )
-        except RequestError as error:
-            if error.reason == "unknown_model":
-                raise ModelNotFound(payload.model_name) from None
-            raise InvalidInput(error.message) from None
+        outputs = payload.request_outputs
+        prediction = await kserve_infer(
+            service,
+            self.name,
+            request_id,
+            lambda: [tensor_from_infer_input(i) for i in payload.inputs],
+            to_http_parameters(payload.parameters) if payload.parameters else None,
+            [o.name for o in outputs] if outputs else None,
+        )
         response = to_infer_response(prediction, binary=payload.use_binary_outputs)
         service.done(prediction, started)
         return response
