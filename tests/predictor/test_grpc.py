@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
+from creditmodel.predictor import grpc_fast
 from creditmodel.predictor.grpc_fast import FastInferenceServicer
 from creditmodel.predictor.model import CreditScoringModel
 from creditmodel.predictor.settings import PredictorSettings
@@ -199,6 +201,29 @@ async def test_fast_path_answers_as_kserve_does(
     assert fast.SerializeToString(deterministic=True) == stock.SerializeToString(deterministic=True)
     assert bool(fast.raw_output_contents) == bool(SAME[case].get("raw"))
     assert fast.parameters["variant"].string_param in ("int8", "fp32")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("raw", [False, True], ids=["typed", "raw"])
+async def test_large_batches_are_decoded_and_encoded_off_the_event_loop(
+    servicers: Servicers, champion: TrainedBundle, monkeypatch: pytest.MonkeyPatch, raw: bool
+) -> None:
+    threads: dict[str, int] = {}
+
+    def recorded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            threads[name] = threading.get_ident()
+            return function(*args)
+
+        return run
+
+    for name in ("decode_inputs", "encode_response"):
+        monkeypatch.setattr(grpc_fast, name, recorded(name, getattr(grpc_fast, name)))
+    request = infer_request(champion.v2_inputs(200), raw=raw)
+    stock, fast = await both(servicers, request)
+    assert fast == stock
+    assert threading.get_ident() not in threads.values()
+    assert set(threads) == {"decode_inputs", "encode_response"}
 
 
 @pytest.mark.unit

@@ -15,6 +15,7 @@ so KServe's interceptor maps them to the same gRPC status codes as before.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -113,10 +114,18 @@ def encode_response(prediction: Prediction, raw: bool) -> Any:
     return response
 
 
+def _declared_rows(request: Any) -> int:
+    """The row count the first input declares (a hint for where to decode; validation checks)."""
+    for tensor in request.inputs:
+        return int(tensor.shape[0]) if tensor.shape else 0
+    return 0
+
+
 async def model_infer(service: ScoringService, request: Any, context: Any) -> Any:
     """One ModelInfer for `service`; refusals raise KServe's InvalidInput (INVALID_ARGUMENT)."""
     started = time.perf_counter()
     request_id = request.id or to_headers(context).get("x-request-id") or new_request_id()
+    rows = _declared_rows(request)
     prediction = await kserve_infer(
         service,
         request.model_name,
@@ -124,8 +133,13 @@ async def model_infer(service: ScoringService, request: Any, context: Any) -> An
         lambda: decode_inputs(request),
         to_http_parameters(request.parameters) if request.parameters else None,
         [o.name for o in request.outputs] or None,
+        rows,
     )
-    response = encode_response(prediction, raw=bool(request.raw_input_contents))
+    raw = bool(request.raw_input_contents)
+    if rows > service.settings.inline_rows:  # milliseconds of encoding: off the event loop
+        response = await asyncio.to_thread(encode_response, prediction, raw)
+    else:
+        response = encode_response(prediction, raw)
     service.done(prediction, started)
     return response
 

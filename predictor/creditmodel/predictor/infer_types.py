@@ -8,6 +8,7 @@ path. Invalid UTF-8 stays bytes so that path names the input and row."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -49,18 +50,19 @@ def strings(values: list[bytes]) -> list[str] | list[bytes]:
 
 def bytes_elements(raw: bytes) -> list[bytes]:
     """The elements of a raw BYTES tensor (each a 4-byte little-endian length, then the bytes);
-    ValueError when the buffer ends inside an element."""
-    items = []
+    ValueError when the buffer ends inside an element. A tight loop: it runs once per value."""
+    items: list[bytes] = []
+    append, unpack = items.append, _LENGTH.unpack_from
     offset, end = 0, len(raw)
-    while offset < end:
-        if offset + 4 > end:
-            raise ValueError("truncated length")
-        (length,) = _LENGTH.unpack_from(raw, offset)
-        offset += 4
-        if offset + length > end:
-            raise ValueError("truncated element")
-        items.append(raw[offset : offset + length])
-        offset += length
+    try:
+        while offset < end:
+            start = offset + 4
+            offset = start + unpack(raw, offset)[0]
+            append(raw[start:offset])
+    except struct.error:
+        raise ValueError("truncated length") from None
+    if offset != end:
+        raise ValueError("truncated element")
     return items
 
 
@@ -102,12 +104,18 @@ async def kserve_infer(
     decode: Callable[[], list[Tensor]],
     parameters: Mapping[str, Any] | None,
     outputs: Sequence[str] | None,
+    rows: int = 0,
 ) -> Prediction:
     """Decode and score one request, refusals raised as KServe's errors so KServe's handlers
     answer them: InvalidInput (400 / INVALID_ARGUMENT) naming the input, ModelNotFound.
-    A decoding refusal is counted and logged here (the service counts its own)."""
+    A decoding refusal is counted and logged here (the service counts its own). Decoding a
+    batch of more than `inline_rows` (`rows`, as the request declares it) takes milliseconds,
+    so it runs in a worker thread, as scoring does (kserve issue 3950)."""
     try:
-        tensors = decode()
+        if rows > service.settings.inline_rows:
+            tensors = await asyncio.to_thread(decode)
+        else:
+            tensors = decode()
     except RequestError as error:
         service.refuse(error, request_id)
         raise InvalidInput(error.message) from None
