@@ -23,14 +23,25 @@ help: ## Show this help.
 
 ##@ Development
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --constraint constraints.txt -e '.[dev]'
 	touch $@
 
 .PHONY: install
 install: $(VENV)/.installed ## Create .venv with every extra (predictor, operator, training, dev).
+
+.PHONY: lock
+lock: ## Re-resolve pyproject.toml's ranges in a scratch venv and pin the result in constraints.txt.
+	rm -rf build/lock-venv
+	$(PYTHON_BOOTSTRAP) -m venv build/lock-venv
+	build/lock-venv/bin/pip install --quiet --upgrade pip
+	build/lock-venv/bin/pip install --quiet '.[dev]'
+	{ grep '^#' constraints.txt; \
+	  build/lock-venv/bin/pip freeze --exclude-editable | grep -v '^creditmodel'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf build/lock-venv
 
 .PHONY: tools
 tools: ## Build or link the pinned real-component binaries (kube-apiserver, etcd, MinIO, helm, Prometheus) into ./bin.

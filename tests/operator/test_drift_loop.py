@@ -222,6 +222,10 @@ def test_unreadable_report_keeps_serving_and_removing_monitoring_removes_the_cro
     isvc = builders.isvc_name(NAME, v1)
     eventually(lambda: api.batch.read_namespaced_cron_job(CRONJOB, api.namespace), what="CronJob")
     api.mark_isvc_ready(isvc)
+    eventually(
+        lambda: (condition(api.model(NAME), "Ready") or {}).get("status") == "True",
+        what="Ready before the report breaks",
+    )
     latest = latest_report_name(NAME)
     store = open_store(f"{s3.uri}/predictions")
     store.write_bytes(latest, b"{ half a report")
