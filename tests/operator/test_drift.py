@@ -21,6 +21,7 @@ from creditmodel.operator.rollout import (
     JobState,
     Observations,
     Plan,
+    Resolved,
     needs,
     reconcile,
 )
@@ -140,7 +141,7 @@ def test_monitoring_turns_on_the_predictor_prediction_log() -> None:
 
 
 @pytest.mark.parametrize(
-    "schedule", ["0 * * * *", "*/15 2-4 1,15 jan-mar mon-fri", "@hourly", "5 4 * * 7", "0 0 ? * *"]
+    "schedule", ["0 * * * *", "*/15 2-4 1,15 jan-mar mon-fri", "@hourly", "5 4 * * 6", "0 0 ? * *"]
 )
 def test_valid_cron_schedules(schedule: str) -> None:
     assert builders.cron_problem(schedule) is None
@@ -155,6 +156,7 @@ def test_valid_cron_schedules(schedule: str) -> None:
         ("*/0 * * * *", "minute: step '0'"),
         ("0 * 0 * *", "day of month: '0' is outside 1-31"),
         ("0 * * foo *", "month: 'foo'"),
+        ("5 4 * * 7", "day of week: '7' is outside 0-6"),
     ],
 )
 def test_invalid_cron_schedules_are_named(schedule: str, problem: str) -> None:
@@ -287,6 +289,24 @@ def test_canary_in_progress_blocks_a_drift_retrain() -> None:
     assert plan.status.canary is not None
     assert plan.job is None
     assert "canary v2 is being rolled out" in events(plan, "DriftReport")[0]
+
+
+def test_version_starting_its_canary_in_the_same_pass_blocks_a_drift_retrain() -> None:
+    """The report and a new spec bundle arrive together: the canary starts, no retrain races it."""
+    current = monitored()
+    the_spec = spec(model={"bundleURI": BUNDLE_V2}, training=TRAINING, monitoring=MONITORING)
+    current = advance(current, Plan(current.status, []), spec=the_spec)
+    plan = report(current, summary(0.9), 60, spec_bundle=Resolved(BUNDLE_V2, "v2"))
+    assert plan.status.canary is not None
+    assert plan.status.canary.version == "v2"
+    assert plan.job is None
+    assert "not retraining: version v2 is about to be rolled out" in events(plan, "DriftReport")[0]
+
+
+def test_cronjob_is_written_after_the_serving_children() -> None:
+    """Should the API server refuse the CronJob, the InferenceService and route are written."""
+    kinds = [c["kind"] for c in reconcile(monitored(), Observations(ready=READY), T0).children]
+    assert kinds == ["InferenceService", "HTTPRoute", "CronJob"]
 
 
 def test_unreadable_report_is_recorded_once_and_serving_goes_on() -> None:

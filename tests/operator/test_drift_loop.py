@@ -258,3 +258,41 @@ def test_report_reader_names_an_unreachable_store(monkeypatch: pytest.MonkeyPatc
     assert report.summary is None
     assert "cannot read the drift report" in (report.error or "")
     assert "S3 endpoint unreachable" in (report.error or "")
+
+
+def test_refused_cronjob_is_announced_and_serving_goes_on(
+    api: Api, s3: S3Bucket, drift_operator: Operator
+) -> None:
+    """A quota of zero CronJobs makes the API server refuse the drift CronJob: the model is still
+    served and Ready, a Warning names the refusal, and the CronJob appears once the quota goes."""
+    core = client.CoreV1Api(api.kube.api)
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-cronjobs"),
+        spec=client.V1ResourceQuotaSpec(hard={"count/cronjobs.batch": "0"}),
+    )
+    core.create_namespaced_resource_quota(api.namespace, quota)
+    # No quota controller runs: write the usage it would, or admission ignores the quota.
+    counted = {"count/cronjobs.batch": "0"}
+    core.patch_namespaced_resource_quota_status(
+        "no-cronjobs", api.namespace, {"status": {"hard": counted, "used": counted}}
+    )
+    v1 = publish(f"{s3.uri}/{NAME}/v1", "v1")
+    api.create_model(monitored_model(s3))
+    isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
+    api.mark_isvc_ready(isvc["metadata"]["name"])
+    eventually(
+        lambda: (condition(api.model(NAME), "Ready") or {}).get("status") == "True",
+        what="Ready with the CronJob refused",
+    )
+    (refused,) = eventually(lambda: events(api, "DriftCronJobRefused"), what="refusal Event")
+    assert refused.type == "Warning"
+    assert "create CronJob" in refused.message
+    assert "exceeded quota: no-cronjobs" in refused.message
+    assert not api.batch.list_namespaced_cron_job(api.namespace).items
+
+    core.delete_namespaced_resource_quota("no-cronjobs", api.namespace)
+    eventually(
+        lambda: api.batch.read_namespaced_cron_job(CRONJOB, api.namespace),
+        timeout=60,
+        what="the CronJob once the quota is gone",
+    )

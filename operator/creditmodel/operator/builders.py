@@ -325,7 +325,7 @@ _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("hour", 0, 23, ()),
     ("day of month", 1, 31, ()),
     ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _WEEKDAYS),
+    ("day of week", 0, 6, _WEEKDAYS),  # 0 is Sunday; Kubernetes' parser refuses 7
 )
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 

@@ -196,6 +196,8 @@ class Reconciler:
         self.synced_at = -math.inf
         self.drift_read_at = -math.inf
         self.cronjob_absent = False
+        self.cronjob_refused: str | None = None  # why the API server refused the drift CronJob
+        self.cronjob_refusal_announced: str | None = None
         label = self.config.prometheus_namespace_label
         self.scope = {label: namespace} if label else {}
 
@@ -260,7 +262,17 @@ class Reconciler:
             name, digest = child["metadata"]["name"], _digest(child)
             if not full and self.applied.get(name) == digest:
                 continue
-            outcome = await self.kube.ensure(child, create_first=name not in self.applied)
+            try:
+                outcome = await self.kube.ensure(child, create_first=name not in self.applied)
+            except KubeError as exc:
+                if child["kind"] != "CronJob":
+                    raise
+                # Monitoring is not serving: a refused drift CronJob is reported, not a stop.
+                self.cronjob_refused = str(exc)
+                self.logger.warning(f"drift CronJob refused: {exc}")
+                continue
+            if child["kind"] == "CronJob":
+                self.cronjob_refused = None
             self.applied[name] = digest
             if outcome != "unchanged":
                 self.logger.info(f"{child['kind']} {name} {outcome}")
@@ -304,7 +316,11 @@ class Reconciler:
         patch = merge_patch(body.get("status") or {}, plan.status.dump())
         if patch:
             await self.kube.patch_status(self.namespace, self.name, patch)
-        for event in plan.events:
+        events = list(plan.events)
+        if self.cronjob_refused and self.cronjob_refused != self.cronjob_refusal_announced:
+            events.append(rollout.Event("Warning", "DriftCronJobRefused", self.cronjob_refused))
+        self.cronjob_refusal_announced = self.cronjob_refused
+        for event in events:
             kopf.event(
                 kopf.Body(cast(Any, body)),
                 type=event.type,

@@ -311,6 +311,9 @@ class _Step:
             return f"training Job {status.training.job_name} is running"
         if status.canary is not None:
             return f"canary {status.canary.version} is being rolled out"
+        pending = self._pending_version()
+        if pending is not None:
+            return f"version {pending.version} is about to be rolled out"
         last = status.drift.last_retrain_at if status.drift else None
         if monitoring and last:
             until = parse_time(last) + timedelta(seconds=monitoring.retrain_cooldown_seconds)
@@ -452,6 +455,17 @@ class _Step:
             self.status.rejected is not None and self.status.rejected.bundle_uri == ref.bundle_uri
         )
 
+    def _pending_version(self) -> VersionRef | None:
+        """The desired version move_rollout will start a canary for in this pass, if any: a drift
+        retrain decided earlier in the pass must not race it."""
+        status, desired = self.status, self.status.desired
+        if desired is None or status.stable is None:
+            return None
+        target = VersionRef(version=desired.version, bundle_uri=desired.bundle_uri)
+        if target.bundle_uri == status.stable.bundle_uri or self.rejected(target):
+            return None
+        return target
+
     def move_rollout(self) -> None:
         status, desired = self.status, self.status.desired
         if desired is not None:
@@ -565,15 +579,15 @@ class _Step:
         status, spec, owner = self.status, self.spec, self.model.owner
         if status.stable is None:
             return []
-        children = self._drift_cronjob()
+        # The drift CronJob goes last: should the API server refuse it, serving is already written.
         if spec.rollout.router == "knative":
             serving = status.canary or status.stable
             weight = status.canary_weight if status.canary else None
             return [
                 builders.build_knative_inferenceservice(owner, spec, serving, weight),
-                *children,
+                *self._drift_cronjob(),
             ]
-        children.append(builders.build_inferenceservice(owner, spec, status.stable, "stable"))
+        children = [builders.build_inferenceservice(owner, spec, status.stable, "stable")]
         if status.canary is not None:
             children.append(builders.build_inferenceservice(owner, spec, status.canary, "canary"))
         children.append(
@@ -581,7 +595,7 @@ class _Step:
                 owner, spec, status.stable, status.canary, status.canary_weight
             )
         )
-        return children
+        return [*children, *self._drift_cronjob()]
 
     def _drift_cronjob(self) -> list[dict[str, Any]]:
         """The drift report CronJob on the stable bundle, unless its schedule is one the CronJob
