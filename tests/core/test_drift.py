@@ -51,3 +51,22 @@ def test_bins_follow_the_right_closed_edges() -> None:
 )
 def test_credit_convention_thresholds(value: float, verdict: str) -> None:
     assert drift.status(value) == verdict
+
+
+def test_summary_from_a_newer_drift_job_is_still_read() -> None:
+    """A field added by a newer creditmodel-drift image must not make the report unreadable."""
+    written = {
+        "model": "german",
+        "bundle_version": "v1",
+        "window_start": "2026-01-01T00:00:00Z",
+        "window_end": "2026-01-02T00:00:00Z",
+        "created_at": "2026-01-02T00:00:01Z",
+        "rows": 10,
+        "files_read": 1,
+        "score_psi": 0.05,
+        "score_status": "stable",
+        "features": [{"name": "age", "kind": "numeric", "psi": 0.01, "status": "stable", "x": 1}],
+        "a_field_from_the_future": {"nested": True},
+    }
+    summary = drift.DriftSummary.model_validate(written)
+    assert (summary.score_psi, summary.features[0].name) == (0.05, "age")

@@ -62,6 +62,10 @@ def test_monitoring_defaults_are_filled_in(crds: Kube) -> None:
         "driftSchedule": "0 * * * *",
         "driftWindow": "24h",
         "retrainCooldownSeconds": 86400,
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"cpu": "1", "memory": "2Gi"},
+        },
     }
 
 

@@ -117,6 +117,14 @@ def test_drift_cronjob_runs_creditmodel_drift_on_the_stable_bundle() -> None:
     assert container["envFrom"] == [{"secretRef": {"name": "s3"}}]
 
 
+def test_drift_pod_takes_the_spec_resources() -> None:
+    resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    the_spec = spec(training=TRAINING, monitoring={**MONITORING, "resources": resources})
+    job = builders.build_drift_cronjob(OWNER, the_spec, V1)
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == resources
+
+
 def test_drift_image_is_its_own_then_the_training_one_then_the_operator_default() -> None:
     def image(the_spec: Any) -> str:
         job = builders.build_drift_cronjob(OWNER, the_spec, V1)

@@ -241,11 +241,17 @@ def test_unreadable_report_keeps_serving_and_removing_monitoring_removes_the_cro
     assert "error" not in recorded
     assert recorded["scorePSI"] == 0.03
 
+    def logging_env(the_isvc: dict[str, Any]) -> list[str]:
+        container = the_isvc["spec"]["predictor"]["containers"][0]
+        return [e["name"] for e in container.get("env") or [] if "PREDICTION_LOG" in e["name"]]
+
+    assert logging_env(api.isvcs()[isvc])
     api.patch_model(NAME, {"spec": {"monitoring": None}})
     eventually(
         lambda: not api.batch.list_namespaced_cron_job(api.namespace).items,
         what="CronJob deleted",
     )
+    eventually(lambda: not logging_env(api.isvcs()[isvc]), what="prediction log turned off")
     eventually(lambda: "drift" not in api.model(NAME)["status"], what="status.drift removed")
 
 

@@ -47,7 +47,7 @@ def status(value: float) -> str:
 
 
 class FeatureDrift(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str
     kind: str
@@ -56,16 +56,17 @@ class FeatureDrift(BaseModel):
 
 
 class SkippedFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str
     reason: str
 
 
 class DriftSummary(BaseModel):
-    """What the drift job publishes (`<log>/<model>/reports/latest.json`) and the operator reads."""
+    """What the drift job publishes (`<log>/<model>/reports/latest.json`) and the operator reads.
+    Fields it does not know are ignored: a newer drift image must not blind an older operator."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     model: str
     bundle_version: str

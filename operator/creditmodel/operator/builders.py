@@ -127,11 +127,11 @@ def build_predictor(owner: Owner, spec: Spec, bundle_uri: str) -> dict[str, Any]
         ],
         "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
         "resources": _resources(predictor.resources.requests, predictor.resources.limits),
+        # Written even when empty: removing spec.monitoring or spec.storage must take the old
+        # entries off the running container, and only a field we write is compared and patched.
+        "env": env,
+        "envFrom": env_from,
     }
-    if env:
-        container["env"] = env
-    if env_from:
-        container["envFrom"] = env_from
     body: dict[str, Any] = {
         "minReplicas": predictor.min_replicas,
         "maxReplicas": predictor.max_replicas,
@@ -381,7 +381,10 @@ def build_drift_cronjob(owner: Owner, spec: Spec, stable: VersionRef) -> dict[st
         "--window",
         monitoring.drift_window,
     ]
-    container = _batch_container(spec, "drift", monitoring.image, "creditmodel-drift", args, {})
+    resources = _resources(monitoring.resources.requests, monitoring.resources.limits)
+    container = _batch_container(
+        spec, "drift", monitoring.image, "creditmodel-drift", args, resources
+    )
     job_labels = {VERSION_LABEL: label_value(stable.version), f"{GROUP}/component": "drift"}
     return {
         "apiVersion": "batch/v1",

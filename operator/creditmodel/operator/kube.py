@@ -48,6 +48,8 @@ def _subset_differs(desired: Any, actual: Any) -> bool:
             return True
         return any(_subset_differs(value, actual.get(key)) for key, value in desired.items())
     if isinstance(desired, list):
+        if not desired and actual is None:
+            return False  # the API server may drop an empty list: absent is what we asked for
         if not isinstance(actual, list) or len(desired) != len(actual):
             return True
         return any(_subset_differs(d, a) for d, a in zip(desired, actual, strict=True))

@@ -108,6 +108,7 @@ class MonitoringSpec(_Camel):
     retrain_cooldown_seconds: int = 86400
     image: str | None = None
     """None: spec.training.image, else the operator's CREDITMODEL_OPERATOR_TRAINING_IMAGE."""
+    resources: Resources = Resources()
 
 
 class StorageSpec(_Camel):
