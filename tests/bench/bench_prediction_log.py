@@ -1,11 +1,14 @@
 """Cost of the prediction log on predictor throughput: single-row V2 REST under wrk (16
 connections, 1 worker), logging off vs on at 100 % and 10 % sampling into a real MinIO.
-Rounds run interleaved and the best of each case counts, so machine noise hits all cases alike.
-Target: at 10 % sampling, throughput drops by at most 10 %."""
+Rounds run interleaved; a case's cost is the median over rounds of its throughput against the
+logging-off run of the same round, so a burst of load from elsewhere on this shared machine moves
+one round's pair together instead of deciding the verdict (a best-of across rounds compares one
+lucky run with another). Target: at 10 % sampling, throughput drops by at most 10 %."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +20,7 @@ from tests.predictor.server import predictor_server
 from tests.support.minio import minio_server
 
 SECONDS = float(os.environ.get("PREDICTOR_BENCH_SECONDS", "6"))
-ROUNDS = int(os.environ.get("PREDICTOR_BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("PREDICTOR_LOG_BENCH_ROUNDS", "5"))
 CASES = {"log off": None, "log 100%": "1.0", "log 10%": "0.1"}
 
 
@@ -27,9 +30,12 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
     logs.mkdir(parents=True, exist_ok=True)
     body = _body(_documents(1))
     best: dict[str, LoadResult] = {}
+    per_round: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as scratch, minio_server(Path(scratch)) as minio:
         bucket = minio.create_bucket("predictions")
         for round_number in range(ROUNDS):
+            this_round: dict[str, float] = {}
+            per_round.append(this_round)
             for case, rate in CASES.items():
                 env = dict(minio.env())
                 if rate is not None:
@@ -51,18 +57,18 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
                     file=sys.stderr,
                     flush=True,
                 )
+                this_round[case] = result.requests_per_second
                 if case not in best or result.requests_per_second > best[case].requests_per_second:
                     best[case] = result
-    base = best["log off"].requests_per_second
     rows: list[dict[str, Any]] = []
     for case, result in best.items():
         rows.extend(result.rows(case))
     for case in ("log 100%", "log 10%"):
-        cost = 1 - best[case].requests_per_second / base
+        cost = statistics.median(1 - r[case] / r["log off"] for r in per_round)
         rows.append(
             {
                 "case": case,
-                "metric": "throughput cost vs log off",
+                "metric": f"throughput cost vs log off (median of {ROUNDS} paired rounds)",
                 "value": cost * 100,
                 "unit": "%",
                 **({"target": "<= 10", "ok": cost <= 0.10} if case == "log 10%" else {}),

@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditmodel.core import prediction_log as plog
 from creditmodel.core.schema import Schema
-from creditmodel.core.storage import StorageError, Store, open_store
+from creditmodel.core.storage import S3Store, StorageError, Store, open_store
 
 log = logging.getLogger("creditmodel.predictor.prediction_log")
 
@@ -114,6 +114,10 @@ class PredictionLogger:
         # Single-row requests dominate; drawing one number from `random` is ~50x cheaper than numpy.
         self._draw = random.Random(seed).random  # noqa: S311 - sampling, not secrecy
         _warm_up_arrow()
+        if isinstance(self.store, S3Store):
+            # boto3 builds a client in ~0.3 s of CPU (service model, endpoint rules): at startup,
+            # not in the writer thread's first flush, where it would hold the GIL under load.
+            _ = self.store.client
         self._queue: deque[_Batch] = deque()
         self._queued_rows = 0
         self._lock = threading.Condition()
