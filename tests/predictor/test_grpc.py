@@ -219,7 +219,7 @@ async def test_large_batches_are_decoded_and_encoded_off_the_event_loop(
 
     for name in ("decode_inputs", "encode_response"):
         monkeypatch.setattr(grpc_fast, name, recorded(name, getattr(grpc_fast, name)))
-    request = infer_request(champion.v2_inputs(200), raw=raw)
+    request = infer_request(champion.v2_inputs(300), raw=raw)  # over inline_rows (256)
     stock, fast = await both(servicers, request)
     assert fast == stock
     assert threading.get_ident() not in threads.values()
