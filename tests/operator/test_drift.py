@@ -299,6 +299,23 @@ def test_canary_in_progress_blocks_a_drift_retrain() -> None:
     assert "canary v2 is being rolled out" in events(plan, "DriftReport")[0]
 
 
+def test_cool_down_outlives_monitoring_turned_off_and_on() -> None:
+    retrained = advance(monitored(), report(monitored(), summary(0.4), 60))
+    off = advance(
+        retrained,
+        reconcile(retrained, Observations(ready=READY, job=JobState("Failed")), after(120)),
+        spec=spec(training=TRAINING),
+    )
+    plan = reconcile(off, Observations(ready=READY), after(180))
+    assert plan.status.drift is not None
+    assert plan.status.drift.last_retrain_at == "2026-01-01T12:01:00Z"
+    assert plan.status.drift.score_psi is None
+    on = advance(off, plan, spec=spec(training=TRAINING, monitoring=MONITORING))
+    again = report(on, summary(0.5, at=60), 240)  # the same old latest.json, read again
+    assert again.job is None
+    assert "cool-down until" in events(again, "DriftReport")[0]
+
+
 def test_version_starting_its_canary_in_the_same_pass_blocks_a_drift_retrain() -> None:
     """The report and a new spec bundle arrive together: the canary starts, no retrain races it."""
     current = monitored()

@@ -302,3 +302,38 @@ def test_refused_cronjob_is_announced_and_serving_goes_on(
         timeout=60,
         what="the CronJob once the quota is gone",
     )
+
+
+def test_a_same_named_cronjob_of_someone_else_is_left_alone(
+    api: Api, s3: S3Bucket, drift_operator: Operator
+) -> None:
+    """Without spec.monitoring the operator removes its drift CronJob, but only its own."""
+    theirs = client.V1CronJob(
+        metadata=client.V1ObjectMeta(name=CRONJOB, labels={"team": "risk"}),
+        spec=client.V1CronJobSpec(
+            schedule="0 3 * * *",
+            job_template=client.V1JobTemplateSpec(
+                spec=client.V1JobSpec(
+                    template=client.V1PodTemplateSpec(
+                        spec=client.V1PodSpec(
+                            restart_policy="Never",
+                            containers=[client.V1Container(name="report", image="busybox")],
+                        )
+                    )
+                )
+            ),
+        ),
+    )
+    api.batch.create_namespaced_cron_job(api.namespace, theirs)
+    v1 = publish(f"{s3.uri}/{NAME}/v1", "v1")
+    body = spec_for(s3)
+    api.create_model(body)
+    isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
+    api.mark_isvc_ready(isvc["metadata"]["name"])
+    eventually(
+        lambda: (condition(api.model(NAME), "Ready") or {}).get("status") == "True",
+        what="Ready",
+    )
+    kept = api.batch.read_namespaced_cron_job(CRONJOB, api.namespace)
+    assert kept.metadata.labels == {"team": "risk"}
+    assert kept.spec.schedule == "0 3 * * *"

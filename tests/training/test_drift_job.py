@@ -30,7 +30,9 @@ def publish_bundle(s3: S3Bucket) -> str:
     return uri
 
 
-def log_rows(s3: S3Bucket, rows: int, *, shift: bool, at: datetime, seed: int = 1) -> None:
+def log_rows(
+    s3: S3Bucket, rows: int, *, shift: bool, at: datetime, seed: int = 1, version: str = "v1"
+) -> None:
     """Score-like rows drawn from the reference distribution, or shifted away from it."""
     rng = np.random.default_rng(seed)
     age_bins = rng.choice(3, size=rows, p=[0.3, 0.4, 0.3] if not shift else [0.05, 0.15, 0.8])
@@ -49,7 +51,7 @@ def log_rows(s3: S3Bucket, rows: int, *, shift: bool, at: datetime, seed: int = 
             part = slice(start, start + 500)
             logger.offer(
                 request_id=f"r{start}",
-                version="v1",
+                version=version,
                 variant="int8",
                 inputs={"age": ages[part], "housing": housing[part]},
                 probability=np.full(ages[part].shape, 0.2, dtype=np.float32),
@@ -112,6 +114,21 @@ def test_shifted_traffic_crosses_the_act_line(
     assert summary["top_drifting_features"] == ["age"]
     assert isinstance(summary["evidently_drifted_columns"], int)
     assert summary["evidently_drifted_columns"] >= 1
+
+
+def test_only_the_bundle_version_rows_are_judged(
+    s3: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A canary's drifted rows share the log with the stable's; the stable's report leaves them
+    out and says how many."""
+    uri = publish_bundle(s3)  # v1
+    log_rows(s3, 3000, shift=False, at=END - timedelta(hours=2))
+    log_rows(s3, 2000, shift=True, at=END - timedelta(hours=1), seed=2, version="v2")
+    code, summary, _ = run_job(s3, uri, capsys)
+    assert code == 0
+    assert (summary["rows"], summary["other_version_rows"]) == (3000, 2000)
+    assert summary["score_status"] == "stable"
+    assert summary["top_drifting_features"] == []
 
 
 def test_rows_outside_the_window_are_ignored(

@@ -76,6 +76,8 @@ class DriftSummary(BaseModel):
     rows: int
     files_read: int
     skipped_files: list[SkippedFile] = []
+    # Rows in the window logged by another version of the model (a canary's), not judged here.
+    other_version_rows: int = 0
     # None when the window holds no predictions: no verdict, and no retraining on no evidence.
     score_psi: float | None
     score_status: str

@@ -292,8 +292,9 @@ class Reconciler:
                 self.logger.info(f"InferenceServices removed: {', '.join(removed)}")
             if cronjob in wanted:
                 self.cronjob_absent = False
-            elif not self.cronjob_absent:  # monitoring removed (or never set): one DELETE
-                await self.kube.delete("CronJob", self.namespace, cronjob)
+            elif not self.cronjob_absent:  # monitoring removed (or never set): one check
+                if await self.kube.delete_if_ours("CronJob", self.namespace, cronjob, self.name):
+                    self.logger.info(f"CronJob {cronjob} deleted")
                 self.applied.pop(cronjob, None)
                 self.cronjob_absent = True
             self.pruned_for = wanted

@@ -166,6 +166,19 @@ class Kube:
                 removed.append(name)
         return removed
 
+    async def delete_if_ours(self, kind: str, namespace: str, name: str, owner: str) -> bool:
+        """Delete `name` only if this CreditModel's labels are on it: a same-named object
+        someone else made is left alone. Returns whether it was deleted."""
+        current = await self.get(kind, namespace, name)
+        found = (current or {}).get("metadata", {}).get("labels") or {}
+        if (
+            found.get(builders.MODEL_LABEL) != owner
+            or found.get("app.kubernetes.io/managed-by") != builders.MANAGED_BY
+        ):
+            return False
+        await self.delete(kind, namespace, name)
+        return True
+
     async def job_state(self, namespace: str, name: str) -> JobState:
         job = await self.get("Job", namespace, name)
         if job is None:

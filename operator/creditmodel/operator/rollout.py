@@ -262,7 +262,10 @@ class _Step:
         A report is acted on once, when it arrives (its created_at changes)."""
         monitoring, report = self.spec.monitoring, self.observed.drift_report
         if monitoring is None:
-            self.status.drift = None
+            # Only the cool-down's clock outlives monitoring: turning it off and on again must not
+            # let an old latest.json start a second retrain at once.
+            last = self.status.drift.last_retrain_at if self.status.drift else None
+            self.status.drift = DriftStatus(last_retrain_at=last) if last else None
             return
         if report is None:
             return

@@ -85,6 +85,7 @@ class LogWindow:
     frame: pd.DataFrame
     files_read: int
     skipped: list[SkippedFile]
+    other_version_rows: int = 0
 
 
 METADATA_KINDS = {plog.TIMESTAMP: "time", plog.SCORE: "number", plog.PROBABILITY: "number"}
@@ -121,12 +122,19 @@ def usable_columns(table: Any, schema: Schema) -> tuple[list[str], str | None]:
 
 
 def read_window(
-    log_uri: str, model: str, schema: Schema, start: datetime, end: datetime
+    log_uri: str,
+    model: str,
+    schema: Schema,
+    start: datetime,
+    end: datetime,
+    version: str | None = None,
 ) -> LogWindow:
-    """Every valid row logged in [start, end); unreadable or mismatched parts are skipped and named."""
+    """Every valid row logged in [start, end); unreadable or mismatched parts are skipped and named.
+    With `version`, only that model version's rows count: during a canary the log holds the
+    canary's rows too, and a report names the one version it judges."""
     import pyarrow.parquet as pq
 
-    frames, skipped, files_read = [], [], 0
+    frames, skipped, files_read, other_version_rows = [], [], 0, 0
     for prefix in plog.hours_in_window(model, start, end):
         store = open_store(f"{log_uri.rstrip('/')}/{prefix}")
         for name in store.list_names():
@@ -143,16 +151,22 @@ def read_window(
             if problem:
                 skipped.append(SkippedFile(name=full, reason=f"schema mismatch: {problem}"))
                 continue
-            frame = table.select(columns).to_pandas()
+            has_version = version is not None and plog.VERSION in table.column_names
+            frame = table.select([*columns, plog.VERSION] if has_version else columns).to_pandas()
             stamps = pd.to_datetime(frame[plog.TIMESTAMP], utc=True)
-            frames.append(frame[(stamps >= start) & (stamps < end)])
+            frame = frame[(stamps >= start) & (stamps < end)]
+            if has_version:
+                same = frame[plog.VERSION] == version
+                other_version_rows += int((~same).sum())
+                frame = frame[same].drop(columns=plog.VERSION)
+            frames.append(frame)
             files_read += 1
     frame = (
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(columns=list(METADATA_KINDS))
     )
-    return LogWindow(frame=frame, files_read=files_read, skipped=skipped)
+    return LogWindow(frame, files_read, skipped, other_version_rows)
 
 
 def reference_sample(schema: Schema, reference: Reference, rows: int, seed: int) -> pd.DataFrame:
@@ -240,7 +254,7 @@ def run(args: argparse.Namespace) -> DriftSummary:
         start.isoformat(),
         end.isoformat(),
     )
-    window = read_window(args.log, model, bundle.schema, start, end)
+    window = read_window(args.log, model, bundle.schema, start, end, bundle.version)
     for part in window.skipped:
         log.warning("skipped %s: %s", part.name, part.reason)
     frame = window.frame
@@ -253,6 +267,7 @@ def run(args: argparse.Namespace) -> DriftSummary:
         "rows": len(frame),
         "files_read": window.files_read,
         "skipped_files": window.skipped,
+        "other_version_rows": window.other_version_rows,
     }
     store = open_store(args.log)
     prefix = plog.report_prefix(model, end)
@@ -261,7 +276,12 @@ def run(args: argparse.Namespace) -> DriftSummary:
             **base,
             score_psi=None,
             score_status="no-data",
-            message="no predictions logged in the window; no drift verdict",
+            message="no predictions logged in the window; no drift verdict"
+            + (
+                f" ({window.other_version_rows} rows of other versions left out)"
+                if window.other_version_rows
+                else ""
+            ),
         )
     else:
         columns = {
