@@ -130,7 +130,7 @@ go_install helm helm.sh/helm/v3/cmd/helm "${HELM_VERSION}" "${helm_ldflags}" \
   "${HELM_VERSION}-k8s1.${HELM_KUBE_MINOR}"
 go_install minio github.com/minio/minio "${MINIO_VERSION}"
 
-# --- Debian packages: prometheus (+ promtool) and wrk -------------------------------------------------
+# --- Debian packages: prometheus (+ promtool), wrk, redis, qemu-user -----------------------------
 # Only the binaries are used; the packaged systemd service is never started.
 apt_binary() {
   local name="$1" package="$2" path="$3"
@@ -139,8 +139,10 @@ apt_binary() {
     local sudo=""
     [[ "$(id -u)" == 0 ]] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    ${sudo} apt-get update -qq >/dev/null
-    ${sudo} apt-get install -y -qq --no-install-recommends "${package}" >/dev/null
+    # Another apt (unattended upgrades, a second tools run) may hold the lock: wait, do not fail.
+    ${sudo} apt-get -o DPkg::Lock::Timeout=900 update -qq >/dev/null
+    ${sudo} apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${package}" \
+      >/dev/null
   fi
   link "${name}" "${path}"
 }
@@ -148,6 +150,8 @@ apt_binary prometheus "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/prometheu
 apt_binary promtool "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/promtool
 apt_binary wrk "${WRK_DEB}" /usr/bin/wrk
 apt_binary redis-server redis-server /usr/bin/redis-server   # response-cache benchmark
+# qemu-user runs a bundle under other CPU models (AVX2-only, SSE4.2-only): the cross-CPU gate.
+apt_binary qemu-x86_64 qemu-user /usr/bin/qemu-x86_64
 
 # --- verify: each binary reports the pinned version (a stale cache entry is an error, not a surprise) ---
 expect_version() {
@@ -186,5 +190,6 @@ expect_version prometheus "${PROMETHEUS_DEB_VERSION}" "${BIN}/prometheus" --vers
   echo "prometheus     $("${BIN}/prometheus" --version 2>&1 | awk 'NR==1{print $3}')"
   echo "wrk            $("${BIN}/wrk" -v 2>&1 | awk 'NR==1{print $2}')"
   echo "redis-server   $("${BIN}/redis-server" --version | awk '{print $3}')"
+  echo "qemu-x86_64    $("${BIN}/qemu-x86_64" --version | awk 'NR==1{print $3}')"
   echo "cache          ${CACHE} ($(du -sh "${CACHE}" 2>/dev/null | cut -f1))"
 } >&2

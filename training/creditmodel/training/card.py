@@ -24,6 +24,7 @@ class CardInputs:
     reliability: list[ReliabilityBin]
     fairness: list[FairnessCheck]
     int8: Int8Model
+    cpu_check: str
     gates: list[Gate]
     positive_rate: float
 
@@ -144,6 +145,10 @@ def render(c: CardInputs) -> str:
         f"- Quantized layers: {', '.join(c.int8.quantized_layers) or 'none'}",
         "- Layers kept in fp32 to stay within the parity bounds: "
         + (", ".join(c.int8.fp32_layers) if c.int8.fp32_layers else "none"),
+        "- Arithmetic: uint8 activations x per-channel uint8 weights, which onnxruntime's integer"
+        " kernels compute exactly on every x86-64 instruction set (AVX-512 VNNI, AVX-512, AVX2,"
+        " SSE4.1), so the score does not depend on the node's CPU.",
+        c.cpu_check,
         "",
         "## Fairness",
         "",

@@ -80,6 +80,14 @@ def parser() -> argparse.ArgumentParser:
     gates.add_argument("--max-brier", type=float)
     gates.add_argument("--min-approval-ratio", type=float)
     gates.add_argument("--fairness-min-group", type=int)
+    gates.add_argument("--cpu-max-abs-dp", type=float)
+    gates.add_argument(
+        "--cpu-models",
+        type=_list,
+        default=None,
+        help="qemu-user CPU models the INT8 model must score identically under"
+        " (Haswell,Nehalem: AVX2 and SSE4.2 kernels; 'none' skips the check)",
+    )
     gates.add_argument(
         "--no-enforce-gates",
         action="store_true",
@@ -134,11 +142,14 @@ def config_from(args: argparse.Namespace) -> Any:
                 "max_brier",
                 "min_approval_ratio",
                 "fairness_min_group",
+                "cpu_max_abs_dp",
             ],
         ),
         "enforce_gates": not args.no_enforce_gates,
         **_given(args, ["version", "cutoff"]),
     }
+    if args.cpu_models is not None:
+        values["cpu_models"] = [] if args.cpu_models == ["none"] else args.cpu_models
     try:
         return TrainingConfig.model_validate(values)
     except ValidationError as exc:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -78,6 +78,9 @@ class GateThresholds(BaseModel):
     # the four-fifths rule. Groups smaller than `fairness_min_group` rows are reported, not gated.
     min_approval_ratio: Annotated[float, Field(ge=0, le=1)] = 0.8
     fairness_min_group: Annotated[int, Field(ge=1)] = 30
+    # The INT8 model run natively vs under each `cpu_models` qemu CPU model, max |dp|: the same
+    # applicant must get the same probability on every node type of a cluster.
+    cpu_max_abs_dp: Annotated[float, Field(ge=0)] = 1e-6
 
 
 class Scoring(BaseModel):
@@ -117,6 +120,9 @@ class TrainingConfig(BaseModel):
     # recorded in the manifest, and the bundle is published anyway (exploratory runs, fixtures).
     enforce_gates: bool = True
     code_version: str | None = None
+    # qemu-user CPU models the INT8 model is also run under (cpu_parity.CPU_MODELS); empty: the
+    # cross-CPU check is skipped and the model card says so.
+    cpu_models: tuple[Literal["Haswell", "Nehalem"], ...] = ("Haswell", "Nehalem")
 
     @model_validator(mode="after")
     def _disjoint(self) -> TrainingConfig:
@@ -132,6 +138,8 @@ class TrainingConfig(BaseModel):
             # The one grid point that keeps within the LR-baseline gate on synthetic data from
             # 500 to 3,000 rows and any seed we tried (a narrower or weaker-penalised MLP does not).
             "search": SearchSpace(hidden_units=[16], alphas=[3.0], folds=3, max_iter=200),
+            # Emulated CPUs add seconds per bundle; tests that need the check ask for it.
+            "cpu_models": (),
         }
         values.update(overrides)
         return cls.model_validate(values)

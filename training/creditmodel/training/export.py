@@ -4,8 +4,9 @@ The exported graph takes one tensor per schema feature (FP32 `[N,1]` for numeric
 for categorical, the V2 BYTES datatype), does the scaling and one-hot encoding itself and has a
 single output, `probability` (FP32 `[N]`, probability of the positive class). The INT8 model is
 quantized statically (MinMax ranges calibrated once on training rows, so the scales are constants
-of the graph and a row scores bit-for-bit the same alone or in any batch). Layers whose
-quantization would break the parity bounds stay in fp32 (`Int8Model.fp32_layers`).
+of the graph and a row scores bit-for-bit the same alone or in any batch) with integer arithmetic
+that is exact on every x86-64 kernel family (see `quantize`). Layers whose quantization would
+break the parity bounds stay in fp32 (`Int8Model.fp32_layers`).
 
 Byte-identical output for identical inputs: fixed graph name and producer fields, no timestamps,
 calibration on a deterministic row order.
@@ -172,7 +173,13 @@ def matmul_layers(model: bytes) -> list[str]:
 
 def quantize(model: bytes, calibration: dict[str, np.ndarray], fp32_layers: list[str]) -> bytes:
     """Static INT8 (QOperator format: QLinearMatMul, integer accumulation) of every MatMul except
-    `fp32_layers`; per-channel symmetric int8 weights, uint8 activations, MinMax calibration."""
+    `fp32_layers`; per-channel asymmetric uint8 weights, uint8 activations, MinMax calibration.
+
+    uint8 x uint8, not the usual uint8 x int8: onnxruntime's u8s8 kernels on AVX2 and AVX-512 core
+    add pairs of products into int16 with saturation (vpmaddubsw) and its VNNI kernel does not, so
+    a u8s8 model scores differently on different CPUs (0.049 in probability on German Credit). The
+    u8u8 kernels widen to int16 before multiplying on every instruction set: exact everywhere, at
+    full 8-bit weight precision (7-bit reduced-range int8 weights are exact too, but coarser)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -206,10 +213,10 @@ def quantize(model: bytes, calibration: dict[str, np.ndarray], fp32_layers: list
                 op_types_to_quantize=["MatMul"],
                 nodes_to_exclude=list(fp32_layers),
                 per_channel=True,
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QUInt8,
                 activation_type=QuantType.QUInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                extra_options={"WeightSymmetric": False, "ActivationSymmetric": False},
             )
             quantized = onnx.load(str(target))
     finally:

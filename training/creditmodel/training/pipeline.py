@@ -35,7 +35,16 @@ from creditmodel.core.bundle import Gate, Lineage, Manifest
 from creditmodel.core.reference import Reference
 from creditmodel.core.schema import Schema
 from creditmodel.core.storage import open_store
-from creditmodel.training import card, data, evaluation, export, features, model, references
+from creditmodel.training import (
+    card,
+    cpu_parity,
+    data,
+    evaluation,
+    export,
+    features,
+    model,
+    references,
+)
 from creditmodel.training.config import TrainingConfig
 from creditmodel.training.errors import BadInputError
 
@@ -43,6 +52,8 @@ log = logging.getLogger(__name__)
 
 # Parity and invariance are measured on at most this many rows (a seeded stratified sample).
 EVALUATION_ROWS = 100_000
+# The cross-CPU check scores this many of them natively and under each emulated CPU.
+CPU_CHECK_ROWS = 5_000
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,7 @@ def build(
         config.gates.int8_max_abs_dp,
     )
     invariant = export.batch_invariant(int8.model, eval_feed)
+    portable = _cpu_parity(config, int8.model, eval_feed)
     log.info(
         "export: onnx |dp| %.2e, int8 AUC drop %.4f, |dp| %.4f, batch-invariant %s",
         onnx_dp,
@@ -262,6 +274,7 @@ def build(
             None,
             f"first {min(export.INVARIANCE_ROWS, len(eval_labels))} rows bitwise equal alone and in one batch",
         ),
+        *portable.gates,
         _gate(
             "calibration_brier",
             metrics["oof_brier"] <= g.max_brier,
@@ -306,6 +319,7 @@ def build(
                 "int8_fp32_layers": list(int8.fp32_layers),
                 "int8_quantized_layers": list(int8.quantized_layers),
             },
+            "cpu_parity": portable.record,
             # Byte-identical model files need the same versions of these, too.
             "libraries": library_versions(),
             "train_seconds": round(time.perf_counter() - started, 3),
@@ -328,6 +342,7 @@ def build(
             reliability=table,
             fairness=fairness,
             int8=int8,
+            cpu_check=portable.card_line,
             gates=gates,
             positive_rate=float(labels.mean()),
         )
@@ -342,6 +357,43 @@ def build(
         gates=gates,
     )
     return manifest, files, schema, reference
+
+
+@dataclass(frozen=True)
+class _Portability:
+    gates: tuple[Gate, ...]
+    card_line: str
+    record: dict[str, object] | None = None
+
+
+def _cpu_parity(config: TrainingConfig, model: bytes, feed: dict[str, np.ndarray]) -> _Portability:
+    """The `int8_cpu_parity` gate: the INT8 model natively vs under each qemu CPU model. The card
+    line names only the emulated models (the same on every build machine); the gate's detail also
+    names this machine's kernels."""
+    if not config.cpu_models:
+        return _Portability((), "- Other CPUs: not checked (no CPU models were requested).")
+    rows = _slice_rows(feed, CPU_CHECK_ROWS)
+    models = ", ".join(f"{name} ({cpu_parity.CPU_MODELS[name]})" for name in config.cpu_models)
+    threshold = config.gates.cpu_max_abs_dp
+    try:
+        parity = cpu_parity.check(model, rows, export.OUTPUT, tuple(config.cpu_models))
+    except cpu_parity.CpuParityError as exc:
+        log.error("cross-CPU check: %s", exc)
+        gate = _gate("int8_cpu_parity", False, None, threshold, f"could not run: {exc}")
+        return _Portability((gate,), f"- Other CPUs: the check under {models} could not run.")
+    log.info("cross-CPU check: %s", parity.record())
+    passed = parity.max_abs_dp <= threshold
+    gate = _gate("int8_cpu_parity", passed, parity.max_abs_dp, threshold, parity.describe())
+    verdict = "the same probabilities" if passed else "DIFFERENT probabilities"
+    line = (
+        f"- Other CPUs: {verdict} (max |dp| {'<=' if passed else '>'} {threshold:g}) natively and"
+        f" under qemu-user CPU models {models}, on {parity.rows} evaluation rows."
+    )
+    return _Portability((gate,), line, parity.record())
+
+
+def _slice_rows(feed: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    return {name: values[:n] for name, values in feed.items()}
 
 
 def _default_version(data_sha256: str) -> str:
