@@ -86,6 +86,9 @@ def test_bytes_values_from_binary_transports_are_decoded() -> None:
         (tensors(age={"datatype": "FP32"}), "wrong_datatype", "'age': datatype 'FP32'"),
         (tensors(age={"data": ["30", "45"]}), "wrong_datatype", "'age': values must be numbers"),
         (tensors(age={"data": [True, False]}), "wrong_datatype", "'age'"),
+        (tensors(income={"data": [2.0, True]}), "wrong_datatype", "'income': values must be numbers, got True"),
+        (tensors(income={"shape": [2, 1], "data": [[2.0], [False]]}), "wrong_datatype", "'income'"),
+        (tensors(age={"data": [30, True]}), "wrong_datatype", "'age'"),
         (tensors(age={"data": [30.5, 45]}), "wrong_datatype", "'age': row 0 is 30.5, not an integer"),
         (tensors(housing={"data": ["own", 3]}), "wrong_datatype", "'housing': row 1"),
         (tensors(age={"shape": [2, 2]}), "wrong_shape", "'age': shape [2, 2]"),
@@ -122,3 +125,48 @@ def test_numeric_arrays_from_grpc_take_the_same_checks() -> None:
     error = refused(tensors(income={"data": np.array([1.0, np.nan], dtype=np.float32)}))
     assert error.reason == "non_finite"
     assert "'income': row 1" in error.message
+
+
+def _one_kind(kind: str, n: int) -> Schema:
+    return Schema(
+        features=[
+            Feature(name=f"f{i}", kind=kind, datatype="FP32" if kind == "numeric" else "BYTES",
+                    description=f"F{i}", reason_code=f"R{i:02d}",
+                    categories=None if kind == "numeric" else ["a", "b"])
+            for i in range(n)
+        ],
+        target="default",
+        positive_label="1",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["[N]", "[N,1]"])
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_schema_with_one_kind_of_feature_validates(kind: str, n: int, nested: bool) -> None:
+    """A numeric-only bundle answered every request with a 500 (a broadcast of zero categorical
+    columns); a categorical-only one must not fail the other way."""
+    values = [1.5, 2.5] if kind == "numeric" else ["a", "b"]
+    data: list[Any] = [[v] for v in values] if nested else values
+    shape = [2, 1] if nested else [2]
+    datatype = "FP32" if kind == "numeric" else "BYTES"
+    batch = Validator(_one_kind(kind, n), 10).validate(
+        [Tensor(f"f{i}", datatype, shape, data) for i in range(n)]
+    )
+    assert batch.rows == 2
+    assert batch.numeric.shape == (2, n if kind == "numeric" else 0)
+    assert batch.codes.shape == (2, 0 if kind == "numeric" else n)
+    assert batch.columns["f0"].shape == (2, 1)
+
+
+def test_reason_inputs_are_the_float32_values_the_model_sees() -> None:
+    """A JSON number (float64) and the same value sent as binary float32 must give the same
+    reason-code inputs, or near-tied reasons swap places between transports."""
+    validator = Validator(SCHEMA, 10)
+    as_json = validator.validate(tensors(income={"data": [0.1, 12345.678]}))
+    as_binary = validator.validate(
+        tensors(income={"data": np.array([0.1, 12345.678], dtype=np.float32)})
+    )
+    np.testing.assert_array_equal(as_json.numeric, as_binary.numeric)
+    assert as_json.numeric[0, 1] == float(np.float32(0.1))
+    assert as_json.numeric[:, 0].tolist() == [30.0, 45.0]  # INT64 values untouched

@@ -47,6 +47,14 @@ def model_dtype(datatype: str) -> npt.DTypeLike:
     return {"INT64": np.int64, "FP32": np.float32}.get(datatype, object)
 
 
+def _holds_bool(data: list[Any]) -> bool:
+    """A JSON boolean anywhere in `data` (rows may be nested one level, shape [N, 1])."""
+    return any(
+        type(item) is bool or (type(item) is list and any(type(v) is bool for v in item))
+        for item in data
+    )
+
+
 def _show(value: Any) -> str:
     text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -114,6 +122,15 @@ class Validator:
         }
         for index, name in enumerate(self.numeric_names):
             columns[name] = as_model[self._dtypes[name]][index]
+        # Reason codes and drift see the values the model sees: an FP32 input rounded to float32
+        # whether it came as a JSON number (float64) or as binary float32, or two near-tied
+        # reasons could swap places between transports.
+        fp32 = as_model.get(np.float32)
+        if fp32 is not None:
+            seen = fp32.reshape(-1, rows).astype(np.float64)
+            numeric = (
+                seen if not self._any_integral else np.where(self._integral[:, None], numeric, seen)
+            )
         return Batch(
             rows=rows,
             columns={name: columns[name] for name in self._features},
@@ -128,6 +145,8 @@ class Validator:
         known category string (str keys only: bytes, numbers and unknown strings map to -1);
         None sends the request down the careful per-input path."""
         datas = [by_name[name].data for name in self.categorical_names]
+        if not datas:  # a numeric-only schema
+            return np.empty((0, rows, 1), dtype=object)
         if any(not isinstance(d, list) or len(d) != rows for d in datas):
             return None
         try:
@@ -151,7 +170,8 @@ class Validator:
             return np.empty((0, rows))
         for data in datas:
             if type(data) is list:
-                if len(data) != rows or type(data[0]) is bool:
+                # numpy would read True as 1.0: a JSON boolean anywhere is not a number.
+                if len(data) != rows or bool in set(map(type, data)):
                     return None
             elif not isinstance(data, np.ndarray) or len(data) != rows:
                 return None
@@ -228,11 +248,11 @@ class Validator:
     def _numeric(self, feature: Feature, data: Any, rows: int) -> npt.NDArray[np.float64]:
         name = feature.name
         values = self._flat(name, data, rows)
-        if values.dtype.kind not in "iuf":
+        if values.dtype.kind not in "iuf" or (isinstance(data, list) and _holds_bool(data)):
             bad = next(
                 (
                     v
-                    for v in values.tolist()
+                    for v in (np.asarray(data, dtype=object).reshape(rows).tolist())
                     if isinstance(v, bool) or not isinstance(v, int | float)
                 ),
                 values[0],
