@@ -99,7 +99,7 @@ models/german-credit/manifest.json: | $(VENV)/.installed
 .PHONY: serve
 serve: install models/german-credit/manifest.json ## Serve the reference bundle on localhost (REST 8080, gRPC 8081); prints a curl example.
 	@printf '\nWhen ready, score an applicant:\n  curl -s -H "content-type: application/json" -d @predictor/examples/german-credit-request.json http://localhost:$(SERVE_HTTP_PORT)/v2/models/german-credit/infer\n\n'
-	$(VENV)/bin/creditmodel-predictor --model_name german-credit --model_dir models/german-credit \
+	$(VENV)/bin/creditmodel-predictor --host 127.0.0.1 --model_name german-credit --model_dir models/german-credit \
 	  --http_port $(SERVE_HTTP_PORT) --grpc_port $(SERVE_GRPC_PORT) $(SERVE_ARGS)
 
 ##@ Operator

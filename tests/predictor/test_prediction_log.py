@@ -17,14 +17,26 @@ from creditmodel.predictor.prediction_log import (
     PredictionLogger,
     PredictionLogSettings,
 )
+from creditmodel.predictor.scoring import REASONS_PER_ROW
 from tests.core.bundles import SCHEMA
 
 pytestmark = pytest.mark.unit
 
 AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+DIGEST = "sha256:" + "0f" * 32
 
 
-def offer(logger: PredictionLogger, rows: int, request_id: str = "req-1") -> None:
+def reasons(rows: int) -> np.ndarray:
+    """[rows, 4] reason codes as the predictor returns them; row i names age i."""
+    codes = np.full((rows, 4), "", dtype=object)
+    codes[:, 0] = [f"R01: Age {20 + i}" for i in range(rows)]
+    codes[:, 1] = "R02: Housing"
+    return codes
+
+
+def offer(
+    logger: PredictionLogger, rows: int, request_id: str = "req-1", with_reasons: bool = True
+) -> None:
     logger.offer(
         request_id=request_id,
         version="v1",
@@ -32,6 +44,8 @@ def offer(logger: PredictionLogger, rows: int, request_id: str = "req-1") -> Non
         inputs={"age": np.arange(rows) + 20, "housing": np.array(["own", "rent"] * (rows // 2))},
         probability=np.linspace(0, 1, rows, dtype=np.float32),
         score=np.arange(rows) + 500,
+        reason_codes=reasons(rows) if with_reasons else None,
+        bundle_digest=DIGEST,
     )
 
 
@@ -57,6 +71,57 @@ def test_rows_land_in_hourly_parquet_parts_with_metadata(tmp_path: Path) -> None
     assert part[plog.SCORE] == [500, 501, 502, 503]
     assert part[plog.input_column("housing")] == ["own", "rent", "own", "rent"]
     assert part[plog.TIMESTAMP][0] == AT
+
+
+def test_rows_carry_the_decision_record(tmp_path: Path) -> None:
+    """Format 2: the reason codes as returned, the bundle digest and the format version."""
+    logger = PredictionLogger(
+        PredictionLogSettings(uri=str(tmp_path)), SCHEMA, "m", clock=lambda: AT
+    )
+    offer(logger, 2, request_id="asked")
+    offer(logger, 2, request_id="not-asked", with_reasons=False)
+    logger.close()
+    (part,) = read_parts(tmp_path)
+    assert part[plog.LOG_FORMAT] == [plog.FORMAT_VERSION] * 4
+    assert part[plog.BUNDLE_DIGEST] == [DIGEST] * 4
+    records = [
+        plog.decision_record(dict(zip(part, values, strict=True)))
+        for values in zip(*part.values(), strict=True)
+    ]
+    assert [r.reason_codes for r in records] == [
+        ("R01: Age 20", "R02: Housing", "", ""),
+        ("R01: Age 21", "R02: Housing", "", ""),
+        None,  # the response carried no reason codes: null, not four empty slots
+        None,
+    ]
+    assert plog.REASON_CODES_PER_ROW == REASONS_PER_ROW
+
+
+def test_a_part_without_any_reason_codes_still_has_their_columns(tmp_path: Path) -> None:
+    logger = PredictionLogger(
+        PredictionLogSettings(uri=str(tmp_path)), SCHEMA, "m", clock=lambda: AT
+    )
+    offer(logger, 2, with_reasons=False)
+    logger.close()
+    (part,) = read_parts(tmp_path)
+    for column in plog.REASON_CODE_COLUMNS:
+        assert part[column] == [None, None]
+
+
+def test_sampled_rows_keep_their_own_reason_codes(tmp_path: Path) -> None:
+    settings = PredictionLogSettings(uri=str(tmp_path), sample_rate=0.3)
+    logger = PredictionLogger(settings, SCHEMA, "m", clock=lambda: AT, seed=5)
+    offer(logger, 200)
+    logger.close()
+    (part,) = read_parts(tmp_path)
+    assert 20 <= len(part[plog.SCORE]) <= 100
+    for age, score, first in zip(
+        part[plog.input_column("age")],
+        part[plog.SCORE],
+        part[plog.REASON_CODE_COLUMNS[0]],
+        strict=True,
+    ):
+        assert (score, first) == (int(str(age)) + 480, f"R01: Age {age}")
 
 
 def test_sampling_keeps_about_the_configured_share(tmp_path: Path) -> None:

@@ -169,6 +169,63 @@ def test_corrupt_and_mismatched_parts_are_skipped_and_named(
     assert skipped["part-mismatch.parquet"] == "schema mismatch: missing column 'timestamp'"
 
 
+def write_part(s3: S3Bucket, name: str, columns: dict[str, object], at: datetime) -> None:
+    """A Parquet part written by hand: an older or newer writer than this code's."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(columns)
+    stamp = pa.array([at] * table.num_rows, type=pa.timestamp("us", tz="UTC"))
+    sink = io.BytesIO()
+    pq.write_table(table.append_column(plog.TIMESTAMP, stamp), sink)
+    hour = plog.hour_prefix("german-credit", at)
+    open_store(f"{s3.uri}/predictions").write_bytes(f"{hour}/{name}.parquet", sink.getvalue())
+
+
+def test_parts_of_every_log_format_are_read_together(
+    s3: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Format 1 parts (no decision record), format 2 parts (this writer: reason codes, bundle
+    digest) and parts of a later format with columns this reader does not know all count."""
+    uri = publish_bundle(s3)
+    log_rows(s3, 1000, shift=False, at=END - timedelta(hours=3))  # this writer: format 2
+    format_1 = {
+        plog.REQUEST_ID: ["old"] * 3,
+        plog.MODEL: ["german-credit"] * 3,
+        plog.VERSION: ["v1"] * 3,
+        plog.VARIANT: ["int8"] * 3,
+        plog.PROBABILITY: [0.2, 0.2, 0.2],
+        plog.SCORE: [520, 575, 640],
+        plog.input_column("age"): [25, 40, 60],
+        plog.input_column("housing"): ["own", "rent", "own"],
+    }
+    write_part(s3, "part-format-1", format_1, END - timedelta(hours=2))
+    later = {
+        **format_1,
+        plog.REQUEST_ID: ["new"] * 3,
+        plog.LOG_FORMAT: [plog.FORMAT_VERSION + 1] * 3,
+        plog.BUNDLE_DIGEST: ["sha256:" + "0" * 64] * 3,
+        **dict.fromkeys(plog.REASON_CODE_COLUMNS, ["R01: Age in years"] * 3),
+        "explanation": [[0.1, 0.2]] * 3,  # a column no reader knows yet
+    }
+    write_part(s3, "part-later-format", later, END - timedelta(hours=1))
+    code, summary, _ = run_job(s3, uri, capsys)
+    assert code == 0
+    assert summary["rows"] == 1006
+    assert summary["skipped_files"] == []
+    import io
+
+    import pyarrow.parquet as pq
+
+    store = open_store(f"{s3.uri}/predictions")
+    ours = next(n for n in store.list_names() if "/part-2026" in n)  # the writer's own part
+    assert set(plog.DECISION_COLUMNS) <= set(
+        pq.read_schema(io.BytesIO(store.read_bytes(ours))).names
+    )
+
+
 def test_personal_data_dropped_from_the_log_is_reported_not_logged(
     s3: S3Bucket, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 _OURS = (
+    "host",
     "model_dir",
     "shadow_model_dir",
     "default_variant",
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(model_name=None)
     ours = parser.add_argument_group("credit model (defaults: CREDITMODEL_PREDICTOR_* env)")
+    ours.add_argument(
+        "--host",
+        help="address the REST and gRPC servers listen on (default 0.0.0.0: every interface)",
+    )
     ours.add_argument("--model_dir", help="bundle URI: a local directory or s3://bucket/prefix")
     ours.add_argument("--shadow_model_dir", help="challenger bundle scored in shadow")
     ours.add_argument("--default_variant", choices=["int8", "fp32"])
@@ -94,12 +99,13 @@ def main(argv: list[str] | None = None) -> None:
 
     import logging
 
-    from kserve import ModelServer, model_server
     from kserve import logging as kserve_logging
+    from kserve import model_server
     from pydantic import ValidationError
 
     from creditmodel.core.bundle import BundleError
     from creditmodel.predictor.model import CreditScoringModel
+    from creditmodel.predictor.serving import CreditModelServer
 
     if args.configure_logging and not args.log_config_file:
         args.log_config_file = str(resources.files("creditmodel.predictor") / "log_config.json")
@@ -122,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         "serving",
         extra={"model": settings.model_name, "version": version, "model_dir": settings.model_dir},
     )
-    ModelServer(
+    CreditModelServer(
+        host=settings.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

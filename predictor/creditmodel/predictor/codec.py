@@ -1,14 +1,25 @@
 """V2 JSON request decoding and response encoding with orjson, straight to and from numpy. Pure.
-Malformed documents become `RequestError`s that say which part is wrong."""
+Malformed documents become `RequestError`s that say which part is wrong; every client string a
+message quotes is bounded (bounds.py).
+
+JSON is UTF-8 only (RFC 8259 section 8.1): a UTF-16 or UTF-32 body is refused, not sniffed.
+Nesting deeper than orjson's limit (1024) is refused, as is `true`/`false` where a numeric
+tensor expects numbers (Python's bool is an int, so numpy would score it as 1.0 or 0.0).
+
+The binary tensor extension (Inference-Header-Content-Length, tritonclient's default) is
+decoded here too: the JSON header, then each input's `binary_data_size` bytes in order, and the
+body must end exactly where the last tensor does."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from creditmodel.predictor.bounds import checked_id, refuse_booleans, show
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.validation import Tensor
 
@@ -16,6 +27,9 @@ if TYPE_CHECKING:
     from creditmodel.predictor.service import Prediction
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+# An input's raw bytes as the validator takes them (infer_types.from_raw): (name, datatype, raw).
+RawDecoder = Callable[[str, str, bytes], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,38 +40,131 @@ class DecodedRequest:
     outputs: list[str] | None
 
 
+def _not_utf8(body: bytes) -> str | None:
+    """Why `body` is not UTF-8 JSON text, when it visibly is not (a byte order mark, or the
+    NUL bytes UTF-16 and UTF-32 put around ASCII)."""
+    if body.startswith(_BOMS[0]):
+        return "request body starts with a UTF-8 byte order mark; JSON must be UTF-8 without one"
+    if body.startswith(_BOMS[1:]) or b"\x00" in body[:4]:
+        return "request body looks like UTF-16 or UTF-32; JSON must be UTF-8"
+    return None
+
+
 def _load(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        # orjson rejects the NaN/Infinity literals Python's json writes; parse those leniently
-        # so the error names the input that carries them instead of blaming the JSON.
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise RequestError("invalid_json", f"request body is not valid JSON: {error}") from None
+        problem = _not_utf8(body)
+        if problem is not None:
+            raise RequestError("invalid_json", problem) from None
+        if b"NaN" in body or b"Infinity" in body:
+            # orjson rejects the NaN/Infinity literals Python's json writes; parse those
+            # leniently so the error names the input that carries them instead of the JSON.
+            return _load_lenient(body, error)
+        raise RequestError("invalid_json", f"request body is not valid JSON: {error}") from None
+
+
+def _load_lenient(body: bytes, first: orjson.JSONDecodeError) -> Any:
+    try:
+        document = json.loads(body.decode("utf-8"))
+        orjson.dumps(document)  # lone surrogates ("\\ud800") cannot be answered or logged
+    except UnicodeDecodeError:
+        raise RequestError(
+            "invalid_json", "request body is not UTF-8; JSON must be UTF-8"
+        ) from None
+    except (ValueError, RecursionError, orjson.JSONEncodeError):
+        raise RequestError("invalid_json", f"request body is not valid JSON: {first}") from None
+    return document
 
 
 def decode_request(body: bytes) -> DecodedRequest:
-    document = _load(body)
+    return _decode(_load(body), body)
+
+
+def decode_binary_request(body: bytes, header_length: str, raw: RawDecoder) -> DecodedRequest:
+    """The binary tensor extension: a JSON header of `header_length` bytes, then the inputs
+    that carry `parameters.binary_data_size` instead of `data`, in order, to the last byte."""
+    length = int(header_length) if header_length.isascii() and header_length.isdigit() else -1
+    if not 0 < length <= len(body) or len(header_length) > 19:
+        raise RequestError(
+            "invalid_request",
+            f"header 'inference-header-content-length': {show(header_length)} is not a length"
+            f" within the {len(body)}-byte body",
+        )
+    header = body[:length]
+    return _decode(_load(header), header, _BinaryParts(body, length, raw))
+
+
+def _decode(document: Any, body: bytes, binary: _BinaryParts | None = None) -> DecodedRequest:
     if not isinstance(document, dict):
         raise RequestError("invalid_request", "request body must be a JSON object with 'inputs'")
     inputs = document.get("inputs")
     if not isinstance(inputs, list):
         raise RequestError("invalid_request", "'inputs' must be a list of input tensors")
-    try:  # well-formed documents in one pass; the validator checks names, types and shapes
-        tensors = [Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in inputs]
-    except (KeyError, TypeError):
-        tensors = _careful_tensors(inputs)
+    request_id = _request_id(document)
+    tensors = _tensors(inputs) if binary is None else None
+    if tensors is None:
+        tensors = _careful_tensors(inputs, binary)
+    if b"true" in body or b"false" in body:
+        refuse_booleans(tensors)
     return DecodedRequest(
         tensors=tensors,
         parameters=_parameters(document),
-        request_id=_request_id(document),
+        request_id=request_id,
         outputs=_outputs(document),
     )
 
 
-def _careful_tensors(inputs: list[Any]) -> list[Tensor]:
+def _tensors(inputs: list[Any]) -> list[Tensor] | None:
+    """Well-formed JSON inputs in one pass (the validator checks names, types and shapes)."""
+    try:
+        return [Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in inputs]
+    except (KeyError, TypeError):
+        return None
+
+
+class _BinaryParts:
+    """The raw tensors after the JSON header, taken in order."""
+
+    def __init__(self, body: bytes, offset: int, raw: RawDecoder) -> None:
+        self.body, self.offset, self.raw = body, offset, raw
+
+    def take(self, name: str, datatype: str, item: dict[str, Any]) -> Any:
+        parameters = item.get("parameters")
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            raise RequestError(
+                "invalid_request",
+                f"input {show(name)}: neither 'data' nor a 'binary_data_size' parameter",
+            )
+        if type(size) is not int or size < 0:
+            raise RequestError(
+                "invalid_request",
+                f"input {show(name)}: 'binary_data_size' must be a non-negative integer,"
+                f" got {show(size)}",
+            )
+        end = self.offset + size
+        if end > len(self.body):
+            raise RequestError(
+                "invalid_request",
+                f"input {show(name)}: binary_data_size {size} runs past the end of the body"
+                f" ({len(self.body) - self.offset} bytes left)",
+            )
+        data = self.raw(name, datatype, self.body[self.offset : end])
+        self.offset = end
+        return data
+
+    def finish(self) -> None:
+        extra = len(self.body) - self.offset
+        if extra:
+            raise RequestError(
+                "invalid_request",
+                f"{extra} bytes after the last binary tensor; the body must end where the"
+                " tensors its header declares do",
+            )
+
+
+def _careful_tensors(inputs: list[Any], binary: _BinaryParts | None = None) -> list[Tensor]:
     """The first malformed input, named."""
     tensors = []
     for index, item in enumerate(inputs):
@@ -67,12 +174,20 @@ def _careful_tensors(inputs: list[Any]) -> list[Tensor]:
         if not isinstance(name, str):
             raise RequestError("invalid_request", f"inputs[{index}]: 'name' must be a string")
         if not isinstance(datatype, str):
-            raise RequestError("invalid_request", f"input {name!r}: 'datatype' must be a string")
+            raise RequestError(
+                "invalid_request", f"input {show(name)}: 'datatype' must be a string"
+            )
         if not isinstance(shape, list):
-            raise RequestError("wrong_shape", f"input {name!r}: 'shape' must be a list")
-        if "data" not in item:
-            raise RequestError("invalid_request", f"input {name!r}: 'data' is missing")
-        tensors.append(Tensor(name=name, datatype=datatype, shape=shape, data=item["data"]))
+            raise RequestError("wrong_shape", f"input {show(name)}: 'shape' must be a list")
+        if "data" in item:
+            data = item["data"]
+        elif binary is not None:
+            data = binary.take(name, datatype, item)
+        else:
+            raise RequestError("invalid_request", f"input {show(name)}: 'data' is missing")
+        tensors.append(Tensor(name=name, datatype=datatype, shape=shape, data=data))
+    if binary is not None:
+        binary.finish()
     return tensors
 
 
@@ -85,7 +200,7 @@ def _parameters(document: dict[str, Any]) -> dict[str, Any] | None:
 
 def _request_id(document: dict[str, Any]) -> str | None:
     request_id = document.get("id")
-    return request_id if isinstance(request_id, str) and request_id else None
+    return checked_id(request_id, "'id'") if isinstance(request_id, str) else None
 
 
 def _outputs(document: dict[str, Any]) -> list[str] | None:

@@ -28,11 +28,26 @@ ErrorReason = Literal[
 # the three cases HTTP and the V2 protocol give their own status to.
 _STATUS: dict[str, int] = {"unknown_model": 404, "body_too_large": 413, "model_not_ready": 503}
 
+# Every refusal message is cut to about this many characters, whatever client strings went into
+# it (bounds.py cuts each one first, so this only catches what slipped through).
+MAX_MESSAGE_CHARS = 1024
+
+
+def clip_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` cut in the middle to about `limit` characters, keeping its start (what is
+    refused) and its end (why)."""
+    if len(message) <= limit:
+        return message
+    head, tail = limit * 2 // 3, limit // 4
+    omitted = len(message) - head - tail
+    return f"{message[:head]}…[{omitted} characters omitted]…{message[-tail:]}"
+
 
 class RequestError(Exception):
     """A request the predictor refuses; never a server fault."""
 
     def __init__(self, reason: ErrorReason, message: str) -> None:
+        message = clip_message(message)
         super().__init__(message)
         self.reason: ErrorReason = reason
         self.message = message

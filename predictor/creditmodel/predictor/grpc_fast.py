@@ -8,9 +8,12 @@ rebuilds the outputs element by element; BYTES inputs also arrive as bytes, whic
 request down the validator's careful per-input path. `FastInferenceServicer` is KServe's
 InferenceServicer (GRPCServer builds it by its module-global name, which `install` points here)
 with ModelInfer answered straight from the protobuf for the models installed here: typed contents
-(lists) or raw bytes (numpy), BYTES as str -> ScoringService -> protobuf typed or raw contents. Every other RPC,
-and ModelInfer for any other model name (NOT_FOUND), is KServe's; errors are KServe's exceptions,
-so KServe's interceptor maps them to the same gRPC status codes as before.
+(lists) or raw bytes (numpy), BYTES as str -> ScoringService -> protobuf typed or raw contents. Every other RPC
+is KServe's, except the model repository extension's (RepositoryModelLoad/Unload answer
+UNIMPLEMENTED: nobody may unload the served model over the API). Errors are KServe's exceptions,
+so the status codes are KServe's, with every message bounded (`BoundedStatusInterceptor`); a
+request that is not a valid protobuf message is INVALID_ARGUMENT (`ProtobufGuard`), where gRPC
+itself would answer UNKNOWN quoting a Python exception class.
 """
 
 from __future__ import annotations
@@ -18,15 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+from kserve.errors import InvalidInput, ModelNotFound
 from kserve.logging import logger as kserve_log
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc.interceptors import LoggingInterceptor
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import to_http_parameters
 from kserve.utils.utils import to_headers
 
+from creditmodel.predictor.bounds import checked_id, clip
+from creditmodel.predictor.errors import RequestError, clip_message
 from creditmodel.predictor.infer_types import (
     RAW_DTYPES,
     bytes_contents,
@@ -121,10 +129,31 @@ def _declared_rows(request: Any) -> int:
     return 0
 
 
+def _admit(service: ScoringService, request: Any, context: Any) -> str:
+    """The request id, once the model name, the raw contents' layout and the id itself pass;
+    a refusal is counted and logged, then raised as KServe's ModelNotFound or InvalidInput."""
+    try:
+        service.check_model(request.model_name)
+        try:
+            InferenceServicer.validate_grpc_request(request)
+        except InvalidInput as error:
+            raise RequestError("invalid_request", str(error.reason)) from None
+        return (
+            checked_id(request.id, "'id'")
+            or checked_id(to_headers(context).get("x-request-id"), "metadata 'x-request-id'")
+            or new_request_id()
+        )
+    except RequestError as error:
+        service.refuse(error, new_request_id())
+        if error.reason == "unknown_model":
+            raise ModelNotFound(clip(request.model_name)) from None
+        raise InvalidInput(error.message) from None
+
+
 async def model_infer(service: ScoringService, request: Any, context: Any) -> Any:
     """One ModelInfer for `service`; refusals raise KServe's InvalidInput (INVALID_ARGUMENT)."""
     started = time.perf_counter()
-    request_id = request.id or to_headers(context).get("x-request-id") or new_request_id()
+    request_id = _admit(service, request, context)
     rows = _declared_rows(request)
     prediction = await kserve_infer(
         service,
@@ -144,16 +173,99 @@ async def model_infer(service: ScoringService, request: Any, context: Any) -> An
     return response
 
 
+class RefusedRpcError(Exception):
+    """An RPC this server does not offer: answered with `code` by BoundedStatusInterceptor."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_NO_REPOSITORY = (
+    "the model repository extension is disabled: the model is loaded at start-up from"
+    " --model_dir and cannot be loaded or unloaded over the API"
+)
+
+
 class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
     """KServe's servicer; ModelInfer for an installed model that KServe still has registered
-    (not unloaded through the repository extension) takes the fast path."""
+    takes the fast path, and so does ModelInfer for a model nobody serves (refused NOT_FOUND,
+    counted, with the name cut). The model repository extension is refused."""
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
-        service = _SERVICES.get(request.model_name)
-        if service is None or self._data_plane.model_registry.get_model(request.model_name) is None:
+        name = request.model_name
+        kserves = self._data_plane.model_registry.get_model(name)
+        service = _SERVICES.get(name)
+        if service is None and kserves is None and _SERVICES:
+            service = next(iter(_SERVICES.values()))  # refuses the name, bounded
+        elif service is None or kserves is None:
             return await super().ModelInfer(request, context)
-        self.validate_grpc_request(request)
         return await model_infer(service, request, context)
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
+        raise RefusedRpcError(grpc.StatusCode.UNIMPLEMENTED, _NO_REPOSITORY)
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
+        raise RefusedRpcError(grpc.StatusCode.UNIMPLEMENTED, _NO_REPOSITORY)
+
+
+class BoundedStatusInterceptor(ExceptionToStatusInterceptor):  # type: ignore[misc]
+    """KServe's exception-to-status mapping with every client-caused message bounded and no
+    ERROR line with a traceback per refused request (our refusals are logged, one line each,
+    where they are counted)."""
+
+    async def handle_exception(
+        self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str
+    ) -> None:
+        if isinstance(ex, RefusedRpcError):
+            await context.abort(ex.code, ex.message)
+        elif isinstance(ex, InvalidInput):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, clip_message(str(ex.reason)))
+        elif isinstance(ex, ModelNotFound):
+            await context.abort(grpc.StatusCode.NOT_FOUND, clip_message(str(ex.reason), 256))
+        elif isinstance(ex, grpc.aio.AbortError):
+            raise ex
+        else:
+            await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+_UNREADABLE = object()
+
+
+class ProtobufGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """A request body that does not parse as the RPC's protobuf message is INVALID_ARGUMENT
+    with a plain message (gRPC itself answers UNKNOWN, quoting the Python exception class),
+    counted as `invalid_request`."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        method = str(handler_call_details.method).rsplit("/", 1)[-1]
+        parse, behaviour = handler.request_deserializer, handler.unary_unary
+
+        def tolerant(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception:  # whatever the protobuf runtime raises for bad bytes
+                return _UNREADABLE
+
+        async def guarded(request: Any, context: Any) -> Any:
+            if request is _UNREADABLE:
+                message = f"{method}: the request is not a valid protobuf message"
+                for service in list(_SERVICES.values())[:1]:
+                    service.refuse(RequestError("invalid_request", message), new_request_id())
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, request_deserializer=tolerant, response_serializer=handler.response_serializer
+        )
 
 
 class DebugLoggingInterceptor(LoggingInterceptor):  # type: ignore[misc]

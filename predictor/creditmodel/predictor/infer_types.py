@@ -18,6 +18,7 @@ import numpy.typing as npt
 from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferInput
 
+from creditmodel.predictor.bounds import clip, refuse_booleans, show
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.service import InferenceRequest, Prediction, ScoringService
 from creditmodel.predictor.validation import Tensor
@@ -81,20 +82,24 @@ def from_raw(name: str, datatype: str, raw: bytes) -> Any:
         return np.frombuffer(raw, dtype=dtype) if dtype is not None else []
     except ValueError:
         raise RequestError(
-            "wrong_shape", f"input {name!r}: raw contents do not hold whole {datatype} values"
+            "wrong_shape",
+            f"input {show(name)}: raw contents do not hold whole {clip(datatype, 16)} values",
         ) from None
 
 
 def tensor_from_infer_input(infer_input: InferInput) -> Tensor:
     """Our Tensor from KServe's InferInput: JSON lists, gRPC typed contents or raw bytes
-    (gRPC raw_input_contents, the REST binary extension)."""
+    (gRPC raw_input_contents, the REST binary extension). JSON booleans in a numeric input are
+    refused here, as the JSON decoder refuses them."""
     data: Any = infer_input.data
     raw = getattr(infer_input, "_raw_data", None)
     if raw is not None:
         data = from_raw(infer_input.name, infer_input.datatype, raw)
-    return Tensor(
+    tensor = Tensor(
         name=infer_input.name, datatype=infer_input.datatype, shape=infer_input.shape, data=data
     )
+    refuse_booleans([tensor])
+    return tensor
 
 
 async def kserve_infer(
@@ -125,5 +130,5 @@ async def kserve_infer(
         )
     except RequestError as error:
         if error.reason == "unknown_model":
-            raise ModelNotFound(model_name) from None
+            raise ModelNotFound(clip(model_name)) from None
         raise InvalidInput(error.message) from None

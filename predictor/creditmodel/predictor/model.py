@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from kserve import Model
+from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import (
     InferOutput,
     InferRequest,
@@ -20,7 +21,9 @@ from kserve.protocol.infer_type import (
 
 from creditmodel.core.bundle import Bundle, load_bundle
 from creditmodel.predictor import grpc_fast, rest
+from creditmodel.predictor.bounds import checked_id
 from creditmodel.predictor.engine import LoadedBundle
+from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.infer_types import kserve_infer, tensor_from_infer_input
 from creditmodel.predictor.prediction_log import PredictionLogger, PredictionLogSettings
 from creditmodel.predictor.service import (
@@ -108,7 +111,15 @@ class CreditScoringModel(Model):  # type: ignore[misc]
     ) -> InferResponse:
         started = time.perf_counter()
         service = self._running()
-        request_id = payload.id or (headers or {}).get("x-request-id") or new_request_id()
+        try:
+            request_id = (
+                checked_id(payload.id, "'id'")
+                or checked_id((headers or {}).get("x-request-id"), "header 'x-request-id'")
+                or new_request_id()
+            )
+        except RequestError as error:
+            service.refuse(error, new_request_id())
+            raise InvalidInput(error.message) from None
         outputs = payload.request_outputs
         prediction = await kserve_infer(
             service,

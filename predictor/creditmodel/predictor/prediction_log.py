@@ -82,6 +82,7 @@ class _Batch:
     request_id: str
     version: str
     variant: str
+    bundle_digest: str | None
     columns: dict[str, npt.NDArray[Any]]
     rows: int
 
@@ -137,8 +138,12 @@ class PredictionLogger:
         inputs: Mapping[str, npt.ArrayLike],
         probability: npt.NDArray[Any],
         score: npt.NDArray[Any],
+        reason_codes: npt.NDArray[Any] | None = None,
+        bundle_digest: str | None = None,
     ) -> None:
-        """Queue the sampled rows of one scored batch; never blocks, never raises on overflow."""
+        """Queue the sampled rows of one scored batch; never blocks, never raises on overflow.
+        `reason_codes` is the [N, 4] `reason_codes` output as returned (None when the request did
+        not ask for it); `bundle_digest` is `plog.bundle_digest()` of the bundle that answered."""
         rate = self.settings.sample_rate
         n = len(probability)
         if n == 0 or rate == 0.0:
@@ -157,12 +162,16 @@ class PredictionLogger:
             plog.PROBABILITY: probabilities.reshape(n),
             plog.SCORE: np.asarray(score).reshape(n),
         }
+        if reason_codes is not None:
+            reasons = np.asarray(reason_codes).reshape(n, plog.REASON_CODES_PER_ROW)
+            for slot, name in enumerate(plog.REASON_CODE_COLUMNS):
+                columns[name] = reasons[:, slot]
         for name, values in inputs.items():
             columns[plog.input_column(name)] = np.asarray(values).reshape(n)
         if keep is not None:
             columns = {name: values[keep] for name, values in columns.items()}
         rows = int(columns[plog.PROBABILITY].shape[0])
-        batch = _Batch(self._clock(), request_id, version, variant, columns, rows)
+        batch = _Batch(self._clock(), request_id, version, variant, bundle_digest, columns, rows)
         with self._lock:
             if self._queued_rows + rows > self.settings.queue_rows:
                 ROWS_DROPPED.labels(self.model).inc(rows)
@@ -228,6 +237,9 @@ class PredictionLogger:
         self.flush(timeout)
 
 
+_NULLABLE_TEXT = frozenset((plog.BUNDLE_DIGEST, *plog.REASON_CODE_COLUMNS))
+
+
 def _warm_up_arrow() -> None:
     """Import pyarrow's lazy parts now: the last flush can run during interpreter shutdown, when
     pyarrow's first-use import of its pandas shim would fail and lose the queued rows."""
@@ -238,20 +250,33 @@ def _warm_up_arrow() -> None:
 
 
 def batches_to_columns(batches: list[_Batch], model: str) -> dict[str, npt.NDArray[Any]]:
-    """Concatenate queued batches into log columns, repeating per-request metadata per row."""
+    """Concatenate queued batches into log columns, repeating per-request metadata per row. A
+    column a batch lacks (reason codes a request did not ask for) is null in its rows."""
+    total = sum(b.rows for b in batches)
     columns: dict[str, npt.NDArray[Any]] = {
+        plog.LOG_FORMAT: np.full(total, plog.FORMAT_VERSION, dtype=np.int16),
         plog.TIMESTAMP: np.concatenate(
             [np.full(b.rows, np.datetime64(b.at.replace(tzinfo=None), "us")) for b in batches]
         ),
         plog.REQUEST_ID: np.concatenate(
             [np.full(b.rows, b.request_id, dtype=object) for b in batches]
         ),
-        plog.MODEL: np.full(sum(b.rows for b in batches), model, dtype=object),
+        plog.MODEL: np.full(total, model, dtype=object),
         plog.VERSION: np.concatenate([np.full(b.rows, b.version, dtype=object) for b in batches]),
         plog.VARIANT: np.concatenate([np.full(b.rows, b.variant, dtype=object) for b in batches]),
+        plog.BUNDLE_DIGEST: np.concatenate(
+            [np.full(b.rows, b.bundle_digest, dtype=object) for b in batches]
+        ),
     }
-    for name in batches[0].columns:
-        columns[name] = np.concatenate([b.columns[name] for b in batches])
+    # Every format-2 part has the reason-code columns, so parts share one schema.
+    names = dict.fromkeys([*plog.REASON_CODE_COLUMNS, *(n for b in batches for n in b.columns)])
+    for name in names:
+        columns[name] = np.concatenate(
+            [
+                b.columns[name] if name in b.columns else np.full(b.rows, None, dtype=object)
+                for b in batches
+            ]
+        )
     return columns
 
 
@@ -273,10 +298,13 @@ def encode_parquet(columns: dict[str, npt.NDArray[Any]], settings: PredictionLog
         column = values
         if feature in settings.hash_fields:
             column = np.array([plog.pseudonymise(v, salt) for v in values], dtype=object)
+        if name in _NULLABLE_TEXT:
+            arrays[name] = pa.array(column, type=pa.string())  # None -> null
+            continue
         if column.dtype.kind in "OSU":
             column = column.astype(str)
-        arrays[name] = column
-    table = pa.table({name: pa.array(values) for name, values in arrays.items()})
+        arrays[name] = pa.array(column)
+    table = pa.table(arrays)
     table = table.cast(
         table.schema.set(
             table.schema.get_field_index(plog.TIMESTAMP),

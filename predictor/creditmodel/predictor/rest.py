@@ -8,8 +8,12 @@ Starlette routing plus KServe's timing middleware (two getrusage calls and a rou
 model that runs in tens of microseconds that is where the time goes. `FastPathApp` wraps KServe's
 app object (`kserve.model_server:app`, which KServe's ModelServer loads into uvicorn by name):
 POST /v2/models/{name}[/versions/{v}]/infer and GET /metrics are answered here, bytes -> orjson ->
-numpy -> onnxruntime -> orjson -> bytes through the same ScoringService the kserve.Model uses;
-everything else (health, metadata, repository, the binary tensor extension's parser) is KServe's.
+numpy -> onnxruntime -> orjson -> bytes through the same ScoringService the kserve.Model uses,
+JSON or the binary tensor extension (codec.py). Also answered here, with a JSON 404: the V1
+protocol (this predictor speaks V2 only), the model repository extension (models are loaded at
+start-up from --model_dir; nobody may unload them over the API), and any /v2/models/{name}/...
+for a model not served here (with the name cut, where KServe would echo it whole). Everything
+else (health, metadata, model list) is KServe's.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from creditmodel.predictor.bounds import checked_id, header_value, nested_input, show
 from creditmodel.predictor.codec import (
     DecodedRequest,
+    decode_binary_request,
     decode_request,
     encode_error,
     encode_response,
@@ -72,46 +78,32 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return body
 
 
-def _decode_binary(body: bytes, json_length: str, model_name: str) -> DecodedRequest:
-    """The binary tensor extension (tritonclient's default): KServe's parser."""
-    from kserve.protocol.infer_type import InferRequest
+def _decode_binary(body: bytes, json_length: str) -> DecodedRequest:
+    """The binary tensor extension (tritonclient's default)."""
+    from creditmodel.predictor.infer_types import from_raw
 
-    from creditmodel.predictor.infer_types import tensor_from_infer_input
-
-    try:
-        infer_request = InferRequest.from_bytes(body, int(json_length), model_name)
-    except Exception as exc:  # KServe raises several types for malformed binary bodies
-        raise RequestError("invalid_request", f"malformed binary tensor request: {exc}") from None
-    outputs = infer_request.request_outputs
-    return DecodedRequest(
-        tensors=[tensor_from_infer_input(i) for i in infer_request.inputs],
-        parameters=dict(infer_request.parameters) if infer_request.parameters else None,
-        request_id=infer_request.id or None,
-        outputs=[o.name for o in outputs] if outputs else None,
-    )
+    return decode_binary_request(body, json_length, from_raw)
 
 
-async def _respond(send: Send, status: int, body: bytes, request_id: str) -> None:
-    headers = [
-        _JSON,
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode("latin-1", "replace")),
-    ]
+async def _respond(send: Send, status: int, body: bytes, request_id: str | None = None) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode())]
+    if request_id is not None:
+        headers.append((b"x-request-id", header_value(request_id)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 async def infer(scope: Scope, receive: Receive, send: Send, model_name: str) -> None:
     started = time.perf_counter()
-    request_id = _header(scope, b"x-request-id") or ""
+    request_id = ""
     service = _SERVICES.get(model_name) or next(iter(_SERVICES.values()))
     try:
         service.check_model(model_name)
+        given = _header(scope, b"x-request-id")
+        request_id = checked_id(given, "header 'x-request-id'") or ""
         body = await _read_body(scope, receive, service.settings.max_body_bytes)
         json_length = _header(scope, b"inference-header-content-length")
-        decoded = (
-            _decode_binary(body, json_length, model_name) if json_length else decode_request(body)
-        )
+        decoded = _decode_binary(body, json_length) if json_length else decode_request(body)
     except RequestError as error:
         request_id = request_id or new_request_id()
         service.refuse(error, request_id)
@@ -126,6 +118,15 @@ async def infer(scope: Scope, receive: Receive, send: Send, model_name: str) -> 
         )
     except RequestError as error:
         await _respond(send, error.http_status, encode_error(error.message), request_id)
+        return
+    except RecursionError:  # a value nested so deep that even describing it overflows
+        nested = nested_input(decoded.tensors)
+        where = f"input {show(nested.name)}" if nested is not None else "an input"
+        deep = RequestError(
+            "wrong_shape", f"{where}: data nested too deeply; expected [N] or [N, 1]"
+        )
+        service.refuse(deep, request_id)
+        await _respond(send, deep.http_status, encode_error(deep.message), request_id)
         return
     await _respond(send, 200, encode_response(prediction), request_id)
     service.done(prediction, started)
@@ -143,8 +144,9 @@ async def metrics(scope: Scope, send: Send) -> None:
 
 
 class FastPathApp:
-    """KServe's ASGI app with our two hot paths answered first; every attribute (add_middleware,
-    include_router, ...) is the wrapped app's, so KServe's server sets it up as usual."""
+    """KServe's ASGI app with our two hot paths (and the 404s of `_not_here`) answered first;
+    every attribute (add_middleware, include_router, ...) is the wrapped app's, so KServe's
+    server sets it up as usual."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -161,7 +163,30 @@ class FastPathApp:
             if scope["path"] == "/metrics" and scope["method"] == "GET":
                 await metrics(scope, send)
                 return
+            refusal = _not_here(scope["path"])
+            if refusal is not None:
+                await _respond(send, 404, encode_error(refusal))
+                return
         await self.app(scope, receive, send)
+
+
+def _not_here(path: str) -> str | None:
+    """Why `path` is answered 404 here rather than by KServe, or None."""
+    served = ", ".join(repr(name) for name in _SERVICES)
+    if path == "/v1" or path.startswith("/v1/"):
+        return (
+            "this predictor speaks the V2 inference protocol only:"
+            f" POST /v2/models/{{name}}/infer (models: {served})"
+        )
+    if path == "/v2/repository" or path.startswith("/v2/repository/"):
+        return (
+            "the model repository extension is disabled: the model is loaded at start-up"
+            " from --model_dir and cannot be loaded or unloaded over the API"
+        )
+    parts = path.split("/", 4)  # ['', 'v2', 'models', NAME, ...]
+    if len(parts) >= 4 and parts[1] == "v2" and parts[2] == "models" and parts[3] not in _SERVICES:
+        return f"model {show(parts[3])} is not served here (models: {served})"
+    return None
 
 
 def install(service: ScoringService) -> None:

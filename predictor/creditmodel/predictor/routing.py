@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+from creditmodel.predictor.bounds import show
 from creditmodel.predictor.errors import RequestError
 
 VARIANTS = ("int8", "fp32")
@@ -23,7 +24,7 @@ def choose_variant(requested: object, default: str, ab_percent: float, key: str)
         if requested not in VARIANTS:
             raise RequestError(
                 "unknown_variant",
-                f"parameter 'variant': {requested!r} is not a variant of this model"
+                f"parameter 'variant': {show(requested)} is not a variant of this model"
                 f" ({', '.join(VARIANTS)})",
             )
         return str(requested)

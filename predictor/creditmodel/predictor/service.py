@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from creditmodel.core.prediction_log import bundle_digest
+from creditmodel.predictor.bounds import screen, show
 from creditmodel.predictor.engine import LoadedBundle, Scored
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.metrics import Telemetry
@@ -149,6 +151,7 @@ class ScoringService:
         self.settings = settings
         self.prediction_log = prediction_log
         self.champion = champion
+        self.champion_digest = bundle_digest(champion.bundle.manifest.files)
         self.name = settings.model_name
         self.telemetry = Telemetry(self.name, settings.drift_window_seconds)
         layout = DriftLayout(champion.bundle.schema, champion.bundle.reference)
@@ -170,7 +173,8 @@ class ScoringService:
     def check_model(self, model_name: str) -> None:
         if model_name != self.name:
             raise RequestError(
-                "unknown_model", f"model {model_name!r} is not served here (this is {self.name!r})"
+                "unknown_model",
+                f"model {show(model_name)} is not served here (this is {self.name!r})",
             )
 
     def prepare(self, request: InferenceRequest) -> Job:
@@ -180,6 +184,10 @@ class ScoringService:
             self.check_model(request.model_name)
             parameters = request.parameters or {}
             key = parameters.get("applicant_key")
+            if key is not None and not isinstance(key, str | int | float):
+                raise RequestError(
+                    "invalid_request", f"parameter 'applicant_key': {show(key)} is not a scalar"
+                )
             variant = choose_variant(
                 parameters.get("variant"),
                 self.settings.default_variant,
@@ -191,9 +199,13 @@ class ScoringService:
                 if name not in OUTPUTS:
                     raise RequestError(
                         "invalid_request",
-                        f"output {name!r}: not an output of this model ({', '.join(OUTPUTS)})",
+                        f"output {show(name)}: not an output of this model ({', '.join(OUTPUTS)})",
                     )
-            batch = self.champion.validator.validate(request.tensors)
+            validator = self.champion.validator
+            try:
+                batch = validator.validate(request.tensors)
+            except (RequestError, RecursionError):  # refused: say why, client strings bounded
+                batch = validator.validate(screen(request.tensors, validator.schema))
         except RequestError as error:
             self.refuse(error, request.request_id, variant)
             raise
@@ -215,6 +227,8 @@ class ScoringService:
                 inputs=job.batch.columns,
                 probability=scored.probability,
                 score=scored.score,
+                reason_codes=scored.reasons,
+                bundle_digest=self.champion_digest,
             )
         return Prediction(
             request_id=job.request_id,

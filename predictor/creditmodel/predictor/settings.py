@@ -25,6 +25,10 @@ class PredictorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITMODEL_PREDICTOR_", frozen=True)
 
     model_name: str = "german-credit"
+    # Address the REST and gRPC servers listen on: 0.0.0.0 (every interface, as KServe binds;
+    # gRPC then listens on [::], both address families, as KServe's does) in pods; 127.0.0.1
+    # on a workstation. An IPv6 address is written without brackets (::1).
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:%-]{1,253}$")] = "0.0.0.0"  # noqa: S104
     model_dir: str = "models/german-credit"
     # Challenger bundle scored beside the champion without changing any response.
     shadow_model_dir: str | None = None

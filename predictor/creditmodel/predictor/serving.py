@@ -1,0 +1,114 @@
+"""KServe's ModelServer as this predictor runs it. Four differences, nothing else:
+
+- Both servers listen on `--host` (KServe hard-codes 0.0.0.0 for REST and [::] for gRPC). The
+  default, 0.0.0.0, keeps KServe's addresses: REST on 0.0.0.0, gRPC on [::].
+- HTTP request heads are bounded (http_limits.py): too many or too large headers get a 431.
+- Readiness tells the truth: the server is ready only while every registered model is (KServe's
+  says ready whatever its models are), so a model that is gone or not ready turns the pod
+  unready instead of leaving it ready and answering 404.
+- The model repository extension is not advertised in the server metadata; its REST routes and
+  RPCs are refused (rest.py, grpc_fast.py).
+
+KServe's ModelServer.start builds its REST and gRPC servers by module-global name; `start`
+points those names at the subclasses here, as grpc_fast.install does for the servicer."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from concurrent import futures
+from typing import Any
+
+from grpc import aio
+from kserve import ModelServer, model_server
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.rest.multiprocess import server as multiprocess_server
+from kserve.protocol.rest.server import RESTServer
+
+from creditmodel.predictor import grpc_fast, http_limits
+
+log = logging.getLogger("creditmodel.predictor")
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+
+
+def grpc_address(host: str, port: int) -> str:
+    """gRPC's listening address for `host`: every interface of both families for 0.0.0.0 (as
+    KServe listens), brackets around an IPv6 address."""
+    if host == ALL_INTERFACES:
+        return f"[::]:{port}"
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+class HonestDataPlane(DataPlane):  # type: ignore[misc]
+    def metadata(self) -> dict[str, Any]:
+        metadata = dict(super().metadata())
+        metadata["extensions"] = []
+        return metadata
+
+    async def ready(self) -> bool:
+        registry = self.model_registry
+        names = list(registry.get_models())
+        if not names:
+            return False
+        for name in names:
+            if not await registry.is_model_ready(name):
+                return False
+        return bool(await super().ready())
+
+
+class BoundedRESTServer(RESTServer):  # type: ignore[misc]
+    def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.host = host
+        self.config.http = http_limits.protocol()
+        self.config.h11_max_incomplete_event_size = http_limits.MAX_HEAD_BYTES
+
+
+class HostGRPCServer(GRPCServer):  # type: ignore[misc]
+    """KServe's gRPC server on `host`, with our servicer and interceptors."""
+
+    def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._host = host
+
+    async def start(self, max_workers: int) -> None:
+        servicer = grpc_fast.FastInferenceServicer(
+            self._data_plane, self._model_repository_extension
+        )
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(
+                grpc_fast.ProtobufGuard(),
+                grpc_fast.DebugLoggingInterceptor(),
+                grpc_fast.BoundedStatusInterceptor(),
+            ),
+            options=[
+                (f"grpc.{name}", self._kwargs.get(f"grpc_{name}"))
+                for name in ("max_send_message_length", "max_receive_message_length")
+            ],
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        address = grpc_address(self._host, self._port)
+        self._server.add_insecure_port(address)
+        log.info("gRPC server listening", extra={"address": address, "workers": max_workers})
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class CreditModelServer(ModelServer):  # type: ignore[misc]
+    def __init__(self, *, host: str = ALL_INTERFACES, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.host = host
+        self.dataplane = HonestDataPlane(model_registry=self.registered_models)
+
+    def start(self, models: list[Any]) -> None:
+        rest = functools.partial(BoundedRESTServer, host=self.host)
+        model_server.RESTServer = rest
+        multiprocess_server.RESTServer = rest
+        model_server.GRPCServer = functools.partial(HostGRPCServer, host=self.host)
+        super().start(models)

@@ -1,0 +1,278 @@
+"""The pure parts of the hostile-input fixes (issue 13, item 3): bounds on echoed client strings,
+UTF-8-only JSON, booleans, the binary extension's framing, honest readiness, `--host`."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from kserve.errors import (
+    ModelNotReady,
+    ServerNotReady,
+    model_not_ready_handler,
+    server_not_ready_handler,
+)
+from kserve.model_repository import ModelRepository
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
+from pydantic import ValidationError
+
+from creditmodel.core.bundle import load_bundle
+from creditmodel.predictor import __main__ as cli
+from creditmodel.predictor.bounds import (
+    MAX_ID_CHARS,
+    checked_id,
+    clip,
+    header_value,
+    nested_input,
+    refuse_booleans,
+    screen,
+    show,
+)
+from creditmodel.predictor.codec import decode_binary_request, decode_request
+from creditmodel.predictor.errors import MAX_MESSAGE_CHARS, RequestError
+from creditmodel.predictor.infer_types import from_raw
+from creditmodel.predictor.model import CreditScoringModel
+from creditmodel.predictor.serving import HonestDataPlane, grpc_address
+from creditmodel.predictor.settings import PredictorSettings
+from creditmodel.predictor.validation import Tensor, Validator
+from tests.predictor.conftest import TrainedBundle
+
+pytestmark = pytest.mark.unit
+
+REFERENCE = "models/german-credit"
+
+
+def refusal(call: Any, *args: Any) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        call(*args)
+    return caught.value
+
+
+# --- bounds ----------------------------------------------------------------------------------------
+
+
+def test_clip_and_show_bound_every_kind_of_value() -> None:
+    assert clip("short") == "short"
+    assert clip("x" * 1000) == "x" * 64 + "…(1000 characters)"
+    assert show("x" * 10**6) == repr("x" * 64 + "…(1000000 characters)")
+    deep: list[Any] = []
+    for _ in range(100_000):  # repr() of this overflows the stack
+        deep = [deep]
+    assert show(deep) == "<list>"
+    assert show({"a": 1}) == "<dict>"
+    assert show(2**200) == "<an integer of 201 bits>"
+    assert show(b"\x00" * 100).endswith("…")
+    assert show(1.5) == "1.5"
+    assert show(None) == "None"
+
+
+def test_request_ids_are_bounded_and_headers_safe() -> None:
+    assert checked_id(None, "'id'") is None
+    assert checked_id("", "'id'") is None
+    assert checked_id("i" * MAX_ID_CHARS, "'id'") == "i" * MAX_ID_CHARS
+    error = refusal(checked_id, "i" * (MAX_ID_CHARS + 1), "'id'")
+    assert (error.reason, error.message) == (
+        "invalid_request",
+        "'id': 129 characters, longer than the limit of 128",
+    )
+    assert header_value("plain-id 1") == b"plain-id 1"
+    assert header_value("a\r\nb\x00\x7f") == b"a%0D%0Ab%00%7F"
+    assert header_value("é\ud800") == b"%C3%A9%ED%A0%80"  # a lone surrogate from lenient JSON
+
+
+def test_refusal_messages_are_bounded_whatever_built_them() -> None:
+    error = RequestError("unknown_input", "input '" + "n" * 10**6 + "': not an input")
+    assert len(error.message) < MAX_MESSAGE_CHARS + 64
+    assert error.message.startswith("input 'nnnn")
+    assert error.message.endswith("': not an input")
+    assert str(error) == error.message
+
+
+def test_screened_tensors_are_refused_the_same_way_and_bounded() -> None:
+    schema = load_bundle(REFERENCE).schema
+    validator = Validator(schema, 100)
+    feature = schema.features[0]
+    ok = [Tensor(f.name, f.datatype, [1], ["x"]) for f in schema.features]
+    assert screen(ok, schema) is ok
+    for hostile, reason in (
+        (Tensor("n" * 10**6, "BYTES", [1], ["x"]), "unknown_input"),
+        (Tensor(feature.name, "D" * 10**6, [1], ["x"]), "wrong_datatype"),
+        (Tensor(feature.name, feature.datatype, list(range(10**5)), ["x"]), "wrong_shape"),
+        (Tensor(feature.name, feature.datatype, ["s" * 10**6], ["x"]), "wrong_shape"),
+        (Tensor(feature.name, feature.datatype, [2**100], ["x"]), "length_mismatch"),
+        (Tensor(["not", "a", "name"], "BYTES", [1], ["x"]), "unknown_input"),
+    ):
+        tensors = [hostile, *ok[1:]]
+        error = refusal(validator.validate, screen(tensors, schema))
+        assert error.reason == reason, error.message
+        assert len(error.message) < 400, error.message
+
+
+def test_nested_input_finds_the_deep_one_without_recursion() -> None:
+    deep: list[Any] = [1.0]
+    for _ in range(100_000):
+        deep = [deep]
+    tensors = [Tensor("a", "FP32", [1], [[1.0]]), Tensor("b", "BYTES", [1], deep)]
+    found = nested_input(tensors)
+    assert found is not None
+    assert found.name == "b"
+    assert nested_input(tensors[:1]) is None
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "INT64", "FP64", "INT32"])
+@pytest.mark.parametrize(
+    ("data", "row"),
+    [([1, True], 1), ([False], 0), ([[1], [2], [True]], 2), ([[[[1]]], [[[False]]]], 1)],
+)
+def test_booleans_are_not_numbers(datatype: str, data: list[Any], row: int) -> None:
+    error = refusal(refuse_booleans, [Tensor("x", datatype, [len(data)], data)])
+    assert error.reason == "wrong_datatype"
+    assert error.message == (
+        f"input 'x': row {row} is a boolean; values of a {datatype!r} input must be numbers"
+    )
+
+
+def test_booleans_stay_for_the_validator_where_they_are_not_numbers_claimed() -> None:
+    refuse_booleans([Tensor("x", "BYTES", [1], [True]), Tensor("y", "BOOL", [1], [True])])
+    refuse_booleans([Tensor("z", "FP32", [2], [1, 2.5])])
+
+
+# --- JSON ------------------------------------------------------------------------------------------
+
+
+def _document(**extra: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": "x", "datatype": "INT64", "shape": [2], "data": [1, 2]}], **extra}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_json_is_utf8_only(encoding: str) -> None:
+    error = refusal(decode_request, json.dumps(_document()).encode(encoding))
+    assert error.reason == "invalid_json"
+    assert "JSON must be UTF-8" in error.message
+
+
+def test_a_utf8_byte_order_mark_is_refused() -> None:
+    body = b"\xef\xbb\xbf" + json.dumps(_document()).encode()
+    assert "without one" in refusal(decode_request, body).message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 2000 + b"]" * 2000,
+        b'{"inputs":[NaN,' + b"[" * 5000 + b"]" * 5000 + b"]}",
+        b'{"id":"\\ud800","inputs":[NaN]}',
+        b'{"inputs":[NaN, \xff]}',
+    ],
+    ids=["deep", "nan-deep", "nan-lone-surrogate", "nan-not-utf8"],
+)
+def test_json_the_lenient_parser_cannot_take_is_invalid_json(body: bytes) -> None:
+    assert refusal(decode_request, body).reason == "invalid_json"
+
+
+def test_nan_still_reaches_the_validator_by_name() -> None:
+    decoded = decode_request(
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[NaN]}]}'
+    )
+    assert decoded.tensors[0].name == "x"
+
+
+def test_booleans_in_an_int64_document_are_refused_at_decode() -> None:
+    document = _document()
+    document["inputs"][0]["data"] = [7, True]
+    error = refusal(decode_request, json.dumps(document).encode())
+    assert (error.reason, error.message) == (
+        "wrong_datatype",
+        "input 'x': row 1 is a boolean; values of a 'INT64' input must be numbers",
+    )
+
+
+def test_the_json_id_is_bounded() -> None:
+    assert decode_request(json.dumps(_document(id="a\r\n")).encode()).request_id == "a\r\n"
+    assert decode_request(json.dumps(_document(id=5)).encode()).request_id is None
+    error = refusal(decode_request, json.dumps(_document(id="i" * 129)).encode())
+    assert error.message.startswith("'id': 129 characters")
+
+
+def _binary(extra: bytes = b"", size: int = 8) -> tuple[bytes, str]:
+    document = {
+        "inputs": [
+            {
+                "name": "x",
+                "datatype": "FP32",
+                "shape": [2],
+                "parameters": {"binary_data_size": size},
+            },
+            {"name": "c", "datatype": "BYTES", "shape": [1], "data": ["a"]},
+        ]
+    }
+    header = json.dumps(document).encode()
+    return header + struct.pack("<2f", 1.5, 2.5) + extra, str(len(header))
+
+
+def test_binary_tensors_must_end_where_the_body_does() -> None:
+    body, length = _binary()
+    decoded = decode_binary_request(body, length, from_raw)
+    assert decoded.tensors[0].data.tolist() == [1.5, 2.5]
+    assert decoded.tensors[1].data == ["a"]
+    body, length = _binary(b"\x00\x01\x02")
+    assert refusal(decode_binary_request, body, length, from_raw).message.startswith(
+        "3 bytes after the last binary tensor"
+    )
+    body, length = _binary(size=12)
+    assert "binary_data_size 12 runs past the end" in (
+        refusal(decode_binary_request, body, length, from_raw).message
+    )
+    body, length = _binary(size=-1)
+    assert "non-negative integer" in refusal(decode_binary_request, body, length, from_raw).message
+    for bad in ("0", "-1", "abc", "²", "9" * 30, str(len(body) + 1)):
+        error = refusal(decode_binary_request, body, bad, from_raw)
+        assert error.message.startswith("header 'inference-header-content-length'"), bad
+
+
+# --- readiness, host ----------------------------------------------------------------------------
+
+
+async def test_readiness_tells_the_truth(champion: TrainedBundle) -> None:
+    model = CreditScoringModel(PredictorSettings(model_name="demo", model_dir=champion.uri))
+    model.load()
+    repository = ModelRepository()
+    plane = HonestDataPlane(model_registry=repository)
+    assert await plane.ready() is False  # no model at all
+    repository.update(model)
+    assert await plane.ready() is True
+    assert "model_repository_extension" not in plane.metadata()["extensions"]
+    app = FastAPI()
+    register_v2_endpoints(app, plane, ModelRepositoryExtension(repository))
+    app.add_exception_handler(ServerNotReady, server_not_ready_handler)
+    app.add_exception_handler(ModelNotReady, model_not_ready_handler)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/v2/health/ready")).json() == {"ready": True}
+        model.ready = False
+        assert (await client.get("/v2/health/ready")).status_code == 503
+        assert (await client.get("/v2/models/demo/ready")).status_code == 503
+
+
+def test_grpc_addresses() -> None:
+    assert grpc_address("0.0.0.0", 81) == "[::]:81"
+    assert grpc_address("127.0.0.1", 81) == "127.0.0.1:81"
+    assert grpc_address("::1", 81) == "[::1]:81"
+    assert grpc_address("localhost", 81) == "localhost:81"
+
+
+def test_host_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parse = cli.build_parser().parse_args
+    assert cli.settings_from(parse([])).host == "0.0.0.0"
+    assert cli.settings_from(parse(["--host", "127.0.0.1"])).host == "127.0.0.1"
+    monkeypatch.setenv("CREDITMODEL_PREDICTOR_HOST", "::1")
+    assert cli.settings_from(parse([])).host == "::1"
+    assert cli.settings_from(parse(["--host", "127.0.0.1"])).host == "127.0.0.1"
+    for bad in ("", "a b", "host;rm", "x" * 300):
+        with pytest.raises(ValidationError):
+            PredictorSettings(host=bad)
