@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from creditmodel.core import bundle
-from creditmodel.core.storage import open_store
+from creditmodel.core.storage import LocalStore, open_store
 from tests.core.bundles import REFERENCE, SCHEMA, files, manifest
 
 pytestmark = pytest.mark.unit
@@ -30,20 +30,13 @@ def test_round_trip_verifies_and_parses(tmp_path: Path) -> None:
 
 def test_manifest_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
-    original = bundle.open_store
+    original = LocalStore.write_bytes
 
-    def recording_store(uri: str) -> bundle.Store:
-        store = original(uri)
-        write = store.write_bytes
+    def record(self: LocalStore, name: str, data: bytes) -> None:
+        order.append(name)
+        original(self, name, data)
 
-        def record(name: str, data: bytes) -> None:
-            order.append(name)
-            write(name, data)
-
-        store.write_bytes = record  # type: ignore[method-assign]
-        return store
-
-    monkeypatch.setattr(bundle, "open_store", recording_store)
+    monkeypatch.setattr(LocalStore, "write_bytes", record)
     publish(tmp_path / "b")
     assert order[-1] == bundle.MANIFEST
     assert sorted(order[:-1]) == sorted(files())

@@ -143,3 +143,82 @@ def test_duplicate_reason_codes_in_the_feature_spec(tmp_path: Path) -> None:
         r"reason code 'R09' is pinned for both 'age' and 'housing'",
         features=[{"name": "age", "reason_code": "R09"}, {"name": "housing", "reason_code": "R09"}],
     )
+
+
+def _with_duplicate(frame: pd.DataFrame) -> pd.DataFrame:
+    """duration_months as column 3 and again as column 7."""
+    columns = ["age", "annual_income", "duration_months", "loan_amount", "housing", "purpose"]
+    duplicated = frame[columns].copy()
+    duplicated.insert(6, "duration_months", frame["duration_months"], allow_duplicates=True)
+    duplicated["default"] = frame["default"]
+    return duplicated
+
+
+def test_duplicate_column_in_a_csv_header(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    _with_duplicate(_frame()).to_csv(path, index=False)
+    _expect(
+        tmp_path,
+        None,
+        r"data file .*dup\.csv: duplicate column 'duration_months' \(columns 3 and 7\)$",
+        data=str(path),
+    )
+
+
+def test_duplicate_columns_named_in_one_message(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("a,b, a,c,b,a,default\n1,2,3,4,5,6,1\n")
+    _expect(
+        tmp_path,
+        None,
+        r"duplicate column 'a' \(columns 1, 3 and 6\); duplicate column 'b' \(columns 2 and 5\)$",
+        data=str(path),
+    )
+
+
+def test_duplicate_column_in_parquet(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dup.parquet"
+    frame = _with_duplicate(_frame()).astype({"housing": str, "purpose": str})
+    table = pa.Table.from_arrays(
+        [pa.array(frame.iloc[:, i]) for i in range(frame.shape[1])], names=list(frame.columns)
+    )
+    pq.write_table(table, path)
+    _expect(
+        tmp_path,
+        None,
+        r"data file .*dup\.parquet: duplicate column 'duration_months' \(columns 3 and 7\)$",
+        data=str(path),
+    )
+
+
+def test_duplicate_column_in_a_dataframe(tmp_path: Path) -> None:
+    _expect(
+        tmp_path,
+        _with_duplicate(_frame()),
+        r"^duplicate column 'duration_months' \(columns 3 and 7\)$",
+    )
+
+
+def test_overlong_category_value(tmp_path: Path) -> None:
+    frame = _frame().astype({"purpose": object})
+    frame.loc[12, "purpose"] = "x" * 1_000_000
+    _expect(
+        tmp_path,
+        frame,
+        r"^column 'purpose': row 13 has a value of 1000000 characters \('xxxxxxxx.*…'\); category"
+        r" values are limited to 256 characters",
+    )
+
+
+def test_category_value_at_the_limit_is_accepted() -> None:
+    from creditmodel.training import features
+
+    frame = _frame().astype({"purpose": object})
+    frame.loc[12, "purpose"] = "y" * features.MAX_CATEGORY_LENGTH
+    prepared = features.prepare(frame, quick_config(None))
+    assert "y" * features.MAX_CATEGORY_LENGTH in (
+        prepared.schema.feature("purpose").categories or []
+    )

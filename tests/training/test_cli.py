@@ -14,6 +14,7 @@ import pytest
 
 from creditmodel.core import bundle
 from creditmodel.training import synthetic
+from tests.support.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -160,10 +161,98 @@ def test_a_crash_midway_through_publishing_leaves_no_readable_bundle(
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert process.returncode == 137, process.stderr
-    assert len(list(output.iterdir())) == 3  # three files landed, the manifest did not
+    # Three files landed in a hidden staging directory beside the output, never in it.
+    assert not output.exists()
+    staged = [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")]
+    assert [len(list(p.iterdir())) for p in staged] == [3]
     with pytest.raises(bundle.BundleError, match=r"no manifest\.json"):
         bundle.load_bundle(str(output))
     # The retried Job publishes over the debris.
     code, _, stderr = train(*base_args(csv, output), "--version", "v1")
     assert code == 0, stderr
     assert bundle.load_bundle(str(output)).manifest.version == "v1"
+
+
+FAIL_MIDWAY = """
+import sys
+from creditmodel.core import storage
+from creditmodel.training import cli
+
+store_class = getattr(storage, sys.argv[1])
+attempted = []
+original = store_class.write_bytes
+
+def write_or_fail(self, name, data):
+    attempted.append(name)
+    if len(attempted) == 3:
+        raise storage.StorageError(f"cannot write {name}: No space left on device")
+    original(self, name, data)
+
+store_class.write_bytes = write_or_fail
+sys.exit(cli.run(sys.argv[2:]))
+"""
+
+
+def run_failing_midway(
+    store_class: str, args: list[str], env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str]:
+    process = subprocess.run(
+        [sys.executable, "-c", FAIL_MIDWAY, store_class, *args],
+        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    return process.returncode, json.loads(process.stdout), process.stderr
+
+
+def test_a_publish_failing_midway_exits_4_and_leaves_nothing(tmp_path: Path, csv: Path) -> None:
+    output = tmp_path / "out" / "bundle"
+    code, summary, stderr = run_failing_midway("LocalStore", base_args(csv, output))
+    assert code == 4, stderr
+    assert summary["kind"] == "storage"
+    assert "No space left on device" in summary["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["applicants.csv"]
+
+
+def test_a_file_in_the_output_path_exits_4_before_training(tmp_path: Path, csv: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a directory")
+    output = tmp_path / "taken" / "bundle"
+    # A failing gate used to hide the storage problem behind exit 3, after the whole training.
+    code, summary, stderr = train(*base_args(csv, output), "--max-brier", "0.001")
+    assert code == 4, stderr
+    assert summary["kind"] == "storage"
+    assert summary["error"] == f"{output}: {tmp_path / 'taken'} is a file, not a directory"
+    assert "search:" not in stderr, "the output must be checked before training"
+    assert "Traceback" not in stderr
+
+
+def test_an_output_that_is_a_file_exits_4_before_training(tmp_path: Path, csv: Path) -> None:
+    output = tmp_path / "bundle"
+    output.write_text("a file, not a directory")
+    code, summary, stderr = train(*base_args(csv, output))
+    assert code == 4, stderr
+    assert summary["error"] == f"{output}: exists and is not a directory"
+    assert "search:" not in stderr
+    assert output.read_text() == "a file, not a directory"
+
+
+def test_credentials_in_urls_are_never_printed(tmp_path: Path, csv: Path) -> None:
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
+    endpoint = f"http://minio:s3cr3t@127.0.0.1:{free_port()}"
+    env = {
+        "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "key",
+        "AWS_SECRET_ACCESS_KEY": "secret-key",
+        "CREDITMODEL_TERMINATION_LOG": str(termination_log),
+    }
+    code, summary, stderr = train(*base_args(csv, "s3://bucket/models/demo"), env=env)
+    assert code == 4, stderr
+    assert "S3 endpoint unreachable (http://***@127.0.0.1:" in summary["error"]
+    for text in (json.dumps(summary), stderr, termination_log.read_text()):
+        assert "s3cr3t" not in text
+    data = "https://user:s3cr3t@example.com/applicants.csv?X-Amz-Signature=f00"
+    code, summary, stderr = train(*base_args(data, tmp_path / "bundle"), env=env)
+    assert code == 2, stderr
+    assert "https://***@example.com/applicants.csv?X-Amz-Signature=***" in summary["error"]
+    for text in (json.dumps(summary), stderr, termination_log.read_text()):
+        assert "s3cr3t" not in text
+        assert "f00" not in text

@@ -13,7 +13,7 @@ from creditmodel.core import bundle
 from creditmodel.training import synthetic
 from tests.support.minio import S3Bucket
 from tests.support.process import free_port
-from tests.training.test_cli import base_args, train
+from tests.training.test_cli import base_args, run_failing_midway, train
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +83,12 @@ def test_endpoint_down(s3: S3Bucket, tmp_path: Path) -> None:
     assert "S3 endpoint unreachable" in summary["error"]
     assert dead in summary["error"]
     assert s3.server.client().list_objects_v2(Bucket=s3.bucket).get("KeyCount", 0) == 0
+
+
+def test_an_upload_failing_midway_exits_4_and_leaves_no_object(s3: S3Bucket, s3_data: str) -> None:
+    output = f"{s3.uri}/models/demo/v1"
+    code, summary, stderr = run_failing_midway("S3Store", base_args(s3_data, output), s3.env())
+    assert code == 4, stderr
+    assert "No space left on device" in summary["error"]
+    listing = s3.server.client().list_objects_v2(Bucket=s3.bucket, Prefix="models/")
+    assert listing.get("KeyCount", 0) == 0

@@ -7,8 +7,15 @@ Every failure surfaces as `StorageError` with a message a platform engineer can 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import re
+import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,6 +23,26 @@ from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+log = logging.getLogger(__name__)
+
+# `scheme://userinfo@`: everything between `://` and the last `@` before the path is credentials.
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s\"'<>\\`]*@")
+# Query parameters that carry a secret: presigned-URL signatures and credentials, tokens, keys.
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:[^=&#\s\"'<>`]*(?:signature|token|secret|password|passw|credential|accesskey"
+    r"|access_key|apikey|api_key)[^=&#\s\"'<>`]*|sig|key|auth|pwd)=)[^&#\s\"'<>`]*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """`text` (a URI, or a message quoting URIs) with the credentials of every URL replaced by
+    `***`: the userinfo (`https://user:secret@host` -> `https://***@host`) and secret query
+    parameters (X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token, AWSAccessKeyId,
+    Signature, token, ...). Every URI that is logged or put in an error message goes through it."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 class StorageError(Exception):
@@ -37,12 +64,21 @@ def open_store(uri: str) -> Store:
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise StorageError(f"{uri!r}: an S3 URI needs a bucket (s3://bucket/prefix)")
+            raise StorageError(f"{redact(uri)!r}: an S3 URI needs a bucket (s3://bucket/prefix)")
         return S3Store(uri=uri, bucket=parsed.netloc, prefix=parsed.path.strip("/"))
     if parsed.scheme in ("", "file"):
         path = parsed.path if parsed.scheme == "file" else uri
         return LocalStore(uri=uri, root=Path(path))
-    raise StorageError(f"{uri!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)")
+    raise StorageError(
+        f"{redact(uri)!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)"
+    )
+
+
+def check_writable(store: Store) -> None:
+    """Fail now, before hours of training, when a bundle cannot be written to `store`: a local
+    directory that cannot be created or written into, or an S3 prefix that refuses a put."""
+    if isinstance(store, LocalStore | S3Store):
+        store.check_writable()
 
 
 def _read_umask() -> int:
@@ -70,9 +106,9 @@ class LocalStore:
         try:
             return (self.root / name).read_bytes()
         except FileNotFoundError:
-            raise StorageError(f"{self.uri}: {name} does not exist") from None
+            raise StorageError(f"{redact(self.uri)}: {name} does not exist") from None
         except OSError as exc:
-            raise StorageError(f"{self.uri}: cannot read {name}: {exc.strerror}") from None
+            raise StorageError(f"{redact(self.uri)}: cannot read {name}: {exc.strerror}") from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write via a temp file and rename, so readers never see a partial file."""
@@ -93,7 +129,7 @@ class LocalStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise StorageError(f"{self.uri}: cannot write {name}: {exc.strerror}") from None
+            raise StorageError(f"{redact(self.uri)}: cannot write {name}: {exc.strerror}") from None
 
     def exists(self, name: str) -> bool:
         _check_name(name)
@@ -102,15 +138,98 @@ class LocalStore:
     def list_names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(
-            str(p.relative_to(self.root))
-            for p in self.root.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        )
+        names = (p.relative_to(self.root) for p in self.root.rglob("*") if p.is_file())
+        # Hidden files and directories are temp files and staging areas, not objects.
+        return sorted(str(n) for n in names if not any(part.startswith(".") for part in n.parts))
 
     def delete(self, name: str) -> None:
         _check_name(name)
-        (self.root / name).unlink(missing_ok=True)
+        try:
+            (self.root / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"{redact(self.uri)}: cannot delete {name}: {exc.strerror}"
+            ) from None
+
+    def _first_existing(self) -> Path:
+        """The root, or its nearest ancestor that exists: where a publish creates directories."""
+        for candidate in (self.root, *self.root.absolute().parents):
+            if candidate.exists():
+                return candidate
+        return Path("/")
+
+    def check_writable(self) -> None:
+        """Probe, with a hidden directory and file removed again, that a bundle can be written
+        where `publish` will write it: into the root when it exists, else beside it."""
+        base = self._first_existing()
+        if not base.is_dir():
+            if base == self.root:
+                raise StorageError(f"{redact(self.uri)}: exists and is not a directory")
+            raise StorageError(f"{redact(self.uri)}: {base} is a file, not a directory")
+        try:
+            probe = tempfile.mkdtemp(dir=base, prefix=".creditmodel-probe-")
+            try:
+                Path(probe, "probe").write_bytes(b"")
+            finally:
+                shutil.rmtree(probe, ignore_errors=True)
+        except OSError as exc:
+            raise StorageError(
+                f"{redact(self.uri)}: cannot write into {base}: {exc.strerror}"
+            ) from None
+
+    @contextlib.contextmanager
+    def staged(self) -> Iterator[LocalStore]:
+        """For a root that does not exist yet: a hidden staging directory beside it to fill,
+        renamed to the root in one step when the block finishes (readers see every file or no
+        directory), removed with every directory created for it when the block raises."""
+        if self.root.exists():
+            raise StorageError(f"{redact(self.uri)}: exists; a staged write needs a new directory")
+        parent = self.root.absolute().parent
+        created = [p for p in (parent, *parent.parents) if not p.exists()]
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.root.name}.staging-"))
+            # mkdtemp creates 0700; a published bundle is readable by others (the umask decides).
+            os.chmod(staging, 0o777 & ~_UMASK)
+        except OSError as exc:
+            _remove_empty(created)
+            raise StorageError(
+                f"{redact(self.uri)}: cannot create {parent}: {exc.strerror}"
+            ) from None
+        try:
+            yield LocalStore(uri=self.uri, root=staging)
+            try:
+                os.rename(staging, self.root)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise StorageError(
+                        f"{redact(self.uri)}: appeared while the bundle was being written; not replaced"
+                    ) from None
+                raise StorageError(
+                    f"{redact(self.uri)}: cannot move the staged bundle into place: {exc.strerror}"
+                ) from None
+            _fsync_dir(parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            _remove_empty(created)
+            raise
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove directories created for a write that failed (deepest first), if still empty."""
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (best effort: some filesystems refuse)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def s3_client() -> S3Client:
@@ -155,33 +274,28 @@ class S3Store:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _error(self, action: str, name: str, exc: Exception) -> StorageError:
+        where = f"s3://{self.bucket}/{self._key(name)}" if name else f"s3://{self.bucket}"
+        return StorageError(redact(self._explain(action, where, exc)))
+
+    def _explain(self, action: str, where: str, exc: Exception) -> str:
         from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-        where = f"s3://{self.bucket}/{self._key(name)}" if name else f"s3://{self.bucket}"
+        failed = f"cannot {action} {where}"
         if isinstance(exc, EndpointConnectionError):
-            return StorageError(
-                f"cannot {action} {where}: S3 endpoint unreachable ({exc.kwargs.get('endpoint_url')});"
-                " check S3_ENDPOINT_URL"
-            )
+            endpoint = exc.kwargs.get("endpoint_url")
+            return f"{failed}: S3 endpoint unreachable ({endpoint}); check S3_ENDPOINT_URL"
         if isinstance(exc, NoCredentialsError):
-            return StorageError(
-                f"cannot {action} {where}: no S3 credentials (set AWS_ACCESS_KEY_ID and"
-                " AWS_SECRET_ACCESS_KEY)"
-            )
+            return f"{failed}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "NoSuchBucket":
-                return StorageError(
-                    f"cannot {action} {where}: bucket {self.bucket!r} does not exist"
-                )
+                return f"{failed}: bucket {self.bucket!r} does not exist"
             if code in ("NoSuchKey", "404", "NotFound"):
-                return StorageError(f"cannot {action} {where}: object does not exist")
+                return f"{failed}: object does not exist"
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
-                return StorageError(
-                    f"cannot {action} {where}: access denied ({code}); check the S3 credentials"
-                )
-            return StorageError(f"cannot {action} {where}: {code or exc}")
-        return StorageError(f"cannot {action} {where}: {exc}")
+                return f"{failed}: access denied ({code}); check the S3 credentials"
+            return f"{failed}: {code or exc}"
+        return f"{failed}: {exc}"
 
     def read_bytes(self, name: str) -> bytes:
         try:
@@ -226,3 +340,13 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
         except Exception as exc:
             raise self._error("delete", name, exc) from None
+
+    def check_writable(self) -> None:
+        """Put and delete a hidden probe object under the prefix. Credentials that may put but
+        not delete still publish (the probe is then left behind, with a warning)."""
+        name = f".creditmodel-write-probe-{uuid.uuid4().hex}"
+        self.write_bytes(name, b"")
+        try:
+            self.delete(name)
+        except StorageError as exc:
+            log.warning("write probe left behind: %s", exc)

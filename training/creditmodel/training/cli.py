@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from creditmodel.core.errors import first_error
+from creditmodel.core.storage import redact
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -111,10 +112,10 @@ def config_from(args: argparse.Namespace) -> Any:
         try:
             spec = FeatureSpecFile.model_validate_json(data.read_bytes(features_uri))
         except BadInputError as exc:
-            raise BadInputError(f"--features {features_uri}: {exc}") from None
+            raise BadInputError(f"--features {redact(features_uri)}: {exc}") from None
         except ValidationError as exc:
             raise BadInputError(
-                f"--features {features_uri}: {first_error(exc, show_input=True)}"
+                f"--features {redact(features_uri)}: {first_error(exc, show_input=True)}"
             ) from None
     search = _given(args, ["folds", "max_iter", "search_rows", "fit_rows", "jobs"])
     if args.hidden_units:
@@ -158,8 +159,9 @@ def config_from(args: argparse.Namespace) -> Any:
 
 def _emit(document: dict[str, Any]) -> None:
     """The JSON summary on stdout and, inside a Kubernetes pod, a compact copy in the container's
-    termination message, where the operator and `kubectl describe` see it without the logs."""
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    termination message, where the operator and `kubectl describe` see it without the logs.
+    Both without credentials in any URL (an endpoint, data or output URI)."""
+    sys.stdout.write(redact(json.dumps(document, indent=2, default=str)) + "\n")
     sys.stdout.flush()
     termination_log = Path(os.environ.get("CREDITMODEL_TERMINATION_LOG", "/dev/termination-log"))
     if not termination_log.exists():
@@ -171,9 +173,10 @@ def _emit(document: dict[str, Any]) -> None:
     }
     compact["failed_gates"] = [g["name"] for g in document.get("gates", []) if not g["passed"]]
     if "error" in document:
-        compact["error"] = str(document["error"])[:2000]
+        # Redacted before truncating: a URL cut short could no longer be recognised.
+        compact["error"] = redact(str(document["error"]))[:2000]
     try:
-        termination_log.write_text(json.dumps(compact, default=str)[:4000])
+        termination_log.write_text(redact(json.dumps(compact, default=str))[:4000])
     except OSError as exc:
         log.warning("cannot write the termination message to %s: %s", termination_log, exc)
 
@@ -196,12 +199,17 @@ def _bad_input(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Log lines without credentials, whichever library logged the URL."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def run(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         args = parser().parse_args(argv)
     except _ArgumentError as exc:

@@ -6,6 +6,7 @@ problems reaching S3 (bucket, credentials, endpoint) stay `StorageError` from th
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import re
@@ -15,7 +16,8 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from creditmodel.core.storage import open_store
+from creditmodel.core.storage import open_store, redact
+from creditmodel.training import features
 from creditmodel.training.errors import BadInputError
 
 PARQUET_MAGIC = b"PAR1"
@@ -53,45 +55,81 @@ def feature_spec_beside(uri: str) -> str | None:
 
 def read_bytes(uri: str) -> bytes:
     parsed = urlparse(uri)
+    where = redact(uri)
     if parsed.scheme == "s3":
         key = parsed.path.strip("/")
         if not parsed.netloc or not key:
-            raise BadInputError(f"data URI {uri!r}: an S3 data URI needs s3://bucket/key")
+            raise BadInputError(f"data URI {where!r}: an S3 data URI needs s3://bucket/key")
         parent, _, name = key.rpartition("/")
         store = open_store(f"s3://{parsed.netloc}/{parent}")
         return store.read_bytes(name)
     if parsed.scheme not in ("", "file"):
         raise BadInputError(
-            f"data URI {uri!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)"
+            f"data URI {where!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)"
         )
     path = Path(parsed.path if parsed.scheme == "file" else uri)
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise BadInputError(f"data file {uri}: does not exist") from None
+        raise BadInputError(f"data file {where}: does not exist") from None
     except IsADirectoryError:
-        raise BadInputError(f"data file {uri}: is a directory, not a CSV or Parquet file") from None
+        raise BadInputError(
+            f"data file {where}: is a directory, not a CSV or Parquet file"
+        ) from None
     except OSError as exc:
-        raise BadInputError(f"data file {uri}: cannot be read ({exc.strerror})") from None
+        raise BadInputError(f"data file {where}: cannot be read ({exc.strerror})") from None
 
 
 def parse(uri: str, raw: bytes) -> pd.DataFrame:
+    where = redact(uri)
     if not raw.strip():
-        raise BadInputError(f"data file {uri}: is empty")
+        raise BadInputError(f"data file {where}: is empty")
     suffix = Path(urlparse(uri).path).suffix.lower()
     if raw.startswith(PARQUET_MAGIC) or suffix in (".parquet", ".pq"):
+        _check_header(where, _parquet_columns(raw))
         try:
             return pd.read_parquet(io.BytesIO(raw))
         except Exception as exc:  # pyarrow raises many types for a corrupt file
-            raise BadInputError(f"data file {uri}: not a readable Parquet file ({exc})") from None
+            raise BadInputError(f"data file {where}: not a readable Parquet file ({exc})") from None
     try:
-        return pd.read_csv(io.BytesIO(raw), skipinitialspace=True)
+        frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True)
     except UnicodeDecodeError as exc:
         raise BadInputError(
-            f"data file {uri}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            f"data file {where}: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise BadInputError(f"data file {uri}: not a readable CSV file ({exc})") from None
+        raise BadInputError(f"data file {where}: not a readable CSV file ({exc})") from None
+    # pandas renames a repeated header name (`x`, `x.1`), which would surface later as a
+    # puzzling feature name; the header as written names the real problem.
+    _check_header(where, _csv_header(raw))
+    return frame
+
+
+def _check_header(where: str, names: list[str]) -> None:
+    problem = features.duplicate_columns([name for name in names if name])
+    if problem:
+        raise BadInputError(f"data file {where}: {problem}")
+
+
+def _csv_header(raw: bytes) -> list[str]:
+    """The first non-blank record, parsed the way pandas parsed it (comma, double quotes,
+    leading spaces skipped); only as much of the file is decoded as the header needs."""
+    text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
+    try:
+        return next((row for row in csv.reader(text, skipinitialspace=True) if row), [])
+    except (UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _parquet_columns(raw: bytes) -> list[str]:
+    """Column names from the Parquet footer (pandas cannot even load duplicated ones); empty
+    when the footer is unreadable, which reading the file then reports."""
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(io.BytesIO(raw)).names)
+    except Exception:  # a corrupt file: pd.read_parquet explains it
+        return []
 
 
 def load(uri: str) -> Dataset:

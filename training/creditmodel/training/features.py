@@ -19,6 +19,8 @@ from creditmodel.training.config import FeatureSpec, TrainingConfig
 from creditmodel.training.errors import BadInputError
 
 MAX_CATEGORIES = 100
+# Longer values are free text or an identifier, not a category (and would bloat the schema).
+MAX_CATEGORY_LENGTH = 256
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -37,6 +39,20 @@ class PreparedData:
 
 def _row(index: int) -> str:
     return f"row {index + 1}"
+
+
+def duplicate_columns(names: list[str]) -> str | None:
+    """`duplicate column 'x' (columns 3 and 7)` for every name that occurs more than once
+    (1-based positions, as a spreadsheet shows them), or None."""
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(names, start=1):
+        positions.setdefault(name, []).append(position)
+    problems = []
+    for name, where in positions.items():
+        if len(where) > 1:
+            listed = ", ".join(map(str, where[:-1])) + f" and {where[-1]}"
+            problems.append(f"duplicate column {name!r} (columns {listed})")
+    return "; ".join(problems) or None
 
 
 def _labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, str]:
@@ -130,6 +146,16 @@ def _categorical(name: str, column: pd.Series, spec: FeatureSpec | None) -> pd.S
             f" {_row(int(np.argmax(missing)))}; impute or drop them before training"
         )
     values = column.astype(str)
+    lengths = values.str.len().to_numpy()
+    too_long = lengths > MAX_CATEGORY_LENGTH
+    if too_long.any():
+        first = int(np.argmax(too_long))
+        raise BadInputError(
+            f"column {name!r}: {_row(first)} has a value of {int(lengths[first])} characters"
+            f" ({values.iloc[first][:20] + '…'!r}); category values are limited to"
+            f" {MAX_CATEGORY_LENGTH} characters ({int(too_long.sum())} such value(s)); exclude"
+            " the column if it is free text or an identifier"
+        )
     if spec is not None and spec.categories is not None:
         unknown = ~values.isin(spec.categories).to_numpy()
         if unknown.any():
@@ -228,6 +254,9 @@ def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
         raise BadInputError("the data has a header but no rows")
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c) for c in frame.columns]
+    duplicates = duplicate_columns(list(frame.columns))
+    if duplicates:
+        raise BadInputError(duplicates)
     labels, negative = _labels(frame, config)
     specs = {spec.name: spec for spec in config.features}
     for what, names in (

@@ -149,12 +149,15 @@ def _gate(
 
 def _check_output(uri: str) -> None:
     """Fail before training, not after, when the output cannot take a bundle."""
+    from creditmodel.core.storage import check_writable, redact
+
     store = open_store(uri)
     store.list_names()  # surfaces a missing bucket, bad credentials or a dead endpoint now
     if store.exists(bundle.MANIFEST):
         raise bundle.BundleError(
-            f"{uri}: a bundle is already published here; bundles are immutable"
+            f"{redact(uri)}: a bundle is already published here; bundles are immutable"
         )
+    check_writable(store)  # probes with a hidden directory or object, removed again
 
 
 def build(
@@ -404,13 +407,15 @@ def train(config: TrainingConfig, frame: pd.DataFrame | None = None) -> Training
     """Train, gate and (when `config.output` is set and every gate passes) publish a bundle.
     `frame` overrides `config.data`. Raises BadInputError, GateFailedError, StorageError or
     BundleError; nothing is published unless everything succeeded."""
+    from creditmodel.core.storage import redact
+
     if frame is None:
         if not config.data:
             raise BadInputError("no data: pass a DataFrame or set config.data to a URI")
         dataset = data.load(config.data)
-        frame, data_uri, data_sha = dataset.frame, config.data, dataset.sha256
+        frame, data_uri, data_sha = dataset.frame, redact(config.data), dataset.sha256
     else:
-        data_uri, data_sha = config.data or "memory://dataframe", frame_sha256(frame)
+        data_uri, data_sha = redact(config.data or "memory://dataframe"), frame_sha256(frame)
     if config.output:
         _check_output(config.output)
     manifest, files, schema, reference = build(config, frame, data_uri, data_sha)
@@ -421,7 +426,9 @@ def train(config: TrainingConfig, frame: pd.DataFrame | None = None) -> Training
         raise GateFailedError(result)
     if config.output and (result.passed or not config.enforce_gates):
         bundle.publish_bundle(config.output, files, manifest)
-        log.info("published %s %s to %s", manifest.model_name, manifest.version, config.output)
+        log.info(
+            "published %s %s to %s", manifest.model_name, manifest.version, redact(config.output)
+        )
         return TrainingResult(
             manifest=manifest, files=files, schema=schema, reference=reference, uri=config.output
         )
