@@ -34,6 +34,9 @@ def reasons(rows: int) -> np.ndarray:
     return codes
 
 
+SCALING = '{"base_odds": 50.0, "base_score": 600.0, "points_to_double_odds": 20.0}'
+
+
 def offer(
     logger: PredictionLogger, rows: int, request_id: str = "req-1", with_reasons: bool = True
 ) -> None:
@@ -46,6 +49,7 @@ def offer(
         score=np.arange(rows) + 500,
         reason_codes=reasons(rows) if with_reasons else None,
         bundle_digest=DIGEST,
+        points_scaling=SCALING,
     )
 
 
@@ -84,6 +88,7 @@ def test_rows_carry_the_decision_record(tmp_path: Path) -> None:
     (part,) = read_parts(tmp_path)
     assert part[plog.LOG_FORMAT] == [plog.FORMAT_VERSION] * 4
     assert part[plog.BUNDLE_DIGEST] == [DIGEST] * 4
+    assert part[plog.POINTS_SCALING] == [SCALING] * 4
     records = [
         plog.decision_record(dict(zip(part, values, strict=True)))
         for values in zip(*part.values(), strict=True)

@@ -23,7 +23,8 @@ import pytest
 from creditmodel.core import prediction_log as plog
 from creditmodel.core.bundle import load_bundle
 from creditmodel.core.storage import open_store
-from creditmodel.predictor.engine import LoadedBundle
+from creditmodel.predictor.engine import LoadedBundle, bundle_scaling
+from creditmodel.predictor.settings import PointsScaling
 from creditmodel.predictor.validation import Tensor
 from tests.predictor.conftest import TrainedBundle
 from tests.predictor.server import PredictorServer, predictor_server
@@ -188,7 +189,13 @@ def test_logged_rows_replay_to_the_same_decision(
     assert all(r.reason_codes is None for r in records if r.request_id == "no-reasons")
     assert sum(r.reason_codes is not None and r.reason_codes[0] != "" for r in records) > 60
 
-    served = LoadedBundle(bundle, max_rows=1_000)
+    # The bundle and the log alone: the scaling comes from the logged rows.
+    assert {json.dumps(r.points_scaling, sort_keys=True) for r in records} == {
+        json.dumps(bundle_scaling(bundle).model_dump(), sort_keys=True)
+    }
+    served = LoadedBundle(
+        bundle, max_rows=1_000, scaling=PointsScaling(**records[0].points_scaling)
+    )
     assert replay_problems(rows, answers, served) == []
 
     # The check has teeth: a log that drops the reason codes cannot reproduce the decision.
@@ -196,3 +203,27 @@ def test_logged_rows_replay_to_the_same_decision(
     problems = replay_problems(stripped, answers, served)
     assert len(problems) == 2 * 122, problems[:3]  # each row replayed in its batch and alone
     assert all("logged reasons None != told" in p for p in problems)
+
+
+def test_scores_under_the_predictors_own_scaling_replay_from_the_log(
+    champion: TrainedBundle, tmp_path: Path
+) -> None:
+    """Points flags set the scaling apart from the bundle's: the logged scaling reproduces the
+    score; the bundle's own would not."""
+    log_uri = str(tmp_path / "predictions")
+    env = {
+        "CREDITMODEL_PREDICTION_LOG_URI": log_uri,
+        "CREDITMODEL_PREDICTION_LOG_FLUSH_INTERVAL_SECONDS": "0.2",
+    }
+    flags = ["--base_score", "500", "--base_odds", "30", "--points_to_double_odds", "40"]
+    with predictor_server(champion.uri, tmp_path, env=env, extra=flags) as server:
+        answers = {"custom": infer(server, {"id": "custom", "inputs": champion.v2_inputs(20)})}
+        wait_logged(server, 20)
+    rows = read_log(log_uri)
+    records = [plog.decision_record(row) for row in rows]
+    scaling = records[0].points_scaling
+    assert scaling == {"base_score": 500.0, "base_odds": 30.0, "points_to_double_odds": 40.0}
+    bundle = load_bundle(champion.uri)
+    logged = LoadedBundle(bundle, max_rows=100, scaling=PointsScaling(**scaling))
+    assert replay_problems(rows, answers, logged) == []
+    assert replay_problems(rows, answers, LoadedBundle(bundle, max_rows=100))  # bundle's differs

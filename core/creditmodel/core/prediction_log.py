@@ -10,7 +10,9 @@ Format versions (the `log_format` column; a part without it is format 1):
 2. adds the decision record, so the adverse-action reasons given to an applicant can be
    reproduced: `log_format`, `bundle_digest` (`bundle_digest()` of the bundle that answered) and
    `reason_code_1` .. `reason_code_4` (the response's `reason_codes` row as returned, strongest
-   first, "" for an empty slot; null when the request did not ask for reason codes).
+   first, "" for an empty slot; null when the request did not ask for reason codes) and
+   `points_scaling` (JSON: `base_score`, `base_odds`, `points_to_double_odds` the predictor
+   scored with, which its flags may set apart from the bundle's own).
 Changes are additive: readers take a missing column as "not recorded" and ignore columns they
 do not know. `variant` is the served variant (`int8` or `fp32`); only served rows are logged, a
 shadow challenger's scores are not.
@@ -19,6 +21,7 @@ shadow challenger's scores are not.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,7 +41,8 @@ LOG_FORMAT = "log_format"
 BUNDLE_DIGEST = "bundle_digest"
 REASON_CODES_PER_ROW = 4
 REASON_CODE_COLUMNS = tuple(f"reason_code_{i}" for i in range(1, REASON_CODES_PER_ROW + 1))
-DECISION_COLUMNS = (LOG_FORMAT, BUNDLE_DIGEST, *REASON_CODE_COLUMNS)  # since format 2
+POINTS_SCALING = "points_scaling"
+DECISION_COLUMNS = (LOG_FORMAT, BUNDLE_DIGEST, POINTS_SCALING, *REASON_CODE_COLUMNS)  # format 2
 INPUT_PREFIX = "input."
 REPORTS = "reports"
 LATEST_REPORT = "latest.json"
@@ -118,6 +122,7 @@ class DecisionRecord:
     probability: float
     score: int
     bundle_digest: str | None
+    points_scaling: dict[str, float] | None
     reason_codes: tuple[str, ...] | None
     inputs: dict[str, Any]
 
@@ -141,6 +146,11 @@ def decision_record(row: Mapping[str, Any]) -> DecisionRecord:
         probability=float(row[PROBABILITY]),
         score=int(row[SCORE]),
         bundle_digest=str(row[BUNDLE_DIGEST]) if _given(row.get(BUNDLE_DIGEST)) else None,
+        points_scaling=(
+            {k: float(v) for k, v in json.loads(str(row[POINTS_SCALING])).items()}
+            if _given(row.get(POINTS_SCALING))
+            else None
+        ),
         reason_codes=(
             tuple(str(r) if _given(r) else "" for r in reasons)
             if any(_given(r) for r in reasons)

@@ -83,6 +83,7 @@ class _Batch:
     version: str
     variant: str
     bundle_digest: str | None
+    points_scaling: str | None
     columns: dict[str, npt.NDArray[Any]]
     rows: int
 
@@ -140,10 +141,12 @@ class PredictionLogger:
         score: npt.NDArray[Any],
         reason_codes: npt.NDArray[Any] | None = None,
         bundle_digest: str | None = None,
+        points_scaling: str | None = None,
     ) -> None:
         """Queue the sampled rows of one scored batch; never blocks, never raises on overflow.
         `reason_codes` is the [N, 4] `reason_codes` output as returned (None when the request did
-        not ask for it); `bundle_digest` is `plog.bundle_digest()` of the bundle that answered."""
+        not ask for it); `bundle_digest` is `plog.bundle_digest()` of the bundle that answered;
+        `points_scaling` the JSON of the scaling the scores were computed with."""
         rate = self.settings.sample_rate
         n = len(probability)
         if n == 0 or rate == 0.0:
@@ -171,7 +174,16 @@ class PredictionLogger:
         if keep is not None:
             columns = {name: values[keep] for name, values in columns.items()}
         rows = int(columns[plog.PROBABILITY].shape[0])
-        batch = _Batch(self._clock(), request_id, version, variant, bundle_digest, columns, rows)
+        batch = _Batch(
+            self._clock(),
+            request_id,
+            version,
+            variant,
+            bundle_digest,
+            points_scaling,
+            columns,
+            rows,
+        )
         with self._lock:
             if self._queued_rows + rows > self.settings.queue_rows:
                 ROWS_DROPPED.labels(self.model).inc(rows)
@@ -237,7 +249,7 @@ class PredictionLogger:
         self.flush(timeout)
 
 
-_NULLABLE_TEXT = frozenset((plog.BUNDLE_DIGEST, *plog.REASON_CODE_COLUMNS))
+_NULLABLE_TEXT = frozenset((plog.BUNDLE_DIGEST, plog.POINTS_SCALING, *plog.REASON_CODE_COLUMNS))
 
 
 def _warm_up_arrow() -> None:
@@ -266,6 +278,9 @@ def batches_to_columns(batches: list[_Batch], model: str) -> dict[str, npt.NDArr
         plog.VARIANT: np.concatenate([np.full(b.rows, b.variant, dtype=object) for b in batches]),
         plog.BUNDLE_DIGEST: np.concatenate(
             [np.full(b.rows, b.bundle_digest, dtype=object) for b in batches]
+        ),
+        plog.POINTS_SCALING: np.concatenate(
+            [np.full(b.rows, b.points_scaling, dtype=object) for b in batches]
         ),
     }
     # Every format-2 part has the reason-code columns, so parts share one schema.

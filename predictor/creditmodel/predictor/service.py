@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -152,6 +153,7 @@ class ScoringService:
         self.prediction_log = prediction_log
         self.champion = champion
         self.champion_digest = bundle_digest(champion.bundle.manifest.files)
+        self.champion_scaling = json.dumps(champion.scaling.model_dump(), sort_keys=True)
         self.name = settings.model_name
         self.telemetry = Telemetry(self.name, settings.drift_window_seconds)
         layout = DriftLayout(champion.bundle.schema, champion.bundle.reference)
@@ -229,6 +231,7 @@ class ScoringService:
                 score=scored.score,
                 reason_codes=scored.reasons,
                 bundle_digest=self.champion_digest,
+                points_scaling=self.champion_scaling,
             )
         return Prediction(
             request_id=job.request_id,
