@@ -44,8 +44,16 @@ lock: ## Re-resolve pyproject.toml's ranges in a scratch venv and pin the result
 	rm -rf build/lock-venv
 
 .PHONY: tools
-tools: ## Build or link the pinned real-component binaries (kube-apiserver, etcd, MinIO, helm, Prometheus) into ./bin.
+tools: ## Build or link the pinned real-component binaries (Kubernetes control plane, KServe manager, KWOK, etcd, MinIO, helm, Prometheus) into ./bin.
 	hack/tools.sh
+
+.PHONY: dev-cluster
+dev-cluster: install tools ## Start a local cluster on loopback (real control plane, KServe with webhooks, a KWOK node); writes build/dev-cluster/kubeconfig.
+	hack/dev-cluster.sh up
+
+.PHONY: dev-cluster-down
+dev-cluster-down: ## Stop the cluster that `make dev-cluster` started.
+	hack/dev-cluster.sh down
 
 .PHONY: fmt
 fmt: install ## Format and auto-fix the code with ruff.

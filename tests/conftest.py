@@ -1,4 +1,5 @@
-"""Fixtures for the real components (kube-apiserver + etcd, MinIO, Prometheus) and the test tiers.
+"""Fixtures for the real components (kube-apiserver + etcd, the full `cluster` stack with KServe,
+MinIO, Prometheus) and the test tiers.
 
 Every test carries exactly one tier marker: `unit`, `integration` or `e2e`. A real component that
 cannot start skips the test with the reason locally and fails it under CI=true.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cluster import Cluster, ClusterKube, start_cluster
 from tests.support.kube import ControlPlane, Kube, control_plane, create_namespace, delete_namespace
 from tests.support.minio import MinioServer, S3Bucket, minio_server
 from tests.support.prometheus import PrometheusServer, prometheus_server
@@ -63,6 +65,29 @@ def kube(kube_control_plane: ControlPlane) -> Iterator[Kube]:
     namespace = create_namespace(api)
     try:
         yield Kube(plane=kube_control_plane, namespace=namespace, api=api)
+    finally:
+        delete_namespace(api, namespace)
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The full stack (controllers, scheduler, KWOK, KServe with webhooks), once per test run."""
+    workdir = tmp_path_factory.mktemp("cluster")
+    with start_cluster(workdir) as stack:
+        yield stack
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(cluster_stack: Cluster) -> Iterator[ClusterKube]:
+    """Like `kube`, on the full stack: a fresh namespace (PodSecurity baseline) for this test."""
+    api = cluster_stack.api_client()
+    namespace = cluster_stack.create_namespace(api)
+    try:
+        yield ClusterKube(
+            plane=cluster_stack.plane, namespace=namespace, api=api, cluster=cluster_stack
+        )
     finally:
         delete_namespace(api, namespace)
         api.close()

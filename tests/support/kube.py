@@ -1,13 +1,15 @@
 """An envtest-style Kubernetes control plane: real etcd + kube-apiserver on loopback, RBAC on.
 
-No controllers run (no controller-manager, no scheduler, no kubelet): tests play the controllers'
-part by writing status through the API, exactly as envtest does for kubebuilder projects.
+By itself no controllers run (no controller-manager, no scheduler, no kubelet): tests play the
+controllers' part by writing status through the API, exactly as envtest does for kubebuilder
+projects. tests/support/cluster.py starts the real controllers around it (`with_controllers=True`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import ssl
 import time
 import urllib.request
@@ -58,6 +60,11 @@ class ControlPlane:
     kubeconfig: Path
     processes: list[ManagedProcess] = field(default_factory=list)
 
+    @property
+    def pki(self) -> Path:
+        """ca.crt, sa.key/sa.pub (service-account signing) and admin.crt/.key, as files."""
+        return self.workdir / "pki"
+
     def api_client(self, kubeconfig: Path | None = None) -> client.ApiClient:
         return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
 
@@ -104,7 +111,11 @@ def _https_ok(url: str, context: ssl.SSLContext) -> bool:
 
 
 @contextlib.contextmanager
-def control_plane(workdir: Path) -> Iterator[ControlPlane]:
+def control_plane(
+    workdir: Path, *, with_controllers: bool = False, api_port: int | None = None
+) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver. `with_controllers`: a controller-manager will run, so keep the
+    admission plugins that rely on one (ServiceAccount) and enforce PodSecurity as a cluster does."""
     etcd, apiserver = tool("etcd"), tool("kube-apiserver")
     workdir.mkdir(parents=True, exist_ok=True)
     certs = workdir / "pki"
@@ -118,7 +129,7 @@ def control_plane(workdir: Path) -> Iterator[ControlPlane]:
     (certs / "sa.key").write_bytes(sa_private)
     (certs / "sa.pub").write_bytes(sa_public)
 
-    etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+    etcd_port, etcd_peer, api_port = free_port(), free_port(), api_port or free_port()
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     server = f"https://127.0.0.1:{api_port}"
     processes: list[ManagedProcess] = []
@@ -184,9 +195,18 @@ def control_plane(workdir: Path) -> Iterator[ControlPlane]:
                 "--service-cluster-ip-range",
                 "10.0.0.0/24",
                 "--allow-privileged=true",
-                # No controller-manager runs, so nothing would create default ServiceAccounts for pods.
-                "--disable-admission-plugins",
-                "ServiceAccount",
+                *(
+                    # PodSecurity is on by default; named so that nobody turns it off by accident.
+                    # No node-lifecycle controller runs (KWOK plays the kubelet), so nothing would
+                    # lift the not-ready taint that TaintNodesByCondition puts on a new Node.
+                    [
+                        *("--enable-admission-plugins", "PodSecurity"),
+                        *("--disable-admission-plugins", "TaintNodesByCondition"),
+                    ]
+                    if with_controllers
+                    # No controller-manager: nothing would create default ServiceAccounts for pods.
+                    else ["--disable-admission-plugins", "ServiceAccount"]
+                ),
                 "--storage-media-type",
                 "application/json",
             ],
@@ -282,11 +302,19 @@ def apply_crds(
             if exc.status != 404:
                 raise
             ext.create_custom_resource_definition(document)
+    wait_established(api, names, timeout)
+
+
+def wait_established(api: client.ApiClient, names: Iterable[str], timeout: float = 30) -> None:
+    """Wait until each named CRD is Established and its names accepted (served by the API)."""
+    ext = client.ApiextensionsV1Api(api)
     deadline = time.monotonic() + timeout
     for name in names:
         while True:
-            crd = ext.read_custom_resource_definition(name)
-            conditions = {c.type: c.status for c in (crd.status.conditions or [])}
+            # Raw JSON: the client's models take seconds to build a megabyte-sized CRD schema.
+            raw = ext.read_custom_resource_definition(name, _preload_content=False)
+            status = json.loads(raw.data).get("status", {})
+            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
             if (
                 conditions.get("Established") == "True"
                 and conditions.get("NamesAccepted") == "True"
@@ -297,10 +325,12 @@ def apply_crds(
             time.sleep(0.1)
 
 
-def create_namespace(api: client.ApiClient, prefix: str = "test") -> str:
+def create_namespace(
+    api: client.ApiClient, prefix: str = "test", labels: dict[str, str] | None = None
+) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
     )
     return name
 
