@@ -23,10 +23,10 @@ help: ## Show this help.
 
 ##@ Development
 
+# hack/install.py prints each pip phase and the elapsed time at least every 30 s; pip's whole
+# output goes to build/install.log.
 $(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --constraint constraints.txt -e '.[dev]'
+	$(PYTHON_BOOTSTRAP) hack/install.py --venv $(VENV) --constraint constraints.txt --spec '.[dev]'
 	touch $@
 
 .PHONY: install
@@ -94,6 +94,25 @@ bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, t
 .PHONY: reference-bundle
 reference-bundle: install ## Rebuild the reference bundle models/german-credit from the bundled German Credit data.
 	$(PY) -m creditmodel.training.reference_bundle models/german-credit
+
+# `make train`: the README's training command. Each run publishes into a new folder (bundles are
+# immutable); without qemu-x86_64 (`make tools`) the cross-CPU gate is skipped, and said so.
+TRAIN_DATA := training/creditmodel/training/data/german_credit
+TRAIN_OUTPUT ?=
+TRAIN_ARGS ?=
+
+.PHONY: train
+train: install ## Train german-credit from the bundled data into build/bundles/german-credit-<UTC time>; TRAIN_ARGS adds flags.
+	@output='$(TRAIN_OUTPUT)'; output="$${output:-build/bundles/german-credit-$$(date -u +%Y%m%d-%H%M%S)}"; \
+	skip_cpu=(); \
+	if ! command -v qemu-x86_64 >/dev/null; then \
+	  echo "train: qemu-x86_64 not found (make tools installs it): skipping the cross-CPU check (--cpu-models none)" >&2; \
+	  skip_cpu=(--cpu-models none); \
+	fi; \
+	echo "train: training german-credit into $$output (progress on stderr, the JSON summary on stdout)" >&2; \
+	$(VENV)/bin/creditmodel-train --data $(TRAIN_DATA).csv --features $(TRAIN_DATA).features.json \
+	  --target credit_risk --positive-label bad --model-name german-credit \
+	  --output "$$output" "$${skip_cpu[@]}" $(TRAIN_ARGS)
 
 ##@ Predictor
 

@@ -83,7 +83,13 @@ def test_rules_and_dashboard_against_a_live_predictor(
 ) -> None:
     with DATA.open(newline="") as handle:
         rows = list(csv.DictReader(handle))[:200]
-    with predictor_server(str(REPO_ROOT / "models" / MODEL), tmp_path, model_name=MODEL) as server:
+    # 200 rows of traffic: PSI is published from 100 (the default minimum is 500).
+    with predictor_server(
+        str(REPO_ROOT / "models" / MODEL),
+        tmp_path,
+        model_name=MODEL,
+        extra=["--drift_min_rows", "100"],
+    ) as server:
         with urllib.request.urlopen(f"{server.url}/v2/models/{MODEL}", timeout=10) as response:
             metadata = json.loads(response.read())
         live = prometheus([f"127.0.0.1:{server.http_port}"])
@@ -110,7 +116,7 @@ def test_rules_and_dashboard_against_a_live_predictor(
         share = until(live, recording["creditmodel:traffic_share:ratio_rate5m"], bool)
         assert values(share) == [1.0]  # one version serves everything
 
-        # The served variant (int8) has PSI for every input; fp32 stays NaN until it gets rows.
+        # The served variant (int8) has PSI for every input; fp32 has none until it gets rows.
         psi = until(
             live,
             'creditmodel_feature_psi{variant="int8"}',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from creditmodel.operator import __main__ as main_module
 from creditmodel.operator.__main__ import parse_args
 from creditmodel.operator.settings import OperatorSettings
 
@@ -39,3 +40,15 @@ def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CREDITMODEL_OPERATOR_RESYNC_SECONDS", "-1")
     with pytest.raises(ValidationError, match="resync_seconds"):
         OperatorSettings()
+
+
+def test_standalone_runs_without_a_peering_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run-operator` (--standalone) never reconciled: a peering name made kopf's peering
+    mandatory and kopf stayed paused."""
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(main_module.kopf, "run", lambda **kwargs: calls.append(kwargs))
+    main_module.main(["--all-namespaces", "--standalone"])
+    main_module.main(["--all-namespaces"])
+    main_module.main(["--all-namespaces", "--peering", "team-a"])
+    assert [c["peering_name"] for c in calls] == [None, "creditmodel-operator", "team-a"]
+    assert [c["standalone"] for c in calls] == [True, False, False]

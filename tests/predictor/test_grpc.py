@@ -32,6 +32,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from creditmodel.predictor import grpc_fast
 from creditmodel.predictor.grpc_fast import FastInferenceServicer
 from creditmodel.predictor.model import CreditScoringModel
+from creditmodel.predictor.serving import HonestDataPlane
 from creditmodel.predictor.settings import PredictorSettings
 from tests.predictor.conftest import TrainedBundle
 from tests.predictor.server import PredictorServer, predictor_server
@@ -384,13 +385,29 @@ async def test_other_rpcs_are_kserves(servicers: Servicers) -> None:
         ("ServerReady", pb.ServerReadyRequest()),
         ("ServerLive", pb.ServerLiveRequest()),
         ("ModelReady", pb.ModelReadyRequest(name="demo")),
-        ("ModelMetadata", pb.ModelMetadataRequest(name="demo")),
     ):
         stock = await getattr(servicers.stock, method)(request, context)
         fast = await getattr(servicers.fast, method)(request, context)
         assert fast == stock, method
-    metadata = await servicers.fast.ModelMetadata(pb.ModelMetadataRequest(name="demo"), context)
-    assert [o.name for o in metadata.outputs] == ["probability", "score", "reason_codes"]
+
+
+@pytest.mark.unit
+async def test_model_metadata_names_the_version_and_the_platform(servicers: Servicers) -> None:
+    """KServe's ModelMetadata leaves `versions` out and `platform` empty; ours fills both (the
+    served bundle's version; Triton's name for an ONNX Runtime model) and keeps the rest."""
+    repository = ModelRepository()
+    repository.update(servicers.model)
+    plane = HonestDataPlane(model_registry=repository)
+    extension = ModelRepositoryExtension(repository)
+    request, context = pb.ModelMetadataRequest(name="demo"), Context()
+    stock = await InferenceServicer(DataPlane(repository), extension).ModelMetadata(
+        request, context
+    )
+    ours = await FastInferenceServicer(plane, extension).ModelMetadata(request, context)
+    assert (stock.versions, stock.platform) == ([], "")
+    assert (ours.versions, ours.platform) == (["v1"], "onnxruntime_onnx")
+    assert (ours.name, ours.inputs, ours.outputs) == (stock.name, stock.inputs, stock.outputs)
+    assert [o.name for o in ours.outputs] == ["probability", "score", "reason_codes"]
 
 
 # --- over the wire --------------------------------------------------------------------------------
@@ -436,6 +453,7 @@ def test_a_real_server_keeps_kserves_rpcs_and_status_codes(
     assert call(server, "ModelReady", pb.ModelReadyRequest(name="demo")).ready
     metadata = call(server, "ModelMetadata", pb.ModelMetadataRequest(name="demo"))
     assert [i.name for i in metadata.inputs] == [f.name for f in champion.bundle.schema.features]
+    assert (metadata.versions, metadata.platform) == (["v1"], "onnxruntime_onnx")
     for request, code, named in (
         (infer_request(champion.v2_inputs(1), model="nope"), grpc.StatusCode.NOT_FOUND, "nope"),
         (

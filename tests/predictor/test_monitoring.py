@@ -110,7 +110,7 @@ def test_telemetry_exposes_psi_gauges_in_single_process_mode(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    telemetry = Telemetry("demo-psi", 600.0)
+    telemetry = Telemetry("demo-psi", 600.0, min_rows=50)
     telemetry.track("v9", "int8", DriftLayout(SCHEMA, REFERENCE))
     b = batch(50, debt=95.0)
     telemetry.scored("v9", "int8", b, np.full(50, 650, dtype=np.int32), 0.0001)
@@ -123,3 +123,66 @@ def test_telemetry_exposes_psi_gauges_in_single_process_mode(
     assert (
         'creditmodel_drift_window_rows{model="demo-psi",variant="int8",version="v9"} 50.0' in text
     )
+
+
+def samples(text: str, name: str, model: str) -> dict[str, float]:
+    """`name`'s samples of `model` in an exposition, by their label text."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'model="{model}"' in line:
+            head, value = line.rsplit(" ", 1)
+            found[head[len(name) :]] = float(value)
+    return found
+
+
+def test_psi_gauges_wait_for_the_minimum_rows_and_the_row_count_is_always_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: after two requests /metrics showed a score PSI of 8.30, a PSI over two rows.
+    Below `min_rows` in a (version, variant)'s window its PSI gauges are absent (no sample, so no
+    alert or retrain can fire on it); `creditmodel_drift_window_rows` is exported throughout."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    telemetry = Telemetry("demo-min", 600.0, min_rows=100)
+    layout = DriftLayout(SCHEMA, REFERENCE)
+    telemetry.track("v1", "int8", layout)
+    telemetry.track("v1", "fp32", layout)
+    text = telemetry.exposition()[0].decode()
+    assert samples(text, "creditmodel_drift_window_rows", "demo-min") == {
+        '{model="demo-min",variant="int8",version="v1"}': 0.0,
+        '{model="demo-min",variant="fp32",version="v1"}': 0.0,
+    }
+    assert not samples(text, "creditmodel_score_psi", "demo-min")
+    assert "# TYPE creditmodel_score_psi gauge" in text  # the family is still described
+
+    telemetry.scored("v1", "int8", batch(2, debt=95.0), np.full(2, 650, dtype=np.int32), 1e-4)
+    text = telemetry.exposition()[0].decode()
+    assert (
+        samples(text, "creditmodel_drift_window_rows", "demo-min")[
+            '{model="demo-min",variant="int8",version="v1"}'
+        ]
+        == 2.0
+    )
+    assert not samples(text, "creditmodel_score_psi", "demo-min")
+    assert not samples(text, "creditmodel_feature_psi", "demo-min")
+
+    telemetry.scored("v1", "int8", batch(98, debt=95.0), np.full(98, 650, dtype=np.int32), 1e-4)
+    text = telemetry.exposition()[0].decode()
+    score = samples(text, "creditmodel_score_psi", "demo-min")
+    assert list(score) == ['{model="demo-min",variant="int8",version="v1"}']  # fp32: no rows
+    assert score['{model="demo-min",variant="int8",version="v1"}'] > drift.ACT
+    features = samples(text, "creditmodel_feature_psi", "demo-min")
+    assert len(features) == len(SCHEMA.features)
+    assert all('variant="int8"' in labels for labels in features)
+
+
+def test_the_minimum_is_a_setting_and_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from creditmodel.predictor import __main__ as cli
+    from creditmodel.predictor.settings import PredictorSettings
+
+    assert PredictorSettings().drift_min_rows == 500
+    monkeypatch.setenv("CREDITMODEL_PREDICTOR_DRIFT_MIN_ROWS", "40")
+    parse = cli.build_parser().parse_args
+    assert cli.settings_from(parse([])).drift_min_rows == 40
+    assert cli.settings_from(parse(["--drift_min_rows", "7"])).drift_min_rows == 7
+    with pytest.raises(ValueError, match="drift_min_rows"):
+        PredictorSettings(drift_min_rows=0)

@@ -226,6 +226,9 @@ def test_metadata_lists_inputs_and_outputs(
         {"name": "score", "datatype": "INT32", "shape": [-1]},
         {"name": "reason_codes", "datatype": "BYTES", "shape": [-1, 4]},
     ]
+    # The served bundle's version, and the platform name Triton gives an ONNX Runtime model.
+    assert metadata["versions"] == ["v1"]
+    assert metadata["platform"] == "onnxruntime_onnx"
     with urllib.request.urlopen(f"{server.url}/v2/models/demo/ready", timeout=10) as response:
         assert json.loads(response.read())["ready"] is True
 

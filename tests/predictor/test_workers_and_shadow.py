@@ -37,7 +37,8 @@ def server(
     with predictor_server(
         champion.uri,
         tmp_path_factory.mktemp("logs"),
-        extra=["--workers", "2", "--shadow_model_dir", challenger.uri],
+        # PSI after a few hundred single-row requests: below the default 500-row minimum.
+        extra=["--workers", "2", "--shadow_model_dir", challenger.uri, "--drift_min_rows", "20"],
         env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     ) as running:
         yield running

@@ -46,8 +46,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         liveness_endpoint=args.liveness,
         standalone=args.standalone,
         priority=args.priority,
-        peering_name=args.peering or settings.peering_name,
+        peering_name=peering_name(args, settings),
     )
+
+
+def peering_name(args: argparse.Namespace, settings: OperatorSettings) -> str | None:
+    """None when standalone: a peering name makes kopf's peering mandatory, and kopf then stays
+    paused ("peering CRD is missing") even with --standalone, while /healthz answers 200."""
+    if args.standalone:
+        return None
+    return str(args.peering or settings.peering_name)
 
 
 if __name__ == "__main__":

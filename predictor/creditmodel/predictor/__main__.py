@@ -25,6 +25,7 @@ _OURS = (
     "max_body_bytes",
     "inline_rows",
     "drift_window_seconds",
+    "drift_min_rows",
 )
 _SCALING = ("base_score", "base_odds", "points_to_double_odds")
 
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--max_body_bytes", type=int, help="request body size limit")
     ours.add_argument("--inline_rows", type=int, help="larger batches run in a worker thread")
     ours.add_argument("--drift_window_seconds", type=float, help="PSI sliding window")
+    ours.add_argument(
+        "--drift_min_rows", type=int, help="rows the window needs before PSI is published (500)"
+    )
     ours.add_argument("--base_score", type=float, help="points at --base_odds (default: bundle's)")
     ours.add_argument("--base_odds", type=float, help="good:bad odds at --base_score")
     ours.add_argument("--points_to_double_odds", type=float, help="points to double the odds")

@@ -191,7 +191,8 @@ _NO_REPOSITORY = (
 class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
     """KServe's servicer; ModelInfer for an installed model that KServe still has registered
     takes the fast path, and so does ModelInfer for a model nobody serves (refused NOT_FOUND,
-    counted, with the name cut). The model repository extension is refused."""
+    counted, with the name cut). ModelMetadata keeps the data plane's `versions`. The model
+    repository extension is refused."""
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
         name = request.model_name
@@ -202,6 +203,17 @@ class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
         elif service is None or kserves is None:
             return await super().ModelInfer(request, context)
         return await model_infer(service, request, context)
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """KServe's, with the `versions` its servicer drops (serving.HonestDataPlane fills them)."""
+        metadata = await self._data_plane.model_metadata(model_name=request.name)
+        return pb.ModelMetadataResponse(
+            name=metadata["name"],
+            versions=metadata.get("versions") or [],
+            platform=metadata["platform"],
+            inputs=metadata["inputs"],
+            outputs=metadata["outputs"],
+        )
 
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
         raise RefusedRpcError(grpc.StatusCode.UNIMPLEMENTED, _NO_REPOSITORY)

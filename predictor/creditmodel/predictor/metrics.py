@@ -15,9 +15,11 @@ relies on these names; they are a contract:
         fixed buckets every 20 points from 300 to 900, the same for every version, so the
         canary-vs-stable PSI can be computed from the two versions' bucket rates
   creditmodel_score_psi{model,version,variant}                   gauge; PSI of the score vs the
-        bundle's reference deciles over the sliding window (NaN until rows arrive)
+        bundle's reference deciles over the sliding window; absent (no sample) until that
+        window holds --drift_min_rows rows (500): a PSI over a handful of rows is noise
   creditmodel_feature_psi{model,version,variant,feature}         gauge; the same per feature
   creditmodel_drift_window_rows{model,version,variant}           gauge; rows in that window
+        (always exported, 0 included)
   creditmodel_shadow_probability_delta{model,version,variant}    histogram; |challenger -
         champion| probability per row (labels of the challenger)
   creditmodel_shadow_dropped_rows_total{model,version,variant}   counter; queue full
@@ -153,10 +155,12 @@ class DriftWindow:
 
 
 class DriftCollector(Collector):
-    """PSI gauges computed at scrape time from the summed windows."""
+    """PSI gauges computed at scrape time from the summed windows, for the windows that hold at
+    least `min_rows` rows; the row count of every window."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_rows: int = 1) -> None:
         self.windows: dict[tuple[str, str, str], DriftWindow] = {}
+        self.min_rows = min_rows
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = time.time()
@@ -175,9 +179,12 @@ class DriftCollector(Collector):
         )
         for labels, window in self.windows.items():
             counts = window.window_counts(now)
+            in_window = int(counts[: len(window.layout.expected[0])].sum())
+            rows.add_metric(list(labels), float(in_window))
+            if in_window < self.min_rows:
+                continue
             values = window.layout.psi(counts)
             score.add_metric(list(labels), values.pop("score"))
-            rows.add_metric(list(labels), float(counts[: len(window.layout.expected[0])].sum()))
             for feature, value in values.items():
                 features.add_metric([*labels, feature], value)
         yield score
@@ -259,12 +266,12 @@ class Telemetry:
     process and flushed at least every second (the service's housekeeping) and before every
     scrape this process answers, so a scrape lags other workers by at most that second."""
 
-    def __init__(self, model: str, window_seconds: float) -> None:
+    def __init__(self, model: str, window_seconds: float, min_rows: int = 1) -> None:
         self.model = model
         self.window_seconds = window_seconds
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.directory = Path(directory) if directory else None
-        self.drift = DriftCollector()
+        self.drift = DriftCollector(min_rows)
         self._series: dict[tuple[str, str], _Series] = {}
         self._lock = threading.Lock()  # large batches are scored in worker threads
 

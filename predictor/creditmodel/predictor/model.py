@@ -34,6 +34,9 @@ from creditmodel.predictor.service import (
 )
 from creditmodel.predictor.settings import PredictorSettings
 
+# V2 model metadata `platform`: the name Triton gives a model it runs with ONNX Runtime.
+PLATFORM = "onnxruntime_onnx"
+
 
 def to_infer_response(prediction: Prediction, binary: bool = False) -> InferResponse:
     """`binary`: answer in raw tensor contents, as clients that sent raw inputs expect (Triton's
@@ -132,6 +135,11 @@ class CreditScoringModel(Model):  # type: ignore[misc]
         response = to_infer_response(prediction, binary=payload.use_binary_outputs)
         service.done(prediction, started)
         return response
+
+    def v2_metadata(self) -> dict[str, Any]:
+        """What KServe's model metadata leaves empty (serving.HonestDataPlane adds it): the
+        served bundle's version and the platform."""
+        return {"versions": [self._running().champion.version], "platform": PLATFORM}
 
     def get_input_types(self) -> list[dict[str, Any]]:
         schema = self._running().champion.bundle.schema

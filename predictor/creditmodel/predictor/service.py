@@ -155,7 +155,9 @@ class ScoringService:
         self.champion_digest = bundle_digest(champion.bundle.manifest.files)
         self.champion_scaling = json.dumps(champion.scaling.model_dump(), sort_keys=True)
         self.name = settings.model_name
-        self.telemetry = Telemetry(self.name, settings.drift_window_seconds)
+        self.telemetry = Telemetry(
+            self.name, settings.drift_window_seconds, settings.drift_min_rows
+        )
         layout = DriftLayout(champion.bundle.schema, champion.bundle.reference)
         for variant in VARIANTS:
             self.telemetry.track(champion.version, variant, layout)

@@ -1,4 +1,4 @@
-"""KServe's ModelServer as this predictor runs it. Four differences, nothing else:
+"""KServe's ModelServer as this predictor runs it. Five differences, nothing else:
 
 - Both servers listen on `--host` (KServe hard-codes 0.0.0.0 for REST and [::] for gRPC). The
   default, 0.0.0.0, keeps KServe's addresses: REST on 0.0.0.0, gRPC on [::].
@@ -8,6 +8,8 @@
   unready instead of leaving it ready and answering 404.
 - The model repository extension is not advertised in the server metadata; its REST routes and
   RPCs are refused (rest.py, grpc_fast.py).
+- Model metadata (REST and gRPC) names the served bundle's version in `versions` and the
+  platform (`onnxruntime_onnx`), where KServe's leaves them out and empty.
 
 KServe's ModelServer.start builds its REST and gRPC servers by module-global name; `start`
 points those names at the subclasses here, as grpc_fast.install does for the servicer."""
@@ -48,6 +50,13 @@ class HonestDataPlane(DataPlane):  # type: ignore[misc]
     def metadata(self) -> dict[str, Any]:
         metadata = dict(super().metadata())
         metadata["extensions"] = []
+        return metadata
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        metadata = dict(await super().model_metadata(model_name))
+        describe = getattr(self.get_model_from_registry(model_name), "v2_metadata", None)
+        if callable(describe):
+            metadata.update(describe())
         return metadata
 
     async def ready(self) -> bool:

@@ -44,6 +44,11 @@ class PredictorSettings(BaseSettings):
     inline_rows: Annotated[int, Field(ge=1)] = 256
     # Sliding window of the live PSI gauges.
     drift_window_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # The PSI gauges of a (version, variant) are published only while its window holds at least
+    # this many rows (the row count always is): over ten bins, sampling noise alone gives a PSI
+    # of about 9/rows (0.02 at 500 rows) and far more on a few rows (8.3 after two requests).
+    # The chart's drift alerts ask for the same 500 rows (prometheusRule.psiMinRows).
+    drift_min_rows: Annotated[int, Field(ge=1)] = 500
     # Override the bundle's points scaling (all three or none).
     scaling: PointsScaling | None = None
     # Rows the shadow challenger may have queued before new ones are dropped (and counted).

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from creditmodel.core.schema import Schema
 from creditmodel.training.config import SearchSpace
 from creditmodel.training.errors import BadInputError
+from creditmodel.training.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +170,21 @@ def _fold_probability(
         return positive_probability(estimator, inputs.iloc[valid])
 
 
+def _fit_task(index: int, *args: Any) -> tuple[int, np.ndarray]:
+    """`_fold_probability` tagged with its task index: fits finish in any order."""
+    return index, _fold_probability(*args)
+
+
+def describe(params: tuple[int, float] | None) -> str:
+    return "baseline LR" if params is None else f"MLP hidden={params[0]} alpha={params[1]:g}"
+
+
 def search(
     inputs: pd.DataFrame, labels: np.ndarray, schema: Schema, space: SearchSpace, seed: int
 ) -> SearchResult:
     """Grid over width x alpha by stratified K-fold CV AUC; the LR baseline on the same folds.
-    The (model, fold) fits are independent and run in `space.jobs` processes."""
+    The (model, fold) fits are independent and run in `space.jobs` processes; each is logged as
+    it finishes, each model's CV AUC as soon as its last fold is in."""
     inputs, labels = stratified_sample(inputs, labels, space.search_rows, seed)
     check_cv_rows(labels, space.folds)
     folds = list(
@@ -180,36 +192,57 @@ def search(
     )
     grid: list[tuple[int, float] | None] = [None]
     grid += [(hidden, alpha) for hidden in space.hidden_units for alpha in space.alphas]
-    jobs = space.jobs or os.cpu_count() or 1
     tasks = [(params, train, valid) for params in grid for train, valid in folds]
-    with warnings.catch_warnings():
+    processes = min(space.jobs or os.cpu_count() or 1, len(tasks))
+    log.info(
+        "cross-validation: %d models (the LR baseline and %d MLPs) x %d folds = %d fits on %d rows"
+        " in %d process%s",
+        len(grid),
+        len(grid) - 1,
+        len(folds),
+        len(tasks),
+        len(labels),
+        processes,
+        "" if processes == 1 else "es",
+    )
+    scored: list[np.ndarray] = [np.empty(0)] * len(tasks)
+    fold_aucs = [[0.0] * len(folds) for _ in grid]
+    pending = [len(folds)] * len(grid)
+    with (
+        warnings.catch_warnings(),
+        Progress(log, "cross-validation", len(tasks), "fits") as progress,
+    ):
         warnings.simplefilter("ignore", ConvergenceWarning)
-        scored = Parallel(n_jobs=min(jobs, len(tasks)))(
-            delayed(_fold_probability)(
-                schema, params, inputs, labels, train, valid, seed, space.max_iter
+        finished = Parallel(n_jobs=processes, return_as="generator_unordered")(
+            delayed(_fit_task)(
+                index, schema, params, inputs, labels, train, valid, seed, space.max_iter
             )
-            for params, train, valid in tasks
+            for index, (params, train, valid) in enumerate(tasks)
         )
+        for index, probability in finished:
+            model_index, fold = divmod(index, len(folds))
+            scored[index] = probability
+            auc = float(roc_auc_score(labels[folds[fold][1]], probability))
+            fold_aucs[model_index][fold] = auc
+            name = describe(grid[model_index])
+            progress.done(f"{name} fold {fold + 1}/{len(folds)}: AUC {auc:.4f}")
+            pending[model_index] -= 1
+            if not pending[model_index]:
+                progress.note(f"{name}: CV AUC {np.mean(fold_aucs[model_index]):.4f}")
     # joblib keeps its worker processes for reuse; a training run needs them no longer, and
     # idle workers outliving a killed Job would hold its log pipes open.
     get_reusable_executor().shutdown(wait=True)
     results: list[tuple[np.ndarray, tuple[float, ...]]] = []
-    for index in range(len(grid)):
+    for model_index in range(len(grid)):
         oof = np.zeros(len(labels))
-        fold_aucs: list[float] = []
-        for (_, valid), probability in zip(
-            folds, scored[index * len(folds) : (index + 1) * len(folds)], strict=True
-        ):
-            oof[valid] = probability
-            fold_aucs.append(float(roc_auc_score(labels[valid], probability)))
-        results.append((oof, tuple(fold_aucs)))
+        for fold, (_, valid) in enumerate(folds):
+            oof[valid] = scored[model_index * len(folds) + fold]
+        results.append((oof, tuple(fold_aucs[model_index])))
     (base_oof, base_aucs), mlp_results = results[0], results[1:]
-    log.info("baseline LR: CV AUC %.4f", np.mean(base_aucs))
     candidates: list[Candidate] = []
     for params, (_, aucs) in zip(grid[1:], mlp_results, strict=True):
         assert params is not None
         candidates.append(Candidate(params[0], params[1], float(np.mean(aucs)), aucs))
-        log.info("MLP hidden=%d alpha=%g: CV AUC %.4f", *params, candidates[-1].cv_auc)
     # First best in grid order on ties, so the choice is deterministic.
     best_index = max(range(len(candidates)), key=lambda i: (candidates[i].cv_auc, -i))
     return SearchResult(
@@ -233,6 +266,9 @@ def fit_final(
     seed: int,
 ) -> Pipeline:
     inputs, labels = stratified_sample(inputs, labels, space.fit_rows, seed)
-    with deterministic():
+    log.info("final fit: %s on %d rows", describe((best.hidden_units, best.alpha)), len(labels))
+    with deterministic(), Progress(log, "final fit") as progress:
         final = mlp(schema, best.hidden_units, best.alpha, seed, space.max_iter, len(labels))
-        return final.fit(inputs, labels)
+        final.fit(inputs, labels)
+    log.info("final fit: done in %.1f s", progress.elapsed())
+    return final

@@ -47,6 +47,7 @@ from creditmodel.training import (
 )
 from creditmodel.training.config import TrainingConfig
 from creditmodel.training.errors import BadInputError
+from creditmodel.training.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def build(
     calibration = export.feeds(
         schema, inputs.iloc[export.calibration_rows(len(inputs), config.seed)]
     )
+    log.info("export: fp32 ONNX done; quantizing to INT8")
     int8 = export.quantize_within(
         fp32,
         calibration,
@@ -378,8 +380,10 @@ def _cpu_parity(config: TrainingConfig, model: bytes, feed: dict[str, np.ndarray
     rows = _slice_rows(feed, CPU_CHECK_ROWS)
     models = ", ".join(f"{name} ({cpu_parity.CPU_MODELS[name]})" for name in config.cpu_models)
     threshold = config.gates.cpu_max_abs_dp
+    log.info("cross-CPU check: the INT8 model natively and under qemu %s", models)
     try:
-        parity = cpu_parity.check(model, rows, export.OUTPUT, tuple(config.cpu_models))
+        with Progress(log, "cross-CPU check"):
+            parity = cpu_parity.check(model, rows, export.OUTPUT, tuple(config.cpu_models))
     except cpu_parity.CpuParityError as exc:
         log.error("cross-CPU check: %s", exc)
         gate = _gate("int8_cpu_parity", False, None, threshold, f"could not run: {exc}")
