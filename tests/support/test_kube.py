@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from kubernetes import client, watch
@@ -132,7 +133,16 @@ def test_rbac_is_enforced_for_service_accounts(kube: Kube) -> None:
             "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": kube.namespace}],
         },
     )
-    assert sa_core.list_namespaced_config_map(kube.namespace).items is not None
+    # The RBAC authorizer learns of new bindings through its informers: allow it a moment.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            assert sa_core.list_namespaced_config_map(kube.namespace).items is not None
+            break
+        except ApiException as error:
+            if error.status != 403 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     with pytest.raises(ApiException) as still_denied:
         sa_core.list_namespaced_secret(kube.namespace)
     assert still_denied.value.status == 403
