@@ -93,6 +93,7 @@ class Operator:
             env={
                 "KUBECONFIG": str(self.kubeconfig),
                 "CREDITMODEL_OPERATOR_RESYNC_SECONDS": "1",
+                "CREDITMODEL_OPERATOR_DRAIN_SECONDS": "2",
                 **self.env,
             },
         )

@@ -1,11 +1,16 @@
-"""The pure child builders: InferenceService, HTTPRoute and training Job manifests."""
+"""The pure child builders: InferenceService, HTTPRoute, training Job, drift CronJob and the
+predictors' NetworkPolicy manifests."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from pydantic import ValidationError
 
 from creditmodel.operator import builders
 from creditmodel.operator.model import VersionRef
+from creditmodel.operator.settings import OperatorSettings
 from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, spec
 
 pytestmark = pytest.mark.unit
@@ -81,7 +86,7 @@ def test_training_job_runs_creditmodel_train_with_the_spec() -> None:
             "target": "risk",
             "positiveLabel": "bad",
             "outputURI": "s3://bundles/german",
-            "gates": {"max-brier": 0.2},
+            "gates": {"maxBrier": 0.2},
         }
     )
     job = builders.build_training_job(OWNER, the_spec, 3, "v3", "s3://bundles/german/v3")
@@ -111,11 +116,175 @@ def test_label_values_are_label_safe(text: str, expected: str) -> None:
 def test_spec_images_default_to_the_operator_settings() -> None:
     from creditmodel.operator.model import Spec
 
-    bare = Spec.model_validate({"model": {"bundleURI": BUNDLE_V1}})
+    knative = {"router": "knative"}
+    bare = Spec.model_validate({"model": {"bundleURI": BUNDLE_V1}, "rollout": knative})
     with pytest.raises(ValueError, match=r"spec\.predictor\.image is unset"):
         builders.build_inferenceservice(OWNER, bare, V1, "stable")
     filled = bare.with_default_images("registry/predictor:1", "registry/training:1")
     isvc = builders.build_inferenceservice(OWNER, filled, V1, "stable")
     assert isvc["spec"]["predictor"]["containers"][0]["image"] == "registry/predictor:1"
-    own = Spec.model_validate({"predictor": {"image": "mine:2"}}).with_default_images("a", "b")
+    own = Spec.model_validate(
+        {"model": {"bundleURI": BUNDLE_V1}, "rollout": knative, "predictor": {"image": "mine:2"}}
+    ).with_default_images("a", "b")
     assert own.predictor.image == "mine:2"
+
+
+# --- gates: typed fields to typed flags, never free keys --------------------------------------------
+
+TRAINING = {
+    "dataURI": "s3://data/german.csv",
+    "target": "risk",
+    "positiveLabel": "bad",
+    "outputURI": "s3://bundles/german",
+}
+
+
+def training_args(**gates: Any) -> list[str]:
+    the_spec = spec(training={**TRAINING, "gates": gates})
+    job = builders.build_training_job(OWNER, the_spec, 1, "v1", "s3://bundles/german/v1")
+    args: list[str] = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def test_every_gate_field_maps_to_its_flag_with_the_exact_value() -> None:
+    args = training_args(
+        aucMarginVsBaseline=0.01,
+        onnxMaxAbsDp=1e-5,
+        int8MaxAucDrop=0.003,
+        int8MaxAbsDp=0.015,
+        maxBrier=0.123456789,
+        minApprovalRatio=0.8,
+        fairnessMinGroup=50,
+        cpuMaxAbsDp=0,
+        cpuModels=["Nehalem"],
+    )
+    gates = args[args.index("--seed") + 2 :]
+    assert gates == [
+        "--auc-margin-vs-baseline",
+        "0.01",
+        "--onnx-max-abs-dp",
+        "1e-05",
+        "--int8-max-auc-drop",
+        "0.003",
+        "--int8-max-abs-dp",
+        "0.015",
+        "--max-brier",
+        "0.123456789",
+        "--min-approval-ratio",
+        "0.8",
+        "--fairness-min-group",
+        "50",
+        "--cpu-max-abs-dp",
+        "0.0",
+        "--cpu-models",
+        "Nehalem",
+    ]
+    assert training_args(cpuModels=[])[-2:] == ["--cpu-models", "none"]
+    assert "--max-brier" not in training_args()
+
+
+def test_a_free_gate_key_never_reaches_the_command_line() -> None:
+    """`gates: {output: 1}` once appended `--output 1`, and the later flag won."""
+    with pytest.raises(ValidationError, match=r"training\.gates\.output"):
+        spec(training={**TRAINING, "gates": {"output": 1}})
+    smuggled = spec(training=TRAINING)
+    smuggled.training.gates.__dict__["output"] = "s3://elsewhere"  # type: ignore[union-attr]
+    job = builders.build_training_job(OWNER, smuggled, 1, "v1", "s3://bundles/german/v1")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args.count("--output") == 1
+    assert "s3://elsewhere" not in args
+
+
+# --- Pod Security "restricted" (proven on the API server in test_pod_security.py) ---------------
+
+
+def restricted_parts(pod: dict[str, Any]) -> None:
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (volume,) = pod["volumes"]
+    assert volume["name"] == "scratch"
+    assert volume["emptyDir"]["sizeLimit"].endswith(("Mi", "Gi"))
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        assert env["HOME"] == env["TMPDIR"] == "/tmp"
+
+
+def test_every_pod_the_operator_causes_is_restricted() -> None:
+    the_spec = spec(training=TRAINING, monitoring={"predictionLogURI": "s3://predictions"})
+    isvc = builders.build_inferenceservice(OWNER, the_spec, V1, "stable")
+    restricted_parts(builders.predictor_pod_spec(isvc["spec"]["predictor"]))
+    knative = builders.build_knative_inferenceservice(OWNER, the_spec, V1, 10)
+    restricted_parts(builders.predictor_pod_spec(knative["spec"]["predictor"]))
+    job = builders.build_training_job(OWNER, the_spec, 1, "v1", "s3://bundles/german/v1")
+    restricted_parts(job["spec"]["template"]["spec"])
+    cronjob = builders.build_drift_cronjob(OWNER, the_spec, V1)
+    restricted_parts(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+
+
+def test_predictor_pod_spec_drops_kserve_extension_fields() -> None:
+    predictor = builders.build_inferenceservice(OWNER, spec(), V1, "stable")["spec"]["predictor"]
+    pod = builders.predictor_pod_spec(predictor)
+    assert set(pod) == {"containers", "securityContext", "volumes"}
+    assert predictor["labels"] == builders.predictor_pod_labels(OWNER)
+
+
+# --- the predictors' NetworkPolicy --------------------------------------------------------------
+
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
+def test_networkpolicy_admits_the_gateway_namespace_and_the_configured_sources_only() -> None:
+    policy = builders.build_predictor_networkpolicy(
+        OWNER, spec(), builders.IngressPolicy(sources=(PROMETHEUS,))
+    )
+    assert policy["metadata"]["name"] == "german-predictor"
+    assert policy["metadata"]["ownerReferences"] == [OWNER.reference()]
+    body = policy["spec"]
+    assert body["podSelector"] == {"matchLabels": builders.predictor_pod_labels(OWNER)}
+    assert body["policyTypes"] == ["Ingress"]
+    (rule,) = body["ingress"]
+    assert rule["ports"] == [{"port": builders.PREDICTOR_PORT, "protocol": "TCP"}]
+    gateway = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway-system"}}
+    }
+    assert rule["from"] == [gateway, PROMETHEUS]
+
+
+def test_networkpolicy_defaults_the_gateway_namespace_to_the_models() -> None:
+    the_spec = spec(rollout={"gateway": {"name": "gw"}})
+    policy = builders.build_predictor_networkpolicy(OWNER, the_spec, builders.IngressPolicy())
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "risk"}}}
+    ]
+
+
+def test_networkpolicy_for_knative_admits_knatives_namespaces() -> None:
+    the_spec = spec(rollout={"router": "knative", "gateway": None})
+    ingress = builders.IngressPolicy(knative_namespaces=("knative-serving",))
+    (rule,) = builders.build_predictor_networkpolicy(OWNER, the_spec, ingress)["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-serving"}}}
+    ]
+
+
+def test_networkpolicy_without_any_source_admits_no_one() -> None:
+    """An ingress rule without `from` would admit every source."""
+    the_spec = spec(rollout={"router": "knative", "gateway": None})
+    policy = builders.build_predictor_networkpolicy(OWNER, the_spec, builders.IngressPolicy())
+    assert policy["spec"]["ingress"] == []
+
+
+def test_ingress_policy_comes_from_the_operator_settings() -> None:
+    settings = OperatorSettings(
+        predictor_ingress_from=[PROMETHEUS], knative_ingress_namespaces=["kn"]
+    )
+    policy = builders.IngressPolicy.from_settings(settings)
+    assert (list(policy.sources), list(policy.knative_namespaces)) == ([PROMETHEUS], ["kn"])

@@ -135,7 +135,7 @@ def _monitoring_uri(body: dict[str, Any]) -> None:
         (_no_gateway, "router gatewayAPI needs rollout.gateway"),
         (_bad_router, 'spec.rollout.router: Unsupported value: "istio"'),
         (_bad_uri, "spec.model.bundleURI: Invalid value"),
-        (_long_name, "metadata.name must be at most 40 characters"),
+        (_long_name, "metadata.name must start with a lowercase letter"),
         (_success_rate, "spec.rollout.analysis.successRate: Invalid value: 1.5"),
         (_step_range, "spec.rollout.steps[1]: Invalid value: 100"),
         (_training_output, "spec.training.outputURI: Invalid value"),

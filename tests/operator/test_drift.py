@@ -14,7 +14,7 @@ from creditmodel.core import drift
 from creditmodel.core.drift import DriftSummary
 from creditmodel.core.prediction_log import latest_report_name
 from creditmodel.operator import builders, bundles
-from creditmodel.operator.model import VersionRef
+from creditmodel.operator.model import DriftStatus, VersionRef
 from creditmodel.operator.rollout import (
     CreditModel,
     DriftReport,
@@ -41,6 +41,9 @@ MONITORING = {
     "retrainOnDriftPSI": 0.25,
     "retrainCooldownSeconds": 3600,
 }
+# Monitoring without training: reports are recorded, never retrained on (the CRD refuses
+# retrainOnDriftPSI without spec.training, and so does the typed spec).
+WATCH_ONLY = {k: v for k, v in MONITORING.items() if k != "retrainOnDriftPSI"}
 READY = {V1_NAME: True}
 
 
@@ -130,11 +133,11 @@ def test_drift_image_is_its_own_then_the_training_one_then_the_operator_default(
         job = builders.build_drift_cronjob(OWNER, the_spec, V1)
         return str(job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"])
 
-    assert image(spec(monitoring={**MONITORING, "image": "drift:1"})) == "drift:1"
+    assert image(spec(monitoring={**WATCH_ONLY, "image": "drift:1"})) == "drift:1"
     assert (
         image(spec(training={**TRAINING, "image": "train:2"}, monitoring=MONITORING)) == "train:2"
     )
-    assert image(spec(monitoring=MONITORING)) == "training:test"
+    assert image(spec(monitoring=WATCH_ONLY)) == "training:test"
 
 
 def test_monitoring_turns_on_the_predictor_prediction_log() -> None:
@@ -142,7 +145,7 @@ def test_monitoring_turns_on_the_predictor_prediction_log() -> None:
         isvc = builders.build_inferenceservice(OWNER, the_spec, V1, "stable")
         return list(isvc["spec"]["predictor"]["containers"][0].get("env", []))
 
-    logged = env(spec(monitoring=MONITORING))
+    logged = env(spec(monitoring=WATCH_ONLY))
     assert {"name": "CREDITMODEL_PREDICTION_LOG_URI", "value": LOG} in logged
     assert {"name": "CREDITMODEL_PREDICTION_LOG_SAMPLE_RATE", "value": "0.5"} in logged
     assert not any(e["name"].startswith("CREDITMODEL_PREDICTION_LOG") for e in env(spec()))
@@ -193,7 +196,7 @@ def test_cronjob_follows_the_stable_and_goes_with_monitoring() -> None:
 
 
 def test_no_cronjob_before_a_stable_version() -> None:
-    current = model(spec(monitoring=MONITORING))
+    current = model(spec(monitoring=WATCH_ONLY))
     assert not needs(current, T0).drift_report
     assert reconcile(current, Observations(), T0).children == []
 
@@ -223,8 +226,9 @@ def test_report_above_the_threshold_starts_a_retrain() -> None:
     assert plan.job is not None
     assert plan.job["metadata"]["name"] == "german-train-1"
     assert plan.status.training.reason == "DriftReport"
+    assert plan.status.training.drift_retrained_at == "2026-01-01T12:01:00Z"
+    assert plan.status.training.drift_retrained_for == "v1"
     assert plan.status.drift is not None
-    assert plan.status.drift.last_retrain_at == "2026-01-01T12:01:00Z"
     assert plan.status.drift.top_drifting_features == ["duration", "credit_amount"]
     (announced,) = events(plan, "DriftReport")
     assert announced.startswith("Warning:")
@@ -246,8 +250,48 @@ def test_cool_down_blocks_a_second_retrain_until_it_passes() -> None:
     allowed = report(current, summary(0.5, at=3700), 3700)
     assert allowed.job is not None
     assert allowed.job["metadata"]["name"] == "german-train-2"
-    assert allowed.status.drift is not None
-    assert allowed.status.drift.last_retrain_at == "2026-01-01T13:01:40Z"
+    assert allowed.status.training.drift_retrained_at == "2026-01-01T13:01:40Z"
+
+
+def test_one_cool_down_for_both_drift_signals() -> None:
+    """A drift report's retrain holds the live score PSI signal off too, and the other way round:
+    one drift-retrain policy, one clock."""
+    the_spec = spec(
+        training={**TRAINING, "retrainOnScorePSI": 0.2}, monitoring=MONITORING
+    )  # cool-down 3600 s
+    current = advance(monitored(), Plan(monitored().status, []), spec=the_spec)
+    current = advance(current, report(current, summary(0.4), 60))
+    current = advance(
+        current, reconcile(current, Observations(ready=READY, job=JobState("Failed")), after(120))
+    )
+    assert not needs(current, after(1800)).drift  # no Prometheus query it could not act on
+    live = reconcile(current, Observations(ready=READY, stable_score_psi=0.9), after(1800))
+    assert live.job is None
+    live = reconcile(current, Observations(ready=READY, stable_score_psi=0.9), after(3700))
+    assert live.job is not None
+    assert live.status.training.reason == "Drift"
+    current = advance(current, live)
+    current = advance(
+        current, reconcile(current, Observations(ready=READY, job=JobState("Failed")), after(3800))
+    )
+    blocked = report(current, summary(0.5, at=3900), 3900)
+    assert blocked.job is None
+    assert (
+        "not retraining: cool-down until 2026-01-01T14:01:40Z" in events(blocked, "DriftReport")[0]
+    )
+
+
+def test_clock_of_operator_0_1_0_is_carried_over() -> None:
+    current = monitored()
+    legacy = current.status.model_copy(
+        update={"drift": DriftStatus(last_retrain_at="2026-01-01T11:30:00Z")}
+    )
+    current = advance(current, Plan(legacy, []))
+    plan = report(current, summary(0.5), 60)
+    assert plan.job is None
+    assert plan.status.training.drift_retrained_at == "2026-01-01T11:30:00Z"
+    assert plan.status.drift is not None
+    assert plan.status.drift.last_retrain_at is None
 
 
 def test_running_training_job_blocks_a_drift_retrain() -> None:
@@ -307,9 +351,8 @@ def test_cool_down_outlives_monitoring_turned_off_and_on() -> None:
         spec=spec(training=TRAINING),
     )
     plan = reconcile(off, Observations(ready=READY), after(180))
-    assert plan.status.drift is not None
-    assert plan.status.drift.last_retrain_at == "2026-01-01T12:01:00Z"
-    assert plan.status.drift.score_psi is None
+    assert plan.status.drift is None
+    assert plan.status.training.drift_retrained_at == "2026-01-01T12:01:00Z"
     on = advance(off, plan, spec=spec(training=TRAINING, monitoring=MONITORING))
     again = report(on, summary(0.5, at=60), 240)  # the same old latest.json, read again
     assert again.job is None
@@ -317,7 +360,8 @@ def test_cool_down_outlives_monitoring_turned_off_and_on() -> None:
 
 
 def test_version_starting_its_canary_in_the_same_pass_blocks_a_drift_retrain() -> None:
-    """The report and a new spec bundle arrive together: the canary starts, no retrain races it."""
+    """The report and a new spec bundle arrive together: the canary starts first, and the retrain
+    policy sees it, so no retrain races it."""
     current = monitored()
     the_spec = spec(model={"bundleURI": BUNDLE_V2}, training=TRAINING, monitoring=MONITORING)
     current = advance(current, Plan(current.status, []), spec=the_spec)
@@ -325,7 +369,7 @@ def test_version_starting_its_canary_in_the_same_pass_blocks_a_drift_retrain() -
     assert plan.status.canary is not None
     assert plan.status.canary.version == "v2"
     assert plan.job is None
-    assert "not retraining: version v2 is about to be rolled out" in events(plan, "DriftReport")[0]
+    assert "not retraining: canary v2 is being rolled out" in events(plan, "DriftReport")[0]
 
 
 def test_cronjob_is_written_after_the_serving_children() -> None:

@@ -91,7 +91,8 @@ def test_apply_creates_inferenceservice_and_route_then_ready(
     )
     route = eventually(lambda: api.route("german-credit"), what="HTTPRoute")
     backends = route["spec"]["rules"][0]["backendRefs"]
-    assert [(b["name"], b["weight"]) for b in backends] == [(f"{isvc_for(v1)}-predictor", 100)]
+    # not Ready yet: no traffic to send it (the Gateway answers 500, not into a dead backend)
+    assert [(b["name"], b["weight"]) for b in backends] == [(f"{isvc_for(v1)}-predictor", 0)]
     assert route["spec"]["parentRefs"][0]["name"] == "creditmodel-gateway"
 
     # Children are written before the status: wait for the status to tell the same story.
@@ -105,13 +106,20 @@ def test_apply_creates_inferenceservice_and_route_then_ready(
         what="Ready=True",
     )
     assert ready["message"] == "v1 serves 100% of traffic"
+    assert weights(api) == [(isvc_for(v1), 100)]
     model = api.model("german-credit")
     assert model["status"]["phase"] == "Ready"
     assert model["status"]["stable"] == {"version": "v1", "bundleURI": v1}
     assert model["status"]["observedGeneration"] == model["metadata"]["generation"]
 
 
-def test_changed_bundle_starts_canary_at_step_one(
+def weights(api: Api) -> list[tuple[str, int]]:
+    """The HTTPRoute's backends: (InferenceService, weight)."""
+    backends = api.route("german-credit")["spec"]["rules"][0]["backendRefs"]
+    return [(b["name"].removesuffix("-predictor"), b["weight"]) for b in backends]
+
+
+def test_changed_bundle_starts_canary_at_step_one_once_ready(
     api: Api, s3: S3Bucket, s3_operator: Operator
 ) -> None:
     v1 = serving_v1(api, s3, intervalSeconds=3600)
@@ -125,17 +133,19 @@ def test_changed_bundle_starts_canary_at_step_one(
     )
     assert status["canary"]["version"] == "v2"
     assert status["canary"]["step"] == 0
-    assert status["canaryWeight"] == 10
+    assert status["canaryWeight"] == 0  # not Ready: no traffic
     assert status["phase"] == "Progressing"
     assert set(api.isvcs()) == {isvc_for(v1), isvc_for(v2)}
-    weights = eventually(
-        lambda: [b["weight"] for b in api.route("german-credit")["spec"]["rules"][0]["backendRefs"]]
-        if len(api.route("german-credit")["spec"]["rules"][0]["backendRefs"]) == 2
-        else None,
-        what="two weighted backends",
-    )
-    assert weights == [90, 10]
+    assert eventually(lambda: len(weights(api)) == 2 and weights(api), what="two backends") == [
+        (isvc_for(v1), 100),
+        (isvc_for(v2), 0),
+    ]
     assert api.isvcs()[isvc_for(v2)]["metadata"]["labels"][builders.TRACK_LABEL] == "canary"
+    api.mark_isvc_ready(isvc_for(v2))
+    eventually(
+        lambda: weights(api) == [(isvc_for(v1), 90), (isvc_for(v2), 10)], what="10% once Ready"
+    )
+    assert api.model("german-credit")["status"]["canaryWeight"] == 10
 
 
 def test_unpublished_bundle_is_degraded_with_the_reason(
@@ -159,6 +169,10 @@ def test_manual_action_annotation(
     v2 = publish(f"{s3.uri}/german-credit/v2", "v2")
     api.patch_model("german-credit", {"spec": {"model": {"bundleURI": v2}}})
     eventually(lambda: api.model("german-credit")["status"].get("canary"), what="a canary")
+    api.mark_isvc_ready(isvc_for(v2))  # only a Ready canary is promoted
+    eventually(
+        lambda: api.model("german-credit")["status"]["canary"].get("readyAt"), what="canary Ready"
+    )
     api.patch_model(
         "german-credit", {"metadata": {"annotations": {"scoring.creditmodel.io/action": action}}}
     )

@@ -10,10 +10,11 @@ from creditmodel.operator.rollout import (
     JobState,
     Observations,
     Plan,
+    Policy,
     Resolved,
     needs,
+    next_pass_in,
     reconcile,
-    seconds_until_due,
     training_failure,
 )
 from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, after, model, spec
@@ -43,13 +44,22 @@ def serving_v1() -> CreditModel:
 
 
 def canary_v2() -> CreditModel:
-    """v1 stable, v2 just started as canary at step 0 (10%)."""
+    """v1 stable, v2 just started as canary at step 0, not Ready yet (0%)."""
     current = serving_v1()
     current = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": BUNDLE_V2}))
     plan = reconcile(
         current, Observations(spec_bundle=Resolved(BUNDLE_V2, "v2"), ready={V1_NAME: True}), T0
     )
     return advance(current, plan)
+
+
+def ready_canary_v2() -> CreditModel:
+    """v1 stable, v2 canary at step 0 and Ready since T0 (10%; the analysis clock starts)."""
+    current = canary_v2()
+    return advance(current, reconcile(current, Observations(ready=BOTH_READY), T0))
+
+
+BOTH_READY = {V1_NAME: True, V2_NAME: True}
 
 
 def check(current: CreditModel, result: analysis.Result | None, at: float) -> Plan:
@@ -128,32 +138,42 @@ def test_adopted_bundle_is_not_resolved_again() -> None:
 # --- canary -----------------------------------------------------------------------------------------
 
 
-def test_changed_bundle_starts_a_canary_at_step_one() -> None:
+def test_changed_bundle_starts_a_canary_at_zero_until_it_is_ready() -> None:
     current = canary_v2()
     canary = current.status.canary
     assert canary is not None
-    assert (canary.version, canary.step) == ("v2", 0)
-    assert current.status.canary_weight == 10
+    assert (canary.version, canary.step, canary.ready_at) == ("v2", 0, None)
+    assert current.status.canary_weight == 0
     assert current.status.phase == "Progressing"
-    plan = reconcile(current, Observations(ready={V1_NAME: True}), T0)
-    route = plan.children[-1]
-    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [90, 10]
+    plan = reconcile(current, Observations(ready={V1_NAME: True}), after(5))
+    assert plan.route_weights == {V1_NAME: 100, V2_NAME: 0}
     assert plan.inferenceservice_names == {V1_NAME, V2_NAME}
     assert condition(plan, "Ready") == ("True", "Serving")
+    assert condition(plan, "Progressing") == ("True", "WaitingForReady")
+    assert not needs(current, after(600)).analysis  # no analysis of a canary never Ready
+
+    plan = reconcile(current, Observations(ready=BOTH_READY), after(5))
+    assert plan.route_weights == {V1_NAME: 90, V2_NAME: 10}
+    assert plan.status.canary_weight == 10
+    assert plan.status.canary is not None
+    assert plan.status.canary.ready_at == plan.status.canary.last_check_at == "2026-01-01T12:00:05Z"
+    assert [e.reason for e in plan.events] == ["CanaryReady"]
     assert condition(plan, "Progressing") == ("True", "CanaryAnalysis")
+    route = plan.children[-1]
+    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [90, 10]
 
 
 def test_no_analysis_before_the_interval() -> None:
-    current = canary_v2()
+    current = ready_canary_v2()
     assert not needs(current, after(59)).analysis
     assert needs(current, after(60)).analysis
-    assert seconds_until_due(current, after(45)) == 15
+    assert next_pass_in(current, after(45), Policy()) == 15
     plan = check(current, PASSED, 30)
     assert plan.status.canary == current.status.canary
 
 
 def test_passed_check_advances_a_step() -> None:
-    plan = check(canary_v2(), PASSED, 60)
+    plan = check(ready_canary_v2(), PASSED, 60)
     assert plan.status.canary is not None
     assert plan.status.canary.step == 1
     assert plan.status.canary_weight == 50
@@ -161,21 +181,26 @@ def test_passed_check_advances_a_step() -> None:
     assert [e.reason for e in plan.events] == ["CanaryAdvanced"]
 
 
-def test_passing_the_last_step_promotes_and_removes_the_old_stable() -> None:
-    current = canary_v2()
+def test_passing_the_last_step_promotes_and_drains_the_old_stable() -> None:
+    current = ready_canary_v2()
     current = advance(current, check(current, PASSED, 60))
     plan = check(current, PASSED, 120)
     assert plan.status.stable is not None
     assert plan.status.stable.version == "v2"
+    assert plan.status.previous_stable is not None
+    assert plan.status.previous_stable.version == "v1"
     assert plan.status.canary is None
     assert plan.status.canary_weight == 0
-    assert plan.inferenceservice_names == {V2_NAME}
+    assert plan.inferenceservice_names == {V1_NAME, V2_NAME}  # v1 drains first
+    assert plan.route_weights == {V2_NAME: 100, V1_NAME: 0}
+    assert [(d.version, d.since) for d in plan.status.draining] == [("v1", "2026-01-01T12:02:00Z")]
     assert [e.reason for e in plan.events] == ["Promoted"]
-    assert condition(plan, "Progressing") == ("False", "Stable")
+    assert condition(plan, "Progressing") == ("True", "Draining")
+    assert condition(plan, "Ready") == ("True", "Serving")
 
 
 def test_inconclusive_check_neither_advances_nor_counts() -> None:
-    plan = check(canary_v2(), INCONCLUSIVE, 60)
+    plan = check(ready_canary_v2(), INCONCLUSIVE, 60)
     canary = plan.status.canary
     assert canary is not None
     assert (canary.step, canary.failed_checks) == (0, 0)
@@ -185,7 +210,7 @@ def test_inconclusive_check_neither_advances_nor_counts() -> None:
 
 
 def test_failed_checks_roll_back_at_the_limit() -> None:
-    current = canary_v2()
+    current = ready_canary_v2()
     plan = check(current, FAILED, 60)
     assert plan.status.canary is not None
     assert plan.status.canary.failed_checks == 1
@@ -198,7 +223,8 @@ def test_failed_checks_roll_back_at_the_limit() -> None:
     assert plan.status.stable.version == "v1"
     assert plan.status.rejected is not None
     assert plan.status.rejected.version == "v2"
-    assert plan.inferenceservice_names == {V1_NAME}
+    assert plan.inferenceservice_names == {V1_NAME, V2_NAME}  # v2 drains first
+    assert plan.route_weights == {V1_NAME: 100, V2_NAME: 0}
     assert condition(plan, "Degraded") == ("True", "RolledBack")
     assert condition(plan, "Ready") == ("True", "Serving")
     assert plan.status.phase == "Degraded"
@@ -206,7 +232,7 @@ def test_failed_checks_roll_back_at_the_limit() -> None:
 
 
 def test_rolled_back_version_is_not_retried_until_the_spec_changes() -> None:
-    current = canary_v2()
+    current = ready_canary_v2()
     current = advance(current, check(current, FAILED, 60))
     current = advance(current, check(current, FAILED, 120))
     plan = reconcile(current, Observations(ready={V1_NAME: True}), after(180))
@@ -218,23 +244,49 @@ def test_rolled_back_version_is_not_retried_until_the_spec_changes() -> None:
         current, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1"), ready={V1_NAME: True}), T0
     )
     assert condition(plan, "Degraded") == ("False", "AsExpected")
+    # named again: a new attempt
+    current = advance(current, plan, spec=spec(model={"bundleURI": BUNDLE_V2}))
+    plan = reconcile(
+        current, Observations(spec_bundle=Resolved(BUNDLE_V2, "v2"), ready={V1_NAME: True}), T0
+    )
+    assert plan.status.rejected is None
+    assert plan.status.canary is not None
+    assert plan.status.canary.version == "v2"
 
 
-def test_canary_not_ready_at_check_time_counts_as_failed() -> None:
-    plan = check(canary_v2(), None, 60)
+def test_a_resolution_of_another_uri_is_not_adopted() -> None:
+    """The spec moved on while its previous bundle was being resolved: wait for the new one."""
+    current = advance(
+        serving_v1(), Plan(serving_v1().status, []), spec=spec(model={"bundleURI": BUNDLE_V2})
+    )
+    stale = Observations(spec_bundle=Resolved(BUNDLE_V1, "v1-again"), ready={V1_NAME: True})
+    plan = reconcile(current, stale, after(5))
+    assert plan.status.desired == current.status.desired
+    assert plan.status.canary is None
+    assert needs(advance(current, plan), after(6)).resolve_bundle == BUNDLE_V2
+
+
+def test_canary_not_ready_at_check_time_counts_as_failed_and_loses_its_weight() -> None:
+    plan = check(ready_canary_v2(), None, 60)
     assert plan.status.canary is not None
     assert plan.status.canary.failed_checks == 1
     assert "not Ready" in (plan.status.canary.last_analysis or pytest.fail("missing")).message
+    assert plan.route_weights == {V1_NAME: 100, V2_NAME: 0}
+    stale = reconcile(  # a verdict from before the canary lost its Ready condition
+        ready_canary_v2(), Observations(ready={V1_NAME: True}, analysis=PASSED), after(60)
+    )
+    assert stale.status.canary is not None
+    assert (stale.status.canary.step, stale.status.canary.failed_checks) == (0, 1)
 
 
 def test_paused_canary_holds_its_weight() -> None:
-    current = canary_v2()
+    current = ready_canary_v2()
     paused = spec(
         model={"bundleURI": BUNDLE_V2}, rollout={"gateway": {"name": "gw"}, "paused": True}
     )
     current = advance(current, Plan(current.status, []), spec=paused)
     assert not needs(current, after(600)).analysis
-    assert seconds_until_due(current, after(600)) is None
+    assert next_pass_in(current, after(600), Policy()) is None
     plan = check(current, FAILED, 600)
     assert plan.status.canary == current.status.canary
     assert condition(plan, "Progressing") == ("True", "Paused")
@@ -242,7 +294,7 @@ def test_paused_canary_holds_its_weight() -> None:
 
 @pytest.mark.parametrize(("action", "stable"), [("promote", "v2"), ("abort", "v1")])
 def test_manual_action_promotes_or_aborts(action: str, stable: str) -> None:
-    current = canary_v2()
+    current = ready_canary_v2()
     current = advance(current, Plan(current.status, []), action=action)
     assert not needs(current, after(600)).analysis
     plan = reconcile(current, Observations(ready={V1_NAME: True, V2_NAME: True}), after(5))
@@ -252,39 +304,45 @@ def test_manual_action_promotes_or_aborts(action: str, stable: str) -> None:
     assert plan.clear_action
 
 
-def test_unknown_action_is_ignored() -> None:
+def test_unknown_action_is_refused_and_removed() -> None:
     current = canary_v2()
     current = advance(current, Plan(current.status, []), action="yolo")
     plan = reconcile(current, Observations(ready={V1_NAME: True}), after(5))
-    assert plan.status.canary is not None
-    assert not plan.clear_action
+    assert plan.status.canary == current.status.canary
+    assert plan.clear_action
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "UnknownAction")]
 
 
 def test_new_bundle_during_a_canary_replaces_it() -> None:
-    current = canary_v2()
+    current = ready_canary_v2()
     current = advance(current, check(current, PASSED, 60))
     v3 = "s3://bundles/german/v3"
     current = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": v3}))
-    plan = reconcile(current, Observations(spec_bundle=Resolved(v3, "v3")), after(70))
+    observed = Observations(spec_bundle=Resolved(v3, "v3"), ready=BOTH_READY)
+    plan = reconcile(current, observed, after(70))
     canary = plan.status.canary
     assert canary is not None
     assert (canary.version, canary.step) == ("v3", 0)
-    assert plan.status.canary_weight == 10
-    assert builders.isvc_name("german", BUNDLE_V2) not in plan.inferenceservice_names
+    assert plan.status.canary_weight == 0  # v3 is not Ready yet; v2 drains at 0%
+    assert plan.route_weights == {V1_NAME: 100, builders.isvc_name("german", v3): 0, V2_NAME: 0}
+    assert [d.version for d in plan.status.draining] == ["v2"]
     assert "replaces canary v2" in plan.events[-1].message
 
 
 def test_reverting_the_spec_to_the_stable_cancels_the_canary() -> None:
-    current = canary_v2()
+    current = ready_canary_v2()
     current = advance(current, Plan(current.status, []), spec=spec())
-    plan = reconcile(current, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), after(5))
+    observed = Observations(spec_bundle=Resolved(BUNDLE_V1, "v1"), ready=BOTH_READY)
+    plan = reconcile(current, observed, after(5))
     assert plan.status.canary is None
     assert "CanaryCancelled" in [e.reason for e in plan.events]
+    assert [d.version for d in plan.status.draining] == ["v2"]  # it had traffic: it drains
+    assert plan.route_weights == {V1_NAME: 100, V2_NAME: 0}
 
 
 def test_restart_continues_from_status_alone() -> None:
     """A fresh operator sees only the stored status: the same step comes out."""
-    current = canary_v2()
+    current = ready_canary_v2()
     current = advance(current, check(current, PASSED, 60))
     stored = current.status.model_validate(current.status.dump())
     resumed = advance(current, Plan(stored, []))
@@ -306,6 +364,10 @@ def test_knative_router_drives_one_isvc_through_canary_traffic_percent() -> None
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20
     assert BUNDLE_V2 in isvc["spec"]["predictor"]["containers"][0]["args"]
     assert needs(advance(current, plan), T0).inferenceservices == ("german",)
+    not_ready = reconcile(advance(current, plan), Observations(ready={"german": False}), T0)
+    (isvc,) = not_ready.children
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0  # the new revision is not Ready
+    assert not_ready.status.canary_weight == 0
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -446,7 +508,13 @@ def test_unreadable_trained_bundle_fails_the_run() -> None:
     assert "checksum mismatch" in last.message
 
 
-def test_drift_retrains_once_per_stable_version() -> None:
+def test_no_live_drift_query_without_its_threshold() -> None:
+    current = serving_v1()
+    current = advance(current, Plan(current.status, []), spec=spec(training=TRAINING))
+    assert not needs(current, T0).drift  # retrainOnScorePSI unset: Prometheus is not asked
+
+
+def test_live_drift_retrains_once_per_cool_down() -> None:
     current = serving_v1()
     drift_spec = spec(training={**TRAINING, "retrainOnScorePSI": 0.25})
     current = advance(current, Plan(current.status, []), spec=drift_spec)

@@ -87,6 +87,8 @@ class Check:
     name: str
     verdict: Verdict
     detail: str
+    value: float | None = None
+    """The measured number (None: unknown), under `name` in Result.numbers."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,14 @@ class Result:
     verdict: Verdict
     message: str
     checks: tuple[Check, ...] = ()
+    requests: float | None = None
+    """Canary requests in the window (None: not measured, e.g. Prometheus unavailable)."""
+
+    @property
+    def numbers(self) -> dict[str, float]:
+        """requests, successRate, p99LatencySeconds, scorePSI: what the rollout history keeps."""
+        found = {"requests": self.requests} if self.requests is not None else {}
+        return found | {c.name: c.value for c in self.checks if c.value is not None}
 
 
 def bucket_counts(cumulative: Mapping[float, float]) -> list[float]:
@@ -131,6 +141,7 @@ def evaluate(measured: Measurements, thresholds: AnalysisSpec) -> Result:
             "inconclusive",
             f"{requests:.0f} canary requests in the last {thresholds.window_seconds}s, need"
             f" {thresholds.min_requests}",
+            requests=requests,
         )
     checks = (
         _success_rate(measured, requests, thresholds),
@@ -141,29 +152,32 @@ def evaluate(measured: Measurements, thresholds: AnalysisSpec) -> Result:
     unknown = [check for check in checks if check.verdict == "inconclusive"]
     details = "; ".join(check.detail for check in checks)
     if failed:
-        return Result("failed", details, checks)
+        return Result("failed", details, checks, requests)
     if unknown:
-        return Result("inconclusive", details, checks)
-    return Result("passed", details, checks)
+        return Result("inconclusive", details, checks, requests)
+    return Result("passed", details, checks, requests)
 
 
 def _success_rate(measured: Measurements, requests: float, thresholds: AnalysisSpec) -> Check:
     rate = min((measured.successes or 0.0) / requests, 1.0)
     verdict: Verdict = "passed" if rate >= thresholds.success_rate else "failed"
     return Check(
-        "successRate", verdict, f"success rate {rate:.4f} (min {thresholds.success_rate:g})"
+        "successRate", verdict, f"success rate {rate:.4f} (min {thresholds.success_rate:g})", rate
     )
 
 
 def _latency(measured: Measurements, thresholds: AnalysisSpec) -> Check:
     p99 = measured.p99_latency_seconds
     if p99 is None or math.isnan(p99):
-        return Check("p99Latency", "inconclusive", "p99 latency unknown (no histogram samples)")
+        return Check(
+            "p99LatencySeconds", "inconclusive", "p99 latency unknown (no histogram samples)"
+        )
     verdict: Verdict = "passed" if p99 <= thresholds.p99_latency_seconds else "failed"
     return Check(
-        "p99Latency",
+        "p99LatencySeconds",
         verdict,
         f"p99 latency {p99 * 1000:.1f}ms (max {thresholds.p99_latency_seconds * 1000:g}ms)",
+        p99,
     )
 
 
@@ -181,5 +195,8 @@ def _psi(measured: Measurements, thresholds: AnalysisSpec) -> Check:
         return Check("scorePSI", "inconclusive", "score PSI unknown (no canary score histogram)")
     verdict: Verdict = "passed" if value <= thresholds.max_score_psi else "failed"
     return Check(
-        "scorePSI", verdict, f"score PSI {value:.3f} vs stable (max {thresholds.max_score_psi:g})"
+        "scorePSI",
+        verdict,
+        f"score PSI {value:.3f} vs stable (max {thresholds.max_score_psi:g})",
+        value,
     )

@@ -2,9 +2,10 @@
 
 One long-lived daemon per CreditModel runs the reconcile loop: read the object, observe what the
 state machine asks for, apply its plan (children, Job, status, Events), sleep until the next
-analysis is due or something wakes it. Spec/annotation changes and child status changes (KServe
-marking an InferenceService Ready, a Job finishing) wake the owner's daemon at once. All progress
-lives in the CreditModel status, so a restarted operator continues where the last one stopped.
+analysis is due or something wakes it. A spec change, the action annotation and child status
+changes (KServe marking an InferenceService Ready, a Job finishing) wake the owner's daemon at once,
+from the watch stream. All progress lives in the CreditModel status (and the drain clock in the
+HTTPRoute), so a restarted operator continues where the last one stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -54,6 +55,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.batching.worker_limit = config.workers
     memo.config = config
+    memo.policy = rollout.Policy(
+        drain_seconds=config.drain_seconds,
+        ready_timeout_seconds=config.canary_ready_timeout_seconds,
+    )
     memo.kube = await Kube.connect()
     memo.prometheus = {}
     memo.wakers = {}
@@ -71,10 +76,18 @@ def _wake(memo: kopf.Memo, key: Key) -> None:
         waker.set()
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL)
-def changed(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A spec, label or annotation change (e.g. the action annotation): reconcile now."""
-    _wake(memo, (namespace or "", name))
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def changed(
+    *, name: str, namespace: str | None, body: Mapping[str, Any], memo: Any, **_: Any
+) -> None:
+    """A manual action waits, or the spec moved past what the status last saw: reconcile now.
+    A watch event rather than a change handler: kopf leaves annotations under the operator's own
+    prefix (scoring.creditmodel.io/, its diff-base storage) out of its diff, so no change handler
+    ever fires for the action annotation."""
+    meta = body.get("metadata") or {}
+    seen = (body.get("status") or {}).get("observedGeneration")
+    if ACTION_ANNOTATION in (meta.get("annotations") or {}) or meta.get("generation") != seen:
+        _wake(memo, (namespace or "", name))
 
 
 @kopf.on.index("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
@@ -175,6 +188,27 @@ def _digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
+class Readiness(Mapping[str, bool]):
+    """InferenceService name -> Ready, read from the watch-fed kopf index on demand, so the state
+    machine sees the readiness of any of our InferenceServices it asks about (not only the ones
+    `needs` named before it decided)."""
+
+    def __init__(self, index: kopf.Index[Key, bool], namespace: str) -> None:
+        self.index, self.namespace = index, namespace
+
+    def __getitem__(self, isvc: str) -> bool:
+        key = (self.namespace, isvc)
+        if key not in self.index:
+            raise KeyError(isvc)
+        return any(self.index[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for namespace, name in self.index if namespace == self.namespace)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class Reconciler:
     """The I/O of one CreditModel's reconcile loop. What it caches (manifests written, children
     pruned) only saves requests between full resyncs; correctness comes from the status."""
@@ -196,20 +230,17 @@ class Reconciler:
         self.synced_at = -math.inf
         self.drift_read_at = -math.inf
         self.cronjob_absent = False
-        self.cronjob_refused: str | None = None  # why the API server refused the drift CronJob
-        self.cronjob_refusal_announced: str | None = None
+        self.cronjob_write: rollout.CronJobWrite | None = None  # the API server's last answer
+        self.route: rollout.RouteState | None = None  # the HTTPRoute as last written or read
         label = self.config.prometheus_namespace_label
         self.scope = {label: namespace} if label else {}
-
-    def is_ready(self, isvc: str) -> bool:
-        return any(self.ready.get((self.namespace, isvc), []))
 
     async def observe(
         self, model: rollout.CreditModel, needs: rollout.Needs
     ) -> rollout.Observations:
         status = model.status
         resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
-        ready = {isvc: self.is_ready(isvc) for isvc in needs.inferenceservices}
+        ready = Readiness(self.ready, self.namespace)
         job = await self.kube.job_state(self.namespace, needs.job) if needs.job else None
         trained = None
         if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
@@ -236,8 +267,25 @@ class Reconciler:
         drift = None
         if needs.drift and prometheus and status.stable:
             drift = await prometheus.stable_score_psi(model.name, status.stable.version, self.scope)
+        route = None
+        if needs.route:  # the drain clock lives in the route, written with its weights
+            if (
+                self.route is None
+                or time.monotonic() - self.synced_at >= self.config.resync_seconds
+            ):
+                body = await self.kube.get("HTTPRoute", self.namespace, model.name)
+                self.route = rollout.observed_route(body)
+            route = self.route
         return rollout.Observations(
-            resolved, ready, job, trained, result, drift, await self.drift_report(model, needs)
+            resolved,
+            ready,
+            job,
+            trained,
+            result,
+            drift,
+            await self.drift_report(model, needs),
+            route,
+            self.cronjob_write if model.spec.monitoring else None,
         )
 
     async def drift_report(
@@ -258,21 +306,27 @@ class Reconciler:
     async def apply_children(self, plan: rollout.Plan) -> None:
         """Write children whose manifest changed since we last wrote it; everything on resync."""
         full = time.monotonic() - self.synced_at >= self.config.resync_seconds
+        self.route = None  # unknown until written again
         for child in plan.children:
             name, digest = child["metadata"]["name"], _digest(child)
             if not full and self.applied.get(name) == digest:
+                if child["kind"] == "HTTPRoute":
+                    self.route = rollout.observed_route(child)
                 continue
             try:
                 outcome = await self.kube.ensure(child, create_first=name not in self.applied)
             except KubeError as exc:
                 if child["kind"] != "CronJob":
                     raise
-                # Monitoring is not serving: a refused drift CronJob is reported, not a stop.
-                self.cronjob_refused = str(exc)
+                # Monitoring is not serving: a refused drift CronJob is an observation of the
+                # next pass (reported in status.drift and Degraded), not a stop.
+                self.cronjob_write = rollout.CronJobWrite(refused=str(exc))
                 self.logger.warning(f"drift CronJob refused: {exc}")
                 continue
             if child["kind"] == "CronJob":
-                self.cronjob_refused = None
+                self.cronjob_write = rollout.CronJobWrite()
+            if child["kind"] == "HTTPRoute":
+                self.route = rollout.observed_route(child)
             self.applied[name] = digest
             if outcome != "unchanged":
                 self.logger.info(f"{child['kind']} {name} {outcome}")
@@ -283,7 +337,7 @@ class Reconciler:
             c["metadata"]["name"]
             for c in plan.children
             if c["kind"] in ("InferenceService", "CronJob")
-        )
+        ) | frozenset(plan.retained)
         if full or wanted != self.pruned_for:
             removed = await self.kube.prune_inferenceservices(
                 self.name, self.namespace, set(wanted)
@@ -292,7 +346,10 @@ class Reconciler:
                 self.logger.info(f"InferenceServices removed: {', '.join(removed)}")
             if cronjob in wanted:
                 self.cronjob_absent = False
-            elif not self.cronjob_absent:  # monitoring removed (or never set): one check
+            else:
+                self.cronjob_write = None
+            if cronjob not in wanted and not self.cronjob_absent:
+                # monitoring removed (or never set): one check
                 if await self.kube.delete_if_ours("CronJob", self.namespace, cronjob, self.name):
                     self.logger.info(f"CronJob {cronjob} deleted")
                 self.applied.pop(cronjob, None)
@@ -312,16 +369,13 @@ class Reconciler:
             self.logger.error(f"spec does not match the operator's schema: {exc}")
             return self.config.resync_seconds
         now = datetime.now(UTC)
-        plan = rollout.reconcile(model, await self.observe(model, rollout.needs(model, now)), now)
+        observed = await self.observe(model, rollout.needs(model, now))
+        plan = rollout.reconcile(model, observed, now, self.memo.policy)
         await self.apply_children(plan)
         patch = merge_patch(body.get("status") or {}, plan.status.dump())
         if patch:
             await self.kube.patch_status(self.namespace, self.name, patch)
-        events = list(plan.events)
-        if self.cronjob_refused and self.cronjob_refused != self.cronjob_refusal_announced:
-            events.append(rollout.Event("Warning", "DriftCronJobRefused", self.cronjob_refused))
-        self.cronjob_refusal_announced = self.cronjob_refused
-        for event in events:
+        for event in plan.events:
             kopf.event(
                 kopf.Body(cast(Any, body)),
                 type=event.type,
@@ -331,6 +385,6 @@ class Reconciler:
         if plan.clear_action:
             await self.kube.remove_annotation(self.namespace, self.name, ACTION_ANNOTATION)
         settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
-        due = rollout.seconds_until_due(settled, datetime.now(UTC))
+        due = rollout.next_pass_in(settled, datetime.now(UTC), self.memo.policy)
         resync = self.config.resync_seconds
         return min(resync, due) if due is not None else resync

@@ -36,6 +36,7 @@ KINDS = {
     "HTTPRoute": Kind("/apis/gateway.networking.k8s.io", "v1", "httproutes"),
     "Job": Kind("/apis/batch", "v1", "jobs"),
     "CronJob": Kind("/apis/batch", "v1", "cronjobs"),
+    "NetworkPolicy": Kind("/apis/networking.k8s.io", "v1", "networkpolicies"),
     "Pod": Kind("/api", "v1", "pods"),
     "CreditModel": Kind(f"/apis/{GROUP}", VERSION, PLURAL),
 }

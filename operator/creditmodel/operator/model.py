@@ -1,12 +1,15 @@
-"""Typed views of a CreditModel's spec and status (the CRD in manifests/crd is the source of truth;
-the API server has already validated and defaulted the spec, so these only type it)."""
+"""Typed views of a CreditModel's spec and status. The CRD in manifests/crd is the source of truth:
+the API server has validated and defaulted the spec already; the spec types repeat its rules
+(validation.py) so that the operator refuses what the API server refuses."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from creditmodel.operator import validation as check
 
 GROUP = "scoring.creditmodel.io"
 VERSION = "v1alpha1"
@@ -14,7 +17,8 @@ PLURAL = "creditmodels"
 KIND = "CreditModel"
 API_VERSION = f"{GROUP}/{VERSION}"
 ACTION_ANNOTATION = f"{GROUP}/action"
-"""Manual override: `promote` or `abort` the running canary; the operator removes it once done."""
+"""Manual control: `promote`, `abort`, `pause`, `resume` or `rollback`; the operator acts on it within
+about a second (a watch event, not the timer) and removes it once done."""
 
 
 class _Camel(BaseModel):
@@ -22,108 +26,178 @@ class _Camel(BaseModel):
 
 
 class ModelSource(_Camel):
-    bundle_uri: str | None = Field(
+    bundle_uri: check.BundleURI | None = Field(
         default=None, validation_alias="bundleURI", serialization_alias="bundleURI"
     )
 
 
 class Resources(_Camel):
-    requests: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
+    requests: Annotated[dict[check.ResourceName, check.Quantity], Field(max_length=3)] = {}
+    limits: Annotated[dict[check.ResourceName, check.Quantity], Field(max_length=3)] = {}
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            if limit is not None and check.quantity_value(request) > check.quantity_value(limit):
+                raise ValueError(f"every request must be at most its limit ({name})")
+        return self
 
 
 class PredictorSpec(_Camel):
-    image: str | None = None
+    image: check.Image | None = None
     """None: the operator's CREDITMODEL_OPERATOR_PREDICTOR_IMAGE."""
-    min_replicas: int = 1
-    max_replicas: int = 3
+    min_replicas: Annotated[int, Field(ge=0, le=100)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=100)] = 3
     scale_metric: Literal["cpu", "memory"] = "cpu"
-    scale_target: int = 70
-    workers: int = 1
-    service_account_name: str | None = None
+    scale_target: Annotated[int, Field(ge=1, le=100)] = 70
+    workers: Annotated[int, Field(ge=1, le=16)] = 1
+    service_account_name: check.DNSSubdomain | None = None
     resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _replicas(self) -> PredictorSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
 
 
 class Gateway(_Camel):
-    name: str
-    namespace: str | None = None
-    section_name: str | None = None
+    name: check.DNSSubdomain
+    namespace: check.DNSLabel | None = None
+    section_name: check.DNSSubdomain | None = None
 
 
 class AnalysisSpec(_Camel):
-    prometheus_url: str | None = Field(
+    prometheus_url: check.HttpURL | None = Field(
         default=None, validation_alias="prometheusURL", serialization_alias="prometheusURL"
     )
-    window_seconds: int = 60
-    min_requests: int = 20
-    success_rate: float = 0.99
-    p99_latency_seconds: float = 0.5
-    max_score_psi: float = Field(
+    window_seconds: Annotated[int, Field(ge=2, le=3600)] = 60
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    success_rate: Annotated[float, Field(ge=0, le=1)] = 0.99
+    p99_latency_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    max_score_psi: Annotated[float, Field(ge=0, le=10)] = Field(
         default=0.25, validation_alias="maxScorePSI", serialization_alias="maxScorePSI"
     )
-    max_failed_checks: int = 2
+    max_failed_checks: Annotated[int, Field(ge=1, le=100)] = 2
 
 
 class RolloutSpec(_Camel):
     router: Literal["gatewayAPI", "knative"] = "gatewayAPI"
     gateway: Gateway | None = None
-    hostnames: list[str] = []
-    steps: list[int] = [10, 25, 50]
-    interval_seconds: int = 60
+    hostnames: Annotated[list[check.Hostname], Field(max_length=16)] = []
+    steps: Annotated[list[check.Percent], Field(min_length=1, max_length=20)] = [10, 25, 50]
+    interval_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
     paused: bool = False
     analysis: AnalysisSpec = AnalysisSpec()
 
+    @model_validator(mode="after")
+    def _shape(self) -> RolloutSpec:
+        if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError("steps must be strictly increasing traffic percentages")
+        if len(set(self.hostnames)) != len(self.hostnames):
+            raise ValueError("hostnames must not repeat")
+        return self
+
+
+class Gates(_Camel):
+    """Quality gate overrides: each field is one creditmodel-train flag (builders.GATE_FLAGS), with
+    the range the CRD allows; unset keeps the training default. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auc_margin_vs_baseline: Annotated[float, Field(ge=0, le=0.5)] | None = None
+    onnx_max_abs_dp: Annotated[float, Field(gt=0, le=1)] | None = None
+    int8_max_auc_drop: Annotated[float, Field(ge=0, le=0.5)] | None = None
+    int8_max_abs_dp: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_brier: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_approval_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    fairness_min_group: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    cpu_max_abs_dp: Annotated[float, Field(ge=0, le=1)] | None = None
+    cpu_models: Annotated[list[Literal["Haswell", "Nehalem"]], Field(max_length=2)] | None = None
+    """Empty: the cross-CPU check is skipped (`--cpu-models none`)."""
+
+    @model_validator(mode="after")
+    def _unique_cpu_models(self) -> Gates:
+        if self.cpu_models is not None and len(set(self.cpu_models)) != len(self.cpu_models):
+            raise ValueError("cpuModels must not repeat")
+        return self
+
 
 class TrainingSpec(_Camel):
-    image: str | None = None
+    image: check.Image | None = None
     """None: the operator's CREDITMODEL_OPERATOR_TRAINING_IMAGE."""
-    data_uri: str = Field(validation_alias="dataURI", serialization_alias="dataURI")
-    target: str
-    positive_label: str
-    output_uri: str = Field(validation_alias="outputURI", serialization_alias="outputURI")
-    seed: int = 42
-    gates: dict[str, float] = {}
-    schedule_seconds: int = 0
-    retrain_on_score_psi: float = Field(
+    data_uri: check.BundleURI = Field(validation_alias="dataURI", serialization_alias="dataURI")
+    target: check.Column
+    positive_label: check.Column
+    output_uri: check.S3URI = Field(validation_alias="outputURI", serialization_alias="outputURI")
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+    gates: Gates = Gates()
+    schedule_seconds: Annotated[int, Field(ge=0, le=31_536_000)] = 0
+    retrain_on_score_psi: Annotated[float, Field(ge=0, le=10)] = Field(
         default=0.0, validation_alias="retrainOnScorePSI", serialization_alias="retrainOnScorePSI"
     )
-    backoff_limit: int = 1
-    active_deadline_seconds: int = 3600
+    backoff_limit: Annotated[int, Field(ge=0, le=10)] = 1
+    active_deadline_seconds: Annotated[int, Field(ge=60, le=604_800)] = 3600
     resources: Resources = Resources()
 
 
 class MonitoringSpec(_Camel):
     """Prediction log, scheduled drift report and retraining on its verdict."""
 
-    prediction_log_uri: str = Field(
+    prediction_log_uri: check.S3URI = Field(
         validation_alias="predictionLogURI", serialization_alias="predictionLogURI"
     )
-    sample_rate: float = 1.0
-    drift_schedule: str = "0 * * * *"
-    drift_window: str = "24h"
-    retrain_on_drift_psi: float | None = Field(
+    sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+    drift_schedule: Annotated[str, Field(min_length=1, max_length=check.CRON_MAX)] = "0 * * * *"
+    """Checked in full by the operator (validation.cron_problem -> Degraded naming the field, the
+    serving path untouched) rather than here, so that a bad schedule never stops serving."""
+    drift_window: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}[mhd]$")] = "24h"
+    retrain_on_drift_psi: Annotated[float, Field(gt=0, le=10)] | None = Field(
         default=None, validation_alias="retrainOnDriftPSI", serialization_alias="retrainOnDriftPSI"
     )
     """None: the drift report never starts a retrain (it is recorded and announced only)."""
-    retrain_cooldown_seconds: int = 86400
-    image: str | None = None
+    retrain_cooldown_seconds: Annotated[int, Field(ge=0, le=31_536_000)] = 86400
+    image: check.Image | None = None
     """None: spec.training.image, else the operator's CREDITMODEL_OPERATOR_TRAINING_IMAGE."""
     resources: Resources = Resources()
 
 
 class StorageSpec(_Camel):
-    endpoint: str | None = None
-    region: str | None = None
-    secret_name: str | None = None
+    endpoint: check.HttpURL | None = None
+    region: check.DNSLabel | None = None
+    secret_name: check.DNSSubdomain | None = None
 
 
 class Spec(_Camel):
     model: ModelSource = ModelSource()
     predictor: PredictorSpec = PredictorSpec()
-    rollout: RolloutSpec = RolloutSpec()
+    rollout: RolloutSpec = RolloutSpec.model_construct()
+    """Unset: router gatewayAPI, which needs a gateway (checked below, as the CRD does)."""
     training: TrainingSpec | None = None
     storage: StorageSpec = StorageSpec()
     monitoring: MonitoringSpec | None = None
+
+    @model_validator(mode="after")
+    def _sources(self) -> Spec:
+        if self.model.bundle_uri is None and self.training is None:
+            raise ValueError(
+                "spec needs a model source: spec.model.bundleURI (a published bundle) or"
+                " spec.training"
+            )
+        if self.rollout.router == "gatewayAPI" and self.rollout.gateway is None:
+            raise ValueError(
+                "router gatewayAPI needs rollout.gateway (the Gateway the HTTPRoute attaches to)"
+            )
+        if (
+            self.monitoring is not None
+            and self.monitoring.retrain_on_drift_psi is not None
+            and self.training is None
+        ):
+            raise ValueError(
+                "spec.monitoring.retrainOnDriftPSI needs spec.training (what to retrain with)"
+            )
+        return self
 
     def with_default_images(self, predictor: str, training: str) -> Spec:
         """The spec with the operator's default images where it names none."""
@@ -170,8 +244,49 @@ class Canary(VersionRef):
     step: int = 0
     started_at: str
     last_check_at: str
+    ready_at: str | None = None
+    """When its InferenceService was first seen Ready: no traffic and no analysis before that."""
     failed_checks: int = 0
     last_analysis: AnalysisRecord | None = None
+
+
+class Draining(VersionRef):
+    """A version out of the rollout (the old stable after a promotion or a rollback, a canary rolled
+    back, replaced or cancelled) whose InferenceService stays until the route has held 0% on it for
+    the drain period while the stable is Ready."""
+
+    since: str | None = None
+    """Since when the route has held 0% on it (None: it still has traffic)."""
+
+
+class AnalysisNumbers(_Status):
+    """What an analysis check measured over its window (None: no sample)."""
+
+    requests: float | None = None
+    success_rate: float | None = None
+    p99_latency_seconds: float | None = None
+    score_psi: float | None = Field(
+        default=None, validation_alias="scorePSI", serialization_alias="scorePSI"
+    )
+
+
+class Decision(_Status):
+    """One entry of the rollout history (status.history keeps the last HISTORY_LIMIT)."""
+
+    at: str
+    from_version: str | None = None
+    """The version serving before the decision (the stable)."""
+    to_version: str | None = None
+    """The version the decision is about (the canary, or the version rolled back to)."""
+    verdict: str
+    """Deployed, Started, Ready, Advanced, CheckFailed, Promoted, RolledBack, Aborted, Cancelled,
+    Refused, Reverted, Paused or Resumed."""
+    reason: str
+    message: str
+    analysis: AnalysisNumbers | None = None
+
+
+HISTORY_LIMIT = 10
 
 
 class Rejected(VersionRef):
@@ -200,7 +315,10 @@ class TrainingStatus(_Status):
     started_at: str | None = None
     reason: str | None = None
     drift_retrained_for: str | None = None
-    """Stable version a drift retrain already ran for: drift retrains once per stable version."""
+    """The stable version the last drift retrain ran for."""
+    drift_retrained_at: str | None = None
+    """When a drift signal (live score PSI or a drift report) last started a retrain: the one
+    drift-retrain cool-down counts from here."""
     last_result: TrainingResult | None = None
 
 
@@ -225,7 +343,9 @@ class DriftStatus(_Status):
     error: str | None = None
     """Why the latest report could not be read (store down, corrupt JSON); cleared on success."""
     last_retrain_at: str | None = None
-    """When a drift report last started a retrain: the cool-down counts from here."""
+    """Written by operator 0.1.0 only: read once into training.driftRetrainedAt."""
+    cron_job_error: str | None = None
+    """Why the API server refused the drift CronJob; cleared once it accepts it."""
 
 
 class Condition(_Status):
@@ -248,8 +368,15 @@ class Status(_Status):
     canary_weight: int = 0
     desired: Desired | None = None
     rejected: Rejected | None = None
+    previous_stable: VersionRef | None = None
+    """The stable before the last promotion: the target of the `rollback` action."""
+    draining: list[Draining] = []
+    paused_at: str | None = None
+    """Set by the `pause` action, cleared by `resume` (spec.rollout.paused pauses as well)."""
     training: TrainingStatus = TrainingStatus()
     drift: DriftStatus | None = None
+    history: list[Decision] = []
+    """The last HISTORY_LIMIT rollout decisions, oldest first."""
     conditions: list[Condition] = []
 
     def condition(self, kind: str) -> Condition | None:

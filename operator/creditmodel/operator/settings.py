@@ -3,8 +3,17 @@ start-up so a misconfigured Deployment fails at once with the variable's name.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, HttpUrl
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from creditmodel.operator.validation import DNSLabel
+
+PROMETHEUS_PEER: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
 
 
 class OperatorSettings(BaseSettings):
@@ -26,7 +35,26 @@ class OperatorSettings(BaseSettings):
     drift_poll_seconds: float = Field(default=60.0, gt=0)
     """Least time between two reads of a CreditModel's latest drift report from the log store
     (reports come from a CronJob, hourly by default: polling faster only costs S3 requests)."""
+    drain_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """How long the HTTPRoute holds 0% on a version (the old stable after a promotion, a canary
+    rolled back) before its InferenceService is deleted: in-flight requests finish and the Gateway
+    has programmed the new weights."""
+    canary_ready_timeout_seconds: float = Field(default=600.0, gt=0, le=86400)
+    """How long a new canary may take to become Ready (weight 0% meanwhile) before it is rolled
+    back with Degraded reason CanaryNotReady."""
     peering_name: str = "creditmodel-operator"
     workers: int | None = Field(default=None, ge=1)
     """Cap on kopf's per-object event workers (None: kopf's default, unbounded). A worker lingers
     on its object for kopf's idle timeout, so a small cap serialises bursts of new objects."""
+    predictor_network_policy: bool = True
+    """Create a NetworkPolicy per CreditModel (<name>-predictor) admitting ingress to its predictor
+    pods only from the Gateway's namespace (or Knative's, router knative) and the sources below."""
+    predictor_ingress_from: list[dict[str, Any]] = Field(
+        default_factory=lambda: [PROMETHEUS_PEER], max_length=32
+    )
+    """NetworkPolicyPeer objects (JSON) that may also reach predictor pods: Prometheus by default."""
+    knative_ingress_namespaces: list[DNSLabel] = Field(
+        default_factory=lambda: ["knative-serving", "kourier-system", "istio-system"],
+        max_length=32,
+    )
+    """Namespaces of Knative's activator and ingress gateway (router knative)."""

@@ -1,0 +1,195 @@
+"""Batch children: the training Job (creditmodel-train) and the drift report CronJob
+(creditmodel-drift). Every argument comes from a typed, range-checked spec field; gate overrides map
+field by field to the training CLI's flags, never a free key."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from creditmodel.operator.builders.common import (
+    COMPONENT_LABEL,
+    VERSION_LABEL,
+    Owner,
+    label_value,
+    labels,
+    metadata,
+    resources,
+    storage_env,
+)
+from creditmodel.operator.builders.security import (
+    DRIFT_SCRATCH,
+    TRAINING_SCRATCH,
+    restricted_container,
+    restricted_pod_fields,
+)
+from creditmodel.operator.model import Gates, Spec, VersionRef
+
+GATE_FLAGS: dict[str, str] = {
+    "auc_margin_vs_baseline": "--auc-margin-vs-baseline",
+    "onnx_max_abs_dp": "--onnx-max-abs-dp",
+    "int8_max_auc_drop": "--int8-max-auc-drop",
+    "int8_max_abs_dp": "--int8-max-abs-dp",
+    "max_brier": "--max-brier",
+    "min_approval_ratio": "--min-approval-ratio",
+    "fairness_min_group": "--fairness-min-group",
+    "cpu_max_abs_dp": "--cpu-max-abs-dp",
+    "cpu_models": "--cpu-models",
+}
+"""spec.training.gates field -> creditmodel-train flag (tests check both ends)."""
+
+
+def gate_args(gates: Gates) -> list[str]:
+    args: list[str] = []
+    for field, flag in GATE_FLAGS.items():
+        value = getattr(gates, field)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            rendered = ",".join(value) if value else "none"
+        elif isinstance(value, int):
+            rendered = str(value)
+        else:
+            rendered = repr(float(value))  # shortest exact decimal: no precision lost
+        args += [flag, rendered]
+    return args
+
+
+def training_job_name(owner_name: str, run: int) -> str:
+    """Deterministic per run, so a retried create after a crash finds the Job instead of forking."""
+    return f"{owner_name}-train-{run}"
+
+
+def training_version(run: int, started_at: str) -> str:
+    stamp = re.sub(r"[^0-9]", "", started_at)[:14]
+    return f"v{stamp}-{run}"
+
+
+def build_training_job(
+    owner: Owner, spec: Spec, run: int, version: str, output_uri: str
+) -> dict[str, Any]:
+    """A Job running `creditmodel-train`, publishing one bundle under `output_uri`."""
+    training = spec.training
+    if training is None:
+        raise ValueError("spec.training is not set")
+    if training.image is None:
+        raise ValueError("spec.training.image is unset (the operator fills in its default)")
+    args = [
+        "--data",
+        training.data_uri,
+        "--target",
+        training.target,
+        "--positive-label",
+        training.positive_label,
+        "--model-name",
+        owner.name,
+        "--output",
+        output_uri,
+        "--version",
+        version,
+        "--seed",
+        str(training.seed),
+        *gate_args(training.gates),
+    ]
+    container = _batch_container(
+        spec,
+        "train",
+        training.image,
+        "creditmodel-train",
+        args,
+        resources(training.resources),
+    )
+    job_labels = {VERSION_LABEL: label_value(version), COMPONENT_LABEL: "training"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(owner, training_job_name(owner.name, run), job_labels),
+        "spec": {
+            "backoffLimit": training.backoff_limit,
+            "activeDeadlineSeconds": training.active_deadline_seconds,
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": {
+                "metadata": {"labels": labels(owner, **job_labels)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    **restricted_pod_fields(TRAINING_SCRATCH),
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def _batch_container(
+    spec: Spec, name: str, image: str, command: str, args: list[str], limits: dict[str, Any]
+) -> dict[str, Any]:
+    """A restricted Job container running one of our console scripts with the spec's storage."""
+    env, env_from = storage_env(spec)
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "command": [command],
+        "args": args,
+        "resources": limits,
+        "env": env,
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    return restricted_container(container)
+
+
+def drift_cronjob_name(owner_name: str) -> str:
+    return f"{owner_name}-drift"
+
+
+def build_drift_cronjob(owner: Owner, spec: Spec, stable: VersionRef) -> dict[str, Any]:
+    """A CronJob running `creditmodel-drift` on the stable bundle: each run compares the last
+    `driftWindow` of the prediction log with that bundle's reference and leaves `latest.json`
+    for the operator. Forbid: a slow run is never overlapped by the next."""
+    monitoring = spec.monitoring
+    if monitoring is None:
+        raise ValueError("spec.monitoring is not set")
+    if monitoring.image is None:
+        raise ValueError("spec.monitoring.image is unset (the operator fills in its default)")
+    args = [
+        "--bundle",
+        stable.bundle_uri,
+        "--log",
+        monitoring.prediction_log_uri,
+        "--model",
+        owner.name,
+        "--window",
+        monitoring.drift_window,
+    ]
+    limits = resources(monitoring.resources)
+    container = _batch_container(spec, "drift", monitoring.image, "creditmodel-drift", args, limits)
+    job_labels = {VERSION_LABEL: label_value(stable.version), COMPONENT_LABEL: "drift"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(owner, drift_cronjob_name(owner.name), job_labels),
+        "spec": {
+            "schedule": monitoring.drift_schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels(owner, **job_labels)},
+                "spec": {
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": 3600,
+                    "ttlSecondsAfterFinished": 24 * 3600,
+                    "template": {
+                        "metadata": {"labels": labels(owner, **job_labels)},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            **restricted_pod_fields(DRIFT_SCRATCH),
+                            "containers": [container],
+                        },
+                    },
+                },
+            },
+        },
+    }

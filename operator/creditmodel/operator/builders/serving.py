@@ -1,0 +1,209 @@
+"""Serving children: one InferenceService per version (or one for router knative) and the HTTPRoute
+that splits traffic between them."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from creditmodel.operator.builders.common import (
+    COMPONENT_LABEL,
+    MODEL_LABEL,
+    TRACK_LABEL,
+    VERSION_LABEL,
+    Owner,
+    label_value,
+    metadata,
+    resources,
+    storage_env,
+)
+from creditmodel.operator.builders.security import (
+    PREDICTOR_SCRATCH,
+    restricted_container,
+    restricted_pod_fields,
+)
+from creditmodel.operator.model import Spec, VersionRef
+
+ISVC_API = "serving.kserve.io/v1beta1"
+HTTPROUTE_API = "gateway.networking.k8s.io/v1"
+PREDICTOR_PORT = 8080
+# KServe Standard ("RawDeployment") mode: Deployment + Service + HPA, no Knative. The Service in front
+# of an InferenceService's predictor is `<isvc>-predictor`, port 80.
+RAW_DEPLOYMENT = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+KNATIVE = {"serving.kserve.io/deploymentMode": "Serverless"}
+# ComponentExtensionSpec fields of an InferenceService's predictor: everything else in it is the
+# predictor pod's PodSpec.
+PREDICTOR_EXTENSION_FIELDS = frozenset(
+    {
+        "minReplicas",
+        "maxReplicas",
+        "scaleMetric",
+        "scaleTarget",
+        "canaryTrafficPercent",
+        "containerConcurrency",
+        "timeout",
+        "labels",
+        "annotations",
+        "logger",
+        "batcher",
+        "deploymentStrategy",
+        "autoScaling",
+        "workerSpec",
+    }
+)
+
+
+def isvc_name(owner_name: str, bundle_uri: str) -> str:
+    """One InferenceService per bundle: promotion turns the canary into the stable without a
+    redeploy, and the name never changes under a running version."""
+    digest = hashlib.sha256(bundle_uri.encode()).hexdigest()[:8]
+    return f"{owner_name}-{digest}"
+
+
+def predictor_service(isvc: str) -> str:
+    return f"{isvc}-predictor"
+
+
+def predictor_pod_labels(owner: Owner) -> dict[str, str]:
+    """Labels KServe puts on the predictor pods (the NetworkPolicy and PodMonitor select them)."""
+    return {MODEL_LABEL: owner.name, COMPONENT_LABEL: "predictor"}
+
+
+def build_predictor(owner: Owner, spec: Spec, bundle_uri: str) -> dict[str, Any]:
+    """The `spec.predictor` of an InferenceService: our custom predictor container, restricted, with
+    the HPA fields KServe turns into a HorizontalPodAutoscaler."""
+    predictor = spec.predictor
+    if predictor.image is None:
+        raise ValueError("spec.predictor.image is unset (the operator fills in its default)")
+    env, env_from = storage_env(spec)
+    if spec.monitoring is not None:
+        env += [
+            {"name": "CREDITMODEL_PREDICTION_LOG_URI", "value": spec.monitoring.prediction_log_uri},
+            {
+                "name": "CREDITMODEL_PREDICTION_LOG_SAMPLE_RATE",
+                "value": f"{spec.monitoring.sample_rate:g}",
+            },
+        ]
+    container: dict[str, Any] = {
+        "name": "kserve-container",
+        "image": predictor.image,
+        "args": [
+            "--model_name",
+            owner.name,
+            "--model_dir",
+            bundle_uri,
+            "--http_port",
+            str(PREDICTOR_PORT),
+            "--workers",
+            str(predictor.workers),
+        ],
+        "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
+        "resources": resources(predictor.resources),
+        # Written even when empty: removing spec.monitoring or spec.storage must take the old
+        # entries off the running container, and only a field we write is compared and patched.
+        "env": env,
+        "envFrom": env_from,
+    }
+    body: dict[str, Any] = {
+        "minReplicas": predictor.min_replicas,
+        "maxReplicas": predictor.max_replicas,
+        "scaleMetric": predictor.scale_metric,
+        "scaleTarget": predictor.scale_target,
+        "labels": predictor_pod_labels(owner),
+        **restricted_pod_fields(PREDICTOR_SCRATCH),
+        "containers": [restricted_container(container)],
+    }
+    if predictor.service_account_name:
+        body["serviceAccountName"] = predictor.service_account_name
+    return body
+
+
+def predictor_pod_spec(predictor: dict[str, Any]) -> dict[str, Any]:
+    """The PodSpec part of an InferenceService's `spec.predictor` (what KServe runs)."""
+    return {k: v for k, v in predictor.items() if k not in PREDICTOR_EXTENSION_FIELDS}
+
+
+def build_inferenceservice(
+    owner: Owner, spec: Spec, version: VersionRef, track: str
+) -> dict[str, Any]:
+    """Router gatewayAPI: one InferenceService per version, in KServe Standard mode."""
+    return {
+        "apiVersion": ISVC_API,
+        "kind": "InferenceService",
+        "metadata": {
+            **metadata(
+                owner,
+                isvc_name(owner.name, version.bundle_uri),
+                {TRACK_LABEL: track, VERSION_LABEL: label_value(version.version)},
+            ),
+            "annotations": dict(RAW_DEPLOYMENT),
+        },
+        "spec": {"predictor": build_predictor(owner, spec, version.bundle_uri)},
+    }
+
+
+def build_knative_inferenceservice(
+    owner: Owner, spec: Spec, serving: VersionRef, canary_weight: int | None
+) -> dict[str, Any]:
+    """Router knative: one InferenceService; KServe keeps the previous revision as the stable and
+    sends `canaryTrafficPercent` to the latest (honoured in Knative mode only)."""
+    predictor = build_predictor(owner, spec, serving.bundle_uri)
+    if canary_weight is not None:
+        predictor["canaryTrafficPercent"] = canary_weight
+    return {
+        "apiVersion": ISVC_API,
+        "kind": "InferenceService",
+        "metadata": {
+            **metadata(owner, owner.name, {VERSION_LABEL: label_value(serving.version)}),
+            "annotations": dict(KNATIVE),
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def build_httproute(
+    owner: Owner,
+    spec: Spec,
+    stable: VersionRef,
+    canary: VersionRef | None,
+    canary_weight: int,
+) -> dict[str, Any]:
+    """Router gatewayAPI: the weights KServe's Standard mode cannot move (kserve issue 5335)."""
+    gateway = spec.rollout.gateway
+    parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway"}
+    if gateway is not None:
+        parent["name"] = gateway.name
+        if gateway.namespace:
+            parent["namespace"] = gateway.namespace
+        if gateway.section_name:
+            parent["sectionName"] = gateway.section_name
+    backends = [_backend(owner, stable, 100 - (canary_weight if canary else 0))]
+    if canary is not None:
+        backends.append(_backend(owner, canary, canary_weight))
+    route_spec: dict[str, Any] = {
+        "parentRefs": [parent],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": backends,
+            }
+        ],
+    }
+    if spec.rollout.hostnames:
+        route_spec["hostnames"] = list(spec.rollout.hostnames)
+    return {
+        "apiVersion": HTTPROUTE_API,
+        "kind": "HTTPRoute",
+        "metadata": metadata(owner, owner.name, {}),
+        "spec": route_spec,
+    }
+
+
+def _backend(owner: Owner, version: VersionRef, weight: int) -> dict[str, Any]:
+    return {
+        "group": "",
+        "kind": "Service",
+        "name": predictor_service(isvc_name(owner.name, version.bundle_uri)),
+        "port": 80,
+        "weight": weight,
+    }

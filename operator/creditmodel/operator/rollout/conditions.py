@@ -1,0 +1,156 @@
+"""Conditions (Ready, Progressing, Degraded, Training) and the phase, from the status a pass ends
+with and what it observed. lastTransitionTime moves only when a condition's status flips."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from creditmodel.operator.model import Condition, Phase, Status
+from creditmodel.operator.rollout.observe import paused, serving_names
+from creditmodel.operator.rollout.values import CreditModel, Observations, timestamp
+
+ORDER = {"Ready": 0, "Progressing": 1, "Degraded": 2, "Training": 3}
+State = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class Problems:
+    """What a pass found wrong that status does not keep by itself."""
+
+    bundle: str | None = None
+    """spec.model.bundleURI unusable."""
+    spec: str | None = None
+    """A spec field the operator cannot act on (the drift schedule)."""
+
+
+def conditions(
+    model: CreditModel,
+    observed: Observations,
+    status: Status,
+    shares: Mapping[str, int],
+    problems: Problems,
+    now: datetime,
+) -> Status:
+    stable_name, _ = serving_names(model, status)
+    stable_ready = bool(status.stable and observed.ready.get(stable_name, False))
+    found = [
+        ready(model, status, stable_ready, shares),
+        progressing(model, status, stable_ready),
+        degraded(status, problems),
+        training(status),
+    ]
+    kept = {c.type: c for c in status.conditions}
+    updated = [
+        _condition(kept.get(kind), kind, state, reason, message, model.generation, now)
+        for kind, state, reason, message in found
+    ]
+    others = [c for c in status.conditions if c.type not in ORDER]
+    done = status.model_copy(update={"conditions": [*updated, *others]})
+    return done.model_copy(
+        update={"observed_generation": model.generation, "phase": phase(done, stable_ready)}
+    )
+
+
+Found = tuple[str, State, str, str]
+
+
+def ready(
+    model: CreditModel, status: Status, stable_ready: bool, shares: Mapping[str, int]
+) -> Found:
+    stable = status.stable
+    if stable is None:
+        return "Ready", "False", "NoModel", "no version published yet"
+    if not stable_ready:
+        return "Ready", "False", "Deploying", f"InferenceService of {stable.version} not Ready"
+    stable_name, _ = serving_names(model, status)
+    share = shares.get(stable_name, 100 - status.canary_weight)
+    return "Ready", "True", "Serving", f"{stable.version} serves {share}% of traffic"
+
+
+def progressing(model: CreditModel, status: Status, stable_ready: bool) -> Found:
+    canary, steps = status.canary, model.spec.rollout.steps
+    if canary is not None:
+        where = (
+            f"canary {canary.version} at {status.canary_weight}% (step"
+            f" {min(canary.step, len(steps) - 1) + 1}/{len(steps)},"
+            f" {canary.failed_checks} failed checks)"
+        )
+        last = status.history[-1] if status.history else None
+        if last and last.verdict == "Refused" and last.to_version == canary.version:
+            return "Progressing", "True", last.reason, f"{last.message}; {where}"
+        if paused(model, status):
+            return "Progressing", "True", "Paused", where
+        if canary.ready_at is None:
+            return "Progressing", "True", "WaitingForReady", f"{where}: not Ready yet"
+        return "Progressing", "True", "CanaryAnalysis", where
+    if status.stable is not None and not stable_ready:
+        return "Progressing", "True", "Deploying", f"deploying {status.stable.version}"
+    if status.draining:
+        versions = ", ".join(entry.version for entry in status.draining)
+        return "Progressing", "True", "Draining", f"draining {versions} at 0%"
+    if status.training.job_name:
+        return "Progressing", "True", "Training", "waiting for the training Job"
+    return "Progressing", "False", "Stable", "no rollout in progress"
+
+
+def degraded(status: Status, problems: Problems) -> Found:
+    rejected, desired, last = status.rejected, status.desired, status.training.last_result
+    if problems.bundle:
+        return "Degraded", "True", "BundleUnavailable", problems.bundle
+    if problems.spec:
+        return "Degraded", "True", "InvalidSpec", problems.spec
+    if rejected and desired and desired.bundle_uri == rejected.bundle_uri:
+        cause = rejected.reason.split(":", 1)[0]
+        reason = "CanaryNotReady" if cause == "CanaryNotReady" else "RolledBack"
+        return "Degraded", "True", reason, rejected.reason
+    if status.stable is None and last and last.result != "Succeeded":
+        return "Degraded", "True", f"Training{last.result}", last.message
+    if status.drift and status.drift.cron_job_error:
+        message = f"the API server refused the drift CronJob: {status.drift.cron_job_error}"
+        return "Degraded", "True", "DriftCronJobRefused", message
+    return "Degraded", "False", "AsExpected", "no failed rollout or unusable bundle"
+
+
+def training(status: Status) -> Found:
+    current = status.training
+    if current.job_name:
+        message = f"Job {current.job_name} training {current.version} ({current.reason})"
+        return "Training", "True", "Running", message
+    if current.last_result:
+        last = current.last_result
+        return "Training", "False", last.result, last.message
+    return "Training", "False", "NotRequested", "no training run yet"
+
+
+def phase(status: Status, stable_ready: bool) -> Phase:
+    condition = status.condition
+    if (degraded := condition("Degraded")) and degraded.status == "True":
+        return "Degraded"
+    if status.training.job_name and status.stable is None:
+        return "Training"
+    if (progressing := condition("Progressing")) and progressing.status == "True":
+        return "Progressing"
+    return "Ready" if stable_ready else "Pending"
+
+
+def _condition(
+    current: Condition | None,
+    kind: str,
+    state: State,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> Condition:
+    since = current.last_transition_time if current and current.status == state else None
+    return Condition(
+        type=kind,
+        status=state,
+        reason=reason,
+        message=message,
+        last_transition_time=since or timestamp(now),
+        observed_generation=generation,
+    )

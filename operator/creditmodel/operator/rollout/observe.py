@@ -1,0 +1,82 @@
+"""What a pass must look at before it can decide, and when the next pass falls due."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from creditmodel.operator import builders
+from creditmodel.operator.model import Status
+from creditmodel.operator.rollout import drift
+from creditmodel.operator.rollout.values import (
+    ACTIONS,
+    CreditModel,
+    Needs,
+    Policy,
+    seconds_since,
+)
+
+
+def serving_names(model: CreditModel, status: Status) -> tuple[str, str | None]:
+    """The InferenceService names serving stable and canary (one name for router knative)."""
+    if model.spec.rollout.router == "knative":
+        return model.name, (model.name if status.canary else None)
+    stable = builders.isvc_name(model.name, status.stable.bundle_uri) if status.stable else ""
+    canary = builders.isvc_name(model.name, status.canary.bundle_uri) if status.canary else None
+    return stable, canary
+
+
+def draining_names(model: CreditModel, status: Status) -> tuple[str, ...]:
+    if model.spec.rollout.router == "knative":
+        return ()  # Knative drains the revisions it replaces itself
+    return tuple(builders.isvc_name(model.name, entry.bundle_uri) for entry in status.draining)
+
+
+def paused(model: CreditModel, status: Status) -> bool:
+    return model.spec.rollout.paused or status.paused_at is not None
+
+
+def analysis_due(model: CreditModel, now: datetime) -> bool:
+    """An analysis check falls due `intervalSeconds` after the last one, once the canary has been
+    Ready, unless the rollout is paused or a manual action settles it in this pass."""
+    canary = model.status.canary
+    if canary is None or canary.ready_at is None or paused(model, model.status):
+        return False
+    if model.action in ACTIONS:
+        return False
+    return seconds_since(canary.last_check_at, now) >= model.spec.rollout.interval_seconds
+
+
+def needs(model: CreditModel, now: datetime) -> Needs:
+    status, spec = model.status, model.spec
+    uri = spec.model.bundle_uri
+    resolve = (
+        uri if uri and (status.desired is None or status.desired.spec_bundle_uri != uri) else None
+    )
+    stable, canary = serving_names(model, status)
+    names = (stable, canary or "", *draining_names(model, status))
+    return Needs(
+        resolve_bundle=resolve,
+        inferenceservices=tuple(dict.fromkeys(name for name in names if name)),
+        job=status.training.job_name,
+        analysis=analysis_due(model, now),
+        drift=drift.live_signal_wanted(model, now),
+        drift_report=bool(spec.monitoring and status.stable),
+        route=model.spec.rollout.router != "knative" and status.stable is not None,
+    )
+
+
+def next_pass_in(model: CreditModel, now: datetime, policy: Policy) -> float | None:
+    """Seconds until something the clock decides falls due (an analysis check, a canary's Ready
+    timeout, the end of a drain); None when only a change can move the rollout."""
+    status, spec = model.status, model.spec
+    waits: list[float] = []
+    canary = status.canary
+    if canary is not None and not paused(model, status):
+        if canary.ready_at is None:
+            waits.append(policy.ready_timeout_seconds - seconds_since(canary.started_at, now))
+        else:
+            waits.append(spec.rollout.interval_seconds - seconds_since(canary.last_check_at, now))
+    for entry in status.draining:
+        if entry.since is not None:
+            waits.append(policy.drain_seconds - seconds_since(entry.since, now))
+    return max(min(waits), 0.0) if waits else None

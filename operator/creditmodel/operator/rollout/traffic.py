@@ -1,0 +1,224 @@
+"""Traffic: the route's weights, the drain of versions that left the rollout, and the children that
+carry them. The rules (docs/rollouts.md):
+
+- a backend gets weight > 0 only when its InferenceService is Ready;
+- the weights sum to 100 over the Ready backends (stable and canary by the canary's step; when only
+  one of them is Ready, it gets everything; when neither is, a Ready draining version does);
+- a draining version's InferenceService is deleted only once the route has held 0% on it for the
+  drain period (the route itself records since when, written in the same request as the weights)
+  and the stable is Ready.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from creditmodel.operator import builders
+from creditmodel.operator.model import GROUP, Status, VersionRef
+from creditmodel.operator.rollout.observe import serving_names
+from creditmodel.operator.rollout.values import (
+    CreditModel,
+    Event,
+    Observations,
+    Policy,
+    RouteState,
+    isvc_of_service,
+    normal,
+    seconds_since,
+    stamp,
+)
+
+ZERO_SINCE_ANNOTATION = f"{GROUP}/zero-weight-since"
+"""On the HTTPRoute: backend InferenceService -> since when the route has held 0% on it."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    """Its InferenceService."""
+    version: VersionRef | None
+    """None: a backend found in the stored route that the status does not know (written by a pass
+    whose status write failed): kept at 0% until drained, never written."""
+    track: Literal["stable", "canary", "draining"]
+    target: int
+    """The weight it asks for when every backend is Ready."""
+
+
+def canary_target(model: CreditModel, status: Status) -> int:
+    """The canary's weight at its step (0 without a canary)."""
+    steps = model.spec.rollout.steps
+    return steps[min(status.canary.step, len(steps) - 1)] if status.canary else 0
+
+
+def backends(model: CreditModel, status: Status, route: RouteState | None = None) -> list[Backend]:
+    """Stable, canary, the draining versions, then the stored route's backends the status does
+    not know, in the order they get traffic when the ones before are not Ready (router
+    gatewayAPI; one InferenceService each)."""
+    if status.stable is None:
+        return []
+    weight = canary_target(model, status)
+    found = [Backend(_name(model, status.stable), status.stable, "stable", 100 - weight)]
+    if status.canary is not None:
+        found.append(Backend(_name(model, status.canary), status.canary, "canary", weight))
+    found += [Backend(_name(model, entry), entry, "draining", 0) for entry in status.draining]
+    found += [Backend(name, None, "draining", 0) for name in (route.weights if route else ())]
+    unique: dict[str, Backend] = {}
+    for backend in found:
+        unique.setdefault(backend.name, backend)
+    return list(unique.values())
+
+
+def _name(model: CreditModel, version: VersionRef) -> str:
+    return builders.isvc_name(model.name, version.bundle_uri)
+
+
+def weights(found: Sequence[Backend], ready: Mapping[str, bool]) -> dict[str, int]:
+    """Weight > 0 only on Ready backends, 100 in all when any is Ready (see the module's rules)."""
+    shares = dict.fromkeys((b.name for b in found), 0)
+    live = [b for b in found if ready.get(b.name, False)]
+    wanting = [b for b in live if b.target > 0]
+    if len(wanting) > 1:
+        shares.update((b.name, b.target) for b in wanting)  # stable and canary: 100 between them
+    elif live:
+        shares[live[0].name] = 100  # the first Ready one: stable, canary (steps < 100), draining
+    return shares
+
+
+def drained(
+    name: str, route: RouteState | None, stable_ready: bool, now: datetime, policy: Policy
+) -> bool:
+    """The route has held 0% on `name` for the drain period, and the stable is Ready."""
+    if route is None or not stable_ready or route.weights.get(name, 0) != 0:
+        return False
+    since = route.zero_since.get(name)
+    return since is not None and seconds_since(since, now) >= policy.drain_seconds
+
+
+def zero_since(
+    draining: Sequence[str], shares: Mapping[str, int], route: RouteState | None, now: datetime
+) -> dict[str, str]:
+    """Since when each draining backend at 0% has held 0%: kept from the stored route where it
+    already held 0% there, else from this pass (whose route write records it with the weights)."""
+    since: dict[str, str] = {}
+    for name in draining:
+        if shares.get(name, 0) != 0:
+            continue
+        held = route is not None and route.weights.get(name, 0) == 0
+        kept = route.zero_since.get(name) if route is not None and held else None
+        since[name] = kept or stamp(now)
+    return since
+
+
+@dataclass(frozen=True)
+class Routed:
+    status: Status
+    found: tuple[Backend, ...] = ()
+    """The route's backends, in order (router gatewayAPI)."""
+    shares: Mapping[str, int] = field(default_factory=dict)
+    """InferenceService -> weight (router gatewayAPI)."""
+    since: Mapping[str, str] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+
+
+def route(
+    model: CreditModel, observed: Observations, status: Status, now: datetime, policy: Policy
+) -> Routed:
+    """Finish the drains that are done, then weigh the backends that remain; status.canaryWeight
+    is the canary's weight as routed, status.draining[].since the drain clock as routed."""
+    stable, canary = serving_names(model, status)
+    ready, stored = observed.ready, observed.route
+    if model.spec.rollout.router == "knative":
+        # One InferenceService: Knative keeps serving the previous revision until the new one is
+        # Ready, and drains the revisions it replaces itself.
+        weight = canary_target(model, status) if canary and ready.get(canary, False) else 0
+        return Routed(status.model_copy(update={"canary_weight": weight, "draining": []}))
+    stable_ready = ready.get(stable, False)
+    leaving = [b for b in backends(model, status, stored) if b.track == "draining"]
+    done = {b.name for b in leaving if drained(b.name, stored, stable_ready, now, policy)}
+    kept = [entry for entry in status.draining if _name(model, entry) not in done]
+    events = tuple(
+        normal(
+            "Drained",
+            f"{b.version.version if b.version else b.name} held 0% for {policy.drain_seconds:g}s"
+            f" with {status.stable.version if status.stable else 'none'} Ready: its"
+            " InferenceService is deleted",
+        )
+        for b in leaving
+        if b.name in done
+    )
+    status = status.model_copy(update={"draining": kept})
+    found = [b for b in backends(model, status, stored) if b.name not in done]
+    shares = weights(found, ready)
+    since = zero_since([b.name for b in found if b.track == "draining"], shares, stored, now)
+    update = {
+        "canary_weight": shares.get(canary, 0) if canary else 0,
+        "draining": [
+            entry.model_copy(update={"since": since.get(_name(model, entry))}) for entry in kept
+        ],
+    }
+    return Routed(status.model_copy(update=update), tuple(found), shares, since, events)
+
+
+def children(model: CreditModel, routed: Routed, cronjob: bool) -> list[dict[str, Any]]:
+    """InferenceServices (stable, canary, draining), the route, then the drift CronJob: should the
+    API server refuse the CronJob, serving is already written."""
+    status, spec, owner = routed.status, model.spec, model.owner
+    if status.stable is None:
+        return []
+    drift = (
+        [builders.build_drift_cronjob(owner, spec, status.stable)]
+        if cronjob and spec.monitoring is not None
+        else []
+    )
+    if spec.rollout.router == "knative":
+        serving = status.canary or status.stable
+        weight = status.canary_weight if status.canary else None
+        return [builders.build_knative_inferenceservice(owner, spec, serving, weight), *drift]
+    isvcs = [
+        builders.build_inferenceservice(owner, spec, b.version, b.track)
+        for b in routed.found
+        if b.version is not None
+    ]
+    return [*isvcs, httproute(model, status.stable, routed), *drift]
+
+
+def retained(routed: Routed) -> tuple[str, ...]:
+    """InferenceServices to keep without writing them: the stored route's backends that the
+    status does not know, until they are drained."""
+    return tuple(b.name for b in routed.found if b.version is None)
+
+
+def httproute(model: CreditModel, stable: VersionRef, routed: Routed) -> dict[str, Any]:
+    """builders' HTTPRoute with one backend per InferenceService, weighted as routed, and the
+    drain clock in an annotation, so that both change in one write."""
+    route = builders.build_httproute(model.owner, model.spec, stable, None, 0)
+    rule = route["spec"]["rules"][0]
+    template = rule["backendRefs"][0]
+    rule["backendRefs"] = [
+        {**template, "name": builders.predictor_service(b.name), "weight": routed.shares[b.name]}
+        for b in routed.found
+    ]
+    annotations = route["metadata"].setdefault("annotations", {})
+    annotations[ZERO_SINCE_ANNOTATION] = json.dumps(dict(routed.since), sort_keys=True)
+    return route
+
+
+def observed_route(body: Mapping[str, Any] | None) -> RouteState:
+    """What the adapter read back: weights by InferenceService, and the drain clock (an
+    unreadable annotation counts as no clock: the drain starts over)."""
+    if body is None:
+        return RouteState()
+    refs = (body.get("spec", {}).get("rules") or [{}])[0].get("backendRefs") or []
+    weights = {isvc_of_service(str(r.get("name", ""))): int(r.get("weight", 1)) for r in refs}
+    text = (body.get("metadata", {}).get("annotations") or {}).get(ZERO_SINCE_ANNOTATION, "{}")
+    try:
+        since = json.loads(text)
+    except ValueError:
+        since = {}
+    if not isinstance(since, dict):
+        since = {}
+    return RouteState(weights, {str(k): str(v) for k, v in since.items()})

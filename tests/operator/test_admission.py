@@ -1,0 +1,109 @@
+"""Admission on a real kube-apiserver: every invalid CreditModel of bad_creditmodels.py is refused
+with a message naming the field (OpenAPI patterns, maxLength, CEL), messages stay bounded however
+large the value, and the samples still apply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.operator.bad_creditmodels import CASES, NAMES, SCHEDULES, Bad, sample
+from tests.operator.running import GROUP, PLURAL, VERSION
+from tests.support.kube import Kube
+
+pytestmark = pytest.mark.integration
+
+MESSAGE_MAX = 1000
+"""A refusal quotes the rule, never the (possibly megabyte-long) value."""
+
+
+def create(kube: Kube, body: dict[str, Any], **options: Any) -> Any:
+    api = client.CustomObjectsApi(kube.api)
+    return api.create_namespaced_custom_object_with_http_info(
+        GROUP, VERSION, kube.namespace, PLURAL, body, **options
+    )
+
+
+def refusal(kube: Kube, body: dict[str, Any], **options: Any) -> tuple[int, str]:
+    with pytest.raises(client.ApiException) as caught:
+        create(kube, body, **options)
+    return caught.value.status, str(json.loads(caught.value.body)["message"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_invalid_creditmodel_is_refused_naming_the_field(crds: Kube, case: Bad) -> None:
+    status, message = refusal(crds, case.body())
+    assert status == 422, message
+    assert f"{case.field}:" in message, message
+    assert len(message) < MESSAGE_MAX, message[:MESSAGE_MAX]
+
+
+@pytest.mark.parametrize(("schedule", "id"), SCHEDULES, ids=[id for _, id in SCHEDULES])
+def test_out_of_range_cron_schedule_is_refused(crds: Kube, schedule: str, id: str) -> None:
+    body = sample("trained")
+    body["spec"]["monitoring"]["driftSchedule"] = schedule
+    status, message = refusal(crds, body)
+    assert status == 422
+    assert "spec.monitoring.driftSchedule:" in message, message
+
+
+@pytest.mark.parametrize(("name", "id"), NAMES, ids=[id for _, id in NAMES])
+def test_names_kserve_cannot_deploy_are_refused(crds: Kube, name: str, id: str) -> None:
+    body = sample()
+    body["metadata"]["name"] = name
+    status, message = refusal(crds, body)
+    assert status == 422
+    assert "metadata.name must start with a lowercase letter" in message, message
+    assert "InferenceService" in message
+
+
+def test_unknown_gate_is_refused_by_strict_clients_and_dropped_otherwise(crds: Kube) -> None:
+    """Gates are typed fields: `gates: {output: 1}` (which once appended `--output 1` to the
+    training Job, redirecting its bundle) is an unknown field. kubectl's default (Strict) refuses
+    it naming the field; a lenient client gets a warning and the API server prunes it."""
+    body = sample("trained")
+    body["spec"]["training"]["gates"] = {"output": 1, "maxBrier": 0.2}
+    status, message = refusal(crds, body, field_validation="Strict")
+    assert status == 400
+    assert 'unknown field "spec.training.gates.output"' in message, message
+    created, _, headers = create(crds, body, field_validation="Warn")
+    assert created["spec"]["training"]["gates"] == {"maxBrier": 0.2}
+    warning = headers.get("Warning", "")
+    assert "unknown field" in warning
+    assert "spec.training.gates.output" in warning
+
+
+def test_valid_edges_are_accepted(crds: Kube) -> None:
+    """The rules are not stricter than the platform: what KServe, Gateway API and S3 take."""
+    body = sample("trained")
+    spec = body["spec"]
+    spec["model"]["bundleURI"] = "/opt/creditmodel/models/german-credit"
+    spec["predictor"] = {
+        "image": "registry.example.com:5000/risk/credit_predictor:1.2.3-rc.1@sha256:" + "a" * 64,
+        "serviceAccountName": "credit-predictor",
+        "resources": {"requests": {"cpu": "0.5", "memory": 536870912}, "limits": {"cpu": 2}},
+    }
+    spec["rollout"] = {
+        "router": "gatewayAPI",
+        "gateway": {
+            "name": "shared.gateway",
+            "namespace": "gateway-system",
+            "sectionName": "https",
+        },
+        "hostnames": ["credit.example.com", "localhost"],
+        "analysis": {"prometheusURL": "https://[fd00::10]:9091/prometheus"},
+    }
+    spec["training"]["gates"] = {
+        "aucMarginVsBaseline": 0,
+        "maxBrier": 1,
+        "fairnessMinGroup": 1,
+        "cpuModels": [],
+    }
+    spec["training"]["dataURI"] = "file:///opt/data/german_credit.v2+extra.csv"
+    spec["storage"] = {"endpoint": "http://10.0.0.5:9000", "region": "eu-west-1"}
+    spec["monitoring"]["driftSchedule"] = "*/15 9-17 ? jan-MAR mon-fri"
+    created, _, _ = create(crds, body)
+    assert created["spec"]["predictor"]["resources"]["limits"] == {"cpu": 2}
