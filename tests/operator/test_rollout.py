@@ -368,6 +368,14 @@ def test_knative_router_drives_one_isvc_through_canary_traffic_percent() -> None
     (isvc,) = not_ready.children
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0  # the new revision is not Ready
     assert not_ready.status.canary_weight == 0
+    # promoted: Knative drains the old revision itself, nothing waits in status.draining
+    promoting = advance(advance(current, plan), Plan(plan.status, []), action="promote")
+    promoted = reconcile(promoting, Observations(ready={"german": True}), after(1))
+    assert promoted.status.stable is not None
+    assert promoted.status.stable.version == "v2"
+    assert promoted.status.draining == []
+    assert condition(promoted, "Progressing") == ("False", "Stable")
+    assert "canaryTrafficPercent" not in promoted.children[0]["spec"]["predictor"]
 
 
 # --- training ---------------------------------------------------------------------------------------
