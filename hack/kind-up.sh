@@ -14,7 +14,7 @@ CLUSTER="${KIND_CLUSTER:-creditmodel}"
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.33.1}"
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.17.2}"
 ENVOY_GATEWAY_VERSION="${ENVOY_GATEWAY_VERSION:-v1.4.2}"
-KSERVE_VERSION="${KSERVE_VERSION:-v0.16.1}"
+KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"  # the version the tests run (README: supported range)
 # Empty: the chart repository's newest kube-prometheus-stack.
 KUBE_PROMETHEUS_STACK_VERSION="${KUBE_PROMETHEUS_STACK_VERSION:-}"
 MINIO_IMAGE="${MINIO_IMAGE:-quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z}"
@@ -90,7 +90,8 @@ kubectl wait --for=condition=Programmed --timeout=5m \
 log "KServe ${KSERVE_VERSION} (Standard mode, Gateway API via ${GATEWAY_NAMESPACE}/${GATEWAY_NAME})"
 helm upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
   --version "${KSERVE_VERSION}" --namespace kserve --create-namespace --wait --timeout 10m
-helm upgrade --install kserve oci://ghcr.io/kserve/charts/kserve \
+# In v0.20 the controller chart is kserve-resources (hack/setup/quick-install in its source).
+helm upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resources \
   --version "${KSERVE_VERSION}" --namespace kserve \
   --set kserve.controller.deploymentMode=Standard \
   --set kserve.controller.gateway.ingressGateway.enableGatewayApi=true \

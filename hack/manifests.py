@@ -3,6 +3,7 @@
 - manifests/crd/*.yaml (the operator's CRDs) are copied byte for byte into the chart's crds/.
 - manifests/rbac/*.yaml (the operator's least-privilege RBAC) are copied into the chart's files/rbac/,
   which the chart's RBAC templates read, so both install paths grant the same rules.
+- docs/reference.md, the CreditModel reference, is rendered from the CRD (hack/crd_docs.py).
 - The chart, rendered with the kustomize release (name creditmodel-operator, namespace
   creditmodel-system, monitoring on), is written out as the static manifests/operator/ and
   manifests/monitoring/ objects, minus the Helm-only labels. The output is stable: same input, same
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import crd_docs  # hack/crd_docs.py: docs/reference.md from the CRD
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "creditmodel-operator"
@@ -48,6 +52,12 @@ DESTINATIONS = {
     "ConfigMap": "monitoring",
 }
 HELM_ONLY_LABELS = ("helm.sh/chart",)
+# The chart renders a monitoring object only where the cluster serves its kind (or fails naming the
+# CRDs): offline, tell helm that the Prometheus Operator's kinds are served.
+API_VERSIONS = tuple(
+    f"monitoring.coreos.com/v1/{kind}"
+    for kind in ("PodMonitor", "ServiceMonitor", "PrometheusRule")
+)
 
 
 def helm() -> str:
@@ -71,6 +81,8 @@ def render_chart(extra_values: tuple[str, ...] = RENDER_VALUES) -> list[dict[str
     ]
     for value in extra_values:
         args += ["--set", value]
+    for api in API_VERSIONS:
+        args += ["--api-versions", api]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
@@ -114,6 +126,7 @@ def expected_files() -> Iterator[tuple[Path, bytes]]:
         if source.name != "kustomization.yaml":
             yield Path("charts/creditmodel-operator/files/rbac") / source.name, source.read_bytes()
     yield Path("charts/creditmodel-operator/README.md"), chart_readme().encode()
+    yield crd_docs.OUTPUT, crd_docs.render(crd_docs.load_crd()).encode()
     grouped: dict[str, list[str]] = {}
     for obj in render_chart():
         destination = DESTINATIONS.get(obj["kind"])
@@ -189,8 +202,10 @@ def chart_readme() -> str:
         "  --namespace creditmodel-system --create-namespace\n"
         "```\n\n"
         "Helm installs the CRDs in `crds/` but never upgrades them: before `helm upgrade`, run\n"
-        "`kubectl apply --server-side -f crds/` from the new chart. The project README has the\n"
-        "walkthrough, the metrics and alerts reference and the upgrade notes.\n\n"
+        "`kubectl apply --server-side -f crds/` from the new chart. `replicaCount` > 1 runs standby\n"
+        "replicas (kopf peering, one leader); monitoring objects need the Prometheus Operator CRDs\n"
+        "(`monitoring.ifCRDsMissing`). The project's docs/ has the install guide (docs/install.md),\n"
+        "the CreditModel reference, upgrade notes and troubleshooting.\n\n"
         "## Values\n\n" + values_table()
     )
 

@@ -253,9 +253,15 @@ apt_binary() {
 apt_binary prometheus "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/prometheus
 apt_binary promtool "prometheus=${PROMETHEUS_DEB_VERSION}*" /usr/bin/promtool
 apt_binary wrk "${WRK_DEB}" /usr/bin/wrk
+apt_binary h2load nghttp2-client /usr/bin/h2load       # gRPC load in the predictor benchmark
+# valgrind (make perf-check) is used from the PATH: Debian's /usr/bin/valgrind is a wrapper that
+# runs "$0.bin", which a link in ./bin would not find; the link made here is of the binary itself.
+apt_binary valgrind.bin valgrind /usr/bin/valgrind.bin
 apt_binary redis-server redis-server /usr/bin/redis-server   # response-cache benchmark
 # qemu-user runs a bundle under other CPU models (AVX2-only, SSE4.2-only): the cross-CPU gate.
 apt_binary qemu-x86_64 qemu-user /usr/bin/qemu-x86_64
+# Lua 5.4 runs the Argo CD health check of docs/argocd-health.lua (tests/docs/test_argocd_health.py).
+apt_binary lua5.4 lua5.4 /usr/bin/lua5.4
 
 # --- verify: each binary reports the pinned version (a stale cache entry is an error, not a surprise) ---
 expect_version() {

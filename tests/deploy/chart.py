@@ -26,6 +26,14 @@ ALL_MONITORING = (
     "monitoring.prometheusRule.enabled=true",
     "monitoring.grafanaDashboard.enabled=true",
 )
+# The Prometheus Operator kinds, as `--api-versions` for offline rendering (the chart renders a
+# monitoring object only where the cluster serves its kind).
+MONITORING_APIS = tuple(
+    f"monitoring.coreos.com/v1/{kind}"
+    for kind in ("PodMonitor", "ServiceMonitor", "PrometheusRule")
+)
+# `helm lint` takes no --api-versions: it renders the monitoring objects unchecked.
+LINT_MONITORING = "monitoring.ifCRDsMissing=render"
 Object = dict[str, Any]
 
 
@@ -42,9 +50,12 @@ def render(
     values_files: Sequence[Path] = (),
     include_crds: bool = False,
     json_values: Sequence[str] = (),
+    api_versions: Sequence[str] = MONITORING_APIS,
 ) -> list[Object]:
     """`values` go through --set (numbers there are integers or strings, as in Helm);
-    `json_values` through --set-json (floats, lists, objects)."""
+    `json_values` through --set-json (floats, lists, objects). `api_versions`: what the cluster
+    serves beyond the built-in kinds (by default the Prometheus Operator's, as where the monitoring
+    objects are installed)."""
     args: list[str | Path] = [
         "template",
         release,
@@ -54,6 +65,8 @@ def render(
         "--kube-version",
         KUBE_VERSION,
     ]
+    for api in api_versions:
+        args += ["--api-versions", api]
     for value in values:
         args += ["--set", value]
     for value in json_values:

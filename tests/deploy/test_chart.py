@@ -14,6 +14,7 @@ from tests.deploy.chart import (
     CHART,
     KUBE_SCHEMA_VERSION,
     KUBE_VERSION,
+    LINT_MONITORING,
     MANIFESTS,
     Object,
     by_key,
@@ -57,7 +58,8 @@ RECOMMENDED_LABELS = (
     ids=["defaults", "monitoring", "non-default", "kind"],
 )
 def test_helm_lint_strict(args: tuple[str, ...]) -> None:
-    run = helm("lint", "--strict", CHART, "--kube-version", KUBE_VERSION, *args, check=False)
+    lint = ("lint", "--strict", CHART, "--kube-version", KUBE_VERSION, "--set", LINT_MONITORING)
+    run = helm(*lint, *args, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0 chart(s) failed" in run.stdout
 
@@ -102,8 +104,9 @@ def test_operator_deployment_is_locked_down() -> None:
     assert probe["path"] == "/healthz"
     assert f"--liveness=http://0.0.0.0:{port['containerPort']}/healthz" in container["args"]
     assert "--all-namespaces" in container["args"]
-    # One replica, and kopf peering on top: a second release or a stray local run stays idle.
+    # kopf peering on top: one replica leads (--priority=auto), any others stand by.
     assert "--peering=creditmodel-operator" in container["args"]
+    assert {"--priority=auto", "--peering-lifetime=60"} <= set(container["args"])
     assert one(render(), "ClusterKopfPeering")["metadata"]["name"] == "creditmodel-operator"
     # The read-only root filesystem leaves /tmp writable through an emptyDir.
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]

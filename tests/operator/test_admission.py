@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from pydantic import ValidationError
 
+from creditmodel.operator.model import SCALE_METRIC_MESSAGE, Spec
 from tests.operator.bad_creditmodels import CASES, NAMES, SCHEDULES, Bad, sample
 from tests.operator.running import GROUP, PLURAL, VERSION
 from tests.support.kube import Kube
@@ -107,3 +109,36 @@ def test_valid_edges_are_accepted(crds: Kube) -> None:
     spec["monitoring"]["driftSchedule"] = "*/15 9-17 ? jan-MAR mon-fri"
     created, _, _ = create(crds, body)
     assert created["spec"]["predictor"]["resources"]["limits"] == {"cpu": 2}
+
+
+SCALE_METRICS = [
+    ("gatewayAPI", "cpu", True),
+    ("gatewayAPI", "memory", True),
+    ("gatewayAPI", "concurrency", False),
+    ("gatewayAPI", "rps", False),
+    ("knative", "concurrency", True),
+    ("knative", "rps", True),
+    ("knative", "cpu", False),  # KServe's webhook: "[cpu] is not a supported metric"
+    ("knative", "memory", False),
+]
+
+
+@pytest.mark.parametrize(("router", "metric", "allowed"), SCALE_METRICS)
+def test_scale_metric_must_suit_the_routers_autoscaler(
+    crds: Kube, router: str, metric: str, allowed: bool
+) -> None:
+    """An HPA (gatewayAPI, KServe Standard mode) scales on cpu or memory; the Knative Pod
+    Autoscaler only on concurrency or rps. The operator's typed spec agrees."""
+    body = sample()
+    body["spec"]["rollout"]["router"] = router
+    body["spec"]["predictor"] = {"scaleMetric": metric}
+    if allowed:
+        create(crds, body)
+        Spec.model_validate(body["spec"])
+        return
+    status, message = refusal(crds, body)
+    assert status == 422
+    assert "spec: Invalid value" in message, message
+    assert SCALE_METRIC_MESSAGE in message, message
+    with pytest.raises(ValidationError, match="scaleMetric must be cpu or memory"):
+        Spec.model_validate(body["spec"])

@@ -3,12 +3,13 @@ predictors' NetworkPolicy manifests."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from creditmodel.operator import builders
+from creditmodel.operator import builders, validation
 from creditmodel.operator.model import VersionRef
 from creditmodel.operator.settings import OperatorSettings
 from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, spec
@@ -25,8 +26,16 @@ def test_inferenceservice_runs_our_predictor_with_the_bundle_and_hpa_fields() ->
     predictor = isvc["spec"]["predictor"]
     container = predictor["containers"][0]
     assert isvc["metadata"]["name"] == builders.isvc_name("german", BUNDLE_V1)
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    # Standard, not the deprecated alias RawDeployment (KServe 0.16 refuses updates with it)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    # cluster-local: KServe makes no per-version HTTPRoutes that would bypass the canary split
+    assert isvc["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
     assert container["args"][:4] == ["--model_name", "german", "--model_dir", BUNDLE_V1]
+    assert container["args"][-2:] == ["--grpc_port", "8081"]
+    assert [(p.get("name"), p["containerPort"]) for p in container["ports"]] == [
+        ("http", 8080),
+        ("grpc", 8081),  # "grpc" in the name: KServe's Service gives it appProtocol h2c
+    ]
     assert {"name": "S3_ENDPOINT_URL", "value": "http://minio:9000"} in container["env"]
     assert container["envFrom"] == [{"secretRef": {"name": "s3"}}]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 3)
@@ -53,6 +62,33 @@ def test_isvc_names_are_per_bundle_dns_labels() -> None:
     assert one != two
     assert one == builders.isvc_name("german", BUNDLE_V1)
     assert len(builders.isvc_name("a" * 40, BUNDLE_V1) + "-predictor") <= 63
+
+
+@pytest.mark.parametrize("namespace", ["risk", "credit-risk-production", "n" * 42])
+@pytest.mark.parametrize("owner", ["g", "german-credit", "a" * 40, "ab-" * 13 + "c"])
+def test_isvc_names_fit_kserves_host_label_in_any_namespace_up_to_42(
+    owner: str, namespace: str
+) -> None:
+    """KServe builds <isvc>-predictor-<namespace> (<= 63) even with ingress off: a 40-character
+    name in credit-risk-production never deployed (issue 11). Shortened names stay unique per
+    owner and bundle, and DNS-1035 labels."""
+    name = builders.isvc_name(owner, BUNDLE_V1, namespace)
+    assert len(f"{name}-predictor-{namespace}") <= 63
+    assert re.fullmatch(validation.RESOURCE_NAME, name)
+    assert name != builders.isvc_name(owner, BUNDLE_V2, namespace)
+    assert name != builders.isvc_name(owner + "x", BUNDLE_V1, namespace) or len(owner) >= 40
+    if len(f"{owner}-12345678-predictor-{namespace}") <= 63:
+        assert name == builders.isvc_name(owner, BUNDLE_V1)  # short ones keep their old name
+
+
+def test_knative_isvc_serves_rest_alone_and_scales_on_concurrency() -> None:
+    """Knative allows one container port; the KPA accepts only concurrency and rps."""
+    knative = spec(rollout={"router": "knative"})
+    isvc = builders.build_knative_inferenceservice(OWNER, knative, V1, None)
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["scaleMetric"] == "concurrency"
+    assert len(predictor["containers"][0]["ports"]) == 1
+    assert "--grpc_port" not in predictor["containers"][0]["args"]
 
 
 def test_httproute_splits_weights_between_the_predictor_services() -> None:
@@ -250,7 +286,10 @@ def test_networkpolicy_admits_the_gateway_namespace_and_the_configured_sources_o
     assert body["podSelector"] == {"matchLabels": builders.predictor_pod_labels(OWNER)}
     assert body["policyTypes"] == ["Ingress"]
     (rule,) = body["ingress"]
-    assert rule["ports"] == [{"port": builders.PREDICTOR_PORT, "protocol": "TCP"}]
+    assert rule["ports"] == [
+        {"port": builders.PREDICTOR_PORT, "protocol": "TCP"},
+        {"port": 8081, "protocol": "TCP"},  # gRPC, for a GRPCRoute through the same Gateway
+    ]
     gateway = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway-system"}}
     }

@@ -52,3 +52,28 @@ def test_standalone_runs_without_a_peering_name(monkeypatch: pytest.MonkeyPatch)
     main_module.main(["--all-namespaces", "--peering", "team-a"])
     assert [c["peering_name"] for c in calls] == [None, "creditmodel-operator", "team-a"]
     assert [c["standalone"] for c in calls] == [True, False, False]
+
+
+def test_auto_priority_ranks_the_older_replica_first() -> None:
+    """`--priority=auto` (the chart's, for replicaCount > 1): distinct priorities, the replica
+    started first highest, so exactly one leads and a restarted one rejoins as a standby."""
+    older = parse_args(["-A", "--priority=auto"]).priority
+    younger = parse_args(["-A", "--priority=auto"]).priority
+    assert older > younger
+    assert parse_args(["-A", "--priority=7"]).priority == 7
+
+
+def test_peering_lifetime_reaches_kopf(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(main_module.kopf, "run", lambda **kwargs: calls.append(kwargs))
+    main_module.main(["-A", "--peering-lifetime", "15"])
+    main_module.main(["-A"])
+    lifetimes = [c["settings"].peering.lifetime for c in calls]  # type: ignore[attr-defined]
+    assert lifetimes == [15, 60]
+
+
+@pytest.mark.parametrize("bad", [["--priority=high"], ["--peering-lifetime=2"]])
+def test_bad_peering_flags_are_refused(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["-A", *bad])
+    assert "--p" in capsys.readouterr().err

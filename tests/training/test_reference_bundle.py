@@ -16,7 +16,13 @@ import pandas as pd
 import pytest
 
 from creditmodel.core import bundle
-from creditmodel.training import cpu_parity, export, german_credit, pipeline, reference_bundle
+from creditmodel.training import (
+    cpu_parity,
+    export,
+    german_credit,
+    provenance,
+    reference_bundle,
+)
 from tests.support.process import tool
 
 pytestmark = pytest.mark.integration
@@ -41,7 +47,7 @@ def test_committed_reference_bundle_is_valid() -> None:
 def test_rebuilding_reproduces_the_committed_files(tmp_path: Path) -> None:
     committed = bundle.load_bundle(str(COMMITTED)).manifest
     built_with = committed.lineage.params["libraries"]
-    here = pipeline.library_versions()
+    here = provenance.library_versions()
     assert built_with == here, (
         f"models/german-credit was built with {built_with}, this environment has {here}:"
         " byte-identical models need the same versions (rebuild with `make reference-bundle`)"

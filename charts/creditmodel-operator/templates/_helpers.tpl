@@ -90,3 +90,18 @@ tag defaults to the chart's appVersion. Call with (dict "image" .Values.x "conte
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Whether to render a Prometheus Operator object. Call with (dict "context" $ "kind" "PodMonitor"
+"value" "podMonitor"); renders "true" or nothing. The cluster serves the kind (Helm's capabilities:
+discovery on install/upgrade, --api-versions for helm template): render. Otherwise, by
+monitoring.ifCRDsMissing: fail naming the CRDs to install, skip, or render anyway.
+*/}}
+{{- define "creditmodel-operator.monitoringKind" -}}
+{{- $api := printf "monitoring.coreos.com/v1/%s" .kind }}
+{{- $mode := .context.Values.monitoring.ifCRDsMissing }}
+{{- if or (.context.Capabilities.APIVersions.Has $api) (eq $mode "render") }}true
+{{- else if eq $mode "fail" }}
+{{- fail (printf "monitoring.%s.enabled is true, but the cluster does not serve %s: install the Prometheus Operator CRDs first (podmonitors.monitoring.coreos.com, servicemonitors.monitoring.coreos.com, prometheusrules.monitoring.coreos.com; e.g. from the prometheus-operator release bundle or the kube-prometheus-stack chart), or set monitoring.ifCRDsMissing=skip to leave the monitoring objects out. helm template: pass --api-versions %s" .value $api $api) }}
+{{- end }}
+{{- end }}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Sequence
 
 import kopf
@@ -25,14 +26,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--standalone", action="store_true", help="no peering (only for a single replica)"
     )
-    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument(
+        "--priority",
+        type=priority,
+        default=0,
+        help="peering priority: an integer, or `auto` (the replica started first leads, the"
+        " others stand by; for several replicas of one Deployment)",
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        metavar="SECONDS",
+        help="peering lease: a replica not seen for this long is presumed dead and a standby"
+        " takes over (kopf's default: 60)",
+    )
     parser.add_argument("--peering", help="peering object name (default: from settings)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     if not args.all_namespaces and not args.namespace:
         parser.error("one of --all-namespaces or --namespace is required")
+    if args.peering_lifetime is not None and not 5 <= args.peering_lifetime <= 3600:
+        parser.error("--peering-lifetime must be between 5 and 3600 seconds")
     return args
+
+
+def priority(value: str) -> int:
+    """An integer, or `auto`: minus the start time in microseconds, so that an older replica
+    always outranks a younger one (kopf pauses every replica but the highest; equal priorities
+    would pause them all), and a replica that restarts rejoins as a standby."""
+    if value == "auto":
+        return -time.time_ns() // 1000
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer or `auto`: {value!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -40,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = OperatorSettings()  # fail fast on a bad environment, before connecting
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     assert handlers.run  # the import registers the handlers with kopf's default registry
+    kopf_settings = kopf.OperatorSettings()
+    if args.peering_lifetime is not None:
+        kopf_settings.peering.lifetime = args.peering_lifetime
     kopf.run(
+        settings=kopf_settings,
         clusterwide=args.all_namespaces,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness,

@@ -1,7 +1,7 @@
 """Canary analysis maths: the PromQL the operator asks, and the verdict from the answers.
 
 Pure: the Prometheus adapter runs the queries and hands the numbers in. Metric names and labels are
-the predictor's contract (creditmodel.predictor.metrics). A check with too little data is
+the predictor's contract (creditmodel.core.metrics, which the predictor registers). A check with too little data is
 "inconclusive", never "passed": no traffic proves nothing.
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from creditmodel.core import metrics as names
 from creditmodel.core.drift import psi
 from creditmodel.operator.model import AnalysisSpec
 
@@ -22,12 +23,15 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _selector(model: str, version: str, scope: Mapping[str, str], extra: str = "") -> str:
-    scoped = "".join(f',{label}="{_quoted(value)}"' for label, value in sorted(scope.items()))
-    return (
-        f'{{model="{_quoted(model)}",version="{_quoted(version)}",variant!="shadow"'
-        f"{scoped}{extra}}}"
-    )
+def _selector(model: str, version: str, scope: Mapping[str, str], *extra: str) -> str:
+    matchers = [
+        f'{names.MODEL}="{_quoted(model)}"',
+        f'{names.VERSION}="{_quoted(version)}"',
+        f'{names.VARIANT}!="{names.SHADOW}"',
+        *(f'{label}="{_quoted(value)}"' for label, value in sorted(scope.items())),
+        *extra,
+    ]
+    return "{" + ",".join(matchers) + "}"
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,18 @@ class Queries:
         scope = scope or {}
         canary_sel = _selector(model, canary, scope)
         stable_sel = _selector(model, stable, scope)
-        success_sel = _selector(model, canary, scope, ',outcome="success"')
+        success_sel = _selector(model, canary, scope, f'{names.OUTCOME}="{names.SUCCESS}"')
+        requests, le = names.total(names.REQUESTS), names.BUCKET_BOUND
+        latency, score = names.bucket(names.REQUEST_DURATION), names.bucket(names.SCORE)
         return cls(
-            requests=f"sum(increase(creditmodel_requests_total{canary_sel}{window}))",
-            successes=f"sum(increase(creditmodel_requests_total{success_sel}{window}))",
+            requests=f"sum(increase({requests}{canary_sel}{window}))",
+            successes=f"sum(increase({requests}{success_sel}{window}))",
             p99_latency=(
-                "histogram_quantile(0.99, sum by (le) "
-                f"(rate(creditmodel_request_duration_seconds_bucket{canary_sel}{window})))"
+                f"histogram_quantile(0.99, sum by ({le}) (rate({latency}{canary_sel}{window})))"
             ),
-            canary_scores=f"sum by (le) (increase(creditmodel_score_bucket{canary_sel}{window}))",
-            stable_scores=f"sum by (le) (increase(creditmodel_score_bucket{stable_sel}{window}))",
-            stable_score_psi=f"max(creditmodel_score_psi{stable_sel})",
+            canary_scores=f"sum by ({le}) (increase({score}{canary_sel}{window}))",
+            stable_scores=f"sum by ({le}) (increase({score}{stable_sel}{window}))",
+            stable_score_psi=f"max({names.SCORE_PSI}{stable_sel})",
         )
 
 

@@ -11,28 +11,25 @@ HTTPRoute), so a restarted operator continues where the last one stopped.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import math
-import time
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import kopf
-from pydantic import ValidationError
 
-from creditmodel.operator import analysis, builders, bundles, rollout
-from creditmodel.operator.kube import Kube, KubeError, merge_patch
-from creditmodel.operator.model import ACTION_ANNOTATION, GROUP, PLURAL, VERSION, Spec, Status
-from creditmodel.operator.prometheus import Prometheus
+from creditmodel.operator import builders, rollout
+from creditmodel.operator.kube import Kube, KubeError
+from creditmodel.operator.model import ACTION_ANNOTATION, GROUP, PLURAL, VERSION
+from creditmodel.operator.reconciler import Key, Logger, Reconciler
 from creditmodel.operator.settings import OperatorSettings
 
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 OURS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
-Key = tuple[str, str]
+CONCURRENT_PASSES = 16
+"""Reconcile passes in flight at once over all CreditModels. A thousand applied together would
+otherwise queue a thousand requests in the HTTP client's pool (whose request assignment is
+quadratic in its queue) and open connections beyond its keep-alive limit, a TLS handshake each.
+A daemon waiting for a slot folds the wakes that arrive meanwhile into its one pass."""
 
 
 @kopf.on.login()
@@ -58,10 +55,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.policy = rollout.Policy(
         drain_seconds=config.drain_seconds,
         ready_timeout_seconds=config.canary_ready_timeout_seconds,
+        network_policy=(
+            builders.IngressPolicy.from_settings(config)
+            if config.predictor_network_policy
+            else None
+        ),
     )
     memo.kube = await Kube.connect()
     memo.prometheus = {}
     memo.wakers = {}
+    memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)
 
 
 @kopf.on.cleanup()
@@ -101,6 +104,22 @@ def ready_isvcs(
     return {(namespace or "", name): ready}
 
 
+@kopf.on.index("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
+def waiting_isvcs(
+    *, name: str, namespace: str | None, status: Mapping[str, Any], **_: Any
+) -> dict[Key, str] | None:
+    """What KServe says keeps one of our InferenceServices from Ready (its first False condition
+    with a message: "Predictor HttpRouteNotReady", a Deployment without minimum availability),
+    so the CreditModel's conditions can say it too."""
+    conditions = status.get("conditions") or []
+    if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+        return None
+    for condition in sorted(conditions, key=lambda c: c.get("type") != "Ready"):
+        if condition.get("status") == "False" and condition.get("message"):
+            return {(namespace or "", name): str(condition["message"])[:512]}
+    return None
+
+
 @kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 def child_changed(*, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
@@ -124,15 +143,17 @@ async def run(
     ready_isvcs: kopf.Index[Key, bool] = kwargs["ready_isvcs"]  # kopf passes indices by name
     key = (namespace, name)
     waker = memo.wakers.setdefault(key, asyncio.Event())
-    reconciler = Reconciler(namespace, name, memo, ready_isvcs, logger)
+    waiting: kopf.Index[Key, str] = kwargs["waiting_isvcs"]
+    reconciler = Reconciler(namespace, name, memo, ready_isvcs, logger, waiting)
     try:
         while not stopped:
-            waker.clear()
-            try:
-                delay = await reconciler.once()
-            except (KubeError, OSError, httpx.HTTPError) as exc:
-                logger.warning(f"reconcile failed, retrying: {exc}")
-                delay = min(memo.config.resync_seconds, 5.0)
+            async with memo.passes:
+                waker.clear()
+                try:
+                    delay = await reconciler.once()
+                except (KubeError, OSError, httpx.HTTPError) as exc:
+                    logger.warning(f"reconcile failed, retrying: {exc}")
+                    delay = min(memo.config.resync_seconds, 5.0)
             if delay is None:
                 return
             await _sleep(waker, stopped, delay)
@@ -152,239 +173,3 @@ async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _view(body: dict[str, Any], config: OperatorSettings) -> rollout.CreditModel:
-    meta = body["metadata"]
-    action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
-    return rollout.CreditModel(
-        name=meta["name"],
-        namespace=meta["namespace"],
-        uid=meta["uid"],
-        generation=meta.get("generation", 1),
-        created_at=meta.get("creationTimestamp") or rollout.timestamp(datetime.now(UTC)),
-        spec=Spec.model_validate(body.get("spec") or {}).with_default_images(
-            config.predictor_image, config.training_image
-        ),
-        status=Status.model_validate(body.get("status") or {}),
-        action=action,
-    )
-
-
-def _prometheus(memo: Any, model: rollout.CreditModel) -> Prometheus | None:
-    config: OperatorSettings = memo.config
-    url = model.spec.rollout.analysis.prometheus_url or (
-        str(config.prometheus_url) if config.prometheus_url else None
-    )
-    if url is None:
-        return None
-    client: Prometheus | None = memo.prometheus.get(url)
-    if client is None:
-        client = memo.prometheus[url] = Prometheus(url, config.prometheus_timeout_seconds)
-    return client
-
-
-def _digest(manifest: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-
-
-class Readiness(Mapping[str, bool]):
-    """InferenceService name -> Ready, read from the watch-fed kopf index on demand, so the state
-    machine sees the readiness of any of our InferenceServices it asks about (not only the ones
-    `needs` named before it decided)."""
-
-    def __init__(self, index: kopf.Index[Key, bool], namespace: str) -> None:
-        self.index, self.namespace = index, namespace
-
-    def __getitem__(self, isvc: str) -> bool:
-        key = (self.namespace, isvc)
-        if key not in self.index:
-            raise KeyError(isvc)
-        return any(self.index[key])
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for namespace, name in self.index if namespace == self.namespace)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-class Reconciler:
-    """The I/O of one CreditModel's reconcile loop. What it caches (manifests written, children
-    pruned) only saves requests between full resyncs; correctness comes from the status."""
-
-    def __init__(
-        self, namespace: str, name: str, memo: Any, ready: kopf.Index[Key, bool], logger: Logger
-    ) -> None:
-        self.namespace, self.name, self.memo, self.ready, self.logger = (
-            namespace,
-            name,
-            memo,
-            ready,
-            logger,
-        )
-        self.kube: Kube = memo.kube
-        self.config: OperatorSettings = memo.config
-        self.applied: dict[str, str] = {}
-        self.pruned_for: frozenset[str] | None = None
-        self.synced_at = -math.inf
-        self.drift_read_at = -math.inf
-        self.cronjob_absent = False
-        self.cronjob_write: rollout.CronJobWrite | None = None  # the API server's last answer
-        self.route: rollout.RouteState | None = None  # the HTTPRoute as last written or read
-        label = self.config.prometheus_namespace_label
-        self.scope = {label: namespace} if label else {}
-
-    async def observe(
-        self, model: rollout.CreditModel, needs: rollout.Needs
-    ) -> rollout.Observations:
-        status = model.status
-        resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
-        ready = Readiness(self.ready, self.namespace)
-        job = await self.kube.job_state(self.namespace, needs.job) if needs.job else None
-        trained = None
-        if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
-            trained = await bundles.resolve(status.training.bundle_uri)
-        prometheus = _prometheus(self.memo, model)
-        result = None
-        if needs.analysis and status.canary and status.stable:
-            _, canary_name = rollout.serving_names(model, status)
-            if canary_name and ready.get(canary_name):
-                result = (
-                    await prometheus.analyse(
-                        model.name,
-                        status.canary.version,
-                        status.stable.version,
-                        model.spec.rollout.analysis,
-                        self.scope,
-                    )
-                    if prometheus
-                    else analysis.Result(
-                        "inconclusive",
-                        "no Prometheus configured (spec or CREDITMODEL_OPERATOR_PROMETHEUS_URL)",
-                    )
-                )
-        drift = None
-        if needs.drift and prometheus and status.stable:
-            drift = await prometheus.stable_score_psi(model.name, status.stable.version, self.scope)
-        route = None
-        if needs.route:  # the drain clock lives in the route, written with its weights
-            if (
-                self.route is None
-                or time.monotonic() - self.synced_at >= self.config.resync_seconds
-            ):
-                body = await self.kube.get("HTTPRoute", self.namespace, model.name)
-                self.route = rollout.observed_route(body)
-            route = self.route
-        return rollout.Observations(
-            resolved,
-            ready,
-            job,
-            trained,
-            result,
-            drift,
-            await self.drift_report(model, needs),
-            route,
-            self.cronjob_write if model.spec.monitoring else None,
-        )
-
-    async def drift_report(
-        self, model: rollout.CreditModel, needs: rollout.Needs
-    ) -> rollout.DriftReport | None:
-        """latest.json at most every drift_poll_seconds; None (not looked at) in between."""
-        monitoring = model.spec.monitoring
-        if not needs.drift_report or monitoring is None:
-            return None
-        if time.monotonic() - self.drift_read_at < self.config.drift_poll_seconds:
-            return None
-        self.drift_read_at = time.monotonic()
-        report = await bundles.read_drift_report(monitoring.prediction_log_uri, model.name)
-        if report.error:
-            self.logger.warning(f"drift report: {report.error}")
-        return report
-
-    async def apply_children(self, plan: rollout.Plan) -> None:
-        """Write children whose manifest changed since we last wrote it; everything on resync."""
-        full = time.monotonic() - self.synced_at >= self.config.resync_seconds
-        self.route = None  # unknown until written again
-        for child in plan.children:
-            name, digest = child["metadata"]["name"], _digest(child)
-            if not full and self.applied.get(name) == digest:
-                if child["kind"] == "HTTPRoute":
-                    self.route = rollout.observed_route(child)
-                continue
-            try:
-                outcome = await self.kube.ensure(child, create_first=name not in self.applied)
-            except KubeError as exc:
-                if child["kind"] != "CronJob":
-                    raise
-                # Monitoring is not serving: a refused drift CronJob is an observation of the
-                # next pass (reported in status.drift and Degraded), not a stop.
-                self.cronjob_write = rollout.CronJobWrite(refused=str(exc))
-                self.logger.warning(f"drift CronJob refused: {exc}")
-                continue
-            if child["kind"] == "CronJob":
-                self.cronjob_write = rollout.CronJobWrite()
-            if child["kind"] == "HTTPRoute":
-                self.route = rollout.observed_route(child)
-            self.applied[name] = digest
-            if outcome != "unchanged":
-                self.logger.info(f"{child['kind']} {name} {outcome}")
-        if plan.job is not None:
-            await self.kube.ensure(plan.job, create_first=True)
-        cronjob = builders.drift_cronjob_name(self.name)
-        wanted = frozenset(
-            c["metadata"]["name"]
-            for c in plan.children
-            if c["kind"] in ("InferenceService", "CronJob")
-        ) | frozenset(plan.retained)
-        if full or wanted != self.pruned_for:
-            removed = await self.kube.prune_inferenceservices(
-                self.name, self.namespace, set(wanted)
-            )
-            if removed:
-                self.logger.info(f"InferenceServices removed: {', '.join(removed)}")
-            if cronjob in wanted:
-                self.cronjob_absent = False
-            else:
-                self.cronjob_write = None
-            if cronjob not in wanted and not self.cronjob_absent:
-                # monitoring removed (or never set): one check
-                if await self.kube.delete_if_ours("CronJob", self.namespace, cronjob, self.name):
-                    self.logger.info(f"CronJob {cronjob} deleted")
-                self.applied.pop(cronjob, None)
-                self.cronjob_absent = True
-            self.pruned_for = wanted
-        if full:
-            self.synced_at = time.monotonic()
-
-    async def once(self) -> float | None:
-        """One pass; returns seconds until the next pass, or None when the object is gone."""
-        body = await self.kube.get_creditmodel(self.namespace, self.name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return None
-        try:
-            model = _view(body, self.config)
-        except ValidationError as exc:
-            self.logger.error(f"spec does not match the operator's schema: {exc}")
-            return self.config.resync_seconds
-        now = datetime.now(UTC)
-        observed = await self.observe(model, rollout.needs(model, now))
-        plan = rollout.reconcile(model, observed, now, self.memo.policy)
-        await self.apply_children(plan)
-        patch = merge_patch(body.get("status") or {}, plan.status.dump())
-        if patch:
-            await self.kube.patch_status(self.namespace, self.name, patch)
-        for event in plan.events:
-            kopf.event(
-                kopf.Body(cast(Any, body)),
-                type=event.type,
-                reason=event.reason,
-                message=event.message,
-            )
-        if plan.clear_action:
-            await self.kube.remove_annotation(self.namespace, self.name, ACTION_ANNOTATION)
-        settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
-        due = rollout.next_pass_in(settled, datetime.now(UTC), self.memo.policy)
-        resync = self.config.resync_seconds
-        return min(resync, due) if due is not None else resync

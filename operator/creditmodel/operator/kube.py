@@ -5,6 +5,7 @@ so other controllers' fields (KServe's status, defaults) are left alone."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import kr8s.asyncio
 from creditmodel.operator import builders
 from creditmodel.operator.model import GROUP, PLURAL, VERSION
 from creditmodel.operator.rollout import JobState
+from creditmodel.operator.validation import quantity_value
 
 logger = logging.getLogger(__name__)
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
@@ -22,6 +24,17 @@ MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
 class KubeError(Exception):
     """The API server refused or failed a request the operator needs (message has the details)."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status, self.reason = status, reason
+        self.detail = message
+
+    @property
+    def refused(self) -> bool:
+        """A verdict on the object or on our rights (admission webhook, policy, quota, schema,
+        RBAC), not an outage: retrying the same write soon will not change it."""
+        return self.status in (400, 403, 422)
 
 
 @dataclass(frozen=True)
@@ -42,19 +55,39 @@ KINDS = {
 }
 
 
-def _subset_differs(desired: Any, actual: Any) -> bool:
-    """True when `actual` does not contain `desired` (extra fields set by others are fine)."""
+QUANTITY_MAPS = frozenset({"requests", "limits"})
+"""Keys whose values are resource quantities: KServe's webhook and the API server canonicalise
+them (`cpu: 1` comes back as "1", 0.5 as "500m"), so they are compared by value."""
+
+
+def _subset_differs(desired: Any, actual: Any, quantities: bool = False) -> bool:
+    """True when `actual` does not contain `desired` (extra fields set by others are fine).
+    Semantic where the API server rewrites what we wrote: quantities by value, an empty list by
+    an absent one. A write on every resync would wake KServe and bump resourceVersion for nothing."""
     if isinstance(desired, Mapping):
         if not isinstance(actual, Mapping):
             return True
-        return any(_subset_differs(value, actual.get(key)) for key, value in desired.items())
+        return any(
+            _subset_differs(value, actual.get(key), quantities or key in QUANTITY_MAPS)
+            for key, value in desired.items()
+        )
     if isinstance(desired, list):
         if not desired and actual is None:
             return False  # the API server may drop an empty list: absent is what we asked for
         if not isinstance(actual, list) or len(desired) != len(actual):
             return True
         return any(_subset_differs(d, a) for d, a in zip(desired, actual, strict=True))
+    if quantities and desired != actual:
+        return not _same_quantity(desired, actual)
     return bool(desired != actual)
+
+
+def _same_quantity(desired: Any, actual: Any) -> bool:
+    try:
+        wanted, found = quantity_value(desired), quantity_value(actual)
+    except (TypeError, ValueError, KeyError):
+        return False
+    return math.isclose(wanted, found, rel_tol=1e-12, abs_tol=0.0)
 
 
 class Kube:
@@ -101,7 +134,10 @@ class Kube:
             return response.status_code, data
 
     def _fail(self, what: str, status: int, data: dict[str, Any]) -> KubeError:
-        return KubeError(f"{what}: HTTP {status}: {data.get('message', data)}")
+        message = str(data.get("message", data))
+        error = KubeError(f"{what}: HTTP {status}: {message}", status, str(data.get("reason", "")))
+        error.detail = message
+        return error
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         status, data = await self._call("GET", kind, namespace, name)

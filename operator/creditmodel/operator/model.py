@@ -1,6 +1,8 @@
-"""Typed views of a CreditModel's spec and status. The CRD in manifests/crd is the source of truth:
+"""Typed views of a CreditModel's spec (and, from status.py, its status: both import from here). The
+CRD in manifests/crd is the source of truth:
 the API server has validated and defaulted the spec already; the spec types repeat its rules
-(validation.py) so that the operator refuses what the API server refuses."""
+(validation.py) so that the operator refuses what the API server refuses, and its defaults (a test
+walks the CRD's), so that a spec the API server never saw means the same."""
 
 from __future__ import annotations
 
@@ -10,6 +12,23 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from creditmodel.operator import validation as check
+from creditmodel.operator.status import (
+    HISTORY_LIMIT,
+    AnalysisNumbers,
+    AnalysisRecord,
+    Canary,
+    Condition,
+    Decision,
+    Desired,
+    Draining,
+    DriftStatus,
+    Phase,
+    Rejected,
+    Status,
+    TrainingResult,
+    TrainingStatus,
+    VersionRef,
+)
 
 GROUP = "scoring.creditmodel.io"
 VERSION = "v1alpha1"
@@ -44,16 +63,28 @@ class Resources(_Camel):
         return self
 
 
+PREDICTOR_RESOURCES = Resources(
+    requests={"cpu": "500m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
+)
+"""The CRD's default: the API server writes it into every CreditModel that names none, and the HPA
+needs the cpu request to scale on utilisation."""
+DRIFT_RESOURCES = Resources(
+    requests={"cpu": "500m", "memory": "1Gi"}, limits={"cpu": "1", "memory": "2Gi"}
+)
+"""The CRD's default for the drift report pod (1,000,000 logged rows x 20 features peak below 1 GiB)."""
+
+
 class PredictorSpec(_Camel):
     image: check.Image | None = None
     """None: the operator's CREDITMODEL_OPERATOR_PREDICTOR_IMAGE."""
     min_replicas: Annotated[int, Field(ge=0, le=100)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=100)] = 3
-    scale_metric: Literal["cpu", "memory"] = "cpu"
+    scale_metric: Literal["cpu", "memory", "concurrency", "rps"] | None = None
+    """None: cpu for router gatewayAPI (an HPA), concurrency for router knative (the KPA)."""
     scale_target: Annotated[int, Field(ge=1, le=100)] = 70
     workers: Annotated[int, Field(ge=1, le=16)] = 1
     service_account_name: check.DNSSubdomain | None = None
-    resources: Resources = Resources()
+    resources: Resources = PREDICTOR_RESOURCES
 
     @model_validator(mode="after")
     def _replicas(self) -> PredictorSpec:
@@ -160,13 +191,19 @@ class MonitoringSpec(_Camel):
     retrain_cooldown_seconds: Annotated[int, Field(ge=0, le=31_536_000)] = 86400
     image: check.Image | None = None
     """None: spec.training.image, else the operator's CREDITMODEL_OPERATOR_TRAINING_IMAGE."""
-    resources: Resources = Resources()
+    resources: Resources = DRIFT_RESOURCES
 
 
 class StorageSpec(_Camel):
     endpoint: check.HttpURL | None = None
     region: check.DNSLabel | None = None
     secret_name: check.DNSSubdomain | None = None
+
+
+SCALE_METRIC_MESSAGE = (
+    "spec.predictor.scaleMetric must be cpu or memory with router gatewayAPI (an HPA) and"
+    " concurrency or rps with router knative (the Knative Pod Autoscaler refuses others)"
+)
 
 
 class Spec(_Camel):
@@ -189,6 +226,10 @@ class Spec(_Camel):
             raise ValueError(
                 "router gatewayAPI needs rollout.gateway (the Gateway the HTTPRoute attaches to)"
             )
+        metric = self.predictor.scale_metric
+        knative = self.rollout.router == "knative"
+        if metric is not None and (metric in ("concurrency", "rps")) != knative:
+            raise ValueError(SCALE_METRIC_MESSAGE)
         if (
             self.monitoring is not None
             and self.monitoring.retrain_on_drift_psi is not None
@@ -198,6 +239,12 @@ class Spec(_Camel):
                 "spec.monitoring.retrainOnDriftPSI needs spec.training (what to retrain with)"
             )
         return self
+
+    @property
+    def scale_metric(self) -> str:
+        """The autoscaler metric written into the InferenceService."""
+        default = "concurrency" if self.rollout.router == "knative" else "cpu"
+        return self.predictor.scale_metric or default
 
     def with_default_images(self, predictor: str, training: str) -> Spec:
         """The spec with the operator's default images where it names none."""
@@ -212,172 +259,40 @@ class Spec(_Camel):
         return self.model_copy(update=update) if update else self
 
 
-# --- status -------------------------------------------------------------------------------------
-
-
-class _Status(_Camel):
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-class VersionRef(_Status):
-    """A published bundle: its URI and the version recorded in its manifest."""
-
-    version: str
-    bundle_uri: str = Field(validation_alias="bundleURI", serialization_alias="bundleURI")
-
-
-class Desired(VersionRef):
-    source: Literal["spec", "training"]
-    spec_bundle_uri: str | None = Field(
-        default=None, validation_alias="specBundleURI", serialization_alias="specBundleURI"
-    )
-    """The spec's bundleURI when last adopted, so an unchanged spec never overrides a trained bundle."""
-
-
-class AnalysisRecord(_Status):
-    verdict: Literal["passed", "failed", "inconclusive"]
-    message: str
-
-
-class Canary(VersionRef):
-    step: int = 0
-    started_at: str
-    last_check_at: str
-    ready_at: str | None = None
-    """When its InferenceService was first seen Ready: no traffic and no analysis before that."""
-    failed_checks: int = 0
-    last_analysis: AnalysisRecord | None = None
-
-
-class Draining(VersionRef):
-    """A version out of the rollout (the old stable after a promotion or a rollback, a canary rolled
-    back, replaced or cancelled) whose InferenceService stays until the route has held 0% on it for
-    the drain period while the stable is Ready."""
-
-    since: str | None = None
-    """Since when the route has held 0% on it (None: it still has traffic)."""
-
-
-class AnalysisNumbers(_Status):
-    """What an analysis check measured over its window (None: no sample)."""
-
-    requests: float | None = None
-    success_rate: float | None = None
-    p99_latency_seconds: float | None = None
-    score_psi: float | None = Field(
-        default=None, validation_alias="scorePSI", serialization_alias="scorePSI"
-    )
-
-
-class Decision(_Status):
-    """One entry of the rollout history (status.history keeps the last HISTORY_LIMIT)."""
-
-    at: str
-    from_version: str | None = None
-    """The version serving before the decision (the stable)."""
-    to_version: str | None = None
-    """The version the decision is about (the canary, or the version rolled back to)."""
-    verdict: str
-    """Deployed, Started, Ready, Advanced, CheckFailed, Promoted, RolledBack, Aborted, Cancelled,
-    Refused, Reverted, Paused or Resumed."""
-    reason: str
-    message: str
-    analysis: AnalysisNumbers | None = None
-
-
-HISTORY_LIMIT = 10
-
-
-class Rejected(VersionRef):
-    reason: str
-
-
-class TrainingResult(_Status):
-    result: Literal["Succeeded", "Failed", "GatesFailed"]
-    job_name: str
-    version: str | None = None
-    bundle_uri: str | None = Field(
-        default=None, validation_alias="bundleURI", serialization_alias="bundleURI"
-    )
-    reason: str
-    message: str
-    finished_at: str
-
-
-class TrainingStatus(_Status):
-    runs: int = 0
-    job_name: str | None = None
-    version: str | None = None
-    bundle_uri: str | None = Field(
-        default=None, validation_alias="bundleURI", serialization_alias="bundleURI"
-    )
-    started_at: str | None = None
-    reason: str | None = None
-    drift_retrained_for: str | None = None
-    """The stable version the last drift retrain ran for."""
-    drift_retrained_at: str | None = None
-    """When a drift signal (live score PSI or a drift report) last started a retrain: the one
-    drift-retrain cool-down counts from here."""
-    last_result: TrainingResult | None = None
-
-
-class DriftStatus(_Status):
-    """The newest drift report read from the prediction log store, and the drift retrain clock."""
-
-    bundle_version: str | None = None
-    score_psi: float | None = Field(
-        default=None, validation_alias="scorePSI", serialization_alias="scorePSI"
-    )
-    score_status: str | None = None
-    rows: int | None = None
-    window_start: str | None = None
-    window_end: str | None = None
-    top_drifting_features: list[str] = []
-    report_uri: str | None = Field(
-        default=None, validation_alias="reportURI", serialization_alias="reportURI"
-    )
-    report_created_at: str | None = None
-    """The report's own created_at: a report is acted on once, when this changes."""
-    message: str | None = None
-    error: str | None = None
-    """Why the latest report could not be read (store down, corrupt JSON); cleared on success."""
-    last_retrain_at: str | None = None
-    """Written by operator 0.1.0 only: read once into training.driftRetrainedAt."""
-    cron_job_error: str | None = None
-    """Why the API server refused the drift CronJob; cleared once it accepts it."""
-
-
-class Condition(_Status):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str
-    last_transition_time: str
-    observed_generation: int | None = None
-
-
-Phase = Literal["Pending", "Training", "Progressing", "Ready", "Degraded"]
-
-
-class Status(_Status):
-    observed_generation: int | None = None
-    phase: Phase | None = None
-    stable: VersionRef | None = None
-    canary: Canary | None = None
-    canary_weight: int = 0
-    desired: Desired | None = None
-    rejected: Rejected | None = None
-    previous_stable: VersionRef | None = None
-    """The stable before the last promotion: the target of the `rollback` action."""
-    draining: list[Draining] = []
-    paused_at: str | None = None
-    """Set by the `pause` action, cleared by `resume` (spec.rollout.paused pauses as well)."""
-    training: TrainingStatus = TrainingStatus()
-    drift: DriftStatus | None = None
-    history: list[Decision] = []
-    """The last HISTORY_LIMIT rollout decisions, oldest first."""
-    conditions: list[Condition] = []
-
-    def condition(self, kind: str) -> Condition | None:
-        return next((c for c in self.conditions if c.type == kind), None)
+__all__ = [
+    "ACTION_ANNOTATION",
+    "API_VERSION",
+    "DRIFT_RESOURCES",
+    "GROUP",
+    "HISTORY_LIMIT",
+    "KIND",
+    "PLURAL",
+    "PREDICTOR_RESOURCES",
+    "SCALE_METRIC_MESSAGE",
+    "VERSION",
+    "AnalysisNumbers",
+    "AnalysisRecord",
+    "AnalysisSpec",
+    "Canary",
+    "Condition",
+    "Decision",
+    "Desired",
+    "Draining",
+    "DriftStatus",
+    "Gates",
+    "Gateway",
+    "ModelSource",
+    "MonitoringSpec",
+    "Phase",
+    "PredictorSpec",
+    "Rejected",
+    "Resources",
+    "RolloutSpec",
+    "Spec",
+    "Status",
+    "StorageSpec",
+    "TrainingResult",
+    "TrainingSpec",
+    "TrainingStatus",
+    "VersionRef",
+]

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from creditmodel.core import metrics as names
 from creditmodel.operator import analysis
 from creditmodel.operator.model import AnalysisSpec
 
@@ -45,7 +46,10 @@ class Prometheus:
 
     async def buckets(self, expr: str, at: float | None = None) -> dict[float, float]:
         samples = await self.query(expr, at)
-        return {_bound(s["metric"].get("le", "+Inf")): float(s["value"][1]) for s in samples}
+        return {
+            _bound(s["metric"].get(names.BUCKET_BOUND, "+Inf")): float(s["value"][1])
+            for s in samples
+        }
 
     async def measure(
         self, model: str, canary: str, stable: str, spec: AnalysisSpec, scope: Mapping[str, str]

@@ -24,11 +24,11 @@ DNS_SUBDOMAIN = rf"{DNS_LABEL}([.]{DNS_LABEL})*"
 # KServe's InferenceService name rule (its webhook refuses others): a DNS-1035 label.
 RESOURCE_NAME = r"[a-z]([-a-z0-9]*[a-z0-9])?"
 NAME_MAX = 40
-"""metadata.name: <name>-<8 hex>-predictor is the predictor Service (<= 63), and KServe's host label
-<name>-<8 hex>-predictor-<namespace> must fit 63 too, which leaves the namespace 3 characters at this
-length: a namespace-aware bound is `name_problem`."""
+"""metadata.name: <name>-<8 hex>-predictor is the predictor Deployment and Service (<= 63). KServe's
+host label <isvc>-predictor-<namespace> must fit 63 too: builders.isvc_name shortens the name in a
+long namespace, and `name_problem` reports a namespace too long for any name."""
 HOST_LABEL_MAX = 63
-ISVC_SUFFIX = len("-12345678-predictor-")
+ISVC_SUFFIX = len("-predictor-")
 # An exact HTTPRoute hostname: lowercase DNS name, no wildcard, not an IP address (the top-level
 # label starts with a letter).
 HOSTNAME = rf"({DNS_LABEL}[.])*[a-z]([-a-z0-9]{{0,61}}[a-z0-9])?"
@@ -220,24 +220,26 @@ def quantity_value(value: int | str) -> float:
 
 def name_problem(name: str, namespace: str) -> str | None:
     """Why KServe cannot serve a CreditModel of this name in this namespace, if it cannot: its
-    webhook wants a DNS-1035 label, and the host label <isvc>-predictor-<namespace> is <= 63."""
+    webhook wants a DNS-1035 label, and its host label <isvc>-predictor-<namespace> is <= 63.
+    `builders.isvc_name` shortens the name to fit, down to one letter and a digest, so only a
+    namespace longer than NAMESPACE_MAX leaves no room (the CRD cannot see the namespace)."""
     if not matches(RESOURCE_NAME, name) or len(name) > NAME_MAX:
         return NAME_MESSAGE
-    if len(name) + ISVC_SUFFIX + len(namespace) > HOST_LABEL_MAX:
-        budget = HOST_LABEL_MAX - ISVC_SUFFIX
+    if len(namespace) > NAMESPACE_MAX:
         return (
-            f"metadata.name {name!r} ({len(name)}) and namespace {namespace!r} ({len(namespace)})"
-            f" must together be at most {budget} characters: KServe's host label"
-            " <name>-<8 hex>-predictor-<namespace> is limited to 63"
+            f"namespace {namespace!r} is {len(namespace)} characters: KServe's host label"
+            f" <inferenceservice>-predictor-<namespace> must fit 63, which leaves no room for an"
+            f" InferenceService name in namespaces longer than {NAMESPACE_MAX}; use a shorter one"
         )
     return None
 
 
+NAMESPACE_MAX = HOST_LABEL_MAX - ISVC_SUFFIX - len("a-12345678")
+
 NAME_MESSAGE = (
     f"metadata.name must start with a lowercase letter, hold only lowercase letters, digits and"
     f" '-', end with a letter or digit, and be at most {NAME_MAX} characters (KServe"
-    " InferenceService names <name>-<8 hex>; with the namespace, at most"
-    f" {HOST_LABEL_MAX - ISVC_SUFFIX} characters for KServe's host label)"
+    " InferenceService names are <name>-<8 hex>, a DNS-1035 label)"
 )
 
 # --- cron -------------------------------------------------------------------------------------------

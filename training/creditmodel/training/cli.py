@@ -1,7 +1,7 @@
 """`creditmodel-train`: the training Job's entrypoint.
 
 Progress goes to stderr, one JSON document to stdout (the run summary, or the error), and the exit
-code says what happened:
+code says what happened (creditmodel.core.jobs.ExitCode, which the operator reads):
 
     0  bundle published (every gate passed, or gates not enforced)
     2  bad input: arguments, data file or data contents; nothing published
@@ -9,7 +9,8 @@ code says what happened:
     4  storage error: S3 or the output location (bucket, credentials, endpoint, already published)
 
 Inside a pod a compact copy of the summary (exit code, version, failed gates, error) also goes to
-the termination message (`/dev/termination-log`, or `CREDITMODEL_TERMINATION_LOG`).
+the termination message (`/dev/termination-log`, or `CREDITMODEL_TERMINATION_LOG`), in the schema
+of creditmodel.core.jobs.TerminationMessage.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from creditmodel.core import jobs
+from creditmodel.core.commands import TRAIN_COMMAND, TrainFlags, dest
 from creditmodel.core.errors import first_error
+from creditmodel.core.jobs import ExitCode
 from creditmodel.core.storage import redact
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_GATE_FAILED = 3
-EXIT_STORAGE = 4
-
 log = logging.getLogger("creditmodel.training")
+
+GATE_DESTS = [dest(flag) for flag in TrainFlags.GATES if flag != TrainFlags.CPU_MODELS]
+"""The numeric gate overrides, by their TrainingConfig.gates field (cpu_models is a list)."""
 
 
 def _list(value: str) -> list[str]:
@@ -42,19 +44,22 @@ def _list(value: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="creditmodel-train",
+        prog=TRAIN_COMMAND,
         description="Train, validate, quantize and publish a credit-scoring model bundle.",
-        epilog="Exit codes: 0 ok, 2 bad input, 3 gate failed, 4 storage error.",
+        epilog="Exit codes: "
+        + ", ".join(f"{c.value} {c.kind.replace('_', ' ')}" for c in ExitCode),
     )
-    p.add_argument("--data", required=True, help="CSV or Parquet: a path or s3://bucket/key")
-    p.add_argument("--target", required=True, help="target column")
-    p.add_argument("--positive-label", required=True, help="target value meaning default / bad")
-    p.add_argument("--model-name", required=True, help="DNS-1123 name, e.g. german-credit")
+    p.add_argument(TrainFlags.DATA, required=True, help="CSV or Parquet: a path or s3://bucket/key")
+    p.add_argument(TrainFlags.TARGET, required=True, help="target column")
     p.add_argument(
-        "--output", required=True, help="bundle location: a directory or s3://bucket/prefix"
+        TrainFlags.POSITIVE_LABEL, required=True, help="target value meaning default / bad"
     )
-    p.add_argument("--version", help="bundle version (default: UTC timestamp + data hash)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(TrainFlags.MODEL_NAME, required=True, help="DNS-1123 name, e.g. german-credit")
+    p.add_argument(
+        TrainFlags.OUTPUT, required=True, help="bundle location: a directory or s3://bucket/prefix"
+    )
+    p.add_argument(TrainFlags.VERSION, help="bundle version (default: UTC timestamp + data hash)")
+    p.add_argument(TrainFlags.SEED, type=int, default=0)
     p.add_argument(
         "--features",
         help="JSON feature spec (descriptions, reason codes, ranges): a path or s3:// URI;"
@@ -74,20 +79,21 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--fit-rows", type=int, help="rows for the final fit (default: all)")
     search.add_argument("--jobs", type=int, help="processes for the CV fits (default: one per CPU)")
     gates = p.add_argument_group("gate overrides")
-    gates.add_argument("--auc-margin-vs-baseline", type=float)
-    gates.add_argument("--onnx-max-abs-dp", type=float)
-    gates.add_argument("--int8-max-auc-drop", type=float)
-    gates.add_argument("--int8-max-abs-dp", type=float)
-    gates.add_argument("--max-brier", type=float)
-    gates.add_argument("--min-approval-ratio", type=float)
-    gates.add_argument("--fairness-min-group", type=int)
-    gates.add_argument("--cpu-max-abs-dp", type=float)
+    gates.add_argument(TrainFlags.AUC_MARGIN_VS_BASELINE, type=float)
+    gates.add_argument(TrainFlags.ONNX_MAX_ABS_DP, type=float)
+    gates.add_argument(TrainFlags.INT8_MAX_AUC_DROP, type=float)
+    gates.add_argument(TrainFlags.INT8_MAX_ABS_DP, type=float)
+    gates.add_argument(TrainFlags.MAX_BRIER, type=float)
+    gates.add_argument(TrainFlags.MIN_APPROVAL_RATIO, type=float)
+    gates.add_argument(TrainFlags.FAIRNESS_MIN_GROUP, type=int)
+    gates.add_argument(TrainFlags.CPU_MAX_ABS_DP, type=float)
     gates.add_argument(
-        "--cpu-models",
+        TrainFlags.CPU_MODELS,
         type=_list,
         default=None,
         help="qemu-user CPU models the INT8 model must score identically under"
-        " (Haswell,Nehalem: AVX2 and SSE4.2 kernels; 'none' skips the check)",
+        f" (Haswell,Nehalem: AVX2 and SSE4.2 kernels; '{TrainFlags.CPU_MODELS_NONE}' skips"
+        " the check)",
     )
     gates.add_argument(
         "--no-enforce-gates",
@@ -133,28 +139,30 @@ def config_from(args: argparse.Namespace) -> Any:
         "audit_only": args.audit_only if args.audit_only is not None else spec.audit_only,
         "exclude": args.exclude if args.exclude is not None else spec.exclude,
         "search": search,
-        "gates": _given(
-            args,
-            [
-                "auc_margin_vs_baseline",
-                "onnx_max_abs_dp",
-                "int8_max_auc_drop",
-                "int8_max_abs_dp",
-                "max_brier",
-                "min_approval_ratio",
-                "fairness_min_group",
-                "cpu_max_abs_dp",
-            ],
-        ),
+        "gates": _given(args, GATE_DESTS),
         "enforce_gates": not args.no_enforce_gates,
         **_given(args, ["version", "cutoff"]),
     }
     if args.cpu_models is not None:
-        values["cpu_models"] = [] if args.cpu_models == ["none"] else args.cpu_models
+        none = args.cpu_models == [TrainFlags.CPU_MODELS_NONE]
+        values["cpu_models"] = [] if none else args.cpu_models
     try:
         return TrainingConfig.model_validate(values)
     except ValidationError as exc:
         raise BadInputError(f"invalid argument {first_error(exc, show_input=True)}") from None
+
+
+def termination_message(document: dict[str, Any]) -> jobs.TerminationMessage:
+    """The compact copy of a summary `document` for the termination message, without credentials:
+    redacted before `jobs.render` shortens it, as a URL cut short could no longer be recognised."""
+    texts = ("kind", "model_name", "version", "uri", "error")
+    compact: dict[str, Any] = {k: str(document[k]) for k in texts if document.get(k) is not None}
+    compact["exit_code"] = int(document["exit_code"])
+    if document.get("gates_passed") is not None:
+        compact["gates_passed"] = bool(document["gates_passed"])
+    failed = [str(g["name"]) for g in document.get("gates", []) if not g["passed"]]
+    compact["failed_gates"] = failed
+    return jobs.TerminationMessage.model_validate_json(redact(json.dumps(compact)))
 
 
 def _emit(document: dict[str, Any]) -> None:
@@ -163,20 +171,11 @@ def _emit(document: dict[str, Any]) -> None:
     Both without credentials in any URL (an endpoint, data or output URI)."""
     sys.stdout.write(redact(json.dumps(document, indent=2, default=str)) + "\n")
     sys.stdout.flush()
-    termination_log = Path(os.environ.get("CREDITMODEL_TERMINATION_LOG", "/dev/termination-log"))
+    termination_log = Path(os.environ.get(jobs.TERMINATION_LOG_ENV, jobs.TERMINATION_LOG_DEFAULT))
     if not termination_log.exists():
         return
-    compact = {
-        key: document[key]
-        for key in ("exit_code", "kind", "model_name", "version", "uri", "gates_passed")
-        if key in document
-    }
-    compact["failed_gates"] = [g["name"] for g in document.get("gates", []) if not g["passed"]]
-    if "error" in document:
-        # Redacted before truncating: a URL cut short could no longer be recognised.
-        compact["error"] = redact(str(document["error"]))[:2000]
     try:
-        termination_log.write_text(redact(json.dumps(compact, default=str))[:4000])
+        termination_log.write_text(jobs.render(termination_message(document)))
     except OSError as exc:
         log.warning("cannot write the termination message to %s: %s", termination_log, exc)
 
@@ -193,10 +192,14 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(message)
 
 
-def _bad_input(message: str) -> int:
+def _failed(code: ExitCode, error: str, **summary: Any) -> ExitCode:
+    _emit({"published": False, **summary, "error": error, "kind": code.kind, "exit_code": code})
+    return code
+
+
+def _bad_input(message: str) -> ExitCode:
     log.error("bad input: %s", message)
-    _emit({"error": message, "kind": "bad_input", "exit_code": EXIT_BAD_INPUT, "published": False})
-    return EXIT_BAD_INPUT
+    return _failed(ExitCode.BAD_INPUT, message)
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -206,7 +209,7 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> ExitCode:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
@@ -226,21 +229,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _bad_input(str(exc))
     except GateFailedError as exc:
         log.error("%s", exc)
-        _emit(
-            {
-                **exc.result.summary(),
-                "error": str(exc),
-                "kind": "gate_failed",
-                "exit_code": EXIT_GATE_FAILED,
-            }
-        )
-        return EXIT_GATE_FAILED
+        return _failed(ExitCode.GATE_FAILED, str(exc), **exc.result.summary())
     except (StorageError, BundleError) as exc:
         log.error("storage: %s", exc)
-        _emit({"error": str(exc), "kind": "storage", "exit_code": EXIT_STORAGE, "published": False})
-        return EXIT_STORAGE
-    _emit({**result.summary(), "exit_code": EXIT_OK})
-    return EXIT_OK
+        return _failed(ExitCode.STORAGE, str(exc))
+    _emit({**result.summary(), "exit_code": ExitCode.OK})
+    return ExitCode.OK
 
 
 def main() -> None:

@@ -24,13 +24,15 @@ import pandas as pd
 from creditmodel.core import drift
 from creditmodel.core import prediction_log as plog
 from creditmodel.core.bundle import BundleError, load_bundle
+from creditmodel.core.commands import DRIFT_COMMAND, DriftFlags
 from creditmodel.core.drift import DriftSummary, SkippedFile
+from creditmodel.core.jobs import ExitCode
 from creditmodel.core.reference import NumericReference, Reference
 from creditmodel.core.schema import Schema
 from creditmodel.core.storage import StorageError, open_store
 from creditmodel.training.drift_analysis import bins_psi, feature_drift, top_drifting
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_STORAGE = 0, 2, 4
+EXIT_OK, EXIT_BAD_INPUT, EXIT_STORAGE = ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.STORAGE
 log = logging.getLogger("creditmodel.drift")
 
 
@@ -57,12 +59,18 @@ def parse_time(text: str) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="creditmodel-drift", description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", required=True, help="bundle URI (directory or s3:// prefix)")
-    parser.add_argument("--log", required=True, help="prediction log root URI (directory or s3://)")
-    parser.add_argument("--model", help="model name in the log (default: the bundle's model name)")
+    parser = argparse.ArgumentParser(prog=DRIFT_COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--window",
+        DriftFlags.BUNDLE, required=True, help="bundle URI (directory or s3:// prefix)"
+    )
+    parser.add_argument(
+        DriftFlags.LOG, required=True, help="prediction log root URI (directory or s3://)"
+    )
+    parser.add_argument(
+        DriftFlags.MODEL, help="model name in the log (default: the bundle's model name)"
+    )
+    parser.add_argument(
+        DriftFlags.WINDOW,
         type=parse_duration,
         default=timedelta(hours=24),
         help="how far back from --end to read (e.g. 24h, 7d; default 24h)",

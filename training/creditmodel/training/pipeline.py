@@ -15,15 +15,10 @@ in which case the bundle is published with the failed gates recorded in its mani
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +43,7 @@ from creditmodel.training import (
 from creditmodel.training.config import TrainingConfig
 from creditmodel.training.errors import BadInputError
 from creditmodel.training.progress import Progress
+from creditmodel.training.provenance import code_version, frame_sha256, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -100,46 +96,6 @@ class GateFailedError(Exception):
         failed = [gate.name for gate in result.gates if not gate.passed]
         super().__init__(f"gates failed: {', '.join(failed)}; nothing was published")
         self.result = result
-
-
-def code_version() -> str:
-    """Package version plus the git commit when running from a checkout (images set
-    CREDITMODEL_CODE_VERSION instead)."""
-    if os.environ.get("CREDITMODEL_CODE_VERSION"):
-        return os.environ["CREDITMODEL_CODE_VERSION"]
-    try:
-        version = metadata.version("creditmodel")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return version
-    return f"{version}+g{commit}" if commit else version
-
-
-def library_versions() -> dict[str, str]:
-    names = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
-def frame_sha256(frame: pd.DataFrame) -> str:
-    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _gate(

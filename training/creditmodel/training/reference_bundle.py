@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from creditmodel.core.jobs import ExitCode
 from creditmodel.training import cli, german_credit
 
 NAME = "german-credit"
@@ -49,11 +50,11 @@ def build(destination: Path, data: Path | None = None, features: Path | None = N
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".reference-") as tmp:
         staged = Path(tmp) / NAME
         code = cli.run(arguments(staged, data, features))
-        if code != cli.EXIT_OK:
+        if code != ExitCode.OK:
             return code
         shutil.rmtree(destination, ignore_errors=True)
         staged.rename(destination)
-    return cli.EXIT_OK
+    return ExitCode.OK
 
 
 def pin_blas_kernels() -> None:

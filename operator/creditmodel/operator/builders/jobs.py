@@ -7,6 +7,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from creditmodel.core.commands import (
+    DRIFT_COMMAND,
+    TRAIN_COMMAND,
+    DriftFlags,
+    TrainFlags,
+    dest,
+)
 from creditmodel.operator.builders.common import (
     COMPONENT_LABEL,
     VERSION_LABEL,
@@ -25,17 +32,7 @@ from creditmodel.operator.builders.security import (
 )
 from creditmodel.operator.model import Gates, Spec, VersionRef
 
-GATE_FLAGS: dict[str, str] = {
-    "auc_margin_vs_baseline": "--auc-margin-vs-baseline",
-    "onnx_max_abs_dp": "--onnx-max-abs-dp",
-    "int8_max_auc_drop": "--int8-max-auc-drop",
-    "int8_max_abs_dp": "--int8-max-abs-dp",
-    "max_brier": "--max-brier",
-    "min_approval_ratio": "--min-approval-ratio",
-    "fairness_min_group": "--fairness-min-group",
-    "cpu_max_abs_dp": "--cpu-max-abs-dp",
-    "cpu_models": "--cpu-models",
-}
+GATE_FLAGS: dict[str, str] = {dest(flag): flag for flag in TrainFlags.GATES}
 """spec.training.gates field -> creditmodel-train flag (tests check both ends)."""
 
 
@@ -46,7 +43,7 @@ def gate_args(gates: Gates) -> list[str]:
         if value is None:
             continue
         if isinstance(value, list):
-            rendered = ",".join(value) if value else "none"
+            rendered = ",".join(value) if value else TrainFlags.CPU_MODELS_NONE
         elif isinstance(value, int):
             rendered = str(value)
         else:
@@ -75,19 +72,19 @@ def build_training_job(
     if training.image is None:
         raise ValueError("spec.training.image is unset (the operator fills in its default)")
     args = [
-        "--data",
+        TrainFlags.DATA,
         training.data_uri,
-        "--target",
+        TrainFlags.TARGET,
         training.target,
-        "--positive-label",
+        TrainFlags.POSITIVE_LABEL,
         training.positive_label,
-        "--model-name",
+        TrainFlags.MODEL_NAME,
         owner.name,
-        "--output",
+        TrainFlags.OUTPUT,
         output_uri,
-        "--version",
+        TrainFlags.VERSION,
         version,
-        "--seed",
+        TrainFlags.SEED,
         str(training.seed),
         *gate_args(training.gates),
     ]
@@ -95,7 +92,7 @@ def build_training_job(
         spec,
         "train",
         training.image,
-        "creditmodel-train",
+        TRAIN_COMMAND,
         args,
         resources(training.resources),
     )
@@ -152,17 +149,17 @@ def build_drift_cronjob(owner: Owner, spec: Spec, stable: VersionRef) -> dict[st
     if monitoring.image is None:
         raise ValueError("spec.monitoring.image is unset (the operator fills in its default)")
     args = [
-        "--bundle",
+        DriftFlags.BUNDLE,
         stable.bundle_uri,
-        "--log",
+        DriftFlags.LOG,
         monitoring.prediction_log_uri,
-        "--model",
+        DriftFlags.MODEL,
         owner.name,
-        "--window",
+        DriftFlags.WINDOW,
         monitoring.drift_window,
     ]
     limits = resources(monitoring.resources)
-    container = _batch_container(spec, "drift", monitoring.image, "creditmodel-drift", args, limits)
+    container = _batch_container(spec, "drift", monitoring.image, DRIFT_COMMAND, args, limits)
     job_labels = {VERSION_LABEL: label_value(stable.version), COMPONENT_LABEL: "drift"}
     return {
         "apiVersion": "batch/v1",

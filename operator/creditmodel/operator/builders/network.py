@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from creditmodel.operator.builders.common import COMPONENT_LABEL, Owner, metadata
-from creditmodel.operator.builders.serving import PREDICTOR_PORT, predictor_pod_labels
+from creditmodel.operator.builders.serving import GRPC_PORT, PREDICTOR_PORT, predictor_pod_labels
 from creditmodel.operator.model import Spec
 from creditmodel.operator.settings import OperatorSettings
 
@@ -47,7 +47,9 @@ def build_predictor_networkpolicy(
     owner: Owner, spec: Spec, policy: IngressPolicy
 ) -> dict[str, Any]:
     peers: list[dict[str, Any]] = []
+    ports = [{"port": PREDICTOR_PORT, "protocol": "TCP"}]
     if spec.rollout.router == "gatewayAPI":
+        ports.append({"port": GRPC_PORT, "protocol": "TCP"})  # a GRPCRoute to the same pods
         gateway = spec.rollout.gateway
         peers.append(
             _namespace(gateway.namespace if gateway and gateway.namespace else owner.namespace)
@@ -56,9 +58,7 @@ def build_predictor_networkpolicy(
         peers += [_namespace(name) for name in policy.knative_namespaces]
     peers += [dict(peer) for peer in policy.sources]
     # An ingress rule without `from` admits everyone: with no peer at all, admit no one.
-    ingress = (
-        [{"from": peers, "ports": [{"port": PREDICTOR_PORT, "protocol": "TCP"}]}] if peers else []
-    )
+    ingress = [{"from": peers, "ports": ports}] if peers else []
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -6,6 +6,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from creditmodel.core.commands import (
+    PREDICTION_LOG_SAMPLE_RATE_ENV,
+    PREDICTION_LOG_URI_ENV,
+    PredictorFlags,
+)
 from creditmodel.operator.builders.common import (
     COMPONENT_LABEL,
     MODEL_LABEL,
@@ -27,10 +32,20 @@ from creditmodel.operator.model import Spec, VersionRef
 ISVC_API = "serving.kserve.io/v1beta1"
 HTTPROUTE_API = "gateway.networking.k8s.io/v1"
 PREDICTOR_PORT = 8080
-# KServe Standard ("RawDeployment") mode: Deployment + Service + HPA, no Knative. The Service in front
-# of an InferenceService's predictor is `<isvc>-predictor`, port 80.
-RAW_DEPLOYMENT = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+GRPC_PORT = 8081
+# KServe Standard mode: Deployment + Service + HPA, no Knative. The Service in front of an
+# InferenceService's predictor is `<isvc>-predictor`, port 80 (HTTP) and GRPC_PORT (h2c). The
+# older spelling "RawDeployment" is a deprecated alias that KServe 0.16's validator refuses on
+# every update, which blocks promotion patches and finalizer removal.
+STANDARD = {"serving.kserve.io/deploymentMode": "Standard"}
 KNATIVE = {"serving.kserve.io/deploymentMode": "Serverless"}
+# Our HTTPRoute is the one public entry: KServe makes no per-version HTTPRoutes (whose hosts would
+# bypass the canary split and change at every promotion) for a cluster-local InferenceService.
+CLUSTER_LOCAL = {"networking.kserve.io/visibility": "cluster-local"}
+# KServe builds the host label <isvc>-predictor-<namespace> (<= 63) even with ingress off.
+HOST_LABEL_MAX = 63
+HOST_SUFFIX = len("-predictor-")
+DIGEST = 8
 # ComponentExtensionSpec fields of an InferenceService's predictor: everything else in it is the
 # predictor pod's PodSpec.
 PREDICTOR_EXTENSION_FIELDS = frozenset(
@@ -53,11 +68,24 @@ PREDICTOR_EXTENSION_FIELDS = frozenset(
 )
 
 
-def isvc_name(owner_name: str, bundle_uri: str) -> str:
+def isvc_name(owner_name: str, bundle_uri: str, namespace: str = "") -> str:
     """One InferenceService per bundle: promotion turns the canary into the stable without a
-    redeploy, and the name never changes under a running version."""
-    digest = hashlib.sha256(bundle_uri.encode()).hexdigest()[:8]
-    return f"{owner_name}-{digest}"
+    redeploy, and the name never changes under a running version.
+
+    `<owner>-<8 hex of the bundle URI>` when KServe's host label `<isvc>-predictor-<namespace>`
+    has room for it; otherwise the owner name is shortened and the digest covers owner and bundle,
+    so two long owners sharing a prefix still differ. A namespace too long for any name is
+    reported by `validation.name_problem` (Degraded), not here."""
+    name = f"{owner_name}-{_digest(bundle_uri)}"
+    room = HOST_LABEL_MAX - HOST_SUFFIX - len(namespace)
+    if len(name) <= room:
+        return name
+    keep = max(room - DIGEST - 1, 1)
+    return f"{owner_name[:keep].rstrip('-')}-{_digest(owner_name + '/' + bundle_uri)}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST]
 
 
 def predictor_service(isvc: str) -> str:
@@ -69,18 +97,20 @@ def predictor_pod_labels(owner: Owner) -> dict[str, str]:
     return {MODEL_LABEL: owner.name, COMPONENT_LABEL: "predictor"}
 
 
-def build_predictor(owner: Owner, spec: Spec, bundle_uri: str) -> dict[str, Any]:
+def build_predictor(owner: Owner, spec: Spec, bundle_uri: str, grpc: bool = True) -> dict[str, Any]:
     """The `spec.predictor` of an InferenceService: our custom predictor container, restricted, with
-    the HPA fields KServe turns into a HorizontalPodAutoscaler."""
+    the HPA fields KServe turns into a HorizontalPodAutoscaler. The gRPC port is named so that
+    KServe's Service marks it `appProtocol: kubernetes.io/h2c`; Knative allows one port only, so
+    router knative serves REST alone."""
     predictor = spec.predictor
     if predictor.image is None:
         raise ValueError("spec.predictor.image is unset (the operator fills in its default)")
     env, env_from = storage_env(spec)
     if spec.monitoring is not None:
         env += [
-            {"name": "CREDITMODEL_PREDICTION_LOG_URI", "value": spec.monitoring.prediction_log_uri},
+            {"name": PREDICTION_LOG_URI_ENV, "value": spec.monitoring.prediction_log_uri},
             {
-                "name": "CREDITMODEL_PREDICTION_LOG_SAMPLE_RATE",
+                "name": PREDICTION_LOG_SAMPLE_RATE_ENV,
                 "value": f"{spec.monitoring.sample_rate:g}",
             },
         ]
@@ -88,26 +118,31 @@ def build_predictor(owner: Owner, spec: Spec, bundle_uri: str) -> dict[str, Any]
         "name": "kserve-container",
         "image": predictor.image,
         "args": [
-            "--model_name",
+            PredictorFlags.MODEL_NAME,
             owner.name,
-            "--model_dir",
+            PredictorFlags.MODEL_DIR,
             bundle_uri,
-            "--http_port",
+            PredictorFlags.HTTP_PORT,
             str(PREDICTOR_PORT),
-            "--workers",
+            PredictorFlags.WORKERS,
             str(predictor.workers),
         ],
-        "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
         "resources": resources(predictor.resources),
         # Written even when empty: removing spec.monitoring or spec.storage must take the old
         # entries off the running container, and only a field we write is compared and patched.
         "env": env,
         "envFrom": env_from,
     }
+    if grpc:
+        container["args"] += [PredictorFlags.GRPC_PORT, str(GRPC_PORT)]
+        container["ports"].append({"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"})
+    else:
+        container["ports"] = [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}]
     body: dict[str, Any] = {
         "minReplicas": predictor.min_replicas,
         "maxReplicas": predictor.max_replicas,
-        "scaleMetric": predictor.scale_metric,
+        "scaleMetric": spec.scale_metric,
         "scaleTarget": predictor.scale_target,
         "labels": predictor_pod_labels(owner),
         **restricted_pod_fields(PREDICTOR_SCRATCH),
@@ -133,10 +168,14 @@ def build_inferenceservice(
         "metadata": {
             **metadata(
                 owner,
-                isvc_name(owner.name, version.bundle_uri),
-                {TRACK_LABEL: track, VERSION_LABEL: label_value(version.version)},
+                isvc_name(owner.name, version.bundle_uri, owner.namespace),
+                {
+                    TRACK_LABEL: track,
+                    VERSION_LABEL: label_value(version.version),
+                    **CLUSTER_LOCAL,
+                },
             ),
-            "annotations": dict(RAW_DEPLOYMENT),
+            "annotations": dict(STANDARD),
         },
         "spec": {"predictor": build_predictor(owner, spec, version.bundle_uri)},
     }
@@ -147,7 +186,7 @@ def build_knative_inferenceservice(
 ) -> dict[str, Any]:
     """Router knative: one InferenceService; KServe keeps the previous revision as the stable and
     sends `canaryTrafficPercent` to the latest (honoured in Knative mode only)."""
-    predictor = build_predictor(owner, spec, serving.bundle_uri)
+    predictor = build_predictor(owner, spec, serving.bundle_uri, grpc=False)
     if canary_weight is not None:
         predictor["canaryTrafficPercent"] = canary_weight
     return {
@@ -203,7 +242,7 @@ def _backend(owner: Owner, version: VersionRef, weight: int) -> dict[str, Any]:
     return {
         "group": "",
         "kind": "Service",
-        "name": predictor_service(isvc_name(owner.name, version.bundle_uri)),
+        "name": predictor_service(isvc_name(owner.name, version.bundle_uri, owner.namespace)),
         "port": 80,
         "weight": weight,
     }

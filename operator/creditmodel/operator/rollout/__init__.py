@@ -10,6 +10,7 @@ promotion, rollback), traffic (weights, drains, children), conditions; observe s
 look at and when the next one falls due. The invariants they keep are in docs/rollouts.md.
 """
 
+from creditmodel.operator.rollout.conditions import describe_errors, unreadable_spec
 from creditmodel.operator.rollout.machine import reconcile
 from creditmodel.operator.rollout.observe import (
     analysis_due,
@@ -21,6 +22,7 @@ from creditmodel.operator.rollout.traffic import ZERO_SINCE_ANNOTATION, observed
 from creditmodel.operator.rollout.training import training_failure
 from creditmodel.operator.rollout.values import (
     ACTIONS,
+    ChildRefusal,
     CreditModel,
     CronJobWrite,
     DriftReport,
@@ -39,6 +41,7 @@ from creditmodel.operator.rollout.values import (
 __all__ = [
     "ACTIONS",
     "ZERO_SINCE_ANNOTATION",
+    "ChildRefusal",
     "CreditModel",
     "CronJobWrite",
     "DriftReport",
@@ -51,6 +54,7 @@ __all__ = [
     "Resolved",
     "RouteState",
     "analysis_due",
+    "describe_errors",
     "needs",
     "next_pass_in",
     "observed_route",
@@ -59,4 +63,5 @@ __all__ = [
     "serving_names",
     "timestamp",
     "training_failure",
+    "unreadable_spec",
 ]

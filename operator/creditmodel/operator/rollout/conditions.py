@@ -1,5 +1,11 @@
-"""Conditions (Ready, Progressing, Degraded, Training) and the phase, from the status a pass ends
-with and what it observed. lastTransitionTime moves only when a condition's status flips."""
+"""Conditions (Ready, Progressing, Degraded, Training, and kstatus's Reconciling and Stalled) and
+the phase, from the status a pass ends with and what it observed. lastTransitionTime moves only when
+a condition's status flips.
+
+Reconciling and Stalled follow the kstatus conventions (sigs.k8s.io/cli-utils/pkg/kstatus) that
+Flux and `kstatus`-based tools read, abnormal-true: Stalled=True when the operator cannot reach the
+spec without a change from outside (it mirrors Degraded); otherwise Reconciling=True while it is
+still working towards it (a rollout, deployment, drain or training in progress, or nothing Ready)."""
 
 from __future__ import annotations
 
@@ -8,11 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from pydantic import ValidationError
+
 from creditmodel.operator.model import Condition, Phase, Status
 from creditmodel.operator.rollout.observe import paused, serving_names
-from creditmodel.operator.rollout.values import CreditModel, Observations, timestamp
+from creditmodel.operator.rollout.values import (
+    ChildRefusal,
+    CreditModel,
+    Observations,
+    timestamp,
+)
 
-ORDER = {"Ready": 0, "Progressing": 1, "Degraded": 2, "Training": 3}
+ORDER = {"Ready": 0, "Progressing": 1, "Degraded": 2, "Training": 3, "Reconciling": 4, "Stalled": 5}
 State = Literal["True", "False", "Unknown"]
 
 
@@ -23,7 +36,9 @@ class Problems:
     bundle: str | None = None
     """spec.model.bundleURI unusable."""
     spec: str | None = None
-    """A spec field the operator cannot act on (the drift schedule)."""
+    """A spec field the operator cannot act on (the drift schedule, a namespace too long)."""
+    refused: ChildRefusal | None = None
+    """A serving child the API server would not store."""
 
 
 def conditions(
@@ -37,11 +52,12 @@ def conditions(
     stable_name, _ = serving_names(model, status)
     stable_ready = bool(status.stable and observed.ready.get(stable_name, False))
     found = [
-        ready(model, status, stable_ready, shares),
-        progressing(model, status, stable_ready),
+        ready(model, status, stable_ready, shares, observed.waiting),
+        progressing(model, status, stable_ready, observed.waiting),
         degraded(status, problems),
         training(status),
     ]
+    found += kstatus(found[0], found[1], found[2], model.generation)
     kept = {c.type: c for c in status.conditions}
     updated = [
         _condition(kept.get(kind), kind, state, reason, message, model.generation, now)
@@ -57,20 +73,72 @@ def conditions(
 Found = tuple[str, State, str, str]
 
 
+def describe_errors(error: ValidationError, limit: int = 5) -> str:
+    """pydantic's errors as `spec.<field>: <problem>`, bounded (the values are not quoted)."""
+    errors = error.errors()
+    parts = [
+        f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}".replace("spec.: ", "spec: ")
+        for e in errors[:limit]
+    ]
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return ("; ".join(parts) + more)[:1024]
+
+
+def unreadable_spec(status: Status, generation: int, message: str, now: datetime) -> Status:
+    """The status of an object whose spec the operator cannot read (stored before the CRD
+    tightened, or a CRD and operator of different versions): Degraded and Stalled, naming the
+    fields; the rollout state and the other conditions are kept, so serving goes on as it was."""
+    kept = {c.type: c for c in status.conditions}
+    found: list[Found] = [
+        ("Degraded", "True", "InvalidSpec", message),
+        ("Reconciling", "False", "Stalled", "stalled: " + message),
+        ("Stalled", "True", "InvalidSpec", message),
+    ]
+    changed = {
+        kind: _condition(kept.get(kind), kind, state, reason, text, generation, now)
+        for kind, state, reason, text in found
+    }
+    merged = [changed.pop(c.type, c) for c in status.conditions] + list(changed.values())
+    merged.sort(key=lambda c: ORDER.get(c.type, len(ORDER)))
+    return status.model_copy(
+        update={"conditions": merged, "observed_generation": generation, "phase": "Degraded"}
+    )
+
+
+def _kserve_says(waiting: Mapping[str, str], isvc: str | None) -> str:
+    said = waiting.get(isvc) if isvc else None
+    return f" (KServe: {said})" if said else ""
+
+
 def ready(
-    model: CreditModel, status: Status, stable_ready: bool, shares: Mapping[str, int]
+    model: CreditModel,
+    status: Status,
+    stable_ready: bool,
+    shares: Mapping[str, int],
+    waiting: Mapping[str, str] | None = None,
 ) -> Found:
     stable = status.stable
     if stable is None:
         return "Ready", "False", "NoModel", "no version published yet"
-    if not stable_ready:
-        return "Ready", "False", "Deploying", f"InferenceService of {stable.version} not Ready"
     stable_name, _ = serving_names(model, status)
+    if not stable_ready:
+        said = _kserve_says(waiting or {}, stable_name)
+        return (
+            "Ready",
+            "False",
+            "Deploying",
+            f"InferenceService of {stable.version} not Ready{said}",
+        )
     share = shares.get(stable_name, 100 - status.canary_weight)
     return "Ready", "True", "Serving", f"{stable.version} serves {share}% of traffic"
 
 
-def progressing(model: CreditModel, status: Status, stable_ready: bool) -> Found:
+def progressing(
+    model: CreditModel,
+    status: Status,
+    stable_ready: bool,
+    waiting: Mapping[str, str] | None = None,
+) -> Found:
     canary, steps = status.canary, model.spec.rollout.steps
     if canary is not None:
         where = (
@@ -84,7 +152,8 @@ def progressing(model: CreditModel, status: Status, stable_ready: bool) -> Found
         if paused(model, status):
             return "Progressing", "True", "Paused", where
         if canary.ready_at is None:
-            return "Progressing", "True", "WaitingForReady", f"{where}: not Ready yet"
+            said = _kserve_says(waiting or {}, serving_names(model, status)[1])
+            return "Progressing", "True", "WaitingForReady", f"{where}: not Ready yet{said}"
         return "Progressing", "True", "CanaryAnalysis", where
     if status.stable is not None and not stable_ready:
         return "Progressing", "True", "Deploying", f"deploying {status.stable.version}"
@@ -102,6 +171,10 @@ def degraded(status: Status, problems: Problems) -> Found:
         return "Degraded", "True", "BundleUnavailable", problems.bundle
     if problems.spec:
         return "Degraded", "True", "InvalidSpec", problems.spec
+    if problems.refused:
+        refused = problems.refused
+        message = f"the API server refused {refused.kind} {refused.name}: {refused.message}"
+        return "Degraded", "True", f"{refused.kind}Refused", message
     if rejected and desired and desired.bundle_uri == rejected.bundle_uri:
         cause = rejected.reason.split(":", 1)[0]
         reason = "CanaryNotReady" if cause == "CanaryNotReady" else "RolledBack"
@@ -123,6 +196,20 @@ def training(status: Status) -> Found:
         last = current.last_result
         return "Training", "False", last.result, last.message
     return "Training", "False", "NotRequested", "no training run yet"
+
+
+def kstatus(ready: Found, progressing: Found, degraded: Found, generation: int) -> list[Found]:
+    """Reconciling and Stalled from Ready, Progressing and Degraded (kstatus: Stalled wins, and
+    an object that is neither is Current once observedGeneration matches)."""
+    if degraded[1] == "True":
+        stalled: Found = ("Stalled", "True", degraded[2], degraded[3])
+        return [("Reconciling", "False", "Stalled", "stalled: " + degraded[3]), stalled]
+    not_stalled: Found = ("Stalled", "False", "AsExpected", "nothing blocks the rollout")
+    for kind, state, reason, message in (progressing, ready):
+        if (kind, state) in (("Progressing", "True"), ("Ready", "False")):
+            return [("Reconciling", "True", reason, message), not_stalled]
+    done = f"generation {generation} reconciled: {ready[3]}"
+    return [("Reconciling", "False", "Reconciled", done), not_stalled]
 
 
 def phase(status: Status, stable_ready: bool) -> Phase:

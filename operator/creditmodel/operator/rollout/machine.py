@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from creditmodel.operator import validation
 from creditmodel.operator.rollout import (
     actions,
     canary,
@@ -38,10 +39,18 @@ def reconcile(
     decided = drift.decide(model, observed, progressed.status, recorded.report, now)
     started = training.start(model, progressed.status, now, decided.retrain)
     routed = traffic.route(model, observed, started.status, now, policy)
-    problem = drift.schedule_problem(model)
-    children = traffic.children(model, routed, cronjob=problem is None)
-    problems = conditions.Problems(bundle=adopted.error, spec=problem)
+    schedule = drift.schedule_problem(model)
+    naming = validation.name_problem(model.name, model.namespace)
+    children = (
+        []  # nothing KServe could deploy under this name
+        if naming
+        else traffic.children(model, routed, schedule is None, policy.network_policy)
+    )
+    problems = conditions.Problems(
+        bundle=adopted.error, spec=naming or schedule, refused=observed.refused
+    )
     status = conditions.conditions(model, observed, routed.status, routed.shares, problems, now)
+    status = status.model_copy(update={"url": traffic.entry_url(model, status)})
     events = [
         *adopted.events,
         *followed.events,

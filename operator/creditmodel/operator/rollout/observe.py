@@ -20,15 +20,26 @@ def serving_names(model: CreditModel, status: Status) -> tuple[str, str | None]:
     """The InferenceService names serving stable and canary (one name for router knative)."""
     if model.spec.rollout.router == "knative":
         return model.name, (model.name if status.canary else None)
-    stable = builders.isvc_name(model.name, status.stable.bundle_uri) if status.stable else ""
-    canary = builders.isvc_name(model.name, status.canary.bundle_uri) if status.canary else None
+    stable = (
+        builders.isvc_name(model.name, status.stable.bundle_uri, model.namespace)
+        if status.stable
+        else ""
+    )
+    canary = (
+        builders.isvc_name(model.name, status.canary.bundle_uri, model.namespace)
+        if status.canary
+        else None
+    )
     return stable, canary
 
 
 def draining_names(model: CreditModel, status: Status) -> tuple[str, ...]:
     if model.spec.rollout.router == "knative":
         return ()  # Knative drains the revisions it replaces itself
-    return tuple(builders.isvc_name(model.name, entry.bundle_uri) for entry in status.draining)
+    return tuple(
+        builders.isvc_name(model.name, entry.bundle_uri, model.namespace)
+        for entry in status.draining
+    )
 
 
 def paused(model: CreditModel, status: Status) -> bool:

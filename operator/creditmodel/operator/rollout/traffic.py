@@ -73,7 +73,7 @@ def backends(model: CreditModel, status: Status, route: RouteState | None = None
 
 
 def _name(model: CreditModel, version: VersionRef) -> str:
-    return builders.isvc_name(model.name, version.bundle_uri)
+    return builders.isvc_name(model.name, version.bundle_uri, model.namespace)
 
 
 def weights(found: Sequence[Backend], ready: Mapping[str, bool]) -> dict[str, int]:
@@ -163,12 +163,19 @@ def route(
     return Routed(status.model_copy(update=update), tuple(found), shares, since, events)
 
 
-def children(model: CreditModel, routed: Routed, cronjob: bool) -> list[dict[str, Any]]:
-    """InferenceServices (stable, canary, draining), the route, then the drift CronJob: should the
-    API server refuse the CronJob, serving is already written."""
+def children(
+    model: CreditModel,
+    routed: Routed,
+    cronjob: bool,
+    network: builders.IngressPolicy | None = None,
+) -> list[dict[str, Any]]:
+    """The predictors' NetworkPolicy (before any pod exists), InferenceServices (stable, canary,
+    draining), the route, then the drift CronJob: should the API server refuse the CronJob,
+    serving is already written."""
     status, spec, owner = routed.status, model.spec, model.owner
     if status.stable is None:
         return []
+    guard = [builders.build_predictor_networkpolicy(owner, spec, network)] if network else []
     drift = (
         [builders.build_drift_cronjob(owner, spec, status.stable)]
         if cronjob and spec.monitoring is not None
@@ -177,13 +184,23 @@ def children(model: CreditModel, routed: Routed, cronjob: bool) -> list[dict[str
     if spec.rollout.router == "knative":
         serving = status.canary or status.stable
         weight = status.canary_weight if status.canary else None
-        return [builders.build_knative_inferenceservice(owner, spec, serving, weight), *drift]
+        knative = builders.build_knative_inferenceservice(owner, spec, serving, weight)
+        return [*guard, knative, *drift]
     isvcs = [
         builders.build_inferenceservice(owner, spec, b.version, b.track)
         for b in routed.found
         if b.version is not None
     ]
-    return [*isvcs, httproute(model, status.stable, routed), *drift]
+    return [*guard, *isvcs, httproute(model, status.stable, routed), *drift]
+
+
+def entry_url(model: CreditModel, status: Status) -> str | None:
+    """The stable entry clients call: the HTTPRoute's first hostname (router gatewayAPI), the
+    same whichever version serves. None without a hostname or a stable version."""
+    hostnames = model.spec.rollout.hostnames
+    if status.stable is None or model.spec.rollout.router != "gatewayAPI" or not hostnames:
+        return None
+    return f"http://{hostnames[0]}"
 
 
 def retained(routed: Routed) -> tuple[str, ...]:

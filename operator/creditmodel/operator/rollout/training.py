@@ -3,11 +3,12 @@ schedule, or on a drift signal that drift.py let through). One Job at a time."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from creditmodel.core import jobs
+from creditmodel.core.jobs import ExitCode
 from creditmodel.operator import builders
 from creditmodel.operator.model import Desired, Status, TrainingResult, TrainingStatus
 from creditmodel.operator.rollout.values import (
@@ -22,29 +23,30 @@ from creditmodel.operator.rollout.values import (
     timestamp,
 )
 
-# creditmodel-train's exit codes (training/creditmodel/training/cli.py).
-EXIT_REASONS = {2: "BadInput", 3: "GatesFailed", 4: "StorageError"}
+EXIT_REASONS = {
+    ExitCode.BAD_INPUT: "BadInput",
+    ExitCode.GATE_FAILED: "GatesFailed",
+    ExitCode.STORAGE: "StorageError",
+}
+"""The status reason of each creditmodel-train exit code; any other code is a TrainingError."""
 
 
 def training_failure(name: str, job: JobState) -> tuple[str, str, str]:
     """(result, reason, message) of a failed training Job: creditmodel-train's own account from
     the termination message when there is one, else the Job controller's condition."""
-    default = (
-        "Failed",
-        job.reason or ("JobMissing" if job.phase == "Missing" else "JobFailed"),
-        job.message or f"training Job {name} {job.phase.lower()}",
-    )
-    try:
-        summary = json.loads(job.termination or "")
-    except ValueError:
-        return default
-    if not isinstance(summary, dict):
-        return default
-    code = summary.get("exit_code")
-    reason = EXIT_REASONS.get(code, "TrainingError") if isinstance(code, int) else "TrainingError"
-    failed = [str(g) for g in summary.get("failed_gates") or []]
-    detail = f"failed gates: {', '.join(failed)}" if failed else str(summary.get("error") or "")
-    message = f"Job {name}: creditmodel-train exited {code}" + (f": {detail}" if detail else "")
+    summary = jobs.parse(job.termination)
+    if summary is None or summary.exit_code is None:  # not creditmodel-train's message
+        return (
+            "Failed",
+            job.reason or ("JobMissing" if job.phase == "Missing" else "JobFailed"),
+            job.message or f"training Job {name} {job.phase.lower()}",
+        )
+    code = summary.code
+    reason = EXIT_REASONS.get(code, "TrainingError") if code is not None else "TrainingError"
+    failed = summary.failed_gates
+    detail = f"failed gates: {', '.join(failed)}" if failed else summary.error or ""
+    message = f"Job {name}: creditmodel-train exited {summary.exit_code}"
+    message += f": {detail}" if detail else ""
     return ("GatesFailed" if reason == "GatesFailed" else "Failed", reason, message)
 
 

@@ -44,6 +44,8 @@ class Policy:
     """How long the route holds 0% on a version before its InferenceService is deleted."""
     ready_timeout_seconds: float = 600.0
     """How long a new canary may take to become Ready before it is rolled back."""
+    network_policy: builders.IngressPolicy | None = None
+    """Who besides the Gateway may reach predictor pods; None: no NetworkPolicy is written."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,15 @@ class CronJobWrite:
 
 
 @dataclass(frozen=True)
+class ChildRefusal:
+    """The API server refused to store a child the plan asked for."""
+
+    kind: str
+    name: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RouteState:
     """The HTTPRoute as stored: each backend's weight by InferenceService name, and since when each
     0% backend has held 0% (an annotation written in the same request as the weights)."""
@@ -127,6 +138,11 @@ class Observations:
     """None: not read in this pass (it is read while a version drains)."""
     cronjob: CronJobWrite | None = None
     """None: the drift CronJob was not written since the operator started."""
+    refused: ChildRefusal | None = None
+    """A serving child (InferenceService, HTTPRoute) the API server refused at the adapter's last
+    write: KServe's webhook, an admission policy, a quota. None: every write was accepted."""
+    waiting: Mapping[str, str] = field(default_factory=dict)
+    """InferenceService name -> what KServe says keeps it from Ready (absent: nothing said)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,338 @@
+"""One CreditModel's reconcile loop body, as I/O around the pure state machine: read the object,
+observe what `rollout.needs` asks for, run `rollout.reconcile`, write the children, the status and
+the Events. What it caches (manifests written, children pruned, a refused write's backoff) only
+saves requests between full resyncs; correctness comes from the status."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import kopf
+from pydantic import ValidationError
+
+from creditmodel.operator import analysis, builders, bundles, rollout
+from creditmodel.operator.kube import Kube, KubeError, merge_patch
+from creditmodel.operator.model import ACTION_ANNOTATION, Spec, Status
+from creditmodel.operator.prometheus import Prometheus
+from creditmodel.operator.settings import OperatorSettings
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+Key = tuple[str, str]
+V = TypeVar("V")
+REFUSAL_BACKOFF_FIRST, REFUSAL_BACKOFF_MAX = 5.0, 300.0
+"""Seconds before a refused child is written again, doubling while the API server keeps
+refusing it: a verdict (webhook, policy, quota) rarely changes within seconds."""
+
+
+def _view(body: dict[str, Any], config: OperatorSettings) -> rollout.CreditModel:
+    meta = body["metadata"]
+    action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    return rollout.CreditModel(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        generation=meta.get("generation", 1),
+        created_at=meta.get("creationTimestamp") or rollout.timestamp(datetime.now(UTC)),
+        spec=Spec.model_validate(body.get("spec") or {}).with_default_images(
+            config.predictor_image, config.training_image
+        ),
+        status=Status.model_validate(body.get("status") or {}),
+        action=action,
+    )
+
+
+def _prometheus(memo: Any, model: rollout.CreditModel) -> Prometheus | None:
+    config: OperatorSettings = memo.config
+    url = model.spec.rollout.analysis.prometheus_url or (
+        str(config.prometheus_url) if config.prometheus_url else None
+    )
+    if url is None:
+        return None
+    client: Prometheus | None = memo.prometheus.get(url)
+    if client is None:
+        client = memo.prometheus[url] = Prometheus(url, config.prometheus_timeout_seconds)
+    return client
+
+
+def _digest(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+class InNamespace(Mapping[str, V]):
+    """InferenceService name -> what a watch-fed kopf index holds for it (Ready; KServe's reason
+    for not being Ready), read on demand, so the state machine sees any of our InferenceServices
+    it asks about (not only the ones `needs` named before it decided)."""
+
+    def __init__(self, index: kopf.Index[Key, V], namespace: str) -> None:
+        self.index, self.namespace = index, namespace
+
+    def __getitem__(self, isvc: str) -> V:
+        key = (self.namespace, isvc)
+        if key not in self.index:
+            raise KeyError(isvc)
+        return next(iter(self.index[key]))  # one InferenceService, one value
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for namespace, name in self.index if namespace == self.namespace)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Reconciler:
+    """The I/O of one CreditModel's reconcile loop. What it caches (manifests written, children
+    pruned) only saves requests between full resyncs; correctness comes from the status."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        memo: Any,
+        ready: kopf.Index[Key, bool],
+        logger: Logger,
+        waiting: kopf.Index[Key, str] | None = None,
+    ) -> None:
+        self.namespace, self.name, self.memo, self.ready, self.logger = (
+            namespace,
+            name,
+            memo,
+            ready,
+            logger,
+        )
+        self.waiting: Mapping[str, str] = InNamespace(waiting, namespace) if waiting else {}
+        self.kube: Kube = memo.kube
+        self.config: OperatorSettings = memo.config
+        self.applied: dict[str, str] = {}
+        self.pruned_for: frozenset[str] | None = None
+        self.synced_at = -math.inf
+        self.drift_read_at = -math.inf
+        self.cronjob_absent = False
+        self.cronjob_write: rollout.CronJobWrite | None = None  # the API server's last answer
+        self.route: rollout.RouteState | None = None  # the HTTPRoute as last written or read
+        self.refused: rollout.ChildRefusal | None = None  # a serving child the API server refused
+        self.refusals = 0  # writes in a row refused: the retry backs off
+        self.retry_at = -math.inf  # no write of the refused child before this (monotonic)
+        self.announce: rollout.ChildRefusal | None = None  # a new refusal, for one Event
+        self.unreadable_generation: int | None = (
+            None  # the spec generation last reported unreadable
+        )
+        label = self.config.prometheus_namespace_label
+        self.scope = {label: namespace} if label else {}
+
+    async def observe(
+        self, model: rollout.CreditModel, needs: rollout.Needs
+    ) -> rollout.Observations:
+        status = model.status
+        resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
+        ready = InNamespace(self.ready, self.namespace)
+        job = await self.kube.job_state(self.namespace, needs.job) if needs.job else None
+        trained = None
+        if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
+            trained = await bundles.resolve(status.training.bundle_uri)
+        prometheus = _prometheus(self.memo, model)
+        result = None
+        if needs.analysis and status.canary and status.stable:
+            _, canary_name = rollout.serving_names(model, status)
+            if canary_name and ready.get(canary_name):
+                result = (
+                    await prometheus.analyse(
+                        model.name,
+                        status.canary.version,
+                        status.stable.version,
+                        model.spec.rollout.analysis,
+                        self.scope,
+                    )
+                    if prometheus
+                    else analysis.Result(
+                        "inconclusive",
+                        "no Prometheus configured (spec or CREDITMODEL_OPERATOR_PROMETHEUS_URL)",
+                    )
+                )
+        drift = None
+        if needs.drift and prometheus and status.stable:
+            drift = await prometheus.stable_score_psi(model.name, status.stable.version, self.scope)
+        route = None
+        if needs.route:  # the drain clock lives in the route, written with its weights
+            if (
+                self.route is None
+                or time.monotonic() - self.synced_at >= self.config.resync_seconds
+            ):
+                body = await self.kube.get("HTTPRoute", self.namespace, model.name)
+                self.route = rollout.observed_route(body)
+            route = self.route
+        return rollout.Observations(
+            resolved,
+            ready,
+            job,
+            trained,
+            result,
+            drift,
+            await self.drift_report(model, needs),
+            route,
+            self.cronjob_write if model.spec.monitoring else None,
+            self.refused,
+            self.waiting,
+        )
+
+    async def drift_report(
+        self, model: rollout.CreditModel, needs: rollout.Needs
+    ) -> rollout.DriftReport | None:
+        """latest.json at most every drift_poll_seconds; None (not looked at) in between."""
+        monitoring = model.spec.monitoring
+        if not needs.drift_report or monitoring is None:
+            return None
+        if time.monotonic() - self.drift_read_at < self.config.drift_poll_seconds:
+            return None
+        self.drift_read_at = time.monotonic()
+        report = await bundles.read_drift_report(monitoring.prediction_log_uri, model.name)
+        if report.error:
+            self.logger.warning(f"drift report: {report.error}")
+        return report
+
+    async def apply_children(self, plan: rollout.Plan) -> None:
+        """Write children whose manifest changed since we last wrote it; everything on resync."""
+        full = time.monotonic() - self.synced_at >= self.config.resync_seconds
+        self.route = None  # unknown until written again
+        refused: rollout.ChildRefusal | None = None
+        for child in plan.children:
+            name, digest = child["metadata"]["name"], _digest(child)
+            if not full and self.applied.get(name) == digest:
+                if child["kind"] == "HTTPRoute":
+                    self.route = rollout.observed_route(child)
+                continue
+            if self.refused and self.refused.name == name:
+                if time.monotonic() < self.retry_at:
+                    refused = refused or self.refused  # backing off: not asked again yet
+                    continue
+                self.logger.info(f"retrying refused {child['kind']} {name}")
+            try:
+                outcome = await self.kube.ensure(child, create_first=name not in self.applied)
+            except KubeError as exc:
+                if child["kind"] == "CronJob":
+                    # Monitoring is not serving: a refused drift CronJob is an observation of the
+                    # next pass (reported in status.drift and Degraded), not a stop.
+                    self.cronjob_write = rollout.CronJobWrite(refused=str(exc))
+                    self.logger.warning(f"drift CronJob refused: {exc}")
+                    continue
+                if not exc.refused:
+                    raise
+                # KServe's webhook, an admission policy or a quota said no: the next pass
+                # reports it (Degraded, one Event) and retries with backoff; the other
+                # children are still written (the stable keeps serving).
+                refused = refused or rollout.ChildRefusal(child["kind"], name, exc.detail[:1024])
+                continue
+            if child["kind"] == "CronJob":
+                self.cronjob_write = rollout.CronJobWrite()
+            if child["kind"] == "HTTPRoute":
+                self.route = rollout.observed_route(child)
+            self.applied[name] = digest
+            if outcome != "unchanged":
+                self.logger.info(f"{child['kind']} {name} {outcome}")
+        if plan.job is not None:
+            await self.kube.ensure(plan.job, create_first=True)
+        cronjob = builders.drift_cronjob_name(self.name)
+        wanted = frozenset(
+            c["metadata"]["name"]
+            for c in plan.children
+            if c["kind"] in ("InferenceService", "CronJob")
+        ) | frozenset(plan.retained)
+        if full or wanted != self.pruned_for:
+            removed = await self.kube.prune_inferenceservices(
+                self.name, self.namespace, set(wanted)
+            )
+            if removed:
+                self.logger.info(f"InferenceServices removed: {', '.join(removed)}")
+            if cronjob in wanted:
+                self.cronjob_absent = False
+            else:
+                self.cronjob_write = None
+            if cronjob not in wanted and not self.cronjob_absent:
+                # monitoring removed (or never set): one check
+                if await self.kube.delete_if_ours("CronJob", self.namespace, cronjob, self.name):
+                    self.logger.info(f"CronJob {cronjob} deleted")
+                self.applied.pop(cronjob, None)
+                self.cronjob_absent = True
+            self.pruned_for = wanted
+        if full:
+            self.synced_at = time.monotonic()
+        self.note_refusal(refused)
+
+    def note_refusal(self, refused: rollout.ChildRefusal | None) -> None:
+        """Log and announce (one Event) a new refusal; back off while it lasts: 5 s doubling up
+        to REFUSAL_BACKOFF_MAX between two writes of the refused child."""
+        if refused is not None and refused != self.refused:
+            self.logger.warning(f"{refused.kind} {refused.name} refused: {refused.message}")
+            self.announce = refused
+        if refused is None:
+            self.refusals, self.retry_at = 0, -math.inf
+        elif time.monotonic() >= self.retry_at:  # it was asked again, and refused again
+            self.refusals += 1
+            backoff = REFUSAL_BACKOFF_FIRST * 2 ** min(self.refusals - 1, 10)
+            self.retry_at = time.monotonic() + min(REFUSAL_BACKOFF_MAX, backoff)
+        self.refused = refused
+
+    async def report_unreadable(self, body: dict[str, Any], error: ValidationError) -> None:
+        """A spec the API server stored but the operator cannot read: Degraded/InvalidSpec in
+        status and one Warning Event per generation, instead of a log line nobody reads."""
+        message = rollout.describe_errors(error)
+        generation = int(body["metadata"].get("generation", 1))
+        try:
+            current = Status.model_validate(body.get("status") or {})
+        except ValidationError:
+            current = Status()
+        updated = rollout.unreadable_spec(current, generation, message, datetime.now(UTC))
+        patch = merge_patch(body.get("status") or {}, updated.dump())
+        if patch:
+            await self.kube.patch_status(self.namespace, self.name, patch)
+        if self.unreadable_generation != generation:
+            self.unreadable_generation = generation
+            self.logger.error(f"spec does not match the operator's schema: {message}")
+            kopf.event(
+                kopf.Body(cast(Any, body)), type="Warning", reason="InvalidSpec", message=message
+            )
+
+    async def once(self) -> float | None:
+        """One pass; returns seconds until the next pass, or None when the object is gone."""
+        body = await self.kube.get_creditmodel(self.namespace, self.name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            model = _view(body, self.config)
+        except ValidationError as exc:
+            await self.report_unreadable(body, exc)
+            return self.config.resync_seconds
+        now = datetime.now(UTC)
+        observed = await self.observe(model, rollout.needs(model, now))
+        plan = rollout.reconcile(model, observed, now, self.memo.policy)
+        await self.apply_children(plan)
+        patch = merge_patch(body.get("status") or {}, plan.status.dump())
+        if patch:
+            await self.kube.patch_status(self.namespace, self.name, patch)
+        if self.announce is not None:
+            refusal, self.announce = self.announce, None
+            kopf.event(
+                kopf.Body(cast(Any, body)),
+                type="Warning",
+                reason=f"{refusal.kind}Refused",
+                message=f"the API server refused {refusal.kind} {refusal.name}: {refusal.message}",
+            )
+        for event in plan.events:
+            kopf.event(
+                kopf.Body(cast(Any, body)),
+                type=event.type,
+                reason=event.reason,
+                message=event.message,
+            )
+        if plan.clear_action:
+            await self.kube.remove_annotation(self.namespace, self.name, ACTION_ANNOTATION)
+        settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
+        due = rollout.next_pass_in(settled, datetime.now(UTC), self.memo.policy)
+        retry = max(self.retry_at - time.monotonic(), 0.0) if self.refused else None
+        return min(t for t in (self.config.resync_seconds, due, retry) if t is not None)

@@ -1,0 +1,182 @@
+"""Typed view of a CreditModel's status, written only by the operator: all rollout progress lives
+here, so a restarted operator continues where the last one stopped (the CRD's status schema in
+manifests/crd mirrors it; tests/operator/test_status_schema.py compares them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class VersionRef(_Status):
+    """A published bundle: its URI and the version recorded in its manifest."""
+
+    version: str
+    bundle_uri: str = Field(validation_alias="bundleURI", serialization_alias="bundleURI")
+
+
+class Desired(VersionRef):
+    source: Literal["spec", "training"]
+    spec_bundle_uri: str | None = Field(
+        default=None, validation_alias="specBundleURI", serialization_alias="specBundleURI"
+    )
+    """The spec's bundleURI when last adopted, so an unchanged spec never overrides a trained bundle."""
+
+
+class AnalysisRecord(_Status):
+    verdict: Literal["passed", "failed", "inconclusive"]
+    message: str
+
+
+class Canary(VersionRef):
+    step: int = 0
+    started_at: str
+    last_check_at: str
+    ready_at: str | None = None
+    """When its InferenceService was first seen Ready: no traffic and no analysis before that."""
+    failed_checks: int = 0
+    last_analysis: AnalysisRecord | None = None
+
+
+class Draining(VersionRef):
+    """A version out of the rollout (the old stable after a promotion or a rollback, a canary rolled
+    back, replaced or cancelled) whose InferenceService stays until the route has held 0% on it for
+    the drain period while the stable is Ready."""
+
+    since: str | None = None
+    """Since when the route has held 0% on it (None: it still has traffic)."""
+
+
+class AnalysisNumbers(_Status):
+    """What an analysis check measured over its window (None: no sample)."""
+
+    requests: float | None = None
+    success_rate: float | None = None
+    p99_latency_seconds: float | None = None
+    score_psi: float | None = Field(
+        default=None, validation_alias="scorePSI", serialization_alias="scorePSI"
+    )
+
+
+class Decision(_Status):
+    """One entry of the rollout history (status.history keeps the last HISTORY_LIMIT)."""
+
+    at: str
+    from_version: str | None = None
+    """The version serving before the decision (the stable)."""
+    to_version: str | None = None
+    """The version the decision is about (the canary, or the version rolled back to)."""
+    verdict: str
+    """Deployed, Started, Ready, Advanced, CheckFailed, Promoted, RolledBack, Aborted, Cancelled,
+    Refused, Reverted, Paused or Resumed."""
+    reason: str
+    message: str
+    analysis: AnalysisNumbers | None = None
+
+
+HISTORY_LIMIT = 10
+
+
+class Rejected(VersionRef):
+    reason: str
+
+
+class TrainingResult(_Status):
+    result: Literal["Succeeded", "Failed", "GatesFailed"]
+    job_name: str
+    version: str | None = None
+    bundle_uri: str | None = Field(
+        default=None, validation_alias="bundleURI", serialization_alias="bundleURI"
+    )
+    reason: str
+    message: str
+    finished_at: str
+
+
+class TrainingStatus(_Status):
+    runs: int = 0
+    job_name: str | None = None
+    version: str | None = None
+    bundle_uri: str | None = Field(
+        default=None, validation_alias="bundleURI", serialization_alias="bundleURI"
+    )
+    started_at: str | None = None
+    reason: str | None = None
+    drift_retrained_for: str | None = None
+    """The stable version the last drift retrain ran for."""
+    drift_retrained_at: str | None = None
+    """When a drift signal (live score PSI or a drift report) last started a retrain: the one
+    drift-retrain cool-down counts from here."""
+    last_result: TrainingResult | None = None
+
+
+class DriftStatus(_Status):
+    """The newest drift report read from the prediction log store, and the drift retrain clock."""
+
+    bundle_version: str | None = None
+    score_psi: float | None = Field(
+        default=None, validation_alias="scorePSI", serialization_alias="scorePSI"
+    )
+    score_status: str | None = None
+    rows: int | None = None
+    window_start: str | None = None
+    window_end: str | None = None
+    top_drifting_features: list[str] = []
+    report_uri: str | None = Field(
+        default=None, validation_alias="reportURI", serialization_alias="reportURI"
+    )
+    report_created_at: str | None = None
+    """The report's own created_at: a report is acted on once, when this changes."""
+    message: str | None = None
+    error: str | None = None
+    """Why the latest report could not be read (store down, corrupt JSON); cleared on success."""
+    last_retrain_at: str | None = None
+    """Written by operator 0.1.0 only: read once into training.driftRetrainedAt."""
+    cron_job_error: str | None = None
+    """Why the API server refused the drift CronJob; cleared once it accepts it."""
+
+
+class Condition(_Status):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+Phase = Literal["Pending", "Training", "Progressing", "Ready", "Degraded"]
+
+
+class Status(_Status):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    url: str | None = None
+    """The stable entry (the HTTPRoute's first hostname), whichever version serves behind it."""
+    stable: VersionRef | None = None
+    canary: Canary | None = None
+    canary_weight: int = 0
+    desired: Desired | None = None
+    rejected: Rejected | None = None
+    previous_stable: VersionRef | None = None
+    """The stable before the last promotion: the target of the `rollback` action."""
+    draining: list[Draining] = []
+    paused_at: str | None = None
+    """Set by the `pause` action, cleared by `resume` (spec.rollout.paused pauses as well)."""
+    training: TrainingStatus = TrainingStatus()
+    drift: DriftStatus | None = None
+    history: list[Decision] = []
+    """The last HISTORY_LIMIT rollout decisions, oldest first."""
+    conditions: list[Condition] = []
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)

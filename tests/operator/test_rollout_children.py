@@ -1,0 +1,111 @@
+"""The rollout state machine meets what the real API server and KServe impose (issue 11): names that
+fit KServe's host label, refused children, status.url, the predictors' NetworkPolicy, specs the
+operator cannot read, KServe's reasons in the conditions (pure: no cluster, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from creditmodel.operator import builders
+from creditmodel.operator.model import Spec
+from creditmodel.operator.rollout import (
+    ChildRefusal,
+    CreditModel,
+    Observations,
+    Policy,
+    Resolved,
+    describe_errors,
+    reconcile,
+    unreadable_spec,
+)
+from tests.operator.factories import BUNDLE_V1, T0, advance, after, model, spec
+from tests.operator.test_rollout import (
+    V1_NAME,
+    V2_NAME,
+    canary_v2,
+    condition,
+    serving_v1,
+)
+
+pytestmark = pytest.mark.unit
+
+# --- what the real KServe and API server impose (issue 11) -----------------------------------------
+
+
+def test_a_namespace_too_long_for_any_isvc_name_is_degraded_and_deploys_nothing() -> None:
+    """KServe's host label <isvc>-predictor-<namespace> must fit 63: past 42 characters of
+    namespace no InferenceService name fits, and writing one would only loop on KServe's failure."""
+    long = CreditModel(**{**model().__dict__, "namespace": "n" * 43})
+    plan = reconcile(long, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0)
+    assert plan.children == []
+    assert condition(plan, "Degraded") == ("True", "InvalidSpec")
+    degraded = plan.status.condition("Degraded")
+    assert degraded is not None
+    assert "longer than 42" in degraded.message
+
+
+def test_a_refused_child_is_degraded_with_the_api_servers_message_until_it_is_accepted() -> None:
+    current = serving_v1()
+    refusal = ChildRefusal("InferenceService", V1_NAME, 'admission webhook "x" denied: no')
+    plan = reconcile(current, Observations(ready={V1_NAME: True}, refused=refusal), after(1))
+    assert condition(plan, "Degraded") == ("True", "InferenceServiceRefused")
+    degraded = plan.status.condition("Degraded")
+    assert degraded is not None
+    assert 'admission webhook "x" denied: no' in degraded.message
+    assert V1_NAME in degraded.message
+    assert plan.children  # the other children are still written
+    healed = reconcile(advance(current, plan), Observations(ready={V1_NAME: True}), after(2))
+    assert condition(healed, "Degraded") == ("False", "AsExpected")
+
+
+def test_status_url_is_the_routes_first_hostname_whichever_version_serves() -> None:
+    hosts = spec(rollout={"hostnames": ["credit.example.com", "score.example.com"]})
+    first = model(hosts)
+    plan = reconcile(first, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0)
+    assert plan.status.url == "http://credit.example.com"
+    assert serving_v1().status.url is None  # no hostname: the Gateway's own address
+
+
+def test_the_predictor_networkpolicy_comes_first_when_the_operator_writes_one() -> None:
+    first = model()
+    observed = Observations(spec_bundle=Resolved(BUNDLE_V1, "v1"))
+    guarded = Policy(network_policy=builders.IngressPolicy())
+    kinds = [child["kind"] for child in reconcile(first, observed, T0, guarded).children]
+    assert kinds == ["NetworkPolicy", "InferenceService", "HTTPRoute"]
+    assert "NetworkPolicy" not in [c["kind"] for c in reconcile(first, observed, T0).children]
+
+
+def test_an_unreadable_spec_keeps_the_rollout_and_reports_degraded_and_stalled() -> None:
+    current = serving_v1()
+    with pytest.raises(ValidationError) as caught:
+        Spec.model_validate({"model": {"bundleURI": "s3://"}, "rollout": {"router": "knative"}})
+    message = describe_errors(caught.value)
+    assert message.startswith("spec.model.bundleURI: ")
+    status = unreadable_spec(current.status, 7, message, after(5))
+    assert status.stable == current.status.stable  # serving goes on as it was
+    assert status.observed_generation == 7
+    assert status.phase == "Degraded"
+    kinds = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert kinds["Degraded"] == ("True", "InvalidSpec")
+    assert kinds["Stalled"] == ("True", "InvalidSpec")
+    assert kinds["Reconciling"] == ("False", "Stalled")
+    assert kinds["Ready"] == ("True", "Serving")
+    assert [c.type for c in status.conditions][:3] == ["Ready", "Progressing", "Degraded"]
+
+
+def test_conditions_repeat_what_kserve_says_keeps_a_version_from_ready() -> None:
+    first = model()
+    plan = reconcile(first, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0)
+    waiting = {V1_NAME: "Predictor HttpRouteNotReady"}
+    plan = reconcile(advance(first, plan), Observations(waiting=waiting), after(1))
+    ready = plan.status.condition("Ready")
+    assert ready is not None
+    assert ready.message == "InferenceService of v1 not Ready (KServe: Predictor HttpRouteNotReady)"
+    current = canary_v2()
+    said = {V2_NAME: "Deployment does not have minimum availability."}
+    plan = reconcile(current, Observations(ready={V1_NAME: True}, waiting=said), after(2))
+    progressing = plan.status.condition("Progressing")
+    assert progressing is not None
+    assert progressing.reason == "WaitingForReady"
+    assert progressing.message.endswith("(KServe: Deployment does not have minimum availability.)")
