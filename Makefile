@@ -85,9 +85,25 @@ test-integration: install tools ## Run the integration tests against real kube-a
 test-e2e: install ## Run the kind end-to-end tests (need Docker; skip with the reason elsewhere).
 	$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
 
+# Mutates each guard of the rollout state machine in a scratch copy of the package (the tree is
+# never edited) and runs the unit tests that reach it; progress at least every 30 s.
+MUTATE_ARGS ?=
+
+.PHONY: mutate-rollout
+mutate-rollout: install ## Mutation check: every guard in operator/.../rollout must fail a unit test; writes docs/rollout-mutations.md (MUTATE_ARGS adds flags).
+	$(PY) hack/mutate_rollout.py $(MUTATE_ARGS)
+
 .PHONY: bench
-bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, table on stdout.
+bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, the table on stdout and in docs/benchmarks.md.
 	$(PY) -m tests.bench
+
+.PHONY: perf-check
+perf-check: install tools ## Instructions per single-row request (valgrind callgrind) vs the committed figure; fails above +10%.
+	$(PY) -m tests.bench.callgrind
+
+.PHONY: perf-baseline
+perf-baseline: install tools ## Measure and commit a new instructions-per-request figure (tests/bench/predictor_instructions.json).
+	$(PY) -m tests.bench.callgrind --update
 
 ##@ Models
 

@@ -1,8 +1,9 @@
 """CPU time per request, in process, without HTTP: the ASGI app of each server called directly
 with a recorded request, timed with process_time. A shared machine's other load moves wall-clock
 throughput by tens of percent between runs; CPU per request of one process moves far less, so
-this is the steadier view of what each path costs. One configuration per process (KServe's app is
-a module global):
+this is the steadier view of what each path costs. Every feature is on, as served: validation,
+probability, score, four reason codes, multiprocess metrics, live PSI (binned every 50 requests,
+as the housekeeping task would). One configuration per process (KServe's app is a module global):
 
     python -m tests.bench.predictor_cpu {predictor|shadow|stock|bare} MODEL_DIR BODY_FILE REQUESTS
 """
@@ -36,6 +37,12 @@ def build(kind: str, model_dir: str) -> tuple[Any, Any]:
         from tests.bench.predictor_refs import bare_app
 
         return bare_app(model_dir), None
+    if kind != "stock":
+        # As the console script does: metrics in multiprocess mode (memory-mapped files), the
+        # mode the predictor always runs in, set before anything imports prometheus_client.
+        from creditmodel.predictor.__main__ import prepare_metrics_dir
+
+        prepare_metrics_dir()
     from kserve import logging as kserve_logging
 
     kserve_logging.configure_logging(
@@ -53,19 +60,28 @@ def build(kind: str, model_dir: str) -> tuple[Any, Any]:
         model_dir=model_dir,
         shadow_model_dir=model_dir if kind == "shadow" else None,
     )
+    from creditmodel.predictor.serving import settle_heap
+
     model = CreditScoringModel(settings)
     model.load()
-    return _kserve_app(model), model.service.flush  # type: ignore[union-attr]
+    app = _kserve_app(model)
+    settle_heap()  # as CreditModelServer.start does before serving
+    return app, model.service.flush  # type: ignore[union-attr]
 
 
-async def measure(app: Any, finish: Any, body: bytes, requests: int) -> float:
-    scope = {
+def request_scope(body: bytes) -> dict[str, Any]:
+    """The ASGI scope of a V2 JSON infer request carrying `body`."""
+    return {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/v2/models/german-credit/infer",
         "raw_path": b"/v2/models/german-credit/infer", "query_string": b"", "root_path": "",
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8080),
     }  # fmt: skip
+
+
+async def measure(app: Any, finish: Any, body: bytes, requests: int) -> float:
+    scope = request_scope(body)
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""Load generators of the predictor benchmark: wrk (./bin/wrk, one thread, Lua for the POST body
-and a JSON summary) for REST, and an asyncio gRPC loop on KServe's generated V2 stubs."""
+"""Load generators of the predictor benchmark, both closed-loop C programs so that REST and gRPC
+are driven alike: wrk (./bin/wrk, one thread, Lua for the POST body and a JSON summary) for REST
+and h2load (nghttp2, one thread, one stream per connection, a per-request log for percentiles)
+for unary gRPC, which is an HTTP/2 POST of a length-prefixed protobuf message. Either can be
+pinned to CPUs with taskset, away from the server under test."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import shutil
+import struct
 import subprocess
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +50,13 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    # CPU (user + system) the server spent per request during the run, its worker processes
+    # included: steadier than throughput on a shared machine, where other load takes CPU time
+    # from the server, not instructions.
+    server_cpu_us: float | None = None
 
     def rows(self, case: str, **extra: Any) -> list[dict[str, Any]]:
-        return [
+        rows = [
             {
                 "case": case,
                 "metric": "throughput",
@@ -58,6 +66,39 @@ class LoadResult:
             },
             {"case": case, "metric": "p99 latency", "value": self.p99_ms, "unit": "ms"},
         ]
+        if self.server_cpu_us is not None:
+            rows.append(
+                {
+                    "case": case,
+                    "metric": "server CPU per request",
+                    "value": self.server_cpu_us,
+                    "unit": "us",
+                }
+            )
+        return rows
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its live children."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
+    """`argv` run on `cpus` (taskset -c list) when given and taskset exists, else as is."""
+    taskset = shutil.which("taskset")
+    if cpus is None or taskset is None:
+        return [str(a) for a in argv]
+    return [taskset, "-c", cpus, *(str(a) for a in argv)]
 
 
 def wrk(
@@ -68,16 +109,17 @@ def wrk(
     seconds: float,
     connections: int = 16,
     unique_ids: bool = False,
+    cpus: str | None = None,
 ) -> LoadResult:
     work_dir.mkdir(parents=True, exist_ok=True)
     script = work_dir / "post.lua"
     script.write_text(_LUA)
     body_path = work_dir / f"body-{abs(hash(body))}.json"
     body_path.write_bytes(body)
-    argv = [
+    argv = pinned([
         str(tool("wrk")), "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency",
         "-s", str(script), url,
-    ]  # fmt: skip
+    ], cpus)  # fmt: skip
     env = {"WRK_BODY": str(body_path), "WRK_UNIQUE": "1" if unique_ids else "0"}
     completed = subprocess.run(
         argv, capture_output=True, text=True, timeout=seconds + 60, check=True,
@@ -93,13 +135,10 @@ def wrk(
     )
 
 
-def grpc_load(
-    target: str, document: dict[str, Any], model: str, *, seconds: float, concurrency: int = 16
-) -> LoadResult:
-    """Closed loop: `concurrency` tasks each sending the next request when the last returns."""
-    import grpc
+def grpc_request(document: dict[str, Any], model: str) -> bytes:
+    """A V2 ModelInferRequest for `document` (typed contents, as KServe's and Triton's clients
+    send them) framed as one gRPC message: flag 0 (uncompressed), big-endian length, payload."""
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
     inputs = []
     for item in document["inputs"]:
@@ -110,35 +149,65 @@ def grpc_load(
         )
         inputs.append(pb.ModelInferRequest.InferInputTensor(
             name=item["name"], datatype=item["datatype"], shape=item["shape"], contents=contents))  # fmt: skip
-    request = pb.ModelInferRequest(model_name=model, inputs=inputs)
+    payload: bytes = pb.ModelInferRequest(model_name=model, inputs=inputs).SerializeToString()
+    return struct.pack(">BI", 0, len(payload)) + payload
 
-    async def run() -> LoadResult:
-        latencies: list[float] = []
-        errors = 0
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
-            await stub.ModelInfer(request)
-            deadline = time.perf_counter() + seconds
 
-            async def worker() -> None:
-                nonlocal errors
-                while time.perf_counter() < deadline:
-                    started = time.perf_counter()
-                    try:
-                        await stub.ModelInfer(request)
-                    except grpc.aio.AioRpcError:
-                        errors += 1
-                    latencies.append(time.perf_counter() - started)
+def check_grpc(target: str, document: dict[str, Any], model: str) -> None:
+    """One real ModelInfer through grpcio: h2load counts a call answered with an error status
+    (in the trailers of an HTTP 200) as a success, so the request must be known good first."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - started
-        latencies.sort()
-        return LoadResult(
-            requests_per_second=len(latencies) / elapsed,
-            p50_ms=latencies[len(latencies) // 2] * 1000,
-            p99_ms=latencies[int(len(latencies) * 0.99)] * 1000,
-            errors=errors,
-        )
+    framed = grpc_request(document, model)
+    request = pb.ModelInferRequest.FromString(framed[5:])
+    with grpc.insecure_channel(target) as channel:
+        response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    if not response.outputs:
+        raise RuntimeError(f"gRPC ModelInfer at {target} answered without outputs")
 
-    return asyncio.run(run())
+
+def h2load_grpc(
+    target: str,
+    document: dict[str, Any],
+    model: str,
+    work_dir: Path,
+    *,
+    seconds: float,
+    connections: int = 16,
+    cpus: str | None = None,
+) -> LoadResult:
+    """Unary ModelInfer under h2load: `connections` HTTP/2 connections, one call in flight on
+    each (the closed loop wrk runs for REST)."""
+    check_grpc(target, document, model)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    body_path = work_dir / "grpc-request.bin"
+    body_path.write_bytes(grpc_request(document, model))
+    log_path = work_dir / "h2load.log"
+    log_path.unlink(missing_ok=True)  # h2load appends to its log
+    argv = pinned([
+        str(tool("h2load")), "-t1", f"-c{connections}", "-m1", f"-D{seconds:.0f}",
+        "-d", str(body_path), f"--log-file={log_path}",
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        f"http://{target}/inference.GRPCInferenceService/ModelInfer",
+    ], cpus)  # fmt: skip
+    completed = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"h2load failed: {completed.stdout[-400:]} {completed.stderr[-400:]}")
+    latencies, statuses = [], []
+    for line in log_path.read_text().splitlines():  # start (us since epoch), status, duration us
+        _start, status, duration = line.split("\t")
+        statuses.append(int(status))
+        latencies.append(int(duration))
+    if not latencies:
+        raise RuntimeError(f"h2load logged no requests: {completed.stdout[-400:]}")
+    latencies.sort()
+    return LoadResult(
+        requests_per_second=len(latencies) / seconds,
+        p50_ms=latencies[len(latencies) // 2] / 1000,
+        p99_ms=latencies[int(len(latencies) * 0.99)] / 1000,
+        errors=sum(status != 200 for status in statuses),
+    )

@@ -18,15 +18,16 @@ from kubernetes.client.rest import ApiException
 from tests.deploy.chart import ALL_MONITORING, CHART, MANIFESTS, helm, kustomize
 from tests.support.kube import Kube, load_yaml_documents
 from tests.support.process import tool
+from tests.support.stack import stack_env, third_party_crds
 
 pytestmark = pytest.mark.integration
-
-MONITORING_CRDS = Path(__file__).parent / "crds" / "monitoring.coreos.com.yaml"
 
 
 @pytest.fixture
 def monitoring_crds(kube: Kube) -> None:
-    kube.apply_crds(load_yaml_documents(MONITORING_CRDS))
+    """The real Prometheus Operator CRDs (from the Go module cache, via ./bin/stack.env)."""
+    crds = third_party_crds(stack_env())
+    kube.apply_crds([c for c in crds if c["spec"]["group"] == "monitoring.coreos.com"], timeout=120)
 
 
 def helm_as_admin(kube: Kube, *args: str | Path) -> subprocess.CompletedProcess[str]:

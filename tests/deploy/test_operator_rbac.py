@@ -1,7 +1,9 @@
-"""The operator as the chart deploys it: `helm install` into the real kube-apiserver, then
+"""The operator as the chart deploys it: `helm install` into the real stack (the `cluster` fixture:
+KServe with its webhooks, the real KServe and Gateway API CRDs, the controller-manager, KWOK), then
 creditmodel-operator started with exactly the rendered Deployment's command line and environment
 (the Secret resolved as the kubelet would) and the chart's ServiceAccount token. It reconciles the
-sample CreditModel through a stable version and into a canary without a single 403."""
+sample CreditModel through a stable version (Ready through KServe) and into a canary without a
+single 403."""
 
 from __future__ import annotations
 
@@ -23,15 +25,13 @@ from creditmodel.core import bundle
 from creditmodel.operator import builders
 from tests.core import bundles as fake
 from tests.deploy.chart import CHART, MANIFESTS, helm
-from tests.operator.running import Api, condition, eventually
+from tests.operator.running import Api, eventually
+from tests.support.cluster import ClusterKube
 from tests.support.kube import Kube, load_yaml_documents
 from tests.support.minio import S3Bucket
-from tests.support.process import REPO_ROOT, ManagedProcess, free_port
+from tests.support.process import ManagedProcess, free_port
 
 pytestmark = pytest.mark.integration
-
-# Stand-ins for the KServe and Gateway API CRDs (the operator tests' own; no controllers run).
-CHILD_CRDS = REPO_ROOT / "tests" / "operator" / "crds" / "minimal.yaml"
 
 
 def publish(uri: str, version: str) -> str:
@@ -59,9 +59,9 @@ def container_environment(kube: Kube, container: dict[str, Any]) -> dict[str, st
 
 
 def test_operator_with_chart_credentials_reconciles_without_403(
-    kube: Kube, s3: S3Bucket, tmp_path: Path
+    cluster: ClusterKube, s3: S3Bucket, tmp_path: Path
 ) -> None:
-    kube.apply_crds(doc for doc in load_yaml_documents(CHILD_CRDS))
+    kube: Kube = cluster
     s3_env = s3.server.env()
     client.CoreV1Api(kube.api).create_namespaced_secret(
         kube.namespace,
@@ -150,18 +150,13 @@ def test_operator_with_chart_credentials_reconciles_without_403(
         # The sample names no image: the chart's default reaches the InferenceService.
         (container_spec,) = api.isvcs()[stable]["spec"]["predictor"]["containers"]
         assert container_spec["image"] == "registry.test/creditmodel/predictor:9.9.9-chart"
-        api.mark_isvc_ready(stable)  # what KServe would do
-        eventually(
-            lambda: (condition(api.model(name), "Ready") or {}).get("status") == "True",
-            timeout=30,
-            what="Ready=True",
-        )
+        api.wait_model_ready(name)  # KServe: the predictor Deployment available (KWOK)
         # A new bundle: canary InferenceService and a weighted HTTPRoute (patch verbs, list, watch).
         v2 = publish(f"{s3.uri}/german-credit/v2", "v2")
         api.patch_model(name, {"spec": {"model": {"bundleURI": v2}}})
         canary = builders.isvc_name(name, v2)
         eventually(lambda: canary in api.isvcs(), timeout=30, what="the canary InferenceService")
-        api.mark_isvc_ready(canary)
+        api.wait_isvc_ready(canary)
         eventually(
             lambda: len(api.route(name)["spec"]["rules"][0]["backendRefs"]) == 2,
             timeout=30,

@@ -1,34 +1,48 @@
 """The operator as a real process (`python -m creditmodel.operator`), authenticated as the
-ServiceAccount bound to manifests/rbac, plus helpers to watch what it does through the API."""
+ServiceAccount bound to manifests/rbac, on the real stack (tests/support/cluster.py: KServe with its
+webhooks, the controller-manager, KWOK), plus helpers to watch what it does through the API.
+
+Nothing here writes a child's status: InferenceServices become Ready through KServe and KWOK, Jobs
+end through the Job controller and KWOK's stages (tests/support/kwok)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes import client
+from kubernetes import client, watch
 
+from tests.predictor.server import PredictorServer
+from tests.support.cluster import end_pod
 from tests.support.kube import Kube, load_yaml_documents
 from tests.support.process import REPO_ROOT, ManagedProcess, free_port
+from tests.support.rendered import deployment_container, local_process, run_rendered
+from tests.support.waiting import eventually
 
 T = TypeVar("T")
 CRD_DIR = REPO_ROOT / "manifests" / "crd"
 RBAC = REPO_ROOT / "manifests" / "rbac" / "operator.yaml"
-TEST_CRDS = Path(__file__).parent / "crds" / "minimal.yaml"
 GROUP, VERSION, PLURAL = "scoring.creditmodel.io", "v1alpha1", "creditmodels"
+ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
+# KServe + KWOK take a few seconds per InferenceService; two shared cores make that tens at worst.
+READY_TIMEOUT = 180
 
 
 def crd_documents() -> list[dict[str, Any]]:
-    """Our CRDs (manifests/crd, kustomization files aside) and the minimal KServe/Gateway ones."""
-    paths = [*sorted(CRD_DIR.glob("*.yaml")), TEST_CRDS]
-    documents = [doc for path in paths for doc in load_yaml_documents(path)]
+    """Our CRDs (manifests/crd, kustomization files aside). KServe's, Gateway API's and the
+    Prometheus Operator's real CRDs come with the `cluster` stack."""
+    documents = [
+        doc for path in sorted(CRD_DIR.glob("*.yaml")) for doc in load_yaml_documents(path)
+    ]
     return [doc for doc in documents if doc.get("kind") == "CustomResourceDefinition"]
 
 
@@ -123,7 +137,9 @@ class Operator:
         forbidden = [
             line
             for line in self.log().splitlines()
-            if "forbidden" in line.lower() and "exceeded quota" not in line  # a quota, not RBAC
+            if "forbidden" in line.lower()
+            and "exceeded quota" not in line  # a quota, not RBAC
+            and "denied request" not in line  # an admission policy, not RBAC
         ]
         assert not forbidden, "operator hit RBAC denials:\n" + "\n".join(forbidden[:10])
 
@@ -144,20 +160,6 @@ def running_operator(
         operator.stop()
         print(f"--- operator log ---\n{operator.log()[-20000:]}")  # shown by pytest on failure
     operator.assert_never_forbidden()
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 20, what: str = "") -> T:
-    """Poll until `probe` returns something truthy; fail with the last value otherwise. A field
-    not written yet (KeyError) or an object not created yet (ApiException) means "not yet"."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(client.ApiException, KeyError):
-            last = probe()
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}: last {last!r}")
 
 
 class Api:
@@ -199,96 +201,181 @@ class Api:
             )
         )
 
-    def mark_isvc_ready(self, name: str) -> None:
-        """What the KServe controller would do once the predictor pods are ready."""
-        self.custom.patch_namespaced_custom_object_status(
-            "serving.kserve.io",
-            "v1beta1",
-            self.namespace,
-            "inferenceservices",
-            name,
-            {
-                "status": {
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": "True",
-                            "lastTransitionTime": "2026-01-01T00:00:00Z",
-                        }
-                    ]
-                }
-            },
+    def isvc(self, name: str) -> dict[str, Any]:
+        return dict(
+            self.custom.get_namespaced_custom_object(*ISVC[:2], self.namespace, ISVC[2], name)
         )
 
-    def terminated_training_pod(self, job: str, message: str) -> None:
-        """A pod of `job` whose container ended with `message` (what the kubelet records)."""
+    def isvc_ready(self, name: str) -> bool:
+        """KServe's own verdict: the InferenceService's Ready condition."""
+        return (condition(self.isvc(name), "Ready") or {}).get("status") == "True"
+
+    def wait_isvc_ready(self, name: str, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        """Until KServe reports the InferenceService Ready (its Deployment available: KWOK pods)."""
+        return eventually(
+            lambda: self.isvc(name) if self.isvc_ready(name) else None,
+            timeout=timeout,
+            what=f"InferenceService {name} Ready (KServe)",
+        )
+
+    def wait_model_ready(self, name: str, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            model = self.model(name)
+            return model if (condition(model, "Ready") or {}).get("status") == "True" else None
+
+        return eventually(ready, timeout=timeout, what=f"CreditModel {name} Ready=True")
+
+    def describe(self) -> str:
+        """The InferenceServices' Ready conditions (KServe's) and the CreditModels' status, for
+        failure messages."""
+        lines = []
+        for name, isvc in self.isvcs().items():
+            ready = condition(isvc, "Ready") or {}
+            lines.append(f"isvc {name}: Ready={ready.get('status')} {ready.get('reason', '')}")
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        for item in items["items"]:
+            lines.append(f"creditmodel {item['metadata']['name']}: {item.get('status')}")
+        return "\n".join(lines)
+
+    def predictor_pods(self, isvc: str) -> list[client.V1Pod]:
         core = client.CoreV1Api(self.kube.api)
-        name = f"{job}-pod"
-        core.create_namespaced_pod(
-            self.namespace,
-            {
-                "metadata": {"name": name, "labels": {"batch.kubernetes.io/job-name": job}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "train", "image": "ghcr.io/creditmodel/training:test"}],
-                },
-            },
-        )
-        now = "2026-01-01T00:00:00Z"
-        terminated = {"exitCode": 3, "reason": "Error", "message": message, "finishedAt": now}
-        core.patch_namespaced_pod_status(
-            name,
-            self.namespace,
-            {
-                "status": {
-                    "phase": "Failed",
-                    "containerStatuses": [
-                        {
-                            "name": "train",
-                            "image": "ghcr.io/creditmodel/training:test",
-                            "imageID": "",
-                            "ready": False,
-                            "restartCount": 0,
-                            "state": {"terminated": terminated},
-                        }
-                    ],
-                }
-            },
-        )
+        selector = f"serving.kserve.io/inferenceservice={isvc}"
+        return list(core.list_namespaced_pod(self.namespace, label_selector=selector).items)
 
-    def finish_job(self, name: str, succeeded: bool) -> None:
-        """What the Job controller would write when the training pod ends."""
-        now = "2026-01-01T00:00:00Z"
-        if succeeded:
-            conditions = [
-                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
-                {"type": "Complete", "status": "True", "lastTransitionTime": now},
-            ]
-            counts = {"succeeded": 1, "completionTime": now}
-        else:
-            message = "Job has reached the specified backoff limit"
-            conditions = [
-                {
-                    "type": "FailureTarget",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "message": message,
-                    "lastTransitionTime": now,
-                },
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "message": message,
-                    "lastTransitionTime": now,
-                },
-            ]
-            counts = {"failed": 2}
-        self.batch.patch_namespaced_job_status(
-            name,
-            self.namespace,
-            {"status": {"startTime": now, "conditions": conditions, **counts}},
+    def apps_deployments(self) -> list[str]:
+        apps = client.AppsV1Api(self.kube.api)
+        return [d.metadata.name for d in apps.list_namespaced_deployment(self.namespace).items]
+
+    def training_pods(self, job: str) -> list[client.V1Pod]:
+        core = client.CoreV1Api(self.kube.api)
+        selector = f"batch.kubernetes.io/job-name={job}"
+        return list(core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+
+    def end_training_pod(self, job: str, exit_code: int, message: str = "") -> None:
+        """The held training container (image tag `hold`) exits: KWOK records `exit_code` and the
+        termination `message`; the Job controller takes it from there."""
+        running = eventually(
+            lambda: [p for p in self.training_pods(job) if p.status.phase == "Running"],
+            timeout=READY_TIMEOUT,
+            what=f"a running pod of Job {job}",
         )
+        end_pod(self.kube.api, self.namespace, running[0].metadata.name, exit_code, message)
+
+
+def storage(kube: Kube, env: Mapping[str, str], secret: str = "creditmodel-s3") -> dict[str, Any]:
+    """A CreditModel's `spec.storage` for MinIO (`env`: its S3 environment): the endpoint, and
+    the keys in a Secret of the test namespace, as a platform team would set it up."""
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    client.CoreV1Api(kube.api).create_namespaced_secret(
+        kube.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=secret), string_data={k: env[k] for k in keys}
+        ),
+    )
+    return {"endpoint": env["S3_ENDPOINT_URL"], "region": "us-east-1", "secretName": secret}
+
+
+@contextlib.contextmanager
+def rendered_predictor(
+    kube: Kube,
+    isvc: str,
+    log_dir: Path,
+    extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = 90,
+) -> Iterator[PredictorServer]:
+    """The predictor of InferenceService `isvc`, run here from the pod template KServe rendered
+    into Deployment `<isvc>-predictor` (tests/support/rendered.py: args, env, envFrom resolved;
+    only the executable and the listening ports change)."""
+    deployment = eventually(
+        lambda: deployment_container(kube.api, kube.namespace, f"{isvc}-predictor"),
+        timeout=READY_TIMEOUT,
+        what=f"Deployment {isvc}-predictor (rendered by KServe)",
+    )
+    process = local_process(
+        kube.api, kube.namespace, deployment, extra_args=extra_args, extra_env=extra_env
+    )
+    args = process.argv
+    model_name = args[args.index("--model_name") + 1]
+    http_port, grpc_port = process.port("http", deployment), process.port("grpc", deployment)
+    with run_rendered(process, isvc, log_dir) as managed:
+
+        def ready() -> bool:
+            if managed.proc.poll() is not None:
+                raise AssertionError(
+                    f"the predictor KServe rendered for {isvc} exited with"
+                    f" {managed.proc.returncode}: {process.argv}\n{managed.log_tail()}"
+                )
+            url = f"http://127.0.0.1:{http_port}/v2/health/ready"
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(url, timeout=2) as response,
+            ):
+                return bool(json.loads(response.read()).get("ready"))
+            return False
+
+        eventually(ready, timeout=timeout, what=f"predictor {isvc} ready ({process.argv})")
+        yield PredictorServer(managed, model_name, http_port, grpc_port)
+
+
+class Recorder:
+    """Every version of the namespace's objects of one custom kind, from a watch opened before
+    the test acts: what was written, in order, however briefly it held."""
+
+    def __init__(self, kube: Kube, group: str, version: str, plural: str) -> None:
+        self.custom = client.CustomObjectsApi(kube.api)
+        self.args = (group, version, kube.namespace, plural)
+        self.versions: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self.stop = threading.Event()
+        listed = self.custom.list_namespaced_custom_object(*self.args)
+        self.resource_version = listed["metadata"]["resourceVersion"]
+        self.started_at = int(self.resource_version)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    self.custom.list_namespaced_custom_object,
+                    *self.args,
+                    resource_version=self.resource_version,
+                    timeout_seconds=5,
+                ):
+                    obj = event["object"]
+                    self.resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self.versions.append(json.loads(json.dumps(obj)))
+                    if self.stop.is_set():
+                        break
+            except client.ApiException as exc:
+                if exc.status == 410:  # expired: what was missed cannot be recorded any more
+                    self.error = f"the watch expired after {len(self.versions)} versions"
+                    return
+                time.sleep(0.2)
+            except Exception:  # a dropped connection: resume from the last version seen
+                time.sleep(0.2)
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        """The versions of `name`, in order (fails if the watch could not see them all)."""
+        assert self.error is None, self.error
+        return [v for v in list(self.versions) if v["metadata"]["name"] == name]
+
+    def close(self) -> None:
+        """Stop once the watch has delivered everything written so far (an object's version is
+        etcd's revision: a later write has a larger one)."""
+        listed = self.custom.list_namespaced_custom_object(*self.args)["items"]
+        latest = max((int(i["metadata"]["resourceVersion"]) for i in listed), default=0)
+        deadline = time.monotonic() + 10
+        while self.error is None and time.monotonic() < deadline:
+            seen = [int(v["metadata"]["resourceVersion"]) for v in list(self.versions)]
+            if max(seen, default=self.started_at) >= latest:
+                break
+            time.sleep(0.05)
+        self.stop.set()
+        self.thread.join(10)
 
 
 def condition(model: dict[str, Any], kind: str) -> dict[str, Any] | None:

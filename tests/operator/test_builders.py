@@ -327,3 +327,19 @@ def test_ingress_policy_comes_from_the_operator_settings() -> None:
     )
     policy = builders.IngressPolicy.from_settings(settings)
     assert (list(policy.sources), list(policy.knative_namespaces)) == ([PROMETHEUS], ["kn"])
+
+
+def test_batch_jobs_fail_at_once_on_certain_failures_and_explain_crashes() -> None:
+    """Exit 2 (bad input) and 3 (a gate failed) cannot change on a retry: the Job fails without
+    rerunning; a crash (exit 1) leaves its log's tail as the termination message."""
+    trained = spec(training=TRAINING)
+    job = builders.build_training_job(OWNER, trained, 1, "v1", "s3://bundles/german")
+    monitored = spec(training=TRAINING, monitoring={"predictionLogURI": "s3://predictions"})
+    cron = builders.build_drift_cronjob(OWNER, monitored, V1)
+    for job_spec, name in ((job["spec"], "train"), (cron["spec"]["jobTemplate"]["spec"], "drift")):
+        fail, ignore = job_spec["podFailurePolicy"]["rules"]
+        assert fail["action"] == "FailJob"
+        assert fail["onExitCodes"] == {"containerName": name, "operator": "In", "values": [2, 3]}
+        assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+        (container,) = job_spec["template"]["spec"]["containers"]
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"

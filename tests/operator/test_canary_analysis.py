@@ -1,6 +1,7 @@
 """Canary analysis end to end: the operator's rollout driven by a real Prometheus scraping real
-`creditmodel-predictor` processes, started from the very container args the operator put in each
-InferenceService (the test plays KServe: it runs the predictor and marks the ISVC Ready).
+`creditmodel-predictor` processes, each started from the pod template KServe rendered into the
+version's Deployment (args, env, the storage Secret resolved; tests/support/rendered.py). KServe
+makes each InferenceService Ready through KWOK's pods; nothing here writes a status.
 
 The stable and the canary get identical traffic, as the HTTPRoute's weights would split one
 population. In the promotion test the canary is the same model republished as v2 (PSI ~ 0); in
@@ -24,9 +25,18 @@ from kubernetes import client
 
 from creditmodel.core import bundle
 from creditmodel.operator import builders
-from tests.operator.running import Api, Operator, condition, eventually, running_operator
+from tests.operator.running import (
+    Api,
+    Operator,
+    condition,
+    eventually,
+    rendered_predictor,
+    running_operator,
+    storage,
+)
 from tests.predictor.conftest import TrainedBundle
-from tests.predictor.server import PredictorServer, predictor_server
+from tests.predictor.server import PredictorServer
+from tests.support.cluster import HOLD_TAG
 from tests.support.kube import Kube
 from tests.support.minio import S3Bucket
 from tests.support.prometheus import PrometheusServer
@@ -79,21 +89,12 @@ def container_args(isvc: dict[str, Any]) -> dict[str, str]:
     return dict(zip(args[::2], args[1::2], strict=True))
 
 
-@contextlib.contextmanager
 def serve(
-    isvc: dict[str, Any], s3: S3Bucket, log_dir: Path, extra: Sequence[str] = ()
-) -> Iterator[PredictorServer]:
-    """Run the predictor an InferenceService describes (KServe's job), on free local ports."""
-    args = container_args(isvc)
-    with predictor_server(
-        args["--model_dir"],
-        log_dir,
-        model_name=args["--model_name"],
-        extra=["--workers", args["--workers"], *extra],
-        env=s3.env(),
-        name=isvc["metadata"]["name"],
-    ) as server:
-        yield server
+    api: Api, isvc: dict[str, Any], log_dir: Path, extra: Sequence[str] = ()
+) -> contextlib.AbstractContextManager[PredictorServer]:
+    """Run the predictor KServe rendered for the InferenceService, on free local ports; `extra`
+    are this test's own flags on top (a shifted points scaling)."""
+    return rendered_predictor(api.kube, isvc["metadata"]["name"], log_dir, extra_args=extra)
 
 
 @dataclass
@@ -125,8 +126,12 @@ def rig(
     return Rig(Api(crds), s3, champion, operator_kubeconfig, tmp_path, prometheus)
 
 
-def spec_for(s3: S3Bucket, prometheus_url: str = "http://127.0.0.1:1") -> dict[str, Any]:
-    return {
+def spec_for(
+    s3: S3Bucket, prometheus_url: str = "http://127.0.0.1:1", kube: Kube | None = None
+) -> dict[str, Any]:
+    """The CreditModel these tests apply; with `kube`, its storage Secret is created there and
+    named in spec.storage, so the rendered predictors get MinIO's endpoint and keys from it."""
+    body: dict[str, Any] = {
         "apiVersion": "scoring.creditmodel.io/v1alpha1",
         "kind": "CreditModel",
         "metadata": {"name": NAME},
@@ -148,6 +153,9 @@ def spec_for(s3: S3Bucket, prometheus_url: str = "http://127.0.0.1:1") -> dict[s
             },
         },
     }
+    if kube is not None:
+        body["spec"]["storage"] = storage(kube, s3.env())
+    return body
 
 
 def status_when(
@@ -177,21 +185,21 @@ def canary_under_analysis(
     v2 = publish_as(trained, f"{s3.uri}/{NAME}/v2", "v2")
     with contextlib.ExitStack() as stack:
         operator = stack.enter_context(rig.operator())
-        body = spec_for(s3)
+        body = spec_for(s3, kube=api.kube)
         api.create_model(body)
         v1_isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
-        stable = stack.enter_context(serve(v1_isvc, s3, tmp_path))
-        api.mark_isvc_ready(v1_isvc["metadata"]["name"])
+        stable = stack.enter_context(serve(api, v1_isvc, tmp_path))
+        api.wait_model_ready(NAME)  # KServe: v1's Deployment available
         api.patch_model(NAME, {"spec": {"rollout": {"paused": True}, "model": {"bundleURI": v2}}})
         v2_isvc = eventually(
             lambda: api.isvcs().get(builders.isvc_name(NAME, v2)), what="canary ISVC"
         )
-        canary = stack.enter_context(serve(v2_isvc, s3, tmp_path, canary_extra))
+        canary = stack.enter_context(serve(api, v2_isvc, tmp_path, canary_extra))
         server = prometheus([f"127.0.0.1:{stable.http_port}", f"127.0.0.1:{canary.http_port}"])
         server.wait_for_targets_up()
         stack.enter_context(Traffic(trained, [stable, canary]))
         server.wait_for('sum(increase(creditmodel_requests_total{version="v2"}[10s])) > 20', 30)
-        api.mark_isvc_ready(v2_isvc["metadata"]["name"])
+        api.wait_isvc_ready(v2_isvc["metadata"]["name"])
         api.patch_model(
             NAME,
             {"spec": {"rollout": {"paused": False, "analysis": {"prometheusURL": server.url}}}},
@@ -211,7 +219,7 @@ def test_healthy_canary_is_promoted_across_an_operator_restart(
     api = rig.api
     with canary_under_analysis(rig) as (operator, v1, v2):
         at_step_two = status_when(
-            api, lambda s: s.get("canary", {}).get("step") == 1, 30, "canary advanced to step 2"
+            api, lambda s: s.get("canary", {}).get("step") == 1, 60, "canary advanced to step 2"
         )
         assert at_step_two["canaryWeight"] == 60
         assert at_step_two["canary"]["lastAnalysis"]["verdict"] == "passed"
@@ -222,7 +230,7 @@ def test_healthy_canary_is_promoted_across_an_operator_restart(
         eventually(lambda: "CanaryAdvanced" in reasons_of(api), what="CanaryAdvanced event")
         operator.restart()  # mid-rollout: all progress is in the status
         promoted = status_when(
-            api, lambda s: s.get("stable", {}).get("version") == "v2", 30, "promotion"
+            api, lambda s: s.get("stable", {}).get("version") == "v2", 60, "promotion"
         )
         # v1 drains (the route holds it at 0% for the drain period) before it goes
         eventually(
@@ -246,7 +254,7 @@ def test_canary_with_shifted_scores_is_rolled_back(
     api = rig.api
     shift = ["--base_score", "750", "--base_odds", "50", "--points_to_double_odds", "20"]
     with canary_under_analysis(rig, canary_extra=shift) as (_, v1, v2):
-        rolled_back = status_when(api, lambda s: "rejected" in s, 40, "rollback")
+        rolled_back = status_when(api, lambda s: "rejected" in s, 60, "rollback")
         eventually(  # the canary drains before it goes
             lambda: set(api.isvcs()) == {builders.isvc_name(NAME, v1)}, what="canary removed"
         )
@@ -283,8 +291,10 @@ def test_live_score_drift_starts_a_retraining_job(
     api, s3, champion, tmp_path = rig.api, rig.s3, rig.trained, rig.workdir
     v1 = publish_as(champion, f"{s3.uri}/{NAME}/v1", "v1")
     with rig.operator(), contextlib.ExitStack() as stack:
-        body = spec_for(s3)
+        body = spec_for(s3, kube=api.kube)
         body["spec"]["training"] = {
+            # Held running (tests/support/kwok/pod-hold.yaml): the Job stays in status to read.
+            "image": f"ghcr.io/creditmodel/training:{HOLD_TAG}",
             "dataURI": f"{s3.uri}/data/applicants.csv",
             "target": "default",
             "positiveLabel": "1",
@@ -294,8 +304,8 @@ def test_live_score_drift_starts_a_retraining_job(
         api.create_model(body)
         isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
         # A short PSI window so the shifted traffic dominates within seconds.
-        stable = stack.enter_context(serve(isvc, s3, tmp_path, ["--drift_window_seconds", "5"]))
-        api.mark_isvc_ready(isvc["metadata"]["name"])
+        stable = stack.enter_context(serve(api, isvc, tmp_path, ["--drift_window_seconds", "5"]))
+        api.wait_model_ready(NAME)
         every = scores(stable, champion, 2_000)
         riskiest = sorted(range(len(every)), key=every.__getitem__)[:300]
         shifted = TrainedBundle(
@@ -307,7 +317,7 @@ def test_live_score_drift_starts_a_retraining_job(
         server.wait_for(f'creditmodel_score_psi{{model="{NAME}",version="v1"}} > 0.25', 30)
         api.patch_model(NAME, {"spec": {"rollout": {"analysis": {"prometheusURL": server.url}}}})
         training = status_when(
-            api, lambda s: s.get("training", {}).get("jobName"), 30, "a drift-triggered Job"
+            api, lambda s: s.get("training", {}).get("jobName"), 60, "a drift-triggered Job"
         )["training"]
     assert training["reason"] == "Drift"
     assert training["driftRetrainedFor"] == "v1"

@@ -1,13 +1,13 @@
-"""The drift loop closed for real: the operator (a real process, as its RBAC-bound ServiceAccount)
-creates the drift report CronJob and the predictor's prediction-log settings; a real
-`creditmodel-predictor` started from the InferenceService's own container (args and env) logs what
-it scores to MinIO; the test plays the CronJob controller and runs `creditmodel-drift` with the
-CronJob's own args; the operator reads the report, records it, announces it and retrains, once
-within the cool-down."""
+"""The drift loop closed for real, on the real stack: the operator (a real process, as its RBAC-bound
+ServiceAccount) creates the drift report CronJob and the predictor's prediction-log settings; a
+real `creditmodel-predictor` started from the pod template KServe rendered (args, env, the storage
+Secret resolved) logs what it scores to MinIO; the test runs `creditmodel-drift` with the
+CronJob's own args (the real CronJob controller may also run it on its schedule: harmless, KWOK completes it); the operator reads the report, records
+it, announces it and retrains, once within the cool-down. The retraining Job runs under the real
+Job controller, its pod held by KWOK (image tag `hold`) until the test ends it."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,17 +17,27 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from creditmodel.core import jobs
 from creditmodel.core.drift import DriftSummary
 from creditmodel.core.prediction_log import latest_report_name
 from creditmodel.core.storage import open_store
 from creditmodel.operator import builders, bundles
 from creditmodel.training import drift_job, synthetic
-from tests.operator.running import Api, Operator, condition, eventually, running_operator
-from tests.operator.test_canary_analysis import NAME, container_args, publish_as, spec_for
+from tests.operator.running import (
+    READY_TIMEOUT,
+    Api,
+    Operator,
+    condition,
+    eventually,
+    rendered_predictor,
+    running_operator,
+)
+from tests.operator.test_canary_analysis import NAME, publish_as, spec_for
 from tests.operator.test_handlers import publish
 from tests.predictor.conftest import TrainedBundle
-from tests.predictor.server import PredictorServer, predictor_server
+from tests.predictor.server import PredictorServer
 from tests.predictor.test_prediction_log_server import score
+from tests.support.cluster import HOLD_TAG
 from tests.support.kube import Kube
 from tests.support.minio import S3Bucket
 from tests.support.process import free_port
@@ -50,10 +60,10 @@ def drift_operator(
         yield running
 
 
-def monitored_model(s3: S3Bucket, **monitoring: Any) -> dict[str, Any]:
-    body = spec_for(s3)
+def monitored_model(s3: S3Bucket, kube: Kube | None = None, **monitoring: Any) -> dict[str, Any]:
+    body = spec_for(s3, kube=kube)
     body["spec"]["training"] = {
-        "image": "ghcr.io/creditmodel/training:test",
+        "image": f"ghcr.io/creditmodel/training:{HOLD_TAG}",
         "dataURI": f"{s3.uri}/data/applicants.csv",
         "target": "default",
         "positiveLabel": "1",
@@ -109,20 +119,15 @@ def wait_logged(server: PredictorServer, rows: int, timeout: float = 30) -> None
     raise AssertionError(f"fewer than {rows} rows reached the prediction log")
 
 
-@contextlib.contextmanager
-def serve_logging(isvc: dict[str, Any], s3: S3Bucket, log_dir: Path) -> Iterator[PredictorServer]:
-    """The predictor the InferenceService describes, with the env the operator gave it."""
-    container = isvc["spec"]["predictor"]["containers"][0]
-    args = container_args(isvc)
-    env = {
-        **s3.env(),
-        **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
-        "CREDITMODEL_PREDICTION_LOG_FLUSH_INTERVAL_SECONDS": "0.2",
-    }
-    with predictor_server(
-        args["--model_dir"], log_dir, model_name=args["--model_name"], env=env, name="stable"
-    ) as server:
-        yield server
+def serve_logging(api: Api, isvc: dict[str, Any], log_dir: Path) -> Any:
+    """The predictor KServe rendered for the InferenceService, with the env the operator gave it
+    (prediction log, storage Secret); the test only flushes the log more often."""
+    return rendered_predictor(
+        api.kube,
+        isvc["metadata"]["name"],
+        log_dir,
+        extra_env={"CREDITMODEL_PREDICTION_LOG_FLUSH_INTERVAL_SECONDS": "0.2"},
+    )
 
 
 def test_drift_reports_are_recorded_and_retrain_once_within_the_cool_down(
@@ -130,7 +135,9 @@ def test_drift_reports_are_recorded_and_retrain_once_within_the_cool_down(
 ) -> None:
     v1 = publish_as(champion, f"{s3.uri}/{NAME}/v1", "v1")
     api.create_model(
-        monitored_model(s3, sampleRate=1, retrainOnDriftPSI=0.2, retrainCooldownSeconds=3600)
+        monitored_model(
+            s3, api.kube, sampleRate=1, retrainOnDriftPSI=0.2, retrainCooldownSeconds=3600
+        )
     )
     isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
     env = isvc["spec"]["predictor"]["containers"][0]["env"]
@@ -155,8 +162,8 @@ def test_drift_reports_are_recorded_and_retrain_once_within_the_cool_down(
     assert "scorePSI" not in empty
 
     names = [f.name for f in champion.bundle.schema.features]
-    with serve_logging(isvc, s3, tmp_path) as server:
-        api.mark_isvc_ready(isvc["metadata"]["name"])
+    with serve_logging(api, isvc, tmp_path) as server:
+        api.wait_model_ready(NAME)
         score(server, champion.bundle, synthetic.generate(2_000, seed=11, drift=0.0)[names])
         wait_logged(server, 2_000)
         calm = run_cronjob(api, cronjob, empty)
@@ -183,16 +190,31 @@ def test_drift_reports_are_recorded_and_retrain_once_within_the_cool_down(
     started = [e.message for e in events(api, "TrainingStarted")]
     assert any("drift report score PSI" in m for m in started), started
 
-    # The retrain fails; a second report inside the cool-down starts nothing.
-    api.finish_job(f"{NAME}-train-1", succeeded=False)
-    eventually(
-        lambda: api.model(NAME)["status"]["training"].get("lastResult"), what="training result"
+    # The retrain fails (creditmodel-train exits with a gate failure, which the Job's pod failure
+    # policy makes final: no retry pod); a second report inside the cool-down starts nothing.
+    gate_failed = jobs.render(
+        jobs.TerminationMessage(
+            exit_code=int(jobs.ExitCode.GATE_FAILED),
+            kind=jobs.ExitCode.GATE_FAILED.kind,
+            failed_gates=["auc"],
+        )
     )
+    api.end_training_pod(f"{NAME}-train-1", int(jobs.ExitCode.GATE_FAILED), gate_failed)
+    result = eventually(
+        lambda: api.model(NAME)["status"]["training"].get("lastResult"),
+        timeout=READY_TIMEOUT,
+        what="training result",
+    )
+    assert (result["result"], result["reason"]) == ("GatesFailed", "GatesFailed")
+    assert len(api.training_pods(f"{NAME}-train-1")) == 1  # failed at once, not retried
     again = run_cronjob(api, cronjob, drifted)
     assert again["scorePSI"] > 0.2
     assert "jobName" not in api.model(NAME)["status"]["training"]
-    jobs = api.batch.list_namespaced_job(api.namespace).items
-    assert [j.metadata.name for j in jobs] == [f"{NAME}-train-1"]
+    # Training Jobs only: the real CronJob controller may have run the drift schedule meanwhile.
+    listed = api.batch.list_namespaced_job(
+        api.namespace, label_selector=f"{builders.COMPONENT_LABEL}=training"
+    ).items
+    assert [j.metadata.name for j in listed] == [f"{NAME}-train-1"]
     assert any("not retraining: cool-down until" in e.message for e in events(api, "DriftReport"))
     assert (condition(api.model(NAME), "Ready") or {}).get("status") == "True"
 
@@ -221,11 +243,7 @@ def test_unreadable_report_keeps_serving_and_removing_monitoring_removes_the_cro
     api.create_model(monitored_model(s3))
     isvc = builders.isvc_name(NAME, v1)
     eventually(lambda: api.batch.read_namespaced_cron_job(CRONJOB, api.namespace), what="CronJob")
-    api.mark_isvc_ready(isvc)
-    eventually(
-        lambda: (condition(api.model(NAME), "Ready") or {}).get("status") == "True",
-        what="Ready before the report breaks",
-    )
+    api.wait_model_ready(NAME)  # before the report breaks
     latest = latest_report_name(NAME)
     store = open_store(f"{s3.uri}/predictions")
     store.write_bytes(latest, b"{ half a report")
@@ -280,19 +298,17 @@ def test_refused_cronjob_is_announced_and_serving_goes_on(
         spec=client.V1ResourceQuotaSpec(hard={"count/cronjobs.batch": "0"}),
     )
     core.create_namespaced_resource_quota(api.namespace, quota)
-    # No quota controller runs: write the usage it would, or admission ignores the quota.
-    counted = {"count/cronjobs.batch": "0"}
-    core.patch_namespaced_resource_quota_status(
-        "no-cronjobs", api.namespace, {"status": {"hard": counted, "used": counted}}
+    # The resource quota controller counts usage; admission enforces the quota once it has.
+    eventually(
+        lambda: core.read_namespaced_resource_quota_status(
+            "no-cronjobs", api.namespace
+        ).status.used,
+        what="quota usage counted by the resource quota controller",
     )
     v1 = publish(f"{s3.uri}/{NAME}/v1", "v1")
     api.create_model(monitored_model(s3))
-    isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
-    api.mark_isvc_ready(isvc["metadata"]["name"])
-    eventually(
-        lambda: (condition(api.model(NAME), "Ready") or {}).get("status") == "True",
-        what="Ready with the CronJob refused",
-    )
+    eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
+    api.wait_model_ready(NAME)  # with the CronJob refused
     (refused,) = eventually(lambda: events(api, "DriftCronJobRefused"), what="refusal Event")
     assert refused.type == "Warning"
     assert "create CronJob" in refused.message
@@ -331,12 +347,8 @@ def test_a_same_named_cronjob_of_someone_else_is_left_alone(
     v1 = publish(f"{s3.uri}/{NAME}/v1", "v1")
     body = spec_for(s3)
     api.create_model(body)
-    isvc = eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
-    api.mark_isvc_ready(isvc["metadata"]["name"])
-    eventually(
-        lambda: (condition(api.model(NAME), "Ready") or {}).get("status") == "True",
-        what="Ready",
-    )
+    eventually(lambda: api.isvcs().get(builders.isvc_name(NAME, v1)), what="v1 ISVC")
+    api.wait_model_ready(NAME)
     kept = api.batch.read_namespaced_cron_job(CRONJOB, api.namespace)
     assert kept.metadata.labels == {"team": "risk"}
     assert kept.spec.schedule == "0 3 * * *"

@@ -10,7 +10,6 @@ import copy
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from tests.predictor.server import _ready
 from tests.support.cluster import ClusterKube
 from tests.support.kube import apply_crds, load_yaml_documents
 from tests.support.process import REPO_ROOT, free_port, managed
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,21 +43,6 @@ REFERENCE_BUNDLE = str(REPO_ROOT / "models" / "german-credit")
 V1 = VersionRef(version="v1", bundle_uri=REFERENCE_BUNDLE)
 NAME = "german-credit"  # the sample's name
 LONG_NAME = "consumer-credit-scorecard-retail-emea-v2"  # 40 characters, the CRD's maximum
-
-
-def eventually(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except ApiException as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached after {timeout:.0f}s; last: {last}")
 
 
 def ready(isvc: dict[str, Any]) -> bool:
@@ -356,3 +341,18 @@ def test_kube_error_tells_a_refusal_from_an_outage() -> None:
     assert KubeError("invalid", 422).refused
     assert not KubeError("unavailable", 503).refused
     assert not KubeError("conflict", 409).refused
+
+
+def test_a_resync_of_a_knative_inferenceservice_writes_nothing_either(
+    cluster: ClusterKube, operator_client: Callable[..., Any]
+) -> None:
+    """KServe's defaulting webhook stores deploymentMode "Knative" for the alias "Serverless": had
+    the operator written the alias, every resync would patch it back."""
+    owner = owner_in(cluster, cluster.namespace, "german")
+    knative = spec(rollout={"router": "knative"})
+    isvc = builders.build_knative_inferenceservice(owner, knative, V1, None)
+    assert operator_client(lambda kube: kube.ensure(isvc, create_first=True)) == "created"
+    stored = get_isvc(cluster, cluster.namespace, "german")
+    assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    for _ in range(10):
+        assert operator_client(lambda kube: kube.ensure(isvc)) == "unchanged"

@@ -167,4 +167,4 @@ def test_predictor_networkpolicy_is_accepted_and_selects_the_predictor_pods(
         for peer in rule._from
     ]
     assert namespaces == ["gateway-system", "monitoring"]
-    assert [port.port for port in rule.ports] == [builders.PREDICTOR_PORT]
+    assert [port.port for port in rule.ports] == [builders.PREDICTOR_PORT, builders.GRPC_PORT]

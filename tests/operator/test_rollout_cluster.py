@@ -1,9 +1,13 @@
-"""Rollout safety with the operator as a real process against the real kube-apiserver (no KServe
-controller: the tests mark InferenceServices Ready as it would): manual controls act within 2 s
-of the annotation (a watch event, not the timer: the resync is 5 minutes here), a promote of a
-canary that never became Ready is refused and the stable survives, a canary that never becomes
-Ready stays at 0% and times out into a clear condition, and a promotion removes the old stable
-only after the route has held it at 0% for the drain period."""
+"""Rollout safety with the operator as a real process on the real stack (KServe makes each
+InferenceService Ready once KWOK's pods are): manual controls act within 2 s of the annotation (a
+watch event, not the timer: the resync is 5 minutes here), a promote of a canary that never became
+Ready is refused and the stable survives, a canary that never becomes Ready stays at 0% and times
+out into a clear condition, and a promotion removes the old stable only after the route has held
+it at 0% for the drain period.
+
+A canary that never becomes Ready is a real one: its bundle lives under a `kwok-never-ready` path
+segment, so the predictor pods KServe's Deployment starts run but never pass readiness (our KWOK
+stage tests/support/kwok/pod-not-ready.yaml), and KServe never reports the InferenceService Ready."""
 
 from __future__ import annotations
 
@@ -18,8 +22,16 @@ from kubernetes import client
 
 from creditmodel.operator import builders
 from creditmodel.operator.rollout import ZERO_SINCE_ANNOTATION, parse_time
-from tests.operator.running import Api, Operator, condition, eventually, running_operator
+from tests.operator.running import (
+    READY_TIMEOUT,
+    Api,
+    Operator,
+    condition,
+    eventually,
+    running_operator,
+)
 from tests.operator.test_handlers import publish, sample
+from tests.support.cluster import NEVER_READY_SEGMENT
 from tests.support.kube import Kube
 from tests.support.minio import S3Bucket
 
@@ -72,20 +84,32 @@ def serving_v1(api: Api, s3: S3Bucket) -> str:
     v1 = publish(f"{s3.uri}/{NAME}/v1", "v1")
     api.create_model(sample(s3, intervalSeconds=3600))
     eventually(lambda: isvc_for(v1) in api.isvcs(), what="v1 InferenceService")
-    api.mark_isvc_ready(isvc_for(v1))
-    eventually(lambda: weights(api) == {isvc_for(v1): 100}, what="v1 at 100%")
+    eventually(
+        lambda: weights(api) == {isvc_for(v1): 100},
+        timeout=READY_TIMEOUT,
+        what="v1 at 100% (KServe Ready)",
+    )
     return v1
 
 
 def start_canary(api: Api, s3: S3Bucket, version: str, ready: bool) -> str:
-    uri = publish(f"{s3.uri}/{NAME}/{version}", version)
+    """A canary whose predictor becomes Ready through KServe, or never does (its bundle under a
+    path that KWOK's pod-not-ready stage selects)."""
+    path = f"{NAME}/{version}" if ready else f"{NAME}/{NEVER_READY_SEGMENT}/{version}"
+    uri = publish(f"{s3.uri}/{path}", version)
     api.patch_model(NAME, {"spec": {"model": {"bundleURI": uri}}})
     eventually(
         lambda: status(api).get("canary", {}).get("version") == version, what=f"canary {version}"
     )
     if ready:
-        api.mark_isvc_ready(isvc_for(uri))
-        eventually(lambda: status(api)["canary"].get("readyAt"), what=f"canary {version} Ready")
+        try:
+            eventually(
+                lambda: status(api)["canary"].get("readyAt"),
+                timeout=READY_TIMEOUT,
+                what=f"canary {version} Ready (KServe)",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{api.describe()}") from None
     return uri
 
 
@@ -118,8 +142,10 @@ def test_manual_controls_act_within_two_seconds(
     assert weights(api) == {isvc_for(v2): 100, isvc_for(v1): 0}
     latency["rollback"] = act(api, "rollback", lambda s: s["stable"]["version"] == "v1")
     assert status(api)["rejected"]["version"] == "v2"
-    api.mark_isvc_ready(isvc_for(v1))  # recreated if it had drained away: KServe makes it Ready
-    eventually(lambda: weights(api).get(isvc_for(v1)) == 100, what="v1 back at 100%")
+    # Recreated if it had drained away: KServe makes it Ready again.
+    eventually(
+        lambda: weights(api).get(isvc_for(v1)) == 100, timeout=READY_TIMEOUT, what="v1 back at 100%"
+    )
     start_canary(api, s3, "v3", ready=True)
     latency["abort"] = act(
         api, "abort", lambda s: "canary" not in s and s["rejected"]["version"] == "v3"
@@ -154,6 +180,9 @@ def test_promote_of_a_canary_never_ready_is_refused_and_the_stable_survives(
     assert (condition(api.model(NAME), "Ready") or {}).get("status") == "True"
     assert weights(api) == {isvc_for(v1): 100, isvc_for(v2): 0}
     assert set(api.isvcs()) == {isvc_for(v1), isvc_for(v2)}
+    # The canary's pods run but are not Ready, so KServe does not report it Ready.
+    assert api.predictor_pods(isvc_for(v2))
+    assert not api.isvc_ready(isvc_for(v2))
 
 
 def test_canary_never_ready_keeps_zero_weight_then_times_out(
@@ -167,7 +196,7 @@ def test_canary_never_ready_keeps_zero_weight_then_times_out(
         seen.append(weights(api))
         return (condition(api.model(NAME), "Degraded") or {}).get("reason") == "CanaryNotReady"
 
-    eventually(timed_out, timeout=30, what="Degraded CanaryNotReady")
+    eventually(timed_out, timeout=60, what="Degraded CanaryNotReady")
     assert all(w.get(isvc_for(v2), 0) == 0 and w[isvc_for(v1)] == 100 for w in seen), seen
     degraded = condition(api.model(NAME), "Degraded") or {}
     assert degraded["message"] == "CanaryNotReady: canary v2 was not Ready within 5s"

@@ -438,6 +438,20 @@ class Rollouts(RuleBasedStateMachine):
         self.generation += 1
         self.run()
 
+    @rule()
+    def everything_settles(self) -> None:
+        """Liveness: once every InferenceService is Ready and time passes, no drain lasts
+        forever (a drain clock restarted on every pass would delete nothing, and no safety
+        invariant would notice)."""
+        for _ in range(12):
+            self.isvcs = dict.fromkeys(self.isvcs, True)
+            self.now += timedelta(seconds=POLICY.drain_seconds + 1)
+            self.run()
+            if not self.status().draining:
+                REACHED["settled"] += 1
+                return
+        raise AssertionError(f"still draining after 12 passes: {self.status().draining}")
+
     @rule(crash=CRASH)
     def operator_restarts(self, crash: bool) -> None:
         self.cronjob_write = None  # the adapter's memory goes with the process
@@ -474,6 +488,7 @@ def test_rollout_invariants_hold_after_every_pass() -> None:
         "Paused",
         "crashed pass",
         "stray backend drained",
+        "settled",
     ):
         # At least a handful each: exact counts move with hypothesis' generation (18 vs 20+ for
         # RolledBackToPrevious between two runs here), so the bar is "reached", not a quota.

@@ -1,5 +1,8 @@
-"""Training Jobs for real: the operator creates the Job, the test plays the Job controller (and the
-training pod publishing its bundle to MinIO), the rollout follows."""
+"""Training Jobs for real: the operator creates the Job, the real Job controller runs it and KWOK
+plays the kubelet through our stages (tests/support/kwok), selected by the training image tag the
+CreditModel names: `hold` keeps the pod running until the test, playing creditmodel-train, has
+published a bundle to MinIO and ends the pod; `fail-exit<N>` fails it with exit code N and the
+termination message creditmodel-train leaves. The rollout follows, through KServe."""
 
 from __future__ import annotations
 
@@ -10,8 +13,16 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from creditmodel.core import jobs
 from creditmodel.operator import builders
-from tests.operator.running import Api, Operator, condition, eventually, running_operator
+from tests.operator.running import (
+    READY_TIMEOUT,
+    Api,
+    Operator,
+    condition,
+    eventually,
+    running_operator,
+)
 from tests.operator.test_handlers import publish, sample
 from tests.support.kube import Kube
 from tests.support.minio import S3Bucket
@@ -32,9 +43,9 @@ def s3_operator(
         yield running
 
 
-def training_spec(s3: S3Bucket, **extra: Any) -> dict[str, Any]:
+def training_spec(s3: S3Bucket, tag: str = "hold", **extra: Any) -> dict[str, Any]:
     return {
-        "image": "ghcr.io/creditmodel/training:test",
+        "image": f"ghcr.io/creditmodel/training:{tag}",
         "dataURI": f"{s3.uri}/data/german.csv",
         "target": "credit_risk",
         "positiveLabel": "bad",
@@ -43,12 +54,25 @@ def training_spec(s3: S3Bucket, **extra: Any) -> dict[str, Any]:
     }
 
 
-def create_training_only(api: Api, s3: S3Bucket) -> None:
+def create_training_only(api: Api, s3: S3Bucket, tag: str = "hold", **extra: Any) -> None:
     """The sample with no bundle: the operator must train the first version."""
     body = sample(s3)
     body["spec"]["model"] = {}
-    body["spec"]["training"] = training_spec(s3)
+    body["spec"]["training"] = training_spec(s3, tag, **extra)
     api.create_model(body)
+
+
+def exits_ok(training: dict[str, Any]) -> str:
+    """creditmodel-train's termination message after publishing `training`'s bundle."""
+    summary = jobs.TerminationMessage(
+        exit_code=int(jobs.ExitCode.OK),
+        kind=jobs.ExitCode.OK.kind,
+        model_name="german-credit",
+        version=training["version"],
+        uri=training["bundleURI"],
+        gates_passed=True,
+    )
+    return jobs.render(summary)
 
 
 def job(api: Api, name: str) -> Any:
@@ -79,36 +103,51 @@ def test_successful_training_job_publishes_and_deploys(
     assert (condition(api.model("german-credit"), "Training") or {}).get("reason") == "Running"
     assert api.model("german-credit")["status"]["phase"] == "Training"
 
-    publish(training["bundleURI"], training["version"])  # what the training pod does
-    api.finish_job("german-credit-train-1", succeeded=True)
+    eventually(  # the Job controller's pod, held running by KWOK (image tag hold)
+        lambda: api.batch.read_namespaced_job_status(
+            "german-credit-train-1", api.namespace
+        ).status.active,
+        what="an active training pod",
+    )
+    publish(training["bundleURI"], training["version"])  # what the training pod does, then exits
+    api.end_training_pod("german-credit-train-1", 0, exits_ok(training))
     status = eventually(
         lambda: api.model("german-credit")["status"]
         if api.model("german-credit")["status"].get("stable")
         else None,
         what="trained version deployed",
     )
+    job_status = api.batch.read_namespaced_job_status("german-credit-train-1", api.namespace)
+    assert job_status.status.succeeded == 1  # the Job controller's verdict
     assert status["stable"] == {"version": training["version"], "bundleURI": training["bundleURI"]}
     assert status["training"]["lastResult"]["result"] == "Succeeded"
     assert "jobName" not in status["training"]
     assert builders.isvc_name("german-credit", training["bundleURI"]) in api.isvcs()
     assert (condition(api.model("german-credit"), "Training") or {}).get("reason") == "Succeeded"
+    trained = builders.isvc_name("german-credit", training["bundleURI"])
+    api.wait_isvc_ready(trained)
+    api.wait_model_ready("german-credit")
 
 
 def test_failed_training_job_is_recorded_and_stable_keeps_serving(
     api: Api, s3: S3Bucket, s3_operator: Operator
 ) -> None:
+    """A crash (exit 1, no termination message): the Job controller retries once (backoffLimit
+    1, its 10 s back-off) and gives up; the operator reports the Job controller's reason."""
     v1 = publish(f"{s3.uri}/german-credit/v1", "v1")
     body = sample(s3)
-    body["spec"]["training"] = training_spec(s3, scheduleSeconds=2)
+    body["spec"]["training"] = training_spec(s3, "fail-exit1", scheduleSeconds=2)
     api.create_model(body)
     eventually(lambda: builders.isvc_name("german-credit", v1) in api.isvcs(), what="stable ISVC")
-    api.mark_isvc_ready(builders.isvc_name("german-credit", v1))
+    api.wait_model_ready("german-credit")
     eventually(lambda: job(api, "german-credit-train-1"), what="scheduled training Job")
-    api.finish_job("german-credit-train-1", succeeded=False)
     result = eventually(
         lambda: api.model("german-credit")["status"]["training"].get("lastResult"),
+        timeout=READY_TIMEOUT,
         what="a training result",
     )
+    failed = api.batch.read_namespaced_job_status("german-credit-train-1", api.namespace)
+    assert failed.status.failed == 2, failed.status  # backoffLimit 1: two pods
     assert result["result"] == "Failed"
     assert result["reason"] == "BackoffLimitExceeded"
     assert "backoff limit" in result["message"]
@@ -128,7 +167,7 @@ def test_training_gate_failure_is_not_rolled_out(
     eventually(lambda: job(api, "german-credit-train-1"), what="training Job")
     training = running_training(api)
     publish(training["bundleURI"], training["version"], gates_passed=False)
-    api.finish_job("german-credit-train-1", succeeded=True)
+    api.end_training_pod("german-credit-train-1", 0, exits_ok(training))
     result = eventually(
         lambda: api.model("german-credit")["status"]["training"].get("lastResult"),
         what="a training result",
@@ -141,16 +180,16 @@ def test_training_gate_failure_is_not_rolled_out(
 def test_failed_training_reports_creditmodel_train_own_reason(
     api: Api, s3: S3Bucket, s3_operator: Operator
 ) -> None:
-    """The training container's termination message (its JSON summary) names the cause."""
-    create_training_only(api, s3)
-    running_training(api)
-    api.terminated_training_pod(
-        "german-credit-train-1", '{"exit_code": 3, "failed_gates": ["auc_vs_baseline"]}'
-    )
-    api.finish_job("german-credit-train-1", succeeded=False)
+    """The training container's termination message (its JSON summary) names the cause: KWOK
+    ends the pod of image tag fail-exit3 as creditmodel-train does when a gate fails."""
+    create_training_only(api, s3, "fail-exit3", backoffLimit=0)
     result = eventually(
         lambda: api.model("german-credit")["status"]["training"].get("lastResult"),
+        timeout=READY_TIMEOUT,
         what="a training result",
     )
+    (pod,) = api.training_pods("german-credit-train-1")
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert terminated.exit_code == jobs.ExitCode.GATE_FAILED
     assert (result["result"], result["reason"]) == ("GatesFailed", "GatesFailed")
     assert "failed gates: auc_vs_baseline" in result["message"]

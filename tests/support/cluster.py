@@ -4,7 +4,10 @@ webhooks registered, and the KServe, Gateway API and Prometheus Operator CRDs.
 
 Nothing third-party is committed: `make tools` builds the binaries into ./bin and writes
 ./bin/stack.env, naming the CRD and config directories inside the Go module cache. Pods never run:
-KWOK plays the kubelet, so a Deployment's pods become Running and Ready from its stage files.
+KWOK plays the kubelet, so a Deployment's pods become Running and Ready from its "fast" stage files
+and a Job's pods complete at once. Our own stages (tests/support/kwok, see `STAGES`) take over for
+pods a test marks through what it controls in a CreditModel: a bundle path that never gets Ready, a
+training image tag that fails with an exit code and termination message, or holds until released.
 `python -m tests.support.cluster DIR` (hack/dev-cluster.sh) runs the same stack for people.
 """
 
@@ -48,6 +51,14 @@ from tests.support.stack import (
 )
 
 KWOK_NODE = "kwok-node-0"
+STAGES = Path(__file__).parent / "kwok"
+"""Our KWOK pod stages, loaded after KWOK's fast ones; each has weight 1, so it wins over the fast
+stage that selects the same pods (weight 0). See each file's header."""
+# Names the pod stages read and tests write (tests/support/kwok/*.yaml).
+NEVER_READY_SEGMENT = "kwok-never-ready"
+HOLD_TAG = "hold"
+EXIT_CODE_ANNOTATION = "kwok.creditmodel.io/exit-code"
+TERMINATION_MESSAGE_ANNOTATION = "kwok.creditmodel.io/termination-message"
 # kube-controller-manager controllers: the ones the operator's objects need, plus what makes a
 # namespace usable (default ServiceAccount, kube-root-ca.crt) and deletable.
 CONTROLLERS = (
@@ -57,12 +68,28 @@ CONTROLLERS = (
     "horizontal-pod-autoscaler-controller",
     "job-controller",
     "cronjob-controller",
+    "resourcequota-controller",
     "ttl-after-finished-controller",
     "endpointslice-controller",
     "serviceaccount-controller",
     "namespace-controller",
     "root-ca-certificate-publisher-controller",
 )
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Options for many objects: `nodes` KWOK nodes (250 pods each); `client_qps` for the
+    controller-manager's and scheduler's clients (as kwokctl sets them; their defaults, 20 and 50,
+    throttle a thousand Deployments); `service_cidrs`, ServiceCIDR objects beside the default /24
+    (254 Service IPs: KServe makes a Service per InferenceService); extra kube-apiserver and
+    kube-controller-manager flags (e.g. an audit policy)."""
+
+    nodes: int = 1
+    client_qps: int | None = None
+    service_cidrs: tuple[str, ...] = ()
+    apiserver_args: tuple[str, ...] = ()
+    controller_manager_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -102,6 +129,19 @@ class ClusterKube(Kube):
     """What a `cluster` test gets: the `kube` interface (namespace, admin client) on the full stack."""
 
     cluster: Cluster
+
+
+def end_pod(
+    api: client.ApiClient, namespace: str, name: str, exit_code: int, message: str = ""
+) -> None:
+    """End a running pod as its container's process would (exit code, termination message):
+    KWOK's stage tests/support/kwok/pod-exit.yaml writes the terminated status."""
+    annotations = {EXIT_CODE_ANNOTATION: str(exit_code)}
+    if message:
+        annotations[TERMINATION_MESSAGE_ANNOTATION] = message
+    client.CoreV1Api(api).patch_namespaced_pod(
+        name, namespace, {"metadata": {"annotations": annotations}}
+    )
 
 
 def _wait(probe: Any, timeout: float, what: str) -> Any:
@@ -158,7 +198,11 @@ def start_cluster(
     *,
     kserve_overrides: dict[str, dict[str, Any]] | None = None,
     api_port: int | None = None,
+    scale: Scale | None = None,
 ) -> Iterator[Cluster]:
+    """`scale`: options for benchmarks with many objects (more KWOK nodes, controller client
+    rate limits, extra kube-apiserver flags); the defaults suit the tests."""
+    scale = scale or Scale()
     env = stack_env()
     binaries = {
         name: tool(name)
@@ -170,13 +214,15 @@ def start_cluster(
     seeded_in = time.monotonic() - seeding
     start = time.monotonic()
     shutil.copytree(seed, workdir / "etcd")
-    with control_plane(workdir, with_controllers=True, api_port=api_port) as plane:
+    with control_plane(
+        workdir, with_controllers=True, api_port=api_port, apiserver_args=scale.apiserver_args
+    ) as plane:
         stack = Cluster(plane=plane, kserve_namespace="kserve", webhook_port=free_port())
         if seeded_in > 1:
             stack.timings["etcd seed (first run only, not in total)"] = seeded_in
         stack.timings["kube-apiserver"] = time.monotonic() - start
         try:
-            _start(stack, env, binaries, kserve_overrides or KSERVE_DEFAULTS, start)
+            _start(stack, env, binaries, kserve_overrides or KSERVE_DEFAULTS, start, scale)
             stack.timings["total"] = time.monotonic() - start
             (workdir / "timings.json").write_text(json.dumps(stack.timings, indent=2))
             yield stack
@@ -191,6 +237,7 @@ def _start(
     binaries: dict[str, Path],
     kserve_overrides: dict[str, dict[str, Any]],
     start: float,
+    scale: Scale,
 ) -> None:
     plane, workdir, kubeconfig = stack.plane, stack.plane.workdir, stack.plane.kubeconfig
     pki = plane.pki
@@ -201,6 +248,11 @@ def _start(
         kubeconfig,
     ]
     kcm_port, scheduler_port = free_port(), free_port()
+    qps = (
+        ["--kube-api-qps", scale.client_qps, "--kube-api-burst", 2 * scale.client_qps]
+        if scale.client_qps
+        else []
+    )
 
     def launch(
         name: str, argv: list[Any], env_vars: dict[str, str] | None = None
@@ -218,6 +270,7 @@ def _start(
             "--controllers", ",".join(CONTROLLERS),
             "--root-ca-file", pki / "ca.crt",
             "--service-account-private-key-file", pki / "sa.key",
+            *qps, *scale.controller_manager_args,
         ],
     )  # fmt: skip
     scheduler = launch(
@@ -226,6 +279,7 @@ def _start(
             "--kubeconfig", kubeconfig, *delegation,
             "--bind-address", "127.0.0.1", "--secure-port", scheduler_port,
             "--cert-dir", workdir / "scheduler", "--leader-elect=false",
+            *qps,
         ],
     )  # fmt: skip
     stages = [
@@ -234,6 +288,7 @@ def _start(
         for path in sorted(Path(env[key]).glob("*.yaml"))
         if path.name != "kustomization.yaml"
     ]
+    stages += sorted(STAGES.glob("*.yaml"))
     kwok = launch(
         "kwok",
         [
@@ -246,7 +301,13 @@ def _start(
     api = plane.api_client()
     try:
         core = client.CoreV1Api(api)
-        core.create_node(kwok_node(KWOK_NODE))
+        nodes = [KWOK_NODE, *(f"kwok-node-{index}" for index in range(1, scale.nodes))]
+        for node in nodes:
+            core.create_node(kwok_node(node))
+        for index, cidr in enumerate(scale.service_cidrs):
+            client.NetworkingV1Api(api).create_service_cidr(
+                {"metadata": {"name": f"services-{index}"}, "spec": {"cidrs": [cidr]}}
+            )
         # The KServe manager exits unless its CRDs are established and its ConfigMap exists.
         # They come with the seeded etcd; only a changed stack would miss some.
         apply_crds(api, missing_crds(api, env), timeout=60)
@@ -273,7 +334,9 @@ def _start(
         )  # fmt: skip
         kcm.wait_ready(lambda: _https_health(kcm_port), 60, "healthy")
         scheduler.wait_ready(lambda: _https_health(scheduler_port), 60, "healthy")
-        kwok.wait_ready(lambda: _node_ready(api, KWOK_NODE), 60, f"managing node {KWOK_NODE}")
+        kwok.wait_ready(
+            lambda: all(_node_ready(api, node) for node in nodes), 60, f"managing nodes {nodes}"
+        )
         stack.timings["controllers"] = time.monotonic() - start
         kserve.wait_ready(
             lambda: _http_ok(f"http://127.0.0.1:{probe_port}/readyz"), 90, "ready (/readyz)"

@@ -14,7 +14,7 @@ import ssl
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,10 +112,15 @@ def _https_ok(url: str, context: ssl.SSLContext) -> bool:
 
 @contextlib.contextmanager
 def control_plane(
-    workdir: Path, *, with_controllers: bool = False, api_port: int | None = None
+    workdir: Path,
+    *,
+    with_controllers: bool = False,
+    api_port: int | None = None,
+    apiserver_args: Sequence[str] = (),
 ) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver. `with_controllers`: a controller-manager will run, so keep the
-    admission plugins that rely on one (ServiceAccount) and enforce PodSecurity as a cluster does."""
+    admission plugins that rely on one (ServiceAccount) and enforce PodSecurity as a cluster does.
+    `apiserver_args`: extra kube-apiserver flags (e.g. an audit policy and log)."""
     etcd, apiserver = tool("etcd"), tool("kube-apiserver")
     workdir.mkdir(parents=True, exist_ok=True)
     certs = workdir / "pki"
@@ -209,6 +214,7 @@ def control_plane(
                 ),
                 "--storage-media-type",
                 "application/json",
+                *apiserver_args,
             ],
             workdir,
         )

@@ -5,8 +5,6 @@ PodSecurity is enforced and a Job's pods complete."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.support.cluster import KWOK_NODE, Cluster, ClusterKube
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +43,6 @@ def inference_service(name: str) -> dict[str, Any]:
             }
         },
     }
-
-
-def eventually(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except ApiException as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached after {timeout:.0f}s; last: {last}")
 
 
 def conditions(obj: dict[str, Any]) -> dict[str, str]:

@@ -26,10 +26,12 @@ from creditmodel.operator.settings import OperatorSettings
 
 OURS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
 CONCURRENT_PASSES = 16
-"""Reconcile passes in flight at once over all CreditModels. A thousand applied together would
-otherwise queue a thousand requests in the HTTP client's pool (whose request assignment is
-quadratic in its queue) and open connections beyond its keep-alive limit, a TLS handshake each.
-A daemon waiting for a slot folds the wakes that arrive meanwhile into its one pass."""
+"""Reconcile passes in flight at once over all CreditModels, twice: passes something asked for
+(a first pass, a watch event, a rollout step or retry falling due) and routine resyncs each have
+their own slots, so that a thousand resyncs never queue ahead of a change. Unbounded, a thousand
+CreditModels applied together queue a thousand requests in the HTTP client's pool (whose request
+assignment is quadratic in its queue) and open connections beyond its keep-alive limit, a TLS
+handshake each. A daemon waiting for a slot folds the wakes that arrive meanwhile into one pass."""
 
 
 @kopf.on.login()
@@ -64,7 +66,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube = await Kube.connect()
     memo.prometheus = {}
     memo.wakers = {}
-    memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)
+    memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)  # something asked for a pass
+    memo.resyncs = asyncio.Semaphore(CONCURRENT_PASSES)  # the routine resync, nothing else
 
 
 @kopf.on.cleanup()
@@ -145,9 +148,10 @@ async def run(
     waker = memo.wakers.setdefault(key, asyncio.Event())
     waiting: kopf.Index[Key, str] = kwargs["waiting_isvcs"]
     reconciler = Reconciler(namespace, name, memo, ready_isvcs, logger, waiting)
+    resync = False  # the first pass was asked for
     try:
         while not stopped:
-            async with memo.passes:
+            async with memo.resyncs if resync else memo.passes:
                 waker.clear()
                 try:
                     delay = await reconciler.once()
@@ -157,6 +161,7 @@ async def run(
             if delay is None:
                 return
             await _sleep(waker, stopped, delay)
+            resync = not waker.is_set() and delay >= memo.config.resync_seconds
     finally:
         memo.wakers.pop(key, None)
 

@@ -49,6 +49,8 @@ def prepare_metrics_dir() -> None:
 def build_parser() -> argparse.ArgumentParser:
     from kserve import model_server
 
+    from creditmodel.core.commands import PredictorFlags
+
     parser = argparse.ArgumentParser(
         prog="creditmodel-predictor",
         parents=[model_server.parser],
@@ -61,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--host",
         help="address the REST and gRPC servers listen on (default 0.0.0.0: every interface)",
     )
-    ours.add_argument("--model_dir", help="bundle URI: a local directory or s3://bucket/prefix")
+    ours.add_argument(
+        PredictorFlags.MODEL_DIR, help="bundle URI: a local directory or s3://bucket/prefix"
+    )
     ours.add_argument("--shadow_model_dir", help="challenger bundle scored in shadow")
     ours.add_argument("--default_variant", choices=["int8", "fp32"])
     ours.add_argument(

@@ -44,6 +44,10 @@ def protocol() -> str:
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn formats every access-log line's arguments (client address, a URL-quoted path)
+        # before the logger drops it at our WARNING level: a few microseconds per response.
+        # Access lines are formatted only while uvicorn.access logs INFO.
+        self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         self._head_bytes = 0  # of the current head's complete fields
         self._incomplete_bytes = 0  # received while a head was incomplete
         self._in_head = True

@@ -3,7 +3,7 @@
 Every series carries the labels `model`, `version` and `variant` (int8, fp32, or `shadow` for the
 challenger, whose `version` is the challenger's). Two bounded extra labels exist: `outcome` and
 `reason` on request counters, `feature` on the feature PSI gauge. The operator's canary analysis
-relies on these names; they are a contract:
+relies on these names; they are a contract, named once in creditmodel.core.metrics:
 
   creditmodel_requests_total{model,version,variant,outcome}      counter; outcome=success|error
   creditmodel_request_errors_total{model,version,variant,reason} counter; reason as in errors.py
@@ -54,10 +54,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from creditmodel.core import metrics as names
 from creditmodel.predictor.monitoring import DriftLayout, SlidingCounts
 from creditmodel.predictor.validation import Batch
 
-LABELS = ("model", "version", "variant")
+LABELS = names.LABELS
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -66,34 +67,32 @@ SCORE_BUCKETS = tuple(float(points) for points in range(300, 901, 20))
 DELTA_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 DRIFT_SLOTS = 10
 
-REQUESTS = Counter("creditmodel_requests", "Inference requests by outcome.", [*LABELS, "outcome"])
+REQUESTS = Counter(names.REQUESTS, "Inference requests by outcome.", [*LABELS, names.OUTCOME])
 ERRORS = Counter(
-    "creditmodel_request_errors", "Refused inference requests by reason.", [*LABELS, "reason"]
+    names.REQUEST_ERRORS, "Refused inference requests by reason.", [*LABELS, names.REASON]
 )
-PREDICTIONS = Counter("creditmodel_predictions", "Rows scored.", LABELS)
+PREDICTIONS = Counter(names.PREDICTIONS, "Rows scored.", LABELS)
 REQUEST_SECONDS = Histogram(
-    "creditmodel_request_duration_seconds",
+    names.REQUEST_DURATION,
     "Inference request latency, parse to encode.",
     LABELS,
     buckets=LATENCY_BUCKETS,
 )
 INFERENCE_SECONDS = Histogram(
-    "creditmodel_inference_duration_seconds",
+    names.INFERENCE_DURATION,
     "Model run plus reason codes.",
     LABELS,
     buckets=LATENCY_BUCKETS,
 )
-SCORE = Histogram("creditmodel_score", "Scores (points).", LABELS, buckets=SCORE_BUCKETS)
+SCORE = Histogram(names.SCORE, "Scores (points).", LABELS, buckets=SCORE_BUCKETS)
 SHADOW_DELTA = Histogram(
-    "creditmodel_shadow_probability_delta",
+    names.SHADOW_PROBABILITY_DELTA,
     "Absolute difference of challenger and champion probability per row.",
     LABELS,
     buckets=DELTA_BUCKETS,
 )
-SHADOW_DROPPED = Counter(
-    "creditmodel_shadow_dropped_rows", "Rows not shadow-scored: queue full.", LABELS
-)
-SHADOW_FAILURES = Counter("creditmodel_shadow_failures", "Challenger scoring failures.", LABELS)
+SHADOW_DROPPED = Counter(names.SHADOW_DROPPED_ROWS, "Rows not shadow-scored: queue full.", LABELS)
+SHADOW_FAILURES = Counter(names.SHADOW_FAILURES, "Challenger scoring failures.", LABELS)
 
 
 class DriftWindow:
@@ -165,18 +164,16 @@ class DriftCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = time.time()
         score = GaugeMetricFamily(
-            "creditmodel_score_psi",
+            names.SCORE_PSI,
             "Score PSI vs the reference deciles, sliding window.",
             labels=LABELS,
         )
         features = GaugeMetricFamily(
-            "creditmodel_feature_psi",
+            names.FEATURE_PSI,
             "Feature PSI vs the reference bins, sliding window.",
-            labels=[*LABELS, "feature"],
+            labels=[*LABELS, names.FEATURE],
         )
-        rows = GaugeMetricFamily(
-            "creditmodel_drift_window_rows", "Rows in the PSI window.", labels=LABELS
-        )
+        rows = GaugeMetricFamily(names.DRIFT_WINDOW_ROWS, "Rows in the PSI window.", labels=LABELS)
         for labels, window in self.windows.items():
             counts = window.window_counts(now)
             in_window = int(counts[: len(window.layout.expected[0])].sum())
@@ -236,7 +233,7 @@ class _Series:
 
     def __init__(self, labels: tuple[str, str, str]) -> None:
         self.children = (
-            REQUESTS.labels(*labels, "success"),
+            REQUESTS.labels(*labels, names.SUCCESS),
             PREDICTIONS.labels(*labels),
             REQUEST_SECONDS.labels(*labels),
             INFERENCE_SECONDS.labels(*labels),
@@ -312,19 +309,19 @@ class Telemetry:
 
     def error(self, version: str, variant: str, reason: str) -> None:
         labels = (self.model, version, variant)
-        REQUESTS.labels(*labels, "error").inc()
+        REQUESTS.labels(*labels, names.ERROR).inc()
         ERRORS.labels(*labels, reason).inc()
 
     def shadow_delta(self, version: str, delta: npt.NDArray[Any]) -> None:
         counts = BucketCounts(DELTA_BUCKETS)
         counts.observe_array(delta)
-        counts.push(SHADOW_DELTA.labels(self.model, version, "shadow"))
+        counts.push(SHADOW_DELTA.labels(self.model, version, names.SHADOW))
 
     def shadow_dropped(self, version: str, rows: int) -> None:
-        SHADOW_DROPPED.labels(self.model, version, "shadow").inc(rows)
+        SHADOW_DROPPED.labels(self.model, version, names.SHADOW).inc(rows)
 
     def shadow_failed(self, version: str) -> None:
-        SHADOW_FAILURES.labels(self.model, version, "shadow").inc()
+        SHADOW_FAILURES.labels(self.model, version, names.SHADOW).inc()
 
     def flush_counts(self) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditmodel.core import prediction_log as plog
+from creditmodel.core.commands import PREDICTION_LOG_ENV_PREFIX
 from creditmodel.core.schema import Schema
 from creditmodel.core.storage import S3Store, StorageError, Store, open_store
 
@@ -53,7 +54,7 @@ WRITE_ERRORS = Counter(
 class PredictionLogSettings(BaseSettings):
     """`CREDITMODEL_PREDICTION_LOG_*` environment variables; logging is off without a URI."""
 
-    model_config = SettingsConfigDict(env_prefix="CREDITMODEL_PREDICTION_LOG_")
+    model_config = SettingsConfigDict(env_prefix=PREDICTION_LOG_ENV_PREFIX)
 
     uri: str | None = None
     sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0

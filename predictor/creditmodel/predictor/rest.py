@@ -38,6 +38,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _SERVICES: dict[str, ScoringService] = {}
+_INFER_PATHS: dict[str, str] = {}  # /v2/models/{name}/infer of each served model -> name
 _JSON = (b"content-type", b"application/json")
 
 
@@ -52,6 +53,9 @@ def _infer_target(scope: Scope) -> str | None:
     """The model name when this is a V2 infer call, else None."""
     if scope["method"] != "POST":
         return None
+    served = _INFER_PATHS.get(scope["path"])  # the common call, without splitting its path
+    if served is not None:
+        return served
     parts = scope["path"].split("/")
     # ['', 'v2', 'models', NAME, 'infer'] or ['', 'v2', 'models', NAME, 'versions', V, 'infer']
     if parts[-1] != "infer" or parts[1:3] != ["v2", "models"]:
@@ -150,11 +154,19 @@ class FastPathApp:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.settled = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and not self.settled:
+            # Start-up, in every process that serves REST: the model is loaded, nothing is
+            # served yet, and a spawned worker already answers its parent's liveness pings.
+            from creditmodel.predictor.serving import settle_heap
+
+            self.settled = True
+            settle_heap()
         if scope["type"] == "http" and _SERVICES:
             model_name = _infer_target(scope)
             if model_name is not None:
@@ -194,5 +206,7 @@ def install(service: ScoringService) -> None:
     from kserve import model_server
 
     _SERVICES[service.name] = service
+    if "/" not in service.name:  # a name with a slash is no single path segment
+        _INFER_PATHS[f"/v2/models/{service.name}/infer"] = service.name
     if not isinstance(model_server.app, FastPathApp):
         model_server.app = FastPathApp(model_server.app)

@@ -10,6 +10,7 @@ codes alone or inside any batch."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,12 @@ class PointsScale:
         return cls(factor=factor, offset=scaling.base_score - factor * math.log(scaling.base_odds))
 
     def score(self, probability: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
+        if probability.shape == (1,):  # one row: the same float64 steps on Python floats
+            one = min(max(float(probability[0]), _P_FLOOR), 1 - _P_FLOOR)
+            points = self.offset + self.factor * float(np.log((1 - one) / one))
+            # round() rounds half to even, as np.rint; outside int32 (or NaN) numpy's cast decides
+            if points - points == 0 and -(2**31) <= round(points) < 2**31:
+                return np.array([round(points)], dtype=np.int32)
         p = _bounded(probability)
         return np.rint(self.offset + self.factor * np.log((1 - p) / p)).astype(np.int32)
 
@@ -153,6 +160,34 @@ class ReasonTable:
         self._texts = np.array(
             [""] + [f"{f.reason_code}: {f.description}" for f in schema.features], dtype=object
         )
+        # The same tables as Python lists, for `_one_row`.
+        self._row_axis: list[float] = self._axis.tolist()
+        self._row_axis_effect: list[float] = self._axis_effect.tolist()
+        # np.interp's slopes, computed by numpy as np.interp does (a zero-width step gives inf
+        # or NaN there, as here, rather than ZeroDivisionError)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._row_slopes: list[float] = (
+                np.diff(self._axis_effect) / np.diff(self._axis)
+            ).tolist()
+        in_schema = {f.name: i for i, f in enumerate(schema.features)}
+        self._row_numeric = list(
+            zip(
+                self._low.tolist(),
+                self._high.tolist(),
+                self._shift.tolist(),
+                [in_schema[n] for n in numeric],
+                strict=True,
+            )
+        )
+        self._row_categorical = list(
+            zip(
+                self._offset.tolist()[: len(categorical)],
+                [in_schema[n] for n in categorical],
+                strict=True,
+            )
+        )
+        self._row_table: list[float] = self._table.tolist()
+        self._row_texts: list[str] = self._texts.tolist()
 
     def effects(self, numeric: FloatArray, codes: npt.NDArray[np.intp]) -> FloatArray:
         """[N, F] log-odds effect of each feature value, features in schema order; `numeric`
@@ -167,6 +202,9 @@ class ReasonTable:
     def reasons(self, numeric: FloatArray, codes: npt.NDArray[np.intp]) -> npt.NDArray[np.object_]:
         """[N, 4] code texts, strongest first; ties keep schema order; "" where fewer than four
         features raise the risk."""
+        if numeric.shape[0] == 1:
+            row = self._one_row(numeric.tolist()[0], codes.tolist()[0])
+            return np.array([row], dtype=object)
         effects = self.effects(numeric, codes)
         order = np.argsort(-effects, axis=1, kind="stable")[:, :REASONS_PER_ROW]
         strong = effects[np.arange(effects.shape[0])[:, None], order] > MIN_EFFECT
@@ -174,3 +212,40 @@ class ReasonTable:
         if picked.shape[1] < REASONS_PER_ROW:
             picked = np.pad(picked, ((0, 0), (0, REASONS_PER_ROW - picked.shape[1])))
         return np.asarray(self._texts[picked], dtype=object)
+
+    def _one_row(self, numeric: list[float], codes: list[int]) -> list[str]:
+        """`reasons` of one row in plain Python, where a dozen numpy calls on [1, F] arrays cost
+        more than the arithmetic: the same float64 operations in the same order (np.interp's,
+        see `_interp`), the same stable order (ties keep schema order), so the same codes."""
+        effects = [0.0] * len(self._to_schema_order)
+        axis, values, slopes = self._row_axis, self._row_axis_effect, self._row_slopes
+        for x, (low, high, shift, position) in zip(numeric, self._row_numeric, strict=True):
+            effects[position] = _interp(min(max(x, low), high) + shift, axis, values, slopes)
+        table = self._row_table
+        for code, (offset, position) in zip(codes, self._row_categorical, strict=True):
+            effects[position] = table[code + offset]
+        order = sorted(range(len(effects)), key=effects.__getitem__, reverse=True)
+        texts = self._row_texts
+        picked = [texts[i + 1] if effects[i] > MIN_EFFECT else "" for i in order[:REASONS_PER_ROW]]
+        return picked + [""] * (REASONS_PER_ROW - len(picked))
+
+
+def _interp(x: float, xp: list[float], fp: list[float], slopes: list[float]) -> float:
+    """np.interp(x, xp, fp) for one finite x within [xp[0], xp[-1]], operation for operation as
+    numpy computes it (numpy/_core/src/multiarray/compiled_base.c, arr_interp): the index j with
+    xp[j] <= x < xp[j + 1], then slope * (x - xp[j]) + fp[j], with its NaN fallbacks."""
+    j = bisect.bisect_right(xp, x) - 1
+    if j < 0:
+        return fp[0]
+    last = len(xp) - 1
+    if j >= last:
+        return fp[last]
+    if xp[j] == x:
+        return fp[j]
+    slope = slopes[j]
+    result = slope * (x - xp[j]) + fp[j]
+    if math.isnan(result):
+        result = slope * (x - xp[j + 1]) + fp[j + 1]
+        if math.isnan(result) and fp[j] == fp[j + 1]:
+            result = fp[j]
+    return result

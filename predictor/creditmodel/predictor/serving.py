@@ -10,13 +10,22 @@
   RPCs are refused (rest.py, grpc_fast.py).
 - Model metadata (REST and gRPC) names the served bundle's version in `versions` and the
   platform (`onnxruntime_onnx`), where KServe's leaves them out and empty.
+- `--event_loop` (auto, uvloop) is honoured in the main process too: KServe starts it with
+  asyncio.run, so only spawned workers got uvloop; the single-process REST and gRPC servers
+  ran on the pure-Python asyncio loop (server CPU per single-row gRPC call 720 -> 540 us,
+  REST 280 -> 235-270 us, measured side by side on a loaded two-core machine).
 
 KServe's ModelServer.start builds its REST and gRPC servers by module-global name; `start`
-points those names at the subclasses here, as grpc_fast.install does for the servicer."""
+points those names at the subclasses here, as grpc_fast.install does for the servicer.
+
+Before serving, each process that serves REST settles its heap (`settle_heap`, called by
+rest.FastPathApp at uvicorn's lifespan start-up)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import gc
 import logging
 from concurrent import futures
 from typing import Any
@@ -44,6 +53,41 @@ def grpc_address(host: str, port: int) -> str:
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+# Allocations between collections of the youngest generation (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Once loaded, before serving: collect, then freeze what survives (KServe, FastAPI, gRPC,
+    onnxruntime, the model: about 150,000 tracked objects that live as long as the process).
+    A full collection walks them all, 0.1-0.4 s here with the event loop stopped: a stall
+    that hits every request in flight, and one the drift window's queued rows (held up to a
+    second, so promoted to the old generations) make come back under load. Frozen, they are
+    never walked again; the young generation is collected every 20,000 allocations instead
+    of 700 (a request's objects die before it ends, so young collections find little)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+def use_uvloop(event_loop: str) -> None:
+    """Run the next asyncio.run on uvloop when `event_loop` asks for it (uvloop) or allows it
+    (auto, as uvicorn reads it: uvloop when installed)."""
+    if event_loop not in ("auto", "uvloop"):
+        return
+    try:
+        import uvloop
+    except ImportError:
+        if event_loop == "uvloop":
+            raise
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # KServe configures asyncio.get_event_loop()'s loop first, which uvloop's policy does not
+    # create on demand
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 class HonestDataPlane(DataPlane):  # type: ignore[misc]
@@ -116,6 +160,7 @@ class CreditModelServer(ModelServer):  # type: ignore[misc]
         self.dataplane = HonestDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[Any]) -> None:
+        use_uvloop(self.event_loop)
         rest = functools.partial(BoundedRESTServer, host=self.host)
         model_server.RESTServer = rest
         multiprocess_server.RESTServer = rest

@@ -29,6 +29,7 @@ from creditmodel.operator.builders.network import (
     predictor_networkpolicy_name,
 )
 from creditmodel.operator.builders.serving import (
+    GRPC_PORT,
     HTTPROUTE_API,
     ISVC_API,
     KNATIVE,
@@ -48,6 +49,7 @@ from creditmodel.operator.validation import cron_problem
 __all__ = [
     "COMPONENT_LABEL",
     "GATE_FLAGS",
+    "GRPC_PORT",
     "HTTPROUTE_API",
     "ISVC_API",
     "KNATIVE",

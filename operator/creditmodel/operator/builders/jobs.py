@@ -14,6 +14,7 @@ from creditmodel.core.commands import (
     TrainFlags,
     dest,
 )
+from creditmodel.core.jobs import ExitCode
 from creditmodel.operator.builders.common import (
     COMPONENT_LABEL,
     VERSION_LABEL,
@@ -103,6 +104,7 @@ def build_training_job(
         "metadata": metadata(owner, training_job_name(owner.name, run), job_labels),
         "spec": {
             "backoffLimit": training.backoff_limit,
+            "podFailurePolicy": pod_failure_policy("train"),
             "activeDeadlineSeconds": training.active_deadline_seconds,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
             "template": {
@@ -114,6 +116,29 @@ def build_training_job(
                 },
             },
         },
+    }
+
+
+CERTAIN_FAILURES = (ExitCode.BAD_INPUT, ExitCode.GATE_FAILED)
+"""Exit codes a retry cannot change (bad arguments or data, a failed gate): the Job fails at once
+instead of rerunning after the Job controller's back-off. Storage errors (4) may be transient."""
+
+
+def pod_failure_policy(container: str) -> dict[str, Any]:
+    """Fail the Job on a certain failure; a node drain or preemption does not count against the
+    backoff limit."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container,
+                    "operator": "In",
+                    "values": [int(code) for code in CERTAIN_FAILURES],
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
     }
 
 
@@ -129,6 +154,8 @@ def _batch_container(
         "args": args,
         "resources": limits,
         "env": env,
+        # A crash before the command writes its own message (exit 1) still explains itself.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if env_from:
         container["envFrom"] = env_from
@@ -176,6 +203,7 @@ def build_drift_cronjob(owner: Owner, spec: Spec, stable: VersionRef) -> dict[st
                 "metadata": {"labels": labels(owner, **job_labels)},
                 "spec": {
                     "backoffLimit": 2,
+                    "podFailurePolicy": pod_failure_policy("drift"),
                     "activeDeadlineSeconds": 3600,
                     "ttlSecondsAfterFinished": 24 * 3600,
                     "template": {

@@ -38,7 +38,9 @@ GRPC_PORT = 8081
 # older spelling "RawDeployment" is a deprecated alias that KServe 0.16's validator refuses on
 # every update, which blocks promotion patches and finalizer removal.
 STANDARD = {"serving.kserve.io/deploymentMode": "Standard"}
-KNATIVE = {"serving.kserve.io/deploymentMode": "Serverless"}
+KNATIVE = {"serving.kserve.io/deploymentMode": "Knative"}
+"""Not the alias "Serverless": KServe's defaulting webhook (0.16+) stores "Knative" in its place,
+which a compare of what we wrote would patch back on every resync."""
 # Our HTTPRoute is the one public entry: KServe makes no per-version HTTPRoutes (whose hosts would
 # bypass the canary split and change at every promotion) for a cluster-local InferenceService.
 CLUSTER_LOCAL = {"networking.kserve.io/visibility": "cluster-local"}

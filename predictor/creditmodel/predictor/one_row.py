@@ -1,0 +1,145 @@
+"""Validation of a single-row request, value by value in plain Python. Pure.
+
+Why: one row is the common request, and for it the array path of validation.Validator (a dozen
+numpy calls over [features, 1] arrays, each a few microseconds of dispatch for one value) costs
+more than the checks themselves. This path accepts only what the array path accepts, and builds
+the same Batch, value for value; anything else (a problem to name, numpy arrays from binary or raw
+tensors, nested rows, integers beyond 2**53) returns None and goes down the array path, which
+finds and names the problem, so refusals and their messages are the array path's alone."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from creditmodel.core.schema import Schema
+
+if TYPE_CHECKING:
+    from creditmodel.predictor.validation import Tensor
+
+# A validated row: its columns in schema order, numeric [1, numeric] and codes [1, categorical]
+# as in validation.Batch.
+Row = tuple[dict[str, npt.NDArray[Any]], npt.NDArray[np.float64], npt.NDArray[np.intp]]
+
+# Integers up to 2**53 are exact as float64, as numpy converts them; larger ones take the array
+# path, where numpy decides.
+_EXACT_INT = 2**53
+
+
+# Per feature: (datatype, index among its kind, low, high, integral, categories or None, the
+# categories' columns); a tuple, as unpacking one is the cheapest way to read several fields.
+_Spec = tuple[str, int, float, float, bool, dict[str, int] | None, list[npt.NDArray[Any]]]
+_ONE_ROW_SHAPES = ([1], [1, 1])
+
+
+def _category_column(category: str) -> npt.NDArray[Any]:
+    """A read-only [1, 1] column holding `category`, shared by every request that names it."""
+    column = np.empty((1, 1), dtype=object)
+    column[0, 0] = category
+    column.flags.writeable = False
+    return column
+
+
+class OneRowValidator:
+    """`validate` returns the parts of the Batch of a well-formed single-row request, else None."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.names = [f.name for f in schema.features]
+        numeric = [f for f in schema.features if f.kind == "numeric"]
+        categorical = [f for f in schema.features if f.kind == "categorical"]
+        self._specs: dict[str, _Spec] = {}
+        for index, feature in enumerate(numeric):
+            low = -math.inf if feature.minimum is None else float(feature.minimum)
+            high = math.inf if feature.maximum is None else float(feature.maximum)
+            integral = feature.datatype == "INT64"
+            self._specs[feature.name] = (feature.datatype, index, low, high, integral, None, [])
+        for index, feature in enumerate(categorical):
+            categories = list(feature.categories or ())
+            known = {category: code for code, category in enumerate(categories)}
+            columns = [_category_column(category) for category in categories]
+            self._specs[feature.name] = (feature.datatype, index, 0.0, 0.0, False, known, columns)
+        self._numeric_count, self._categorical_count = len(numeric), len(categorical)
+        # The array path gives FP32 features float32 columns and INT64 ones int64; a schema with
+        # another numeric datatype keeps the array path.
+        self.enabled = all(f.datatype in ("FP32", "INT64") for f in numeric)
+        self._fp32_index = [i for i, f in enumerate(numeric) if f.datatype == "FP32"]
+        self._fp32_names = [numeric[i].name for i in self._fp32_index]
+        self._int64_index = [i for i, f in enumerate(numeric) if f.datatype == "INT64"]
+        self._int64_names = [numeric[i].name for i in self._int64_index]
+
+    def validate(self, tensors: Sequence[Tensor]) -> Row | None:
+        if not self.enabled or len(tensors) != len(self.names):
+            return None
+        specs = self._specs
+        raw: list[float] = [0.0] * self._numeric_count
+        codes: list[int] = [0] * self._categorical_count
+        columns: dict[str, npt.NDArray[Any]] = {}
+        seen: set[str] = set()
+        for tensor in tensors:
+            name, shape, data = tensor.name, tensor.shape, tensor.data
+            spec = specs.get(name) if type(name) is str else None
+            if (
+                spec is None
+                or name in seen
+                or tensor.datatype != spec[0]
+                # [1] or [1, 1] as the array path reads shapes (a bool is no row count)
+                or type(shape) is not list
+                or shape not in _ONE_ROW_SHAPES
+                or type(shape[0]) is not int
+                or type(data) is not list
+                or len(data) != 1
+            ):
+                return None
+            seen.add(name)
+            _, index, low, high, integral, known, category_columns = spec
+            value = data[0]
+            if known is None:
+                x = _number(value)
+                if x is None or not low <= x <= high:
+                    return None
+                if integral and (x != math.floor(x) or not -_EXACT_INT <= x <= _EXACT_INT):
+                    return None
+                raw[index] = x
+            else:
+                code = known.get(value) if type(value) is str else None
+                if code is None:
+                    return None
+                codes[index] = code
+                columns[name] = category_columns[code]
+        if len(seen) != len(self.names):
+            return None
+        if self._fp32_index:
+            # The model sees float32, and reasons and drift the same float32 values: array("f")
+            # rounds as numpy's astype(float32) does (the C conversion, to nearest).
+            rounded = array("f", [raw[i] for i in self._fp32_index])
+            for i, value in zip(self._fp32_index, rounded, strict=True):
+                raw[i] = value
+            views = np.frombuffer(rounded, dtype=np.float32).reshape(-1, 1, 1)
+            for position, name in enumerate(self._fp32_names):
+                columns[name] = views[position]
+        if self._int64_index:
+            int64 = np.array([raw[i] for i in self._int64_index], dtype=np.int64)
+            int64_views = int64.reshape(-1, 1, 1)
+            for position, name in enumerate(self._int64_names):
+                columns[name] = int64_views[position]
+        return (
+            {name: columns[name] for name in self.names},
+            np.array([raw], dtype=np.float64),
+            np.array([codes], dtype=np.intp),
+        )
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as the array path reads it (float64), None for anything it would refuse or
+    should look at itself: booleans, strings, non-finite values, integers beyond 2**53."""
+    kind = type(value)
+    if kind is float:
+        return value if value - value == 0.0 else None  # inf - inf and nan - nan are nan
+    if kind is int and -_EXACT_INT <= value <= _EXACT_INT:
+        return float(value)
+    return None

@@ -1,0 +1,207 @@
+"""The operator process meets the real stack's refusals (issue 11): a child the API server will not
+store (a real ValidatingAdmissionPolicy standing for a platform team's rule) and a spec stored under
+an older CRD that the operator cannot read. Each is reported in status and one Event, never as a
+retry loop without status."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from creditmodel.operator import builders
+from tests.operator.factories import spec
+from tests.operator.running import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Api,
+    condition,
+    crd_documents,
+    running_operator,
+)
+from tests.operator.test_handlers import publish, sample
+from tests.operator.test_kserve import KSERVE, NAME, V1
+from tests.support.cluster import ClusterKube
+from tests.support.kube import apply_crds
+from tests.support.minio import S3Bucket
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def image_policy(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A platform team's rule, as a real ValidatingAdmissionPolicy: predictor images come from
+    the internal registry. The sample's ghcr.io image breaks it."""
+    name = f"internal-images-{namespace}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["serving.kserve.io"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["inferenceservices"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "object.spec.predictor.containers.all(c,"
+                    " c.image.startsWith('registry.internal/'))",
+                    "message": "predictor images must come from registry.internal",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    return policy, binding
+
+
+def test_a_refused_inferenceservice_is_degraded_with_one_event_and_backs_off(
+    crds: ClusterKube, operator_kubeconfig: Path, tmp_path: Path, s3: S3Bucket
+) -> None:
+    """Before: a child the API server refused (a CreditModel named credit.v2 then, an admission
+    policy here) left no status and no Event while the operator retried every 5 s forever. Now:
+    Degraded with the API server's message, one Warning Event, retries at 5 s doubling; once the
+    policy goes, the next retry deploys and Degraded clears. status.url names the route's host."""
+    api = Api(crds)
+    registration = client.AdmissionregistrationV1Api(crds.api)
+    policy, binding = image_policy(crds.namespace)
+    registration.create_validating_admission_policy(policy)
+    registration.create_validating_admission_policy_binding(binding)
+    refused_probe = builders.build_inferenceservice(
+        builders.Owner("probe", crds.namespace, "uid"), spec(), V1, "stable"
+    )
+    refused_probe["metadata"].pop("ownerReferences")
+
+    def policy_active() -> bool:  # the API server loads policies through an informer
+        try:
+            client.CustomObjectsApi(crds.api).create_namespaced_custom_object(
+                *KSERVE[:2], crds.namespace, KSERVE[2], refused_probe, dry_run="All"
+            )
+        except ApiException as exc:
+            return "registry.internal" in exc.body
+        return False
+
+    try:
+        eventually(policy_active, 30, "admission policy in force")
+        publish(f"{s3.uri}/german-credit/v1", "v1")
+        body = sample(s3, hostnames=["credit.example.com"])
+        with running_operator(crds, operator_kubeconfig, tmp_path, s3.env()) as operator:
+            api.create_model(body)
+            degraded = eventually(
+                lambda: (c := condition(api.model(NAME), "Degraded"))
+                and c["status"] == "True"
+                and c,
+                60,
+                "Degraded",
+            )
+            assert degraded["reason"] == "InferenceServiceRefused"
+            assert "predictor images must come from registry.internal" in degraded["message"]
+            time.sleep(20)  # backoff 5 s, 10 s, 20 s: at most four writes in this window
+            attempts = operator.log().count("retrying refused InferenceService")
+            assert 1 <= attempts <= 4, operator.log()[-4000:]
+            warnings = [
+                e
+                for e in client.CoreV1Api(crds.api).list_namespaced_event(crds.namespace).items
+                if e.involved_object.name == NAME and e.reason == "InferenceServiceRefused"
+            ]
+            assert len(warnings) == 1, [(e.reason, e.count, e.message) for e in warnings]
+            assert api.isvcs() == {}
+
+            registration.delete_validating_admission_policy_binding(binding["metadata"]["name"])
+            ready = eventually(
+                lambda: (m := api.model(NAME))
+                and (condition(m, "Ready") or {}).get("status") == "True"
+                and m,
+                90,
+                "Ready after the policy went",
+            )
+            assert (condition(ready, "Degraded") or {}).get("status") == "False"
+            assert ready["status"]["url"] == "http://credit.example.com"
+            shown = subprocess.run(
+                ["kubectl", "--kubeconfig", str(crds.kubeconfig), "-n", crds.namespace, "get",
+                 "creditmodel", NAME],
+                capture_output=True, text=True, timeout=30, check=True,
+            ).stdout  # fmt: skip
+            header, row = shown.splitlines()
+            assert "URL" in header.split()
+            assert "http://credit.example.com" in row.split()
+    finally:
+        with contextlib.suppress(ApiException):
+            registration.delete_validating_admission_policy_binding(binding["metadata"]["name"])
+        registration.delete_validating_admission_policy(policy["metadata"]["name"])
+
+
+def test_a_spec_the_operator_cannot_read_is_degraded_and_stalled_with_one_event(
+    crds: ClusterKube, operator_kubeconfig: Path, tmp_path: Path, s3: S3Bucket
+) -> None:
+    """An operator newer than the CRD in the cluster (an upgrade in the wrong order): the API server
+    stores a spec the operator's model refuses. Before, that was one log line per resync and no
+    status; now Degraded and Stalled name the field, with one Warning Event."""
+    extensions = client.ApiextensionsV1Api(crds.api)
+    crd_name = f"{PLURAL}.{GROUP}"
+    current = extensions.read_custom_resource_definition(crd_name)
+    assert current.spec.versions[0].name == VERSION
+    older = client.ApiClient().sanitize_for_serialization(current)
+    older["metadata"] = {"name": crd_name}
+    older.pop("status", None)
+    schema = older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = schema["properties"]["spec"]["x-kubernetes-validations"]
+    schema["properties"]["spec"]["x-kubernetes-validations"] = [
+        rule for rule in rules if "scaleMetric" not in rule["rule"]
+    ]
+    apply_crds(crds.api, [older])
+    try:
+        publish(f"{s3.uri}/german-credit/v1", "v1")
+        body = sample(s3, router="knative")
+        body["spec"]["predictor"] = {"scaleMetric": "cpu"}
+        api = Api(crds)
+        eventually(lambda: api.create_model(body), 30, "the older CRD in force")
+        with running_operator(crds, operator_kubeconfig, tmp_path, s3.env()):
+            stalled = eventually(
+                lambda: (c := condition(api.model(NAME), "Stalled"))
+                and c["status"] == "True"
+                and c,
+                60,
+                "Stalled",
+            )
+            model = api.model(NAME)
+            assert stalled["reason"] == "InvalidSpec"
+            assert "scaleMetric must be cpu or memory with router gatewayAPI" in stalled["message"]
+            assert (condition(model, "Degraded") or {}).get("reason") == "InvalidSpec"
+            assert model["status"]["observedGeneration"] == model["metadata"]["generation"]
+            time.sleep(3)  # several resyncs (1 s here): still one Event
+            events = [
+                e
+                for e in client.CoreV1Api(crds.api).list_namespaced_event(crds.namespace).items
+                if e.involved_object.name == NAME and e.reason == "InvalidSpec"
+            ]
+            assert len(events) == 1, events
+            assert (events[0].count or 1) == 1, events
+            assert api.isvcs() == {}
+    finally:
+        apply_crds(crds.api, crd_documents())
