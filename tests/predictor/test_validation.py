@@ -170,3 +170,43 @@ def test_reason_inputs_are_the_float32_values_the_model_sees() -> None:
     np.testing.assert_array_equal(as_json.numeric, as_binary.numeric)
     assert as_json.numeric[0, 1] == float(np.float32(0.1))
     assert as_json.numeric[:, 0].tolist() == [30.0, 45.0]  # INT64 values untouched
+
+
+UNBOUNDED = Schema(
+    features=[
+        Feature(name="count", kind="numeric", datatype="INT64", description="Count",
+                reason_code="R01"),
+        Feature(name="amount", kind="numeric", datatype="FP32", description="Amount",
+                reason_code="R02"),
+    ],
+    target="default",
+    positive_label="1",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("rows", [1, 3])  # the single-row path and the array path
+@pytest.mark.parametrize(
+    ("count", "amount", "named", "holds"),
+    [
+        (1, 1e39, "'amount'", "FP32 input holds"),  # float32 would make it infinity
+        (1, -3.5e38, "'amount'", "FP32 input holds"),
+        (2**60, 1.0, "'count'", "INT64 input holds"),  # beyond what float64 keeps exact
+    ],
+)
+def test_values_the_models_input_cannot_hold_are_refused_not_coerced(
+    rows: int, count: int, amount: float, named: str, holds: str
+) -> None:
+    """A schema without bounds still has the model's: float32's range for FP32 inputs (the cast
+    would give infinity) and +-2**53 for INT64 ones (the float64 path would round them)."""
+    items = [
+        Tensor("count", "INT64", [rows], [count] * rows),
+        Tensor("amount", "FP32", [rows], [amount] * rows),
+    ]
+    with pytest.raises(RequestError) as caught:
+        Validator(UNBOUNDED, 100).validate(items)
+    assert caught.value.reason == "out_of_range"
+    assert caught.value.http_status == 400
+    assert named in str(caught.value)
+    assert holds in str(caught.value)
+    largest = [Tensor("count", "INT64", [1], [2**53]), Tensor("amount", "FP32", [1], [3.4e38])]
+    Validator(UNBOUNDED, 100).validate(largest)  # the largest that fit are served

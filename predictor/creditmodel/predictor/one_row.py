@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from creditmodel.core.schema import Schema
+from creditmodel.core.schema import Feature, Schema
 
 if TYPE_CHECKING:
     from creditmodel.predictor.validation import Tensor
@@ -45,6 +45,19 @@ def _category_column(category: str) -> npt.NDArray[Any]:
     return column
 
 
+FP32_MAX = float(np.finfo(np.float32).max)
+
+
+def representable(feature: Feature) -> tuple[float, float]:
+    """The values the model's input holds as sent: float32's range for FP32 (beyond it the cast
+    gives infinity), +-2**53 for INT64 (integers the float64 path keeps exact), within the schema's
+    own bounds. Anything outside is refused, never silently coerced."""
+    limit = FP32_MAX if feature.datatype == "FP32" else float(_EXACT_INT)
+    low = -limit if feature.minimum is None else max(float(feature.minimum), -limit)
+    high = limit if feature.maximum is None else min(float(feature.maximum), limit)
+    return low, high
+
+
 class OneRowValidator:
     """`validate` returns the parts of the Batch of a well-formed single-row request, else None."""
 
@@ -54,8 +67,7 @@ class OneRowValidator:
         categorical = [f for f in schema.features if f.kind == "categorical"]
         self._specs: dict[str, _Spec] = {}
         for index, feature in enumerate(numeric):
-            low = -math.inf if feature.minimum is None else float(feature.minimum)
-            high = math.inf if feature.maximum is None else float(feature.maximum)
+            low, high = representable(feature)  # outside: the array path names the field
             integral = feature.datatype == "INT64"
             self._specs[feature.name] = (feature.datatype, index, low, high, integral, None, [])
         for index, feature in enumerate(categorical):

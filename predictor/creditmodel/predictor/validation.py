@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.one_row import OneRowValidator
+from creditmodel.predictor.one_row import OneRowValidator, representable
 
 Column = npt.NDArray[Any]
 
@@ -75,8 +75,8 @@ class Validator:
         self.numeric_names = [f.name for f in schema.features if f.kind == "numeric"]
         self.categorical_names = [f.name for f in schema.features if f.kind == "categorical"]
         numeric = [self._features[name] for name in self.numeric_names]
-        self._low = np.array([[-np.inf if f.minimum is None else f.minimum] for f in numeric])
-        self._high = np.array([[np.inf if f.maximum is None else f.maximum] for f in numeric])
+        self._low = np.array([[representable(f)[0]] for f in numeric])
+        self._high = np.array([[representable(f)[1]] for f in numeric])
         self._integral = np.array([f.datatype == "INT64" for f in numeric], dtype=bool)
         self._any_integral = bool(self._integral.any())
         self._dtypes = {f.name: model_dtype(f.datatype) for f in schema.features}
@@ -300,6 +300,15 @@ class Validator:
                     "out_of_range",
                     f"input {feature.name!r}: row {row} is {_show(values[row])}, {word} {bound:g}",
                 )
+        low, high = representable(feature)
+        beyond = (values < low) | (values > high)
+        if beyond.any():
+            row = int(np.argmax(beyond))
+            raise RequestError(
+                "out_of_range",
+                f"input {feature.name!r}: row {row} is {_show(values[row])}, beyond what the"
+                f" model's {feature.datatype} input holds ({low:g} to {high:g})",
+            )
 
     def _categorical(
         self, feature: Feature, data: Any, rows: int, codes: npt.NDArray[np.intp]
