@@ -32,7 +32,7 @@ from tests.operator.running import (
 )
 from tests.predictor.server import _ready
 from tests.support.cluster import ClusterKube
-from tests.support.kube import apply_crds, load_yaml_documents
+from tests.support.kube import load_yaml_documents
 from tests.support.process import REPO_ROOT, free_port, managed
 from tests.support.waiting import eventually
 
@@ -68,14 +68,8 @@ def operator_client(cluster: ClusterKube) -> Iterator[Callable[..., Any]]:
 
 
 def owner_in(cluster: ClusterKube, namespace: str, name: str) -> builders.Owner:
-    """A real CreditModel to own the children (else the garbage collector removes them)."""
-    crds = [
-        doc
-        for path in sorted((REPO_ROOT / "manifests" / "crd").glob("*.yaml"))
-        for doc in load_yaml_documents(path)
-        if doc.get("kind") == "CustomResourceDefinition"
-    ]
-    apply_crds(cluster.api, crds)
+    """A real CreditModel to own the children (else the garbage collector removes them); our CRDs
+    come from the `crds` fixture, applied only when changed."""
     body = copy.deepcopy(load_yaml_documents(REPO_ROOT / "manifests/samples/creditmodel.yaml")[0])
     body["metadata"] = {"name": name}
     created = client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
@@ -92,6 +86,7 @@ def get_isvc(cluster: ClusterKube, namespace: str, name: str) -> dict[str, Any]:
     )
 
 
+@pytest.mark.usefixtures("crds")
 def test_a_40_character_name_in_a_long_namespace_is_served_and_scaled_by_kserve(
     cluster: ClusterKube, operator_client: Callable[..., Any]
 ) -> None:
@@ -116,6 +111,7 @@ def test_a_40_character_name_in_a_long_namespace_is_served_and_scaled_by_kserve(
     assert (metric.resource.name, metric.resource.target.average_utilization) == ("cpu", 60)
 
 
+@pytest.mark.usefixtures("crds")
 def test_updates_promotion_patches_and_deletion_pass_kserves_validator(
     cluster: ClusterKube, operator_client: Callable[..., Any]
 ) -> None:
@@ -157,6 +153,7 @@ def test_updates_promotion_patches_and_deletion_pass_kserves_validator(
     eventually(gone, 60, "InferenceService and its Deployment deleted")
 
 
+@pytest.mark.usefixtures("crds")
 def test_a_resync_writes_nothing_after_kserve_defaults_and_canonicalises(
     cluster: ClusterKube, operator_client: Callable[..., Any]
 ) -> None:
@@ -197,6 +194,7 @@ def resource_version(cluster: ClusterKube, child: dict[str, Any]) -> str:
     return str(found["metadata"]["resourceVersion"])
 
 
+@pytest.mark.usefixtures("crds")
 def test_grpc_model_infer_reaches_the_predictor_through_kserves_service(
     cluster: ClusterKube, operator_client: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -343,6 +341,7 @@ def test_kube_error_tells_a_refusal_from_an_outage() -> None:
     assert not KubeError("conflict", 409).refused
 
 
+@pytest.mark.usefixtures("crds")
 def test_a_resync_of_a_knative_inferenceservice_writes_nothing_either(
     cluster: ClusterKube, operator_client: Callable[..., Any]
 ) -> None:

@@ -96,6 +96,10 @@ def changed(
         _wake(memo, (namespace or "", name))
 
 
+def _kserve_ready(conditions: list[Mapping[str, Any]]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 @kopf.on.index("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
 def ready_isvcs(
     *, name: str, namespace: str | None, status: Mapping[str, Any], **_: Any
@@ -103,7 +107,7 @@ def ready_isvcs(
     """Which of our InferenceServices KServe reports Ready, kept current from the watch stream,
     so the reconcile loop never polls them."""
     conditions = status.get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    ready = _kserve_ready(conditions)
     return {(namespace or "", name): ready}
 
 
@@ -115,7 +119,7 @@ def waiting_isvcs(
     with a message: "Predictor HttpRouteNotReady", a Deployment without minimum availability),
     so the CreditModel's conditions can say it too."""
     conditions = status.get("conditions") or []
-    if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+    if _kserve_ready(conditions):
         return None
     for condition in sorted(conditions, key=lambda c: c.get("type") != "Ready"):
         if condition.get("status") == "False" and condition.get("message"):
