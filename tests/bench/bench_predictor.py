@@ -7,6 +7,9 @@ request:
 - predictor: this project's creditmodel-predictor, one worker and two workers
 - reference A: a plain kserve.Model with async predict under KServe's ModelServer (stock path)
 - reference B: a bare uvicorn + uvloop + httptools + orjson ASGI app (the practical limit)
+- references D, E, F: the gRPC ceilings on grpcio (predictor_grpc_refs.py): a canned answer on
+  grpc.aio (KServe's server) and on grpcio's synchronous server, and this project's scoring on
+  the synchronous server
 
 The machine is shared and noisy, so every target is a ratio to a reference measured in the same
 run, or a count that load elsewhere cannot move much (CPU time of one process). The headline
@@ -55,6 +58,10 @@ REF_A = "ref A (stock KServe) REST batch 1"
 REF_B = "ref B (bare ASGI) REST batch 1"
 GRPC = "predictor gRPC batch 1"
 TWO = "predictor REST batch 1, 2 workers"
+# gRPC ceilings (predictor_grpc_refs.py)
+REF_D = "ref D (bare grpc.aio, canned answer) gRPC batch 1"
+REF_E = "ref E (bare grpcio sync server, canned answer) gRPC batch 1"
+REF_F = "ref F (this scoring on grpcio's sync server) gRPC batch 1"
 
 
 def _ensure_bundle() -> None:
@@ -128,6 +135,35 @@ def reference(kind: str, logs: Path) -> Any:
     ), f"http://127.0.0.1:{http}/v2/models/{MODEL}/infer"
 
 
+def grpc_reference(kind: str, logs: Path) -> tuple[Any, str]:
+    """Start gRPC reference D, E or F on a free port: (context manager, target)."""
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "tests.bench.predictor_grpc_refs", kind, str(port), str(BUNDLE)]
+
+    @contextlib.contextmanager
+    def started() -> Iterator[ManagedProcess]:
+        managed = ManagedProcess(f"reference-{kind}", argv, logs)
+        try:
+            managed.wait_ready(functools.partial(_grpc_ready, target), 300, "ready")
+            yield managed
+        finally:
+            managed.stop()
+
+    return started(), target
+
+
+def _grpc_ready(target: str) -> bool:
+    import grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=1)
+        except grpc.FutureTimeoutError:
+            return False
+    return True
+
+
 def server_seconds(server: PredictorServer, body: bytes, requests: int = 30) -> float:
     """Mean server time of one request (creditmodel_request_duration_seconds), sequential."""
     count0 = server.metric("creditmodel_request_duration_seconds_count")
@@ -155,7 +191,10 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
         ref_a, url_a = reference("a", logs)
         ref_b, url_b = reference("b", logs)
         ref_a_process, ref_b_process = stack.enter_context(ref_a), stack.enter_context(ref_b)
-        for managed in (ours.process, ref_a_process, ref_b_process):
+        grpc_refs = {case: grpc_reference(kind, logs) for case, kind in
+                     ((REF_D, "d"), (REF_E, "e"), (REF_F, "f"))}  # fmt: skip
+        grpc_processes = {case: stack.enter_context(ref) for case, (ref, _) in grpc_refs.items()}
+        for managed in (ours.process, ref_a_process, ref_b_process, *grpc_processes.values()):
             pin(managed, SERVER_CPUS)
         wrk_at = functools.partial(wrk, work_dir=out_dir / "wrk", seconds=SECONDS, cpus=LOAD_CPUS)
         cases: dict[str, tuple[Callable[[], LoadResult], int]] = {
@@ -165,6 +204,10 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
             GRPC: (lambda: h2load_grpc(ours.grpc_target, one, MODEL, out_dir / "h2load",
                                        seconds=SECONDS, cpus=LOAD_CPUS), ours.process.proc.pid),
         }  # fmt: skip
+        for case, (_, target) in grpc_refs.items():
+            cases[case] = (functools.partial(h2load_grpc, target, one, MODEL, out_dir / "h2load",
+                                             seconds=SECONDS, cpus=LOAD_CPUS),
+                           grpc_processes[case].proc.pid)  # fmt: skip
         if two is not None:
             cases[TWO] = (lambda: wrk_at(two.infer_url, body), two.process.proc.pid)
         else:
@@ -249,6 +292,12 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
 
     # The same comparisons by server CPU per request, which other load on the machine moves
     # far less than throughput (no targets: the issue's targets are on throughput).
+    ceilings = [
+        {"case": f"{case.split(')')[0]}) vs predictor REST, batch 1",
+         "metric": f"throughput ratio ({paired})",
+         "value": ratio(lambda r, case=case: rps(r, case) / rps(r, OURS)), "unit": "x"}
+        for case in (REF_D, REF_E, REF_F) if case in rounds[0]
+    ]  # fmt: skip
     by_cpu = []
     for label, case in (("ref B (bare)", REF_B), ("ref A (stock)", REF_A), ("its gRPC", GRPC)):
         value = statistics.median(cpu(r, case) / cpu(r, OURS) for r in rounds)
@@ -266,6 +315,7 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
          "value": grpc, "unit": "x", "target": ">= 1x", "ok": grpc >= 1},
         {"case": "predictor 2 workers vs 1", "metric": f"throughput ratio ({paired})",
          "value": two, "unit": "x", "target": ">= 1.7x", "ok": two >= 1.7},
+        *ceilings,
         *by_cpu,
     ]  # fmt: skip
 

@@ -22,6 +22,7 @@ from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 from pydantic import ValidationError
 
 from creditmodel.core.bundle import load_bundle
+from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor import __main__ as cli
 from creditmodel.predictor.bounds import (
     MAX_ID_CHARS,
@@ -182,13 +183,22 @@ def test_nan_still_reaches_the_validator_by_name() -> None:
     assert decoded.tensors[0].name == "x"
 
 
-def test_booleans_in_an_int64_document_are_refused_at_decode() -> None:
+@pytest.mark.parametrize(("data", "row"), [([7, True], 1), ([[7], [8], [False]], 2), ([True], 0)])
+def test_booleans_in_an_int64_input_are_refused_by_the_validator(data: list[Any], row: int) -> None:
+    """Decoding leaves them (no scan of the whole body); the validator names input and row."""
     document = _document()
-    document["inputs"][0]["data"] = [7, True]
-    error = refusal(decode_request, json.dumps(document).encode())
+    document["inputs"][0].update(data=data, shape=[len(data)])
+    tensors = decode_request(json.dumps(document).encode()).tensors
+    schema = Schema(
+        features=[Feature(name="x", kind="numeric", datatype="INT64", description="x",
+                          reason_code="R01")],
+        target="y",
+        positive_label="1",
+    )  # fmt: skip
+    error = refusal(Validator(schema, 10).validate, tensors)
     assert (error.reason, error.message) == (
         "wrong_datatype",
-        "input 'x': row 1 is a boolean; values of a 'INT64' input must be numbers",
+        f"input 'x': row {row} is a boolean; values of a 'INT64' input must be numbers",
     )
 
 

@@ -112,7 +112,7 @@ def test_one_row_reasons_and_scores_are_the_array_paths(champion: TrainedBundle)
             assert alone.dtype == object
             assert alone.shape == (1, 4)
             assert alone[0].tolist() == together[index].tolist()
-        probability = model.probability(batch.columns)
+        probability = model.probability(batch.columns, batch.codes)
         for scaling in (PointsScaling(), PointsScaling(base_score=512.3, base_odds=7.7)):
             scale = PointsScale.from_scaling(scaling)
             scores = scale.score(probability)

@@ -3,8 +3,10 @@ Malformed documents become `RequestError`s that say which part is wrong; every c
 message quotes is bounded (bounds.py).
 
 JSON is UTF-8 only (RFC 8259 section 8.1): a UTF-16 or UTF-32 body is refused, not sniffed.
-Nesting deeper than orjson's limit (1024) is refused, as is `true`/`false` where a numeric
-tensor expects numbers (Python's bool is an int, so numpy would score it as 1.0 or 0.0).
+Nesting deeper than orjson's limit (1024) is refused. A `true`/`false` where a numeric tensor
+expects numbers (Python's bool is an int: numpy would score it as 1.0 or 0.0) is refused by the
+validator, which looks at the data anyway, rather than by a scan of the whole body here (200 us
+for a 1,000-row body).
 
 The binary tensor extension (Inference-Header-Content-Length, tritonclient's default) is
 decoded here too: the JSON header, then each input's `binary_data_size` bytes in order, and the
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from creditmodel.predictor.bounds import checked_id, refuse_booleans, show
+from creditmodel.predictor.bounds import checked_id, show
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.validation import Tensor
 
@@ -78,7 +80,7 @@ def _load_lenient(body: bytes, first: orjson.JSONDecodeError) -> Any:
 
 
 def decode_request(body: bytes) -> DecodedRequest:
-    return _decode(_load(body), body)
+    return _decode(_load(body))
 
 
 def decode_binary_request(body: bytes, header_length: str, raw: RawDecoder) -> DecodedRequest:
@@ -92,10 +94,10 @@ def decode_binary_request(body: bytes, header_length: str, raw: RawDecoder) -> D
             f" within the {len(body)}-byte body",
         )
     header = body[:length]
-    return _decode(_load(header), header, _BinaryParts(body, length, raw))
+    return _decode(_load(header), _BinaryParts(body, length, raw))
 
 
-def _decode(document: Any, body: bytes, binary: _BinaryParts | None = None) -> DecodedRequest:
+def _decode(document: Any, binary: _BinaryParts | None = None) -> DecodedRequest:
     if not isinstance(document, dict):
         raise RequestError("invalid_request", "request body must be a JSON object with 'inputs'")
     inputs = document.get("inputs")
@@ -105,8 +107,6 @@ def _decode(document: Any, body: bytes, binary: _BinaryParts | None = None) -> D
     tensors = _tensors(inputs) if binary is None else None
     if tensors is None:
         tensors = _careful_tensors(inputs, binary)
-    if b"true" in body or b"false" in body:
-        refuse_booleans(tensors)
     return DecodedRequest(
         tensors=tensors,
         parameters=_parameters(document),

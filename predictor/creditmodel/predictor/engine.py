@@ -3,6 +3,7 @@ against the schema at load, plus each variant's reason-code table."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,11 +12,14 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from creditmodel.core.bundle import MODEL_FP32, MODEL_INT8, Bundle, BundleError
+from creditmodel.core.schema import Schema
+from creditmodel.predictor.coded_inputs import coded_categoricals
 from creditmodel.predictor.scoring import PointsScale, ReasonTable, probe_plan
 from creditmodel.predictor.settings import PointsScaling
 from creditmodel.predictor.validation import Batch, Column, Validator
 
 VARIANT_FILES = {"int8": MODEL_INT8, "fp32": MODEL_FP32}
+log = logging.getLogger(__name__)
 _ORT_TYPES = {"INT64": "tensor(int64)", "FP32": "tensor(float)", "BYTES": "tensor(string)"}
 
 
@@ -28,33 +32,61 @@ class Scored:
 
 class VariantModel:
     """One ONNX model. Sessions use one intra-op thread: a request is microseconds of work, and
-    scaling comes from worker processes, not from threads fighting over two cores."""
+    scaling comes from worker processes, not from threads fighting over two cores. Categorical
+    inputs go in as category codes where the graph allows it (coded_inputs.py), checked here to
+    score every probe row bit for bit as the bundle's own graph does."""
 
     def __init__(self, bundle: Bundle, variant: str, scale: PointsScale) -> None:
         self.variant = variant
         self.scale = scale
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
         where = f"{bundle.uri}/{VARIANT_FILES[variant]}"
-        try:
-            self.session = ort.InferenceSession(
-                bundle.files[VARIANT_FILES[variant]], options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises several unrelated types
-            raise BundleError(f"{where}: onnxruntime cannot load it ({exc})") from None
+        model_bytes = bundle.files[VARIANT_FILES[variant]]
+        self.session = _session(model_bytes, where)
         self._flat_inputs = self._check_inputs(bundle, where)
         self._output, self._column = self._probability_output(where)
         self._outputs = [self._output]
+        self._categorical = [f.name for f in bundle.schema.features if f.kind == "categorical"]
+        self._coded: list[tuple[str, int]] = []
+        self._bind_run()
+        plan = probe_plan(bundle.schema, bundle.reference)
+        plan_codes = category_codes(bundle.schema, plan.columns)
+        expected = self.probability(plan.columns, plan_codes)
+        self._use_codes(model_bytes, bundle, where, plan.columns, plan_codes, expected)
+        self.reason_table = ReasonTable(bundle.schema, plan, expected)
+
+    def _bind_run(self) -> None:
         # InferenceSession.run checks the feed's names against the graph's on every call (a
         # quarter of the cost of a single-row run); the validator guarantees them, and
         # _check_inputs checked them against the graph once, so the session's own run is called.
         native = getattr(self.session, "_sess", None)
         self._run = native.run if native is not None else self.session.run
-        plan = probe_plan(bundle.schema, bundle.reference)
-        self.reason_table = ReasonTable(bundle.schema, plan, self.probability(plan.columns))
+
+    def _use_codes(
+        self,
+        model_bytes: bytes,
+        bundle: Bundle,
+        where: str,
+        columns: dict[str, Column],
+        codes: npt.NDArray[np.intp],
+        expected: npt.NDArray[np.float32],
+    ) -> None:
+        """Switch to the coded graph if there is one and it scores the probe rows (every
+        category of every feature) exactly as the string graph did."""
+        try:
+            rewritten = coded_categoricals(model_bytes, bundle.schema)
+        except Exception as exc:  # onnx raises several unrelated types on odd graphs
+            log.warning("%s: categorical inputs stay strings (%s)", where, exc)
+            return
+        if rewritten is None:
+            return
+        strings = (self.session, self._run, self._coded)
+        coded_bytes, names = rewritten
+        self.session = _session(coded_bytes, where)
+        self._bind_run()
+        self._coded = [(n, i) for i, n in enumerate(self._categorical) if n in names]
+        if self.probability(columns, codes).tobytes() != expected.tobytes():
+            log.warning("%s: categorical inputs stay strings (coded graph scores differ)", where)
+            self.session, self._run, self._coded = strings
 
     def _check_inputs(self, bundle: Bundle, where: str) -> set[str]:
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -84,26 +116,56 @@ class VariantModel:
                 return output.name, 1
         raise BundleError(f"{where}: no float probability output among {[o.name for o in outputs]}")
 
-    def probability(self, columns: dict[str, Column]) -> npt.NDArray[np.float32]:
-        feed: dict[str, Any] = (
-            {
+    def probability(
+        self, columns: dict[str, Column], codes: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.float32]:
+        """P(positive) per row; `columns` and `codes` as in validation.Batch."""
+        feed: dict[str, Any] = columns
+        if self._coded:
+            feed = dict(columns)
+            by_feature = codes.T.astype(np.int64)  # [categorical, N], each row contiguous
+            for name, index in self._coded:
+                feed[name] = by_feature[index].reshape(-1, 1)
+        if self._flat_inputs:
+            feed = {
                 name: (column.reshape(-1) if name in self._flat_inputs else column)
-                for name, column in columns.items()
+                for name, column in feed.items()
             }
-            if self._flat_inputs
-            else columns
-        )
         (result,) = self._run(self._outputs, feed, None)
         values = result if self._column is None else result[:, self._column]
         return np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
 
     def score(self, batch: Batch, with_reasons: bool = True) -> Scored:
-        probability = self.probability(batch.columns)
+        probability = self.probability(batch.columns, batch.codes)
         return Scored(
             probability=probability,
             score=self.scale.score(probability),
             reasons=self.reason_table.reasons(batch.numeric, batch.codes) if with_reasons else None,
         )
+
+
+def _session(model_bytes: bytes, where: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types
+        raise BundleError(f"{where}: onnxruntime cannot load it ({exc})") from None
+
+
+def category_codes(schema: Schema, columns: dict[str, Column]) -> npt.NDArray[np.intp]:
+    """[N, categorical] positions of category strings in their schema lists, as the validator
+    computes them for requests; -1 for a string the list lacks."""
+    categorical = [f for f in schema.features if f.kind == "categorical"]
+    rows = len(next(iter(columns.values()))) if columns else 0
+    codes = np.empty((rows, len(categorical)), dtype=np.intp)
+    for index, feature in enumerate(categorical):
+        position = {c: i for i, c in enumerate(feature.categories or ())}
+        codes[:, index] = [position.get(v, -1) for v in columns[feature.name].reshape(-1).tolist()]
+    return codes
 
 
 def bundle_scaling(bundle: Bundle) -> PointsScaling:

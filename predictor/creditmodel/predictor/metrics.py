@@ -328,10 +328,14 @@ class Telemetry:
             for series in self._series.values():
                 series.push()
 
-    def flush(self) -> None:
-        self.flush_counts()
+    def bin_pending(self) -> None:
+        """Bin the rows scored since the last call into the PSI windows."""
         for window in self.drift.windows.values():
             window.flush()
+
+    def flush(self) -> None:
+        self.flush_counts()
+        self.bin_pending()
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The /metrics payload: every process's series when in multiprocess mode."""

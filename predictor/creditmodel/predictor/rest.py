@@ -71,15 +71,19 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         raise RequestError(
             "body_too_large", f"request body of {declared} bytes exceeds the limit of {limit}"
         )
-    body = b""
+    # A large body comes in chunks: joined once at the end (appending copies it every time).
+    chunks: list[bytes] = []
+    size = 0
     more = True
     while more:
         message = await receive()
-        body += message.get("body", b"")
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
         more = message.get("more_body", False)
-        if len(body) > limit:
+        if size > limit:
             raise RequestError("body_too_large", f"request body exceeds the limit of {limit} bytes")
-    return body
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _decode_binary(body: bytes, json_length: str) -> DecodedRequest:

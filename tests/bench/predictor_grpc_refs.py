@@ -1,0 +1,123 @@
+"""The gRPC references of the predictor benchmark: how fast can any V2 ModelInfer be on grpcio,
+on this machine, next to the predictor's REST path?
+
+- ref D: grpc.aio (the server KServe's ModelServer runs) answering every ModelInfer with one
+  canned single-row response (probability, score, four reason codes), no scoring at all: the
+  ceiling of any design that serves gRPC through KServe's server.
+- ref E: the same canned answer on grpcio's synchronous server (a thread pool of 4).
+- ref F: this project's scoring (the decode, validation, model, reason codes, metrics and PSI of
+  grpc_fast.py) on grpcio's synchronous server, the one other grpcio design.
+
+    python -m tests.bench.predictor_grpc_refs {d|e|f} PORT MODEL_DIR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+_SERVICE = "inference.GRPCInferenceService"
+
+
+def canned_response() -> Any:
+    """A single-row answer shaped like the predictor's."""
+    tensor = pb.ModelInferResponse.InferOutputTensor
+    contents = pb.InferTensorContents
+    reasons = [b"R01: Status of existing checking account", b"R02: Duration in months", b"", b""]
+    return pb.ModelInferResponse(
+        model_name="german-credit",
+        model_version="v1",
+        id="canned",
+        outputs=[
+            tensor(name="probability", datatype="FP32", shape=[1],
+                   contents=contents(fp32_contents=[0.25])),
+            tensor(name="score", datatype="INT32", shape=[1], contents=contents(int_contents=[612])),
+            tensor(name="reason_codes", datatype="BYTES", shape=[1, 4],
+                   contents=contents(bytes_contents=reasons)),
+        ],
+    )  # fmt: skip
+
+
+def _handlers(infer: Callable[..., Any]) -> Any:
+    handler = grpc.unary_unary_rpc_method_handler(
+        infer,
+        request_deserializer=pb.ModelInferRequest.FromString,
+        response_serializer=pb.ModelInferResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(_SERVICE, {"ModelInfer": handler})
+
+
+def scoring_handler(model_dir: str) -> Callable[[Any, Any], Any]:
+    """ModelInfer through the predictor's own service, synchronously."""
+    from creditmodel.predictor.__main__ import prepare_metrics_dir
+
+    prepare_metrics_dir()  # metrics in multiprocess mode, as served; before prometheus_client
+    from creditmodel.predictor.grpc_fast import decode_inputs, encode_response
+    from creditmodel.predictor.model import CreditScoringModel
+    from creditmodel.predictor.service import InferenceRequest, new_request_id
+    from creditmodel.predictor.serving import settle_heap
+    from creditmodel.predictor.settings import PredictorSettings
+
+    model = CreditScoringModel(PredictorSettings(model_name="german-credit", model_dir=model_dir))
+    model.load()
+    settle_heap()
+    service = model.service
+    assert service is not None
+
+    def housekeeping() -> None:  # the served predictor's 50 ms tick: PSI binning, counts
+        while True:
+            time.sleep(0.05)
+            service.flush()
+
+    threading.Thread(target=housekeeping, daemon=True).start()
+
+    def infer(request: Any, context: Any) -> Any:
+        started = time.perf_counter()
+        job = service.prepare(
+            InferenceRequest(request.model_name, decode_inputs(request),
+                             request.id or new_request_id(), None, None)
+        )  # fmt: skip
+        prediction = service.execute(job)
+        response = encode_response(prediction, raw=False)
+        service.done(prediction, started)
+        return response
+
+    return infer
+
+
+def main() -> None:
+    kind, port, model_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    address = f"127.0.0.1:{port}"
+    answer = canned_response()
+    if kind == "d":
+
+        async def canned(request: Any, context: Any) -> Any:
+            return answer
+
+        async def serve() -> None:
+            server = grpc.aio.server()
+            server.add_generic_rpc_handlers((_handlers(canned),))
+            server.add_insecure_port(address)
+            await server.start()
+            await server.wait_for_termination()
+
+        asyncio.run(serve())
+        return
+    infer = scoring_handler(model_dir) if kind == "f" else (lambda request, context: answer)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((_handlers(infer),))
+    server.add_insecure_port(address)
+    server.start()
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
