@@ -34,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,6 +223,7 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
         if os.environ.get("PREDICTOR_BENCH_EXTRAS", "1") != "0":
             rows += predictor_extras.run(out_dir, ours, url_a, url_b, body, thousand)
     rows += cpu_per_request(out_dir, body, body_1000)
+    rows += parallel_ceiling(out_dir, body)
     return rows
 
 
@@ -298,6 +300,13 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
          "value": ratio(lambda r, case=case: rps(r, case) / rps(r, OURS)), "unit": "x"}
         for case in (REF_D, REF_E, REF_F) if case in rounds[0]
     ]  # fmt: skip
+    # What each server had to work with: CPU seconds per second (wrk takes its share from CPU 1,
+    # which the two-worker server shares).
+    cores = [
+        {"case": case, "metric": "CPU cores used (rate x CPU per request)",
+         "value": statistics.median(rps(r, case) * cpu(r, case) / 1e6 for r in rounds), "unit": "cores"}
+        for case in (OURS, TWO) if case in rounds[0]
+    ]  # fmt: skip
     by_cpu = []
     for label, case in (("ref B (bare)", REF_B), ("ref A (stock)", REF_A), ("its gRPC", GRPC)):
         value = statistics.median(cpu(r, case) / cpu(r, OURS) for r in rounds)
@@ -316,8 +325,48 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
         {"case": "predictor 2 workers vs 1", "metric": f"throughput ratio ({paired})",
          "value": two, "unit": "x", "target": ">= 1.7x", "ok": two >= 1.7},
         *ceilings,
+        *cores,
         *by_cpu,
     ]  # fmt: skip
+
+
+def _in_process(body_path: Path, requests: int, cpus: list[str]) -> list[float]:
+    """Wall-clock us per request of one in-process copy per CPU in `cpus`, the timed loops side
+    by side (predictor_cpu.py's PREDICTOR_CPU_START_AT)."""
+    env = {**os.environ, "PREDICTOR_CPU_START_AT": f"{time.time() + 20:.3f}"}
+    argv = [sys.executable, "-m", "tests.bench.predictor_cpu", "predictor", str(BUNDLE),
+            str(body_path), str(requests)]  # fmt: skip
+    copies = [
+        subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=env)
+        for cpu in cpus
+    ]  # fmt: skip
+    walls = []
+    for copy in copies:
+        out, _ = copy.communicate(timeout=600)
+        if copy.returncode != 0:
+            raise RuntimeError(f"predictor_cpu exited {copy.returncode}")
+        walls.append(float(json.loads(out.splitlines()[-1])["wall_us"]))
+    return walls
+
+
+def parallel_ceiling(out_dir: Path, body: bytes) -> list[dict[str, Any]]:
+    """How much two CPUs give here to two copies of the same work with no HTTP and no load
+    generator: the predictor's in-process request loop alone on CPU 0, then one copy on each CPU
+    at the same time (median of three). Two workers behind wrk cannot beat this ratio, whatever
+    the server does; wrk also needs a share of a CPU."""
+    if (os.cpu_count() or 1) < 2:
+        return []
+    path = out_dir / "body-1.json"
+    path.write_bytes(body)
+    ratios = []
+    for _ in range(3):
+        (alone,) = _in_process(path, 20_000, ["0"])
+        pair = _in_process(path, 20_000, ["0", "1"])
+        ratios.append(sum(alone / wall for wall in pair))
+    ratio = statistics.median(ratios)
+    return [{"case": "machine: two in-process copies (CPU 0 + CPU 1) vs one",
+             "metric": "throughput ratio (median of 3)", "value": ratio, "unit": "x"}]  # fmt: skip
 
 
 def cpu_per_request(out_dir: Path, body: bytes, body_1000: bytes) -> list[dict[str, Any]]:

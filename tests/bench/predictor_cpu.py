@@ -6,12 +6,16 @@ probability, score, four reason codes, multiprocess metrics, live PSI (binned ev
 as the housekeeping task would). One configuration per process (KServe's app is a module global):
 
     python -m tests.bench.predictor_cpu {predictor|shadow|stock|bare} MODEL_DIR BODY_FILE REQUESTS
+
+It prints CPU and wall-clock time per request; PREDICTOR_CPU_START_AT (epoch seconds) holds the
+timed loop until then, so that copies started together run their loops side by side.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from importlib import resources
@@ -93,7 +97,10 @@ async def measure(app: Any, finish: Any, body: bytes, requests: int) -> float:
 
     for _ in range(20):  # warm up
         await app(dict(scope), receive, send)
+    start_at = float(os.environ.get("PREDICTOR_CPU_START_AT", "0"))
+    await asyncio.sleep(max(0.0, start_at - time.time()))  # copies started together start alike
     started = time.process_time()
+    wall = time.perf_counter()
     for index in range(requests):
         await app(dict(scope), receive, send)
         if finish is not None and index % 50 == 49:
@@ -101,9 +108,10 @@ async def measure(app: Any, finish: Any, body: bytes, requests: int) -> float:
     if finish is not None:
         finish()
     elapsed = time.process_time() - started
+    wall = time.perf_counter() - wall
     if set(statuses) != {200}:
         raise RuntimeError(f"non-200 answers: {sorted(set(statuses))}")
-    return elapsed / requests
+    return elapsed / requests, wall / requests
 
 
 def main() -> None:
@@ -111,8 +119,8 @@ def main() -> None:
     app, finish = build(kind, model_dir)
     with open(body_path, "rb") as handle:
         body = handle.read()
-    seconds = asyncio.run(measure(app, finish, body, int(requests)))
-    print(json.dumps({"cpu_us": seconds * 1e6}))
+    seconds, wall = asyncio.run(measure(app, finish, body, int(requests)))
+    print(json.dumps({"cpu_us": seconds * 1e6, "wall_us": wall * 1e6}))
 
 
 if __name__ == "__main__":
