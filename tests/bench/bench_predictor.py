@@ -7,9 +7,9 @@ request:
 - predictor: this project's creditmodel-predictor, one worker and two workers
 - reference A: a plain kserve.Model with async predict under KServe's ModelServer (stock path)
 - reference B: a bare uvicorn + uvloop + httptools + orjson ASGI app (the practical limit)
-- references D, E, F: the gRPC ceilings on grpcio (predictor_grpc_refs.py): a canned answer on
-  grpc.aio (KServe's server) and on grpcio's synchronous server, and this project's scoring on
-  the synchronous server
+- references D to G: the gRPC ceilings (predictor_grpc_refs.py): a canned answer on grpc.aio
+  (KServe's server), on grpcio's synchronous server and on grpclib, and this project's scoring
+  on grpcio's synchronous server
 
 The machine is shared and noisy, so every target is a ratio to a reference measured in the same
 run, or a count that load elsewhere cannot move much (CPU time of one process). The headline
@@ -63,6 +63,7 @@ TWO = "predictor REST batch 1, 2 workers"
 REF_D = "ref D (bare grpc.aio, canned answer) gRPC batch 1"
 REF_E = "ref E (bare grpcio sync server, canned answer) gRPC batch 1"
 REF_F = "ref F (this scoring on grpcio's sync server) gRPC batch 1"
+REF_G = "ref G (bare grpclib, canned answer) gRPC batch 1"
 
 
 def _ensure_bundle() -> None:
@@ -137,7 +138,7 @@ def reference(kind: str, logs: Path) -> Any:
 
 
 def grpc_reference(kind: str, logs: Path) -> tuple[Any, str]:
-    """Start gRPC reference D, E or F on a free port: (context manager, target)."""
+    """Start gRPC reference D, E, F or G on a free port: (context manager, target)."""
     port = free_port()
     target = f"127.0.0.1:{port}"
     argv = [sys.executable, "-m", "tests.bench.predictor_grpc_refs", kind, str(port), str(BUNDLE)]
@@ -193,7 +194,7 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
         ref_b, url_b = reference("b", logs)
         ref_a_process, ref_b_process = stack.enter_context(ref_a), stack.enter_context(ref_b)
         grpc_refs = {case: grpc_reference(kind, logs) for case, kind in
-                     ((REF_D, "d"), (REF_E, "e"), (REF_F, "f"))}  # fmt: skip
+                     ((REF_D, "d"), (REF_E, "e"), (REF_F, "f"), (REF_G, "g"))}  # fmt: skip
         grpc_processes = {case: stack.enter_context(ref) for case, (ref, _) in grpc_refs.items()}
         for managed in (ours.process, ref_a_process, ref_b_process, *grpc_processes.values()):
             pin(managed, SERVER_CPUS)
@@ -298,7 +299,7 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
         {"case": f"{case.split(')')[0]}) vs predictor REST, batch 1",
          "metric": f"throughput ratio ({paired})",
          "value": ratio(lambda r, case=case: rps(r, case) / rps(r, OURS)), "unit": "x"}
-        for case in (REF_D, REF_E, REF_F) if case in rounds[0]
+        for case in (REF_D, REF_E, REF_F, REF_G) if case in rounds[0]
     ]  # fmt: skip
     # What each server had to work with: CPU seconds per second (wrk takes its share from CPU 1,
     # which the two-worker server shares).

@@ -7,8 +7,10 @@ on this machine, next to the predictor's REST path?
 - ref E: the same canned answer on grpcio's synchronous server (a thread pool of 4).
 - ref F: this project's scoring (the decode, validation, model, reason codes, metrics and PSI of
   grpc_fast.py) on grpcio's synchronous server, the one other grpcio design.
+- ref G: the canned answer on grpclib (a pure-Python HTTP/2 gRPC server on uvloop), the design
+  that leaves grpcio out.
 
-    python -m tests.bench.predictor_grpc_refs {d|e|f} PORT MODEL_DIR
+    python -m tests.bench.predictor_grpc_refs {d|e|f|g} PORT MODEL_DIR
 """
 
 from __future__ import annotations
@@ -93,6 +95,31 @@ def scoring_handler(model_dir: str) -> Callable[[Any, Any], Any]:
     return infer
 
 
+def _grpclib(port: int, answer: Any) -> None:
+    import uvloop
+    from grpclib.const import Cardinality, Handler
+    from grpclib.server import Server, Stream
+
+    class Canned:
+        async def infer(self, stream: Stream[Any, Any]) -> None:
+            await stream.recv_message()
+            await stream.send_message(answer)
+
+        def __mapping__(self) -> dict[str, Handler]:
+            return {
+                f"/{_SERVICE}/ModelInfer": Handler(
+                    self.infer, Cardinality.UNARY_UNARY, pb.ModelInferRequest, pb.ModelInferResponse
+                )
+            }
+
+    async def serve() -> None:
+        server = Server([Canned()])
+        await server.start("127.0.0.1", port)
+        await server.wait_closed()
+
+    uvloop.run(serve())
+
+
 def main() -> None:
     kind, port, model_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     address = f"127.0.0.1:{port}"
@@ -110,6 +137,9 @@ def main() -> None:
             await server.wait_for_termination()
 
         asyncio.run(serve())
+        return
+    if kind == "g":
+        _grpclib(port, answer)
         return
     infer = scoring_handler(model_dir) if kind == "f" else (lambda request, context: answer)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

@@ -343,3 +343,15 @@ def test_batch_jobs_fail_at_once_on_certain_failures_and_explain_crashes() -> No
         assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
         (container,) = job_spec["template"]["spec"]["containers"]
         assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"), [(1.0, "1"), (0.5, "0.5"), (0.1234567, "0.1234567"), (1e-7, "1e-07"),
+                       (0.30000000000000004, "0.30000000000000004")],
+)  # fmt: skip
+def test_the_sample_rate_reaches_the_predictor_exactly(rate: float, text: str) -> None:
+    monitoring = {"predictionLogURI": "s3://logs/german", "sampleRate": rate}
+    isvc = builders.build_inferenceservice(OWNER, spec(monitoring=monitoring), V1, "stable")
+    env = isvc["spec"]["predictor"]["containers"][0]["env"]
+    (value,) = [e["value"] for e in env if e["name"] == "CREDITMODEL_PREDICTION_LOG_SAMPLE_RATE"]
+    assert (value, float(value)) == (text, rate)

@@ -142,6 +142,8 @@ def _monitoring_uri(body: dict[str, Any]) -> None:
         (_monitoring_uri, "spec.monitoring.predictionLogURI: Invalid value"),
         (_monitoring(sampleRate=1.5), "spec.monitoring.sampleRate: Invalid value: 1.5"),
         (_monitoring(driftWindow="1w"), "spec.monitoring.driftWindow: Invalid value"),
+        (_monitoring(driftWindow="1000d"), "spec.monitoring.driftWindow: Invalid value"),
+        (_monitoring(driftWindow="10000h"), "spec.monitoring.driftWindow: Invalid value"),
         (_monitoring(driftSchedule="hourly"), "spec.monitoring.driftSchedule: Invalid value"),
         (_monitoring(retrainOnDriftPSI=0), "spec.monitoring.retrainOnDriftPSI: Invalid value"),
         (

@@ -119,3 +119,19 @@ def test_a_typed_default_is_declared_in_the_crd(pair: Pair) -> None:
     """A value the operator assumes when the field is absent is shown to users by the API
     server (`kubectl get -o yaml`), so it must be the CRD's default; only "unset" may differ."""
     assert empty(typed_default(pair)), f"{pair.path}: {typed_default(pair)} but no CRD default"
+
+
+def typed_pattern(pair: Pair) -> str | None:
+    for metadata in pair.info.metadata:
+        pattern = getattr(metadata, "pattern", None)
+        if isinstance(pattern, str):
+            return pattern
+    return None
+
+
+@pytest.mark.parametrize(
+    "pair", [p for p in PAIRS if typed_pattern(p) is not None], ids=lambda p: p.path
+)
+def test_every_typed_pattern_is_the_crds(pair: Pair) -> None:
+    """A value the API server admits must be one the operator can read, and the other way round."""
+    assert pair.schema.get("pattern") == typed_pattern(pair)

@@ -271,3 +271,21 @@ def test_log_storage_down_is_a_storage_error(
     assert code == drift_job.EXIT_STORAGE
     assert "storage error" in err
     assert "S3 endpoint unreachable" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("24h", timedelta(hours=24)), ("999999m", timedelta(minutes=999_999)),
+     ("9999h", timedelta(hours=9999)), ("999d", timedelta(days=999)), (" 7d ", timedelta(days=7))],
+)  # fmt: skip
+def test_drift_windows_up_to_the_bound_are_read(text: str, expected: timedelta) -> None:
+    assert drift_job.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0h", "1000d", "10000h", "1000000m", "999999d", "1w", "07d", ""])
+def test_drift_windows_beyond_the_bound_are_refused_naming_it(text: str) -> None:
+    """999999d once passed and then overflowed before year 1 (exit 1, a traceback)."""
+    with pytest.raises(
+        drift_job.argparse.ArgumentTypeError, match="at most 999999m, 9999h or 999d"
+    ):
+        drift_job.parse_duration(text)

@@ -62,6 +62,12 @@ class DriftFlags:
     WINDOW: Final = "--window"
 
 
+DRIFT_WINDOW_PATTERN: Final = r"^([1-9][0-9]{0,5}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d)$"
+"""A drift window (`spec.monitoring.driftWindow`, `creditmodel-drift --window`): up to 999999m,
+9999h or 999d. The job lists the prediction log an hour at a time, so a longer window would list
+millions of hours (and 739,000 days reaches before year 1)."""
+
+
 class PredictorFlags:
     """`creditmodel-predictor` (KServe's model-server flags plus ours), as the InferenceService's
     container runs it: KServe's spelling, with underscores."""

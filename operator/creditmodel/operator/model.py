@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from creditmodel.core.commands import DRIFT_WINDOW_PATTERN
 from creditmodel.operator import validation as check
 from creditmodel.operator.status import (
     HISTORY_LIMIT,
@@ -183,7 +184,7 @@ class MonitoringSpec(_Camel):
     drift_schedule: Annotated[str, Field(min_length=1, max_length=check.CRON_MAX)] = "0 * * * *"
     """Checked in full by the operator (validation.cron_problem -> Degraded naming the field, the
     serving path untouched) rather than here, so that a bad schedule never stops serving."""
-    drift_window: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}[mhd]$")] = "24h"
+    drift_window: Annotated[str, Field(pattern=DRIFT_WINDOW_PATTERN)] = "24h"
     retrain_on_drift_psi: Annotated[float, Field(gt=0, le=10)] | None = Field(
         default=None, validation_alias="retrainOnDriftPSI", serialization_alias="retrainOnDriftPSI"
     )

@@ -24,7 +24,7 @@ import pandas as pd
 from creditmodel.core import drift
 from creditmodel.core import prediction_log as plog
 from creditmodel.core.bundle import BundleError, load_bundle
-from creditmodel.core.commands import DRIFT_COMMAND, DriftFlags
+from creditmodel.core.commands import DRIFT_COMMAND, DRIFT_WINDOW_PATTERN, DriftFlags
 from creditmodel.core.drift import DriftSummary, SkippedFile
 from creditmodel.core.jobs import ExitCode
 from creditmodel.core.reference import NumericReference, Reference
@@ -41,13 +41,14 @@ class DriftInputError(Exception):
 
 
 def parse_duration(text: str) -> timedelta:
-    match = re.fullmatch(r"(\d+)([mhd])", text.strip())
-    if not match or int(match.group(1)) == 0:
+    if not re.fullmatch(DRIFT_WINDOW_PATTERN, text.strip()):
         raise argparse.ArgumentTypeError(
-            f"window {text!r}: use a positive number with m, h or d (e.g. 24h)"
+            f"window {text[:40]!r}: use a positive number with m, h or d (e.g. 24h), at most"
+            " 999999m, 9999h or 999d"
         )
     units = {"m": "minutes", "h": "hours", "d": "days"}
-    return timedelta(**{units[match.group(2)]: int(match.group(1))})
+    number, unit = text.strip()[:-1], text.strip()[-1]
+    return timedelta(**{units[unit]: int(number)})
 
 
 def parse_time(text: str) -> datetime:

@@ -99,6 +99,13 @@ def predictor_pod_labels(owner: Owner) -> dict[str, str]:
     return {MODEL_LABEL: owner.name, COMPONENT_LABEL: "predictor"}
 
 
+def exact_decimal(value: float) -> str:
+    """`value` as text that reads back as the same float: the short form ("1", "0.5") where it is
+    exact, else the shortest round trip ("%g" keeps six digits: 0.1234567 became 0.123457)."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
+
+
 def build_predictor(owner: Owner, spec: Spec, bundle_uri: str, grpc: bool = True) -> dict[str, Any]:
     """The `spec.predictor` of an InferenceService: our custom predictor container, restricted, with
     the HPA fields KServe turns into a HorizontalPodAutoscaler. The gRPC port is named so that
@@ -113,7 +120,7 @@ def build_predictor(owner: Owner, spec: Spec, bundle_uri: str, grpc: bool = True
             {"name": PREDICTION_LOG_URI_ENV, "value": spec.monitoring.prediction_log_uri},
             {
                 "name": PREDICTION_LOG_SAMPLE_RATE_ENV,
-                "value": f"{spec.monitoring.sample_rate:g}",
+                "value": exact_decimal(spec.monitoring.sample_rate),
             },
         ]
     container: dict[str, Any] = {
