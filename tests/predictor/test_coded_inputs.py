@@ -164,6 +164,18 @@ def test_a_rewrite_that_scores_differently_is_not_served(monkeypatch: pytest.Mon
         assert {i.type for i in model.session.get_inputs()} >= {"tensor(string)"}
 
 
+@pytest.mark.parametrize("broken", [b"not a model", b""])
+def test_a_rewrite_onnxruntime_cannot_load_leaves_the_bundle_served_with_strings(
+    monkeypatch: pytest.MonkeyPatch, broken: bytes
+) -> None:
+    monkeypatch.setattr(engine, "coded_categoricals", lambda *_: (broken, frozenset({"purpose"})))
+    bundle = load_bundle(str(BUNDLE))
+    for model in LoadedBundle(bundle, max_rows=10).variants.values():
+        assert model._coded == []
+        plan = probe_plan(bundle.schema, bundle.reference)
+        assert model.probability(plan.columns, category_codes(bundle.schema, plan.columns)).size
+
+
 def test_a_string_outside_the_category_list_has_no_code() -> None:
     schema = _schema(["a", "b"])
     columns = {"colour": np.array([["a"], ["zzz"]], dtype=object)}

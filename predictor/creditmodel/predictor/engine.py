@@ -81,11 +81,16 @@ class VariantModel:
             return
         strings = (self.session, self._run, self._coded)
         coded_bytes, names = rewritten
-        self.session = _session(coded_bytes, where)
-        self._bind_run()
-        self._coded = [(n, i) for i, n in enumerate(self._categorical) if n in names]
-        if self.probability(columns, codes).tobytes() != expected.tobytes():
-            log.warning("%s: categorical inputs stay strings (coded graph scores differ)", where)
+        try:
+            self.session = _session(coded_bytes, where)
+            self._bind_run()
+            self._coded = [(n, i) for i, n in enumerate(self._categorical) if n in names]
+            same = self.probability(columns, codes).tobytes() == expected.tobytes()
+            problem = "coded graph scores differ"
+        except Exception as exc:  # the bundle's own graph loaded and ran: it stays served
+            same, problem = False, f"coded graph fails: {exc}"
+        if not same:
+            log.warning("%s: categorical inputs stay strings (%s)", where, problem)
             self.session, self._run, self._coded = strings
 
     def _check_inputs(self, bundle: Bundle, where: str) -> set[str]:
@@ -123,7 +128,7 @@ class VariantModel:
         feed: dict[str, Any] = columns
         if self._coded:
             feed = dict(columns)
-            by_feature = codes.T.astype(np.int64)  # [categorical, N], each row contiguous
+            by_feature = np.ascontiguousarray(codes.T, dtype=np.int64)  # [categorical, N]
             for name, index in self._coded:
                 feed[name] = by_feature[index].reshape(-1, 1)
         if self._flat_inputs:
