@@ -109,11 +109,17 @@ def _ready(url: str) -> Callable[[], bool]:
 
 @contextlib.contextmanager
 def process(
-    name: str, argv: list[Any], logs: Path, ready_url: str, env: dict[str, str] | None = None
+    name: str,
+    argv: list[Any],
+    logs: Path,
+    ready: str | Callable[[], bool],
+    env: dict[str, str] | None = None,
 ) -> Iterator[ManagedProcess]:
+    """A started server, stopped on exit; ready once `ready` (a URL answering 200, or a probe)
+    says so."""
     managed = ManagedProcess(name, argv, logs, env)
     try:
-        managed.wait_ready(_ready(ready_url), 300, "ready")
+        managed.wait_ready(_ready(ready) if isinstance(ready, str) else ready, 300, "ready")
         yield managed
     finally:
         managed.stop()
@@ -142,17 +148,7 @@ def grpc_reference(kind: str, logs: Path) -> tuple[Any, str]:
     port = free_port()
     target = f"127.0.0.1:{port}"
     argv = [sys.executable, "-m", "tests.bench.predictor_grpc_refs", kind, str(port), str(BUNDLE)]
-
-    @contextlib.contextmanager
-    def started() -> Iterator[ManagedProcess]:
-        managed = ManagedProcess(f"reference-{kind}", argv, logs)
-        try:
-            managed.wait_ready(functools.partial(_grpc_ready, target), 300, "ready")
-            yield managed
-        finally:
-            managed.stop()
-
-    return started(), target
+    return process(f"reference-{kind}", argv, logs, functools.partial(_grpc_ready, target)), target
 
 
 def _grpc_ready(target: str) -> bool:
@@ -287,18 +283,19 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
     vs_b = ratio(lambda r: rps(r, OURS) / rps(r, REF_B))
     vs_a = ratio(lambda r: rps(r, OURS) / rps(r, REF_A))
     p99 = ratio(lambda r: r[OURS].p99_ms / r[REF_B].p99_ms)
-    grpc = ratio(lambda r: rps(r, GRPC) / rps(r, OURS))
-    two = ratio(lambda r: rps(r, TWO) / rps(r, OURS)) if TWO in rounds[0] else float("nan")
+
+    def vs_ours(case: str) -> float:
+        return ratio(lambda r: rps(r, case) / rps(r, OURS))
+
+    grpc = vs_ours(GRPC)
+    two = vs_ours(TWO) if TWO in rounds[0] else float("nan")
 
     def cpu(r: dict[str, LoadResult], case: str) -> float:
         return r[case].server_cpu_us or float("nan")
 
-    # The same comparisons by server CPU per request, which other load on the machine moves
-    # far less than throughput (no targets: the issue's targets are on throughput).
     ceilings = [
         {"case": f"{case.split(')')[0]}) vs predictor REST, batch 1",
-         "metric": f"throughput ratio ({paired})",
-         "value": ratio(lambda r, case=case: rps(r, case) / rps(r, OURS)), "unit": "x"}
+         "metric": f"throughput ratio ({paired})", "value": vs_ours(case), "unit": "x"}
         for case in (REF_D, REF_E, REF_F, REF_G) if case in rounds[0]
     ]  # fmt: skip
     # What each server had to work with: CPU seconds per second (wrk takes its share from CPU 1,
@@ -308,6 +305,8 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
          "value": statistics.median(rps(r, case) * cpu(r, case) / 1e6 for r in rounds), "unit": "cores"}
         for case in (OURS, TWO) if case in rounds[0]
     ]  # fmt: skip
+    # The same comparisons by server CPU per request, which other load on the machine moves
+    # far less than throughput (no targets: the issue's targets are on throughput).
     by_cpu = []
     for label, case in (("ref B (bare)", REF_B), ("ref A (stock)", REF_A), ("its gRPC", GRPC)):
         value = statistics.median(cpu(r, case) / cpu(r, OURS) for r in rounds)

@@ -246,6 +246,9 @@ def test_every_builtin_object_is_valid_for_kubernetes(
         ("monitoring.prometheusRule.errorRatioThreshold=2", "errorRatioThreshold"),
         ("operator.prometheusUrl=prometheus:9090", "prometheusUrl"),
         ("monitoring.prometheusRule.for=ten minutes", "for"),
+        ("replicaCount=0", "replicaCount"),
+        ("operator.peeringLifetimeSeconds=2", "peeringLifetimeSeconds"),
+        ("monitoring.ifCRDsMissing=ignore", "ifCRDsMissing"),
     ],
 )
 def test_values_schema_refuses_bad_values(override: str, complaint: str) -> None:

@@ -47,22 +47,6 @@ def test_replicas_above_one_run_one_leader_and_standbys() -> None:
 
 
 @pytest.mark.parametrize(
-    ("override", "complaint"),
-    [
-        ("replicaCount=0", "replicaCount"),
-        ("operator.peeringLifetimeSeconds=2", "peeringLifetimeSeconds"),
-        ("monitoring.ifCRDsMissing=ignore", "ifCRDsMissing"),
-    ],
-)
-def test_schema_refuses_bad_peering_and_monitoring_values(override: str, complaint: str) -> None:
-    run = helm(
-        "template", "x", CHART, "--kube-version", KUBE_VERSION, "--set", override, check=False
-    )
-    assert run.returncode != 0
-    assert complaint in run.stderr
-
-
-@pytest.mark.parametrize(
     ("value", "kind", "crd"),
     [
         ("podMonitor", "PodMonitor", "podmonitors.monitoring.coreos.com"),

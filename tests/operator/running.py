@@ -225,6 +225,15 @@ class Api:
 
         return eventually(ready, timeout=timeout, what=f"CreditModel {name} Ready=True")
 
+    def wait_condition(self, name: str, kind: str, timeout: float) -> dict[str, Any]:
+        """The CreditModel's condition `kind` once its status is True."""
+
+        def true() -> dict[str, Any] | None:
+            found = condition(self.model(name), kind)
+            return found if found is not None and found["status"] == "True" else None
+
+        return eventually(true, timeout=timeout, what=f"CreditModel {name} {kind}=True")
+
     def describe(self) -> str:
         """The InferenceServices' Ready conditions (KServe's) and the CreditModels' status, for
         failure messages."""

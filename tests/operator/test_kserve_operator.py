@@ -112,13 +112,7 @@ def test_a_refused_inferenceservice_is_degraded_with_one_event_and_backs_off(
         body = sample(s3, hostnames=["credit.example.com"])
         with running_operator(crds, operator_kubeconfig, tmp_path, s3.env()) as operator:
             api.create_model(body)
-            degraded = eventually(
-                lambda: (c := condition(api.model(NAME), "Degraded"))
-                and c["status"] == "True"
-                and c,
-                60,
-                "Degraded",
-            )
+            degraded = api.wait_condition(NAME, "Degraded", 60)
             assert degraded["reason"] == "InferenceServiceRefused"
             assert "predictor images must come from registry.internal" in degraded["message"]
             time.sleep(20)  # backoff 5 s, 10 s, 20 s: at most four writes in this window
@@ -182,13 +176,7 @@ def test_a_spec_the_operator_cannot_read_is_degraded_and_stalled_with_one_event(
         api = Api(crds)
         eventually(lambda: api.create_model(body), 30, "the older CRD in force")
         with running_operator(crds, operator_kubeconfig, tmp_path, s3.env()):
-            stalled = eventually(
-                lambda: (c := condition(api.model(NAME), "Stalled"))
-                and c["status"] == "True"
-                and c,
-                60,
-                "Stalled",
-            )
+            stalled = api.wait_condition(NAME, "Stalled", 60)
             model = api.model(NAME)
             assert stalled["reason"] == "InvalidSpec"
             assert "scaleMetric must be cpu or memory with router gatewayAPI" in stalled["message"]

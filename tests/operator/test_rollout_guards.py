@@ -4,8 +4,6 @@ names the mutant each one kills) and passes on the real code. Pure: no cluster, 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -22,31 +20,19 @@ from creditmodel.operator.rollout import (
     JobState,
     Observations,
     Plan,
-    Policy,
     Resolved,
-    RouteState,
     canary,
     conditions,
     reconcile,
 )
-from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, after, model, spec
+from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, model, spec
+from tests.operator.test_rollout_safety import POLICY, step
 
 pytestmark = pytest.mark.unit
 
 V1 = builders.isvc_name("german", BUNDLE_V1)
 V2 = builders.isvc_name("german", BUNDLE_V2)
 BOTH = {V1: True, V2: True}
-POLICY = Policy(drain_seconds=30, ready_timeout_seconds=300)
-
-
-def step(
-    current: CreditModel,
-    at: float,
-    ready: dict[str, bool],
-    route: RouteState | None = None,
-    **observed: Any,
-) -> Plan:
-    return reconcile(current, Observations(ready=ready, route=route, **observed), after(at), POLICY)
 
 
 def serving_v1() -> CreditModel:

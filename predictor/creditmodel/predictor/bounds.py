@@ -17,7 +17,7 @@ from typing import Any
 
 from creditmodel.core.schema import Schema
 from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.validation import Tensor
+from creditmodel.predictor.validation import Tensor, first_boolean
 
 MAX_ID_CHARS = 128
 MAX_SHOWN_CHARS = 64
@@ -178,27 +178,6 @@ def nested_input(tensors: Sequence[Tensor], depth: int = 8) -> Tensor | None:
     return None
 
 
-def _holds_boolean(items: list[Any]) -> bool:
-    """Whether a JSON boolean is anywhere in `items`. Iterative: data may nest as deep as the
-    JSON does."""
-    stack = [items]
-    while stack:
-        kinds = set(map(type, items := stack.pop()))
-        if bool in kinds:
-            return True
-        if list in kinds:
-            stack.extend(i for i in items if type(i) is list)
-    return False
-
-
-def _first_boolean(data: list[Any]) -> int | None:
-    """The row of the first JSON boolean in `data` (a list, maybe of row lists), else None."""
-    for row, item in enumerate(data):
-        if type(item) is bool or (type(item) is list and _holds_boolean(item)):
-            return row
-    return None
-
-
 def refuse_booleans(tensors: Sequence[Tensor]) -> None:
     """`true`/`false` is not a number: refused in every tensor of a numeric datatype."""
     for tensor in tensors:
@@ -208,7 +187,7 @@ def refuse_booleans(tensors: Sequence[Tensor]) -> None:
         kinds = set(map(type, data))
         if bool not in kinds and list not in kinds:
             continue
-        row = _first_boolean(data)
+        row = first_boolean(data)
         if row is not None:
             raise RequestError(
                 "wrong_datatype",

@@ -90,7 +90,7 @@ def from_raw(name: str, datatype: str, raw: bytes) -> Any:
 def tensor_from_infer_input(infer_input: InferInput) -> Tensor:
     """Our Tensor from KServe's InferInput: JSON lists, gRPC typed contents or raw bytes
     (gRPC raw_input_contents, the REST binary extension). JSON booleans in a numeric input are
-    refused here, as the JSON decoder refuses them."""
+    refused here, naming the row, as the validator refuses them on our own paths."""
     data: Any = infer_input.data
     raw = getattr(infer_input, "_raw_data", None)
     if raw is not None:

@@ -49,12 +49,25 @@ def model_dtype(datatype: str) -> npt.DTypeLike:
     return {"INT64": np.int64, "FP32": np.float32}.get(datatype, object)
 
 
-def _holds_bool(data: list[Any]) -> bool:
-    """A JSON boolean anywhere in `data` (rows may be nested one level, shape [N, 1])."""
-    return any(
-        type(item) is bool or (type(item) is list and any(type(v) is bool for v in item))
-        for item in data
-    )
+def _holds_boolean(items: list[Any]) -> bool:
+    """Whether a JSON boolean is anywhere in `items`. Iterative: data may nest as deep as the
+    JSON does."""
+    stack = [items]
+    while stack:
+        kinds = set(map(type, items := stack.pop()))
+        if bool in kinds:
+            return True
+        if list in kinds:
+            stack.extend(i for i in items if type(i) is list)
+    return False
+
+
+def first_boolean(data: list[Any]) -> int | None:
+    """The row of the first JSON boolean in `data` (a list, maybe of row lists), else None."""
+    for row, item in enumerate(data):
+        if type(item) is bool or (type(item) is list and _holds_boolean(item)):
+            return row
+    return None
 
 
 def _show(value: Any) -> str:
@@ -261,8 +274,8 @@ class Validator:
 
     def _numeric(self, feature: Feature, data: Any, rows: int) -> npt.NDArray[np.float64]:
         name = feature.name
-        if isinstance(data, list) and _holds_bool(data):
-            row = next(i for i, item in enumerate(data) if _holds_bool([item]))
+        row = first_boolean(data) if isinstance(data, list) else None
+        if row is not None:
             raise RequestError(
                 "wrong_datatype",
                 f"input {name!r}: row {row} is a boolean; values of a {feature.datatype!r} input"
