@@ -1,8 +1,8 @@
 """The predictor benchmark's cases beyond the headline (bench_predictor.py): the shadow
 challenger's cost (paired rounds), the fp32 variant, batches of 100 and 1,000 rows against the
-references, reference C (Seldon MLServer + mlserver-sklearn) and a Redis response cache in front
+references, reference C (Seldon MLServer + mlserver-sklearn), a Redis response cache in front
 of the predictor (to decide with numbers whether caching pays for a model that runs in
-microseconds). Set PREDICTOR_BENCH_EXTRAS=0 to skip them."""
+microseconds) and mixed single-row and 1,000-row load (predictor_mixed.py). Set PREDICTOR_BENCH_EXTRAS=0 to skip them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from creditmodel.core.bundle import load_bundle
-from tests.bench import predictor_mlserver
+from tests.bench import predictor_mixed, predictor_mlserver
 from tests.bench.predictor_load import LoadResult, wrk
 from tests.predictor.server import PredictorServer, predictor_server
 from tests.support.process import ManagedProcess, free_port, tool
@@ -65,6 +65,7 @@ def run(
         load(f"ref B (bare ASGI) REST batch {n}", url_b, payload)
     rows += _mlserver(out_dir, load)
     rows += _redis_cache(out_dir, body, load)
+    rows += predictor_mixed.run(out_dir, body, _body(thousand))
     return rows
 
 

@@ -116,7 +116,9 @@ class Servicers:
 
 @pytest.fixture(scope="module")
 def servicers(champion: TrainedBundle) -> Servicers:
-    settings = PredictorSettings(model_name="demo", model_dir=champion.uri, ab_percent=50)
+    settings = PredictorSettings(
+        model_name="demo", model_dir=champion.uri, ab_percent=50, inline_rows=256
+    )
     model = CreditScoringModel(settings)
     model.load()
     repository = ModelRepository()
@@ -220,7 +222,7 @@ async def test_large_batches_are_decoded_and_encoded_off_the_event_loop(
 
     for name in ("decode_inputs", "encode_response"):
         monkeypatch.setattr(grpc_fast, name, recorded(name, getattr(grpc_fast, name)))
-    request = infer_request(champion.v2_inputs(300), raw=raw)  # over inline_rows (256)
+    request = infer_request(champion.v2_inputs(300), raw=raw)  # over inline_rows (256 here)
     stock, fast = await both(servicers, request)
     assert fast == stock
     assert threading.get_ident() not in threads.values()

@@ -249,8 +249,8 @@ class ScoringService:
         )
 
     async def infer(self, request: InferenceRequest) -> Prediction:
-        """Small batches (microseconds of work) run inline; large ones in a worker thread so
-        the event loop never blocks on them (kserve issue 3950)."""
+        """Batches up to `inline_rows` are scored inline; bigger ones in a worker thread, so the
+        event loop is not held for tens of milliseconds (kserve issue 3950)."""
         self._ensure_background()
         job = self.prepare(request)
         if job.batch.rows > self.settings.inline_rows:
