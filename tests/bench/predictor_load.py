@@ -54,6 +54,9 @@ class LoadResult:
     # included: steadier than throughput on a shared machine, where other load takes CPU time
     # from the server, not instructions.
     server_cpu_us: float | None = None
+    # CPU the load generator itself spent per request: on two CPUs it shares them with a server
+    # that uses both (the two-worker case), so it bounds what that server can reach.
+    client_cpu_us: float | None = None
 
     def rows(self, case: str, **extra: Any) -> list[dict[str, Any]]:
         rows = [
@@ -121,6 +124,7 @@ def wrk(
         "-s", str(script), url,
     ], cpus)  # fmt: skip
     env = {"WRK_BODY": str(body_path), "WRK_UNIQUE": "1" if unique_ids else "0"}
+    client = _children_cpu_seconds()
     completed = subprocess.run(
         argv, capture_output=True, text=True, timeout=seconds + 60, check=True,
         env={**os.environ, **env},
@@ -132,7 +136,21 @@ def wrk(
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
         errors=data["socket_errors"] + data["non_2xx"],
+        client_cpu_us=_per_request(_children_cpu_seconds() - client, data["requests"]),
     )
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished children: around one load
+    generator run, that run's own (the servers are still running, so not counted)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _per_request(seconds: float, requests: int) -> float | None:
+    return seconds / requests * 1e6 if requests else None
 
 
 def grpc_request(document: dict[str, Any], model: str) -> bytes:
@@ -186,6 +204,7 @@ def h2load_grpc(
     body_path.write_bytes(grpc_request(document, model))
     log_path = work_dir / "h2load.log"
     log_path.unlink(missing_ok=True)  # h2load appends to its log
+    client = _children_cpu_seconds()
     argv = pinned([
         str(tool("h2load")), "-t1", f"-c{connections}", "-m1", f"-D{seconds:.0f}",
         "-d", str(body_path), f"--log-file={log_path}",
@@ -210,4 +229,5 @@ def h2load_grpc(
         p50_ms=latencies[len(latencies) // 2] / 1000,
         p99_ms=latencies[int(len(latencies) * 0.99)] / 1000,
         errors=sum(status != 200 for status in statuses),
+        client_cpu_us=_per_request(_children_cpu_seconds() - client, len(latencies)),
     )
