@@ -173,6 +173,7 @@ def run(
         context.profile = out_dir / "profile" if profile else None
         context.ready_timeout = ready_timeout or max(600.0, 4.0 * models)
         context.kserve_log = cluster.plane.workdir / "kserve-manager.log"
+        context.kserve_metrics = f"http://127.0.0.1:{cluster.kserve_metrics_port}/metrics"
         return context.measure(models, v1, v2, prometheus)
     raise AssertionError("unreachable")
 
@@ -194,6 +195,7 @@ class Context:
         self.profile: Path | None = None
         self.ready_timeout = 600.0
         self.kserve_log = Path()
+        self.kserve_metrics = ""
 
     def measure(self, models: int, v1: str, v2: str, prometheus: str) -> list[dict[str, Any]]:
         case = f"{models} CreditModels"
@@ -211,6 +213,7 @@ class Context:
     def ready(self, case: str, names: list[str], v1: str, prometheus: str) -> list[dict[str, Any]]:
         load = _load()
         _log(f"applying {len(names)} CreditModels; load {load}")
+        work, cpu = tools.kserve_work(self.kserve_metrics), tools.cpu_by_process()
         wall, started = time.time(), time.monotonic()
         wanted = set(names)
         with tools.profiled(self.pid, self.profile and self.profile.with_suffix(".ready.txt")):
@@ -236,6 +239,13 @@ class Context:
         peak = self.memory.peak()
         line = tools.timeline(self.api, self.namespace, wall, builders.MODEL_LABEL)
         reconciles = tools.kserve_reconciles(self.kserve_log, wall, wall + elapsed)
+        work = tools.kserve_work(self.kserve_metrics).since(work)
+        per_reconcile = (
+            sum(work.requests.values()) / work.reconciles if work.reconciles else math.nan
+        )
+        by_method = ", ".join(f"{m}: {n}" for m, n in work.requests.most_common() if n)
+        cpu = tools.cpu_by_process() - cpu
+        by_process = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in cpu.most_common())
         lag = (statistics.median(line.lags), max(line.lags)) if line.lags else (math.nan,) * 2
         return [
             {"case": case, "metric": "load average (1/5/15 min) at apply", "value": load,
@@ -258,6 +268,16 @@ class Context:
             {"case": case, "metric": "KServe: InferenceService reconciles (1 worker)",
              "value": reconciles / elapsed if elapsed else math.nan, "unit": "per s",
              "detail": f"{reconciles} in {elapsed:.0f} s for {len(names)} InferenceServices"},
+            {"case": case, "metric": "KServe: InferenceService reconcile, mean duration",
+             "value": work.seconds / work.reconciles * 1000 if work.reconciles else math.nan,
+             "unit": "ms", "detail": f"{work.reconciles:.0f} reconciles, {work.seconds:.0f} s"
+             f" in them: its one worker busy {work.seconds / elapsed:.0%} of the time"},
+            {"case": case, "metric": "KServe: API requests per InferenceService reconcile",
+             "value": per_reconcile, "unit": "requests",
+             "detail": f"the whole manager's requests ({by_method})"},
+            {"case": case, "metric": "CPU of the whole stack, apply -> all Ready",
+             "value": sum(cpu.values()) / elapsed if elapsed else math.nan,
+             "unit": f"cores (of {os.cpu_count()})", "detail": by_process},
             {"case": case, "metric": "operator peak RSS (VmHWM) at Ready", "value": peak,
              "unit": "MB", "target": f"<= {RSS_TARGET:g} MB", "ok": peak <= RSS_TARGET},
         ]  # fmt: skip

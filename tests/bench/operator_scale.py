@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -248,6 +249,61 @@ def kserve_reconciles(log: Path, start: float, end: float) -> int:
                 if start - 1 <= _at(json.loads(line)["ts"]) <= end + 1:
                     count += 1
     return count
+
+
+@dataclass(frozen=True)
+class ControllerWork:
+    """What the KServe manager's InferenceService controller did, from its controller-runtime
+    metrics: reconciles, seconds spent in them, API requests of the whole manager by method."""
+
+    reconciles: float
+    seconds: float
+    requests: Counter[str]
+
+    def since(self, before: ControllerWork) -> ControllerWork:
+        return ControllerWork(
+            self.reconciles - before.reconciles,
+            self.seconds - before.seconds,
+            Counter({m: n - before.requests[m] for m, n in self.requests.items()}),
+        )
+
+
+def kserve_work(url: str, controller: str = "inferenceservice") -> ControllerWork:
+    """Read `controller`'s reconcile count and time and the manager's API requests from `url`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    reconciles = seconds = 0.0
+    requests: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "controller_runtime_reconcile_total":
+                reconciles += sample.value if labels.get("controller") == controller else 0
+            elif sample.name == "controller_runtime_reconcile_time_seconds_sum":
+                seconds += sample.value if labels.get("controller") == controller else 0
+            elif sample.name == "rest_client_requests_total":
+                requests[labels.get("method", "?")] += int(sample.value)
+    return ControllerWork(reconciles, seconds, requests)
+
+
+def cpu_by_process() -> Counter[str]:
+    """CPU seconds (user + system) so far of each process this one started (the whole stack),
+    by executable name; the operator (a Python process) as "operator"."""
+    import psutil
+
+    seconds: Counter[str] = Counter()
+    for process in psutil.Process().children(recursive=True):
+        try:
+            name = process.name()
+            if name.startswith("python"):
+                name = "operator" if "creditmodel" in " ".join(process.cmdline()) else name
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        seconds[name] += times.user + times.system
+    return seconds
 
 
 def _since(obj: dict[str, Any], kind: str) -> float | None:

@@ -99,6 +99,8 @@ class Cluster:
     plane: ControlPlane
     kserve_namespace: str
     webhook_port: int
+    # the KServe manager's controller-runtime metrics (reconcile counts and times)
+    kserve_metrics_port: int = field(default_factory=free_port)
     timings: dict[str, float] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
 
@@ -325,7 +327,7 @@ def _start(
             "kserve-manager",
             [
                 "--kubeconfig", kubeconfig,
-                "--metrics-addr", f"127.0.0.1:{free_port()}",
+                "--metrics-addr", f"127.0.0.1:{stack.kserve_metrics_port}",
                 "--health-probe-addr", f"127.0.0.1:{probe_port}",
                 "--webhook-port", stack.webhook_port,
             ],
