@@ -326,3 +326,38 @@ def test_deletion_cascades_through_the_garbage_collector(
         timeout=READY_TIMEOUT,
         what="every child removed by the garbage collector",
     )
+
+
+def test_children_edited_or_deleted_by_hand_are_put_back_from_the_watch(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    """The full re-read of every child is ten minutes apart (children_resync_seconds); an edit
+    to a child's spec or a deletion reaches the owner's next pass from the watch stream."""
+    v1 = serving_v1(api, s3)
+    custom = client.CustomObjectsApi(api.kube.api)
+    network = client.NetworkingV1Api(api.kube.api)
+    policy = builders.predictor_networkpolicy_name("german-credit")
+    network.read_namespaced_network_policy(policy, api.namespace)
+    custom.patch_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", api.namespace, "httproutes", "german-credit",
+        {"spec": {"rules": [{"backendRefs": [
+            {"name": f"{isvc_for(v1)}-predictor", "port": 80, "weight": 0}]}]}},
+    )  # fmt: skip
+    custom.patch_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", api.namespace, "inferenceservices", isvc_for(v1),
+        {"spec": {"predictor": {"maxReplicas": 9}}},
+    )  # fmt: skip
+    network.delete_namespaced_network_policy(policy, api.namespace)
+
+    eventually(lambda: weights(api) == [(isvc_for(v1), 100)], 30, "route weights put back")
+    eventually(
+        lambda: api.isvc(isvc_for(v1))["spec"]["predictor"]["maxReplicas"] == 4,
+        30,
+        "InferenceService spec put back",
+    )
+    eventually(
+        lambda: network.read_namespaced_network_policy(policy, api.namespace),
+        30,
+        "NetworkPolicy re-created",
+    )
+    s3_operator.assert_never_forbidden()

@@ -66,6 +66,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube = await Kube.connect()
     memo.prometheus = {}
     memo.wakers = {}
+    memo.children = {}  # (kind, namespace, name) -> the child's last seen ChildEdit.version
+    memo.edited = {}  # CreditModel key -> {(kind, name)} of children changed since its last pass
     memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)  # something asked for a pass
     memo.resyncs = asyncio.Semaphore(CONCURRENT_PASSES)  # the routine resync, nothing else
 
@@ -127,13 +129,44 @@ def waiting_isvcs(
     return None
 
 
-@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-def child_changed(*, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
-    """KServe or the Job controller moved one of our children: tell its CreditModel."""
+def job_changed(*, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
+    """The Job controller moved one of our training Jobs: tell its CreditModel."""
     owner = labels.get(builders.MODEL_LABEL)
     if owner:
         _wake(memo, (namespace or "", owner))
+
+
+@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OURS)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=OURS)
+@kopf.on.event("batch", "v1", "cronjobs", labels=OURS)
+def child_changed(
+    *,
+    type: str | None,  # kopf passes the event type by this name
+    body: Mapping[str, Any],
+    labels: Mapping[str, str],
+    namespace: str | None,
+    memo: Any,
+    **_: Any,
+) -> None:
+    """One of our children changed: wake its CreditModel (KServe marking an InferenceService
+    Ready moves the rollout), and when someone edited or deleted the child, have the next pass
+    read and correct it instead of waiting for the full re-read of every child."""
+    owner = labels.get(builders.MODEL_LABEL)
+    if not owner:
+        return
+    key = (namespace or "", owner)
+    meta = body.get("metadata") or {}
+    child = (str(body.get("kind", "")), key[0], str(meta.get("name", "")))
+    edit = rollout.child_edit(memo.children.get(child), type, meta)
+    if edit.version is None:
+        memo.children.pop(child, None)
+    else:
+        memo.children[child] = edit.version
+    if edit.edited and key in memo.wakers:  # a CreditModel's daemon is there to read it
+        memo.edited.setdefault(key, set()).add((child[0], child[2]))
+    _wake(memo, key)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
@@ -168,6 +201,7 @@ async def run(
             resync = not waker.is_set() and delay >= memo.config.resync_seconds
     finally:
         memo.wakers.pop(key, None)
+        memo.edited.pop(key, None)
 
 
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:

@@ -1,7 +1,8 @@
 """One CreditModel's reconcile loop body, as I/O around the pure state machine: read the object,
 observe what `rollout.needs` asks for, run `rollout.reconcile`, write the children, the status and
 the Events. What it caches (manifests written, children pruned, a refused write's backoff) only
-saves requests between full resyncs; correctness comes from the status."""
+saves requests between full re-reads of the children, and a child someone else edits or deletes
+is read again at once (handlers.child_changed); correctness comes from the status."""
 
 from __future__ import annotations
 
@@ -160,10 +161,7 @@ class Reconciler:
             drift = await prometheus.stable_score_psi(model.name, status.stable.version, self.scope)
         route = None
         if needs.route:  # the drain clock lives in the route, written with its weights
-            if (
-                self.route is None
-                or time.monotonic() - self.synced_at >= self.config.resync_seconds
-            ):
+            if self.route is None or self.full_sync_due():
                 body = await self.kube.get("HTTPRoute", self.namespace, model.name)
                 self.route = rollout.observed_route(body)
             route = self.route
@@ -196,9 +194,23 @@ class Reconciler:
             self.logger.warning(f"drift report: {report.error}")
         return report
 
+    def full_sync_due(self) -> bool:
+        return time.monotonic() - self.synced_at >= self.config.children_resync_seconds
+
+    def forget_edited(self) -> None:
+        """Children someone edited or deleted since the last pass (from the watch stream) are
+        read and corrected in this one: as if never written; an InferenceService also prunes."""
+        for kind, name in self.memo.edited.pop((self.namespace, self.name), ()):
+            self.applied.pop(name, None)
+            if kind == "HTTPRoute":
+                self.route = None
+            elif kind == "InferenceService":
+                self.pruned_for = None
+
     async def apply_children(self, plan: rollout.Plan) -> None:
-        """Write children whose manifest changed since we last wrote it; everything on resync."""
-        full = time.monotonic() - self.synced_at >= self.config.resync_seconds
+        """Write children whose manifest changed since we last wrote it or that someone else
+        changed; every child on the full re-read (children_resync_seconds)."""
+        full = self.full_sync_due()
         self.route = None  # unknown until written again
         refused: rollout.ChildRefusal | None = None
         for child in plan.children:
@@ -309,6 +321,7 @@ class Reconciler:
             await self.report_unreadable(body, exc)
             return self.config.resync_seconds
         now = datetime.now(UTC)
+        self.forget_edited()
         observed = await self.observe(model, rollout.needs(model, now))
         plan = rollout.reconcile(model, observed, now, self.memo.policy)
         await self.apply_children(plan)

@@ -22,7 +22,14 @@ class OperatorSettings(BaseSettings):
     prometheus_url: HttpUrl | None = None
     """Prometheus HTTP API used for canary analysis when a CreditModel names none."""
     resync_seconds: float = Field(default=30.0, gt=0)
-    """Upper bound between two reconciliations of one CreditModel (children drift, Job progress)."""
+    """Upper bound between two reconcile passes of one CreditModel (Job progress, the stable
+    version's drift checks)."""
+    children_resync_seconds: float = Field(default=600.0, gt=0)
+    """Upper bound between two full re-reads of a CreditModel's children (each one read and
+    compared, stale InferenceServices pruned). A change to a child (an edit of its spec, labels
+    or annotations, a deletion) arrives from the watch stream and is corrected at once; this
+    re-read is the safety net. Re-reading every child of a thousand CreditModels every 30 s was
+    six API reads per model per pass, most of the API server's load in a steady cluster."""
     predictor_image: str = "ghcr.io/creditmodel/predictor:0.1.0"
     """Predictor image for CreditModels whose spec.predictor.image is unset."""
     training_image: str = "ghcr.io/creditmodel/training:0.1.0"

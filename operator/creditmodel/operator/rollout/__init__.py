@@ -13,7 +13,9 @@ look at and when the next one falls due. The invariants they keep are in docs/ro
 from creditmodel.operator.rollout.conditions import describe_errors, unreadable_spec
 from creditmodel.operator.rollout.machine import reconcile
 from creditmodel.operator.rollout.observe import (
+    ChildEdit,
     analysis_due,
+    child_edit,
     needs,
     next_pass_in,
     serving_names,
@@ -41,6 +43,7 @@ from creditmodel.operator.rollout.values import (
 __all__ = [
     "ACTIONS",
     "ZERO_SINCE_ANNOTATION",
+    "ChildEdit",
     "ChildRefusal",
     "CreditModel",
     "CronJobWrite",
@@ -54,6 +57,7 @@ __all__ = [
     "Resolved",
     "RouteState",
     "analysis_due",
+    "child_edit",
     "describe_errors",
     "needs",
     "next_pass_in",

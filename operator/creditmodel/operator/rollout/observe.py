@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from creditmodel.operator import builders
 from creditmodel.operator.model import Status
@@ -91,3 +96,25 @@ def next_pass_in(model: CreditModel, now: datetime, policy: Policy) -> float | N
         if entry.since is not None:
             waits.append(policy.drain_seconds - seconds_since(entry.since, now))
     return max(min(waits), 0.0) if waits else None
+
+
+@dataclass(frozen=True)
+class ChildEdit:
+    """What one watch event of a child means to its CreditModel's next pass: `edited` when the
+    child must be read again and corrected (someone changed what we write: its spec, which
+    bumps the generation, its labels or annotations; or deleted it). `version` is what to
+    remember of the child (None once it is gone)."""
+
+    version: str | None
+    edited: bool
+
+
+def child_edit(seen: str | None, event: str | None, meta: Mapping[str, Any]) -> ChildEdit:
+    """The first sight of a child (kopf's initial listing, or our own create) remembers it;
+    a status update (KServe's conditions, a CronJob's last schedule) leaves the generation,
+    labels and annotations alone, so it is no edit."""
+    if event == "DELETED":
+        return ChildEdit(None, True)
+    fields = [meta.get("generation"), meta.get("labels") or {}, meta.get("annotations") or {}]
+    version = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return ChildEdit(version, seen is not None and seen != version)
