@@ -11,6 +11,7 @@ HTTPRoute), so a restarted operator continues where the last one stopped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -64,6 +65,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         ),
     )
     memo.kube = await Kube.connect()
+    memo.kube.written = functools.partial(_remember_written, memo)
     memo.prometheus = {}
     memo.wakers = {}
     memo.children = {}  # (kind, namespace, name) -> the child's last seen ChildEdit.version
@@ -76,6 +78,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def close(memo: kopf.Memo, **_: Any) -> None:
     for client in memo.prometheus.values():
         await client.close()
+
+
+def _child(body: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = body.get("metadata") or {}
+    return str(body.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _remember_written(memo: kopf.Memo, body: Mapping[str, Any]) -> None:
+    """A child as our own create or patch left it: its watch event is then no edit."""
+    meta = body.get("metadata") or {}
+    if (meta.get("labels") or {}).get(builders.MODEL_LABEL):
+        memo.children[_child(body)] = rollout.child_edit(None, None, meta).version
 
 
 def _wake(memo: kopf.Memo, key: Key) -> None:
@@ -157,9 +171,8 @@ def child_changed(
     if not owner:
         return
     key = (namespace or "", owner)
-    meta = body.get("metadata") or {}
-    child = (str(body.get("kind", "")), key[0], str(meta.get("name", "")))
-    edit = rollout.child_edit(memo.children.get(child), type, meta)
+    child = _child(body)
+    edit = rollout.child_edit(memo.children.get(child), type, body.get("metadata") or {})
     if edit.version is None:
         memo.children.pop(child, None)
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,9 @@ class Kube:
 
     def __init__(self, api: kr8s.asyncio.Api) -> None:
         self.api = api
+        # Told of every object `ensure` created or patched, as the API server answered: the
+        # watch then tells our own writes from other people's edits (handlers.child_changed).
+        self.written: Callable[[Mapping[str, Any]], None] = _ignore
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -156,6 +159,7 @@ class Kube:
         if current is None:
             status, data = await self._call("POST", kind, namespace, body=manifest)
             if status in (200, 201):
+                self.written(data)
                 return "created"
             if status != 409:
                 raise self._fail(f"create {kind} {namespace}/{name}", status, data)
@@ -173,6 +177,7 @@ class Kube:
         )
         if status != 200:
             raise self._fail(f"patch {kind} {namespace}/{name}", status, data)
+        self.written(data)
         return "patched"
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
@@ -280,6 +285,10 @@ class Kube:
             raise self._fail(
                 f"remove annotation {key} of CreditModel {namespace}/{name}", code, data
             )
+
+
+def _ignore(_: Mapping[str, Any]) -> None:
+    return None
 
 
 def merge_patch(old: Any, new: Any) -> Any:

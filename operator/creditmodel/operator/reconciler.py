@@ -111,6 +111,7 @@ class Reconciler:
         self.kube: Kube = memo.kube
         self.config: OperatorSettings = memo.config
         self.applied: dict[str, str] = {}
+        self.stale: set[str] = set()  # children someone else changed: read them again
         self.pruned_for: frozenset[str] | None = None
         self.synced_at = -math.inf
         self.drift_read_at = -math.inf
@@ -199,9 +200,9 @@ class Reconciler:
 
     def forget_edited(self) -> None:
         """Children someone edited or deleted since the last pass (from the watch stream) are
-        read and corrected in this one: as if never written; an InferenceService also prunes."""
+        read and corrected in this one; an InferenceService also prunes."""
         for kind, name in self.memo.edited.pop((self.namespace, self.name), ()):
-            self.applied.pop(name, None)
+            self.stale.add(name)
             if kind == "HTTPRoute":
                 self.route = None
             elif kind == "InferenceService":
@@ -215,7 +216,7 @@ class Reconciler:
         refused: rollout.ChildRefusal | None = None
         for child in plan.children:
             name, digest = child["metadata"]["name"], _digest(child)
-            if not full and self.applied.get(name) == digest:
+            if not full and self.applied.get(name) == digest and name not in self.stale:
                 if child["kind"] == "HTTPRoute":
                     self.route = rollout.observed_route(child)
                 continue
@@ -274,6 +275,7 @@ class Reconciler:
             self.pruned_for = wanted
         if full:
             self.synced_at = time.monotonic()
+        self.stale.clear()
         self.note_refusal(refused)
 
     def note_refusal(self, refused: rollout.ChildRefusal | None) -> None:
