@@ -197,7 +197,8 @@ async def run(
     key = (namespace, name)
     waker = memo.wakers.setdefault(key, asyncio.Event())
     waiting: kopf.Index[Key, str] = kwargs["waiting_isvcs"]
-    reconciler = Reconciler(namespace, name, memo, ready_isvcs, logger, waiting)
+    live: Mapping[str, Any] = kwargs["body"]  # kopf keeps it at the latest watch event
+    reconciler = Reconciler(namespace, name, memo, ready_isvcs, logger, waiting, live)
     resync = False  # the first pass was asked for
     try:
         while not stopped:

@@ -259,7 +259,10 @@ class Kube:
     async def get_creditmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get("CreditModel", namespace, name)
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the CreditModel's status; the object as the API server stored it."""
         code, data = await self._call(
             "PATCH",
             "CreditModel",
@@ -271,8 +274,9 @@ class Kube:
         )
         if code != 200:
             raise self._fail(f"patch status of CreditModel {namespace}/{name}", code, data)
+        return data
 
-    async def remove_annotation(self, namespace: str, name: str, key: str) -> None:
+    async def remove_annotation(self, namespace: str, name: str, key: str) -> dict[str, Any]:
         code, data = await self._call(
             "PATCH",
             "CreditModel",
@@ -285,6 +289,7 @@ class Kube:
             raise self._fail(
                 f"remove annotation {key} of CreditModel {namespace}/{name}", code, data
             )
+        return data
 
 
 def _ignore(_: Mapping[str, Any]) -> None:

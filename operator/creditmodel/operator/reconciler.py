@@ -6,6 +6,7 @@ is read again at once (handlers.child_changed); correctness comes from the statu
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -99,6 +100,7 @@ class Reconciler:
         ready: kopf.Index[Key, bool],
         logger: Logger,
         waiting: kopf.Index[Key, str] | None = None,
+        live: Mapping[str, Any] | None = None,
     ) -> None:
         self.namespace, self.name, self.memo, self.ready, self.logger = (
             namespace,
@@ -110,6 +112,8 @@ class Reconciler:
         self.waiting: Mapping[str, str] = InNamespace(waiting, namespace) if waiting else {}
         self.kube: Kube = memo.kube
         self.config: OperatorSettings = memo.config
+        self.live = live  # kopf's live view of the CreditModel: its latest watch event
+        self.known: dict[str, Any] | None = None  # the CreditModel as last read or written
         self.applied: dict[str, str] = {}
         self.stale: set[str] = set()  # children someone else changed: read them again
         self.pruned_for: frozenset[str] | None = None
@@ -304,7 +308,7 @@ class Reconciler:
         updated = rollout.unreadable_spec(current, generation, message, datetime.now(UTC))
         patch = merge_patch(body.get("status") or {}, updated.dump())
         if patch:
-            await self.kube.patch_status(self.namespace, self.name, patch)
+            self.known = await self.kube.patch_status(self.namespace, self.name, patch)
         if self.unreadable_generation != generation:
             self.unreadable_generation = generation
             self.logger.error(f"spec does not match the operator's schema: {message}")
@@ -312,9 +316,22 @@ class Reconciler:
                 kopf.Body(cast(Any, body)), type="Warning", reason="InvalidSpec", message=message
             )
 
+    async def read(self) -> dict[str, Any] | None:
+        """The CreditModel. While the watch stream still shows the very version this loop last
+        read or wrote (same resourceVersion), that copy is it and the API server is not asked:
+        a pass with nothing changed reads nothing. Any other version, older (our own write not
+        seen yet) or newer (someone else's), is read afresh."""
+        known, live = self.known, self.live
+        if known is not None and live is not None:
+            version = (live.get("metadata") or {}).get("resourceVersion")
+            if version is not None and version == known["metadata"].get("resourceVersion"):
+                return copy.deepcopy(known)
+        self.known = await self.kube.get_creditmodel(self.namespace, self.name)
+        return copy.deepcopy(self.known)
+
     async def once(self) -> float | None:
         """One pass; returns seconds until the next pass, or None when the object is gone."""
-        body = await self.kube.get_creditmodel(self.namespace, self.name)
+        body = await self.read()
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         try:
@@ -329,7 +346,7 @@ class Reconciler:
         await self.apply_children(plan)
         patch = merge_patch(body.get("status") or {}, plan.status.dump())
         if patch:
-            await self.kube.patch_status(self.namespace, self.name, patch)
+            self.known = await self.kube.patch_status(self.namespace, self.name, patch)
         if self.announce is not None:
             refusal, self.announce = self.announce, None
             kopf.event(
@@ -346,7 +363,9 @@ class Reconciler:
                 message=event.message,
             )
         if plan.clear_action:
-            await self.kube.remove_annotation(self.namespace, self.name, ACTION_ANNOTATION)
+            self.known = await self.kube.remove_annotation(
+                self.namespace, self.name, ACTION_ANNOTATION
+            )
         settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
         due = rollout.next_pass_in(settled, datetime.now(UTC), self.memo.policy)
         retry = max(self.retry_at - time.monotonic(), 0.0) if self.refused else None
