@@ -26,6 +26,8 @@ from creditmodel.operator.reconciler import Key, Logger, Reconciler
 from creditmodel.operator.settings import OperatorSettings
 
 OURS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
+EDITABLE = frozenset({"InferenceService", "HTTPRoute", "NetworkPolicy", "CronJob"})
+"""The children child_changed watches for someone else's edits (a Job is never patched)."""
 CONCURRENT_PASSES = 16
 """Reconcile passes in flight at once over all CreditModels, twice: passes something asked for
 (a first pass, a watch event, a rollout step or retry falling due) and routine resyncs each have
@@ -88,7 +90,7 @@ def _child(body: Mapping[str, Any]) -> tuple[str, str, str]:
 def _remember_written(memo: kopf.Memo, body: Mapping[str, Any]) -> None:
     """A child as our own create or patch left it: its watch event is then no edit."""
     meta = body.get("metadata") or {}
-    if (meta.get("labels") or {}).get(builders.MODEL_LABEL):
+    if body.get("kind") in EDITABLE and (meta.get("labels") or {}).get(builders.MODEL_LABEL):
         memo.children[_child(body)] = rollout.child_edit(None, None, meta).version
 
 
