@@ -237,24 +237,11 @@ def healthy_prometheus() -> Iterator[str]:
         server.server_close()
 
 
-def kserve_reconciles(log: Path, start: float, end: float) -> int:
-    """InferenceService reconciles the KServe manager logged between two wall-clock times (its
-    controller has one worker in v0.20: `"worker count":1` in its log)."""
-    count = 0
-    with log.open(errors="replace") as lines:
-        for line in lines:
-            if '"Reconciling inference service"' not in line:
-                continue
-            with contextlib.suppress(ValueError, KeyError):
-                if start - 1 <= _at(json.loads(line)["ts"]) <= end + 1:
-                    count += 1
-    return count
-
-
 @dataclass(frozen=True)
 class ControllerWork:
     """What the KServe manager's InferenceService controller did, from its controller-runtime
-    metrics: reconciles, seconds spent in them, API requests of the whole manager by method."""
+    metrics: reconciles, seconds spent in them, API requests of the whole manager by method. Its
+    controller has one worker in v0.20 (`"worker count":1` in its log)."""
 
     reconciles: float
     seconds: float

@@ -2,7 +2,8 @@
 challenger's cost (paired rounds), the fp32 variant, batches of 100 and 1,000 rows against the
 references, reference C (Seldon MLServer + mlserver-sklearn), a Redis response cache in front
 of the predictor (to decide with numbers whether caching pays for a model that runs in
-microseconds) and mixed single-row and 1,000-row load (predictor_mixed.py). Set PREDICTOR_BENCH_EXTRAS=0 to skip them."""
+microseconds) and mixed single-row and 1,000-row load (predictor_mixed.py). Set
+PREDICTOR_BENCH_EXTRAS=0 to skip them."""
 
 from __future__ import annotations
 

@@ -41,14 +41,14 @@ class DriftInputError(Exception):
 
 
 def parse_duration(text: str) -> timedelta:
-    if not re.fullmatch(DRIFT_WINDOW_PATTERN, text.strip()):
+    window = text.strip()
+    if not re.fullmatch(DRIFT_WINDOW_PATTERN, window):
         raise argparse.ArgumentTypeError(
             f"window {text[:40]!r}: use a positive number with m, h or d (e.g. 24h), at most"
             " 999999m, 9999h or 999d"
         )
     units = {"m": "minutes", "h": "hours", "d": "days"}
-    number, unit = text.strip()[:-1], text.strip()[-1]
-    return timedelta(**{units[unit]: int(number)})
+    return timedelta(**{units[window[-1]]: int(window[:-1])})
 
 
 def parse_time(text: str) -> datetime:
