@@ -9,8 +9,12 @@ on this machine, next to the predictor's REST path?
   grpc_fast.py) on grpcio's synchronous server, the one other grpcio design.
 - ref G: the canned answer on grpclib (a pure-Python HTTP/2 gRPC server on uvloop), the design
   that leaves grpcio out.
+- refs H and I: the leanest loop grpcio's core allows, one Python thread polling its completion
+  queue and answering in place (no thread pool, no asyncio, no interceptors), through grpcio's
+  private `grpc._cython.cygrpc` layer, which neither grpcio's servers nor KServe expose: H the
+  canned answer (the transport's own ceiling), I this project's scoring.
 
-    python -m tests.bench.predictor_grpc_refs {d|e|f|g} PORT MODEL_DIR
+    python -m tests.bench.predictor_grpc_refs {d|e|f|g|h|i} PORT MODEL_DIR
 """
 
 from __future__ import annotations
@@ -120,6 +124,46 @@ def _grpclib(port: int, answer: Any) -> None:
     uvloop.run(serve())
 
 
+def _core_loop(address: str, infer: Callable[[Any, Any], Any]) -> None:
+    """Serve ModelInfer from one thread on grpcio's core: per call, one batch receives the
+    request and one sends metadata, answer and status together, each completion taken from the
+    queue by this thread (refs H and I)."""
+    from grpc._cython import cygrpc
+
+    queue = cygrpc.CompletionQueue()
+    server = cygrpc.Server((), False)
+    server.register_completion_queue(queue)
+    server.add_http2_port(address.encode(), None)
+    server.start()
+    new_call, received, sent = object(), object(), object()
+    server.request_call(queue, queue, new_call)
+    parse, ok = pb.ModelInferRequest.FromString, cygrpc.StatusCode.ok
+    while True:
+        event = queue.poll(time.time() + 1)
+        if event.completion_type == cygrpc.CompletionType.queue_timeout:
+            continue
+        tag = event.tag
+        if tag is new_call:
+            server.request_call(queue, queue, new_call)
+            if event.success:
+                event.call.start_server_batch(
+                    (cygrpc.ReceiveMessageOperation(0),), (received, event.call)
+                )
+        elif tag[0] is received:
+            call, message = tag[1], event.batch_operations[0].message()
+            if message is None:  # the client went away before sending its request
+                continue
+            answer = infer(parse(message), None).SerializeToString()
+            call.start_server_batch(
+                (
+                    cygrpc.SendInitialMetadataOperation((), 0),
+                    cygrpc.SendMessageOperation(answer, 0),
+                    cygrpc.SendStatusFromServerOperation((), ok, b"", 0),
+                ),
+                (sent, call),
+            )
+
+
 def main() -> None:
     kind, port, model_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     address = f"127.0.0.1:{port}"
@@ -140,6 +184,9 @@ def main() -> None:
         return
     if kind == "g":
         _grpclib(port, answer)
+        return
+    if kind in ("h", "i"):
+        _core_loop(address, scoring_handler(model_dir) if kind == "i" else (lambda r, c: answer))
         return
     infer = scoring_handler(model_dir) if kind == "f" else (lambda request, context: answer)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

