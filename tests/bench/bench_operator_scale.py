@@ -15,6 +15,9 @@ manifests/rbac, its default resync (30 s).
    interval, analysis against a stand-in Prometheus that reports a healthy canary, 5 s drain):
    seconds until v2 is the stable and v1's InferenceService is deleted, and the operator's writes
    for the other N-1 meanwhile (target 0).
+4. The floor (operator_scale_floor.py): the same N InferenceServices created on a fresh stack with
+   no operator, timed to all Ready; the operator's time to Ready over it is what the operator adds
+   (BENCH_OPERATOR_FLOOR=0 or --no-floor skips it).
 
 The controller-manager and scheduler clients run without client-side rate limits (as kwokctl
 starts them), ceil((N + 50) / 100) KWOK nodes hold the pods (64 CPUs each, 500m per predictor),
@@ -46,7 +49,11 @@ from kubernetes import client, config
 
 from creditmodel.core import bundle
 from creditmodel.operator import builders
+from creditmodel.operator.model import Spec
+from creditmodel.operator.settings import OperatorSettings
+from creditmodel.operator.status import VersionRef
 from tests.bench import operator_scale as tools
+from tests.bench import operator_scale_floor
 from tests.core import bundles as fake
 from tests.operator.running import (
     GROUP,
@@ -66,7 +73,10 @@ RESYNC = float(os.environ.get("BENCH_OPERATOR_RESYNC_SECONDS", "30"))
 READY_TIMEOUT = float(os.environ.get("BENCH_OPERATOR_READY_TIMEOUT", "0")) or None
 """Default max(600, 4 s x N): KServe v0.20 reconciles InferenceServices one at a time, about one
 per second on two busy cores, two to three reconciles each."""
+FLOOR = os.environ.get("BENCH_OPERATOR_FLOOR", "1") != "0"
+"""Also time the same InferenceServices on a fresh stack with no operator (operator_scale_floor)."""
 READY_TARGET, RSS_TARGET = 180.0, 300.0
+READY_METRIC = "all Ready (CreditModel Ready: KServe Ready)"
 PODS_PER_NODE = 100  # a predictor requests 500m CPU: 128 fit a KWOK node (64 CPU)
 APPLY_THREADS = 16
 DRAIN = 5
@@ -130,9 +140,11 @@ def run(
     resync: float = RESYNC,
     profile: bool = False,
     ready_timeout: float | None = READY_TIMEOUT,
+    floor: bool = FLOOR,
 ) -> list[dict[str, Any]]:
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
+    timeout = ready_timeout or max(600.0, 4.0 * models)
     with contextlib.ExitStack() as stack:
         minio = stack.enter_context(minio_server(out_dir / "minio"))
         stack.enter_context(tools.environment(minio.env()))
@@ -140,14 +152,7 @@ def run(
         v1 = _publish(f"{bucket}/scale/v1", "v1")
         v2 = _publish(f"{bucket}/scale/v2", "v2")
         prometheus = stack.enter_context(tools.healthy_prometheus())
-        scale = Scale(
-            nodes=math.ceil((models + 50) / PODS_PER_NODE),
-            client_qps=5000,
-            service_cidrs=("10.1.0.0/16",),
-            apiserver_args=tools.audit_args(out_dir / "audit"),
-            # No metrics API here: every HPA sync fails and writes two Events (133/s at 1,000).
-            controller_manager_args=("--horizontal-pod-autoscaler-sync-period=60s",),
-        )
+        scale = _scale(models, out_dir)
         _log(f"starting the stack ({scale.nodes} KWOK nodes); load {_load()}")
         cluster = stack.enter_context(start_cluster(out_dir / "cluster", scale=scale))
         api = _client(cluster.kubeconfig)
@@ -171,10 +176,75 @@ def run(
         context = Context(api, namespace, watcher, pid, resync, out_dir / "audit" / "audit.log")
         context.user = f"system:serviceaccount:{namespace}:creditmodel-operator"
         context.profile = out_dir / "profile" if profile else None
-        context.ready_timeout = ready_timeout or max(600.0, 4.0 * models)
+        context.ready_timeout = timeout
         context.kserve_metrics = f"http://127.0.0.1:{cluster.kserve_metrics_port}/metrics"
-        return context.measure(models, v1, v2, prometheus)
-    raise AssertionError("unreachable")
+        rows = context.measure(models, v1, v2, prometheus)
+    if floor:
+        rows += _against_kserve_alone(
+            out_dir / "kserve-alone", models, v1, prometheus, rows, timeout
+        )
+    return rows
+
+
+def _scale(models: int, out_dir: Path) -> Scale:
+    return Scale(
+        nodes=math.ceil((models + 50) / PODS_PER_NODE),
+        client_qps=5000,
+        service_cidrs=("10.1.0.0/16",),
+        apiserver_args=tools.audit_args(out_dir / "audit"),
+        # No metrics API here: every HPA sync fails and writes two Events (133/s at 1,000).
+        controller_manager_args=("--horizontal-pod-autoscaler-sync-period=60s",),
+    )
+
+
+def inferenceservices(
+    namespace: str, models: int, bundle_uri: str, prometheus: str
+) -> list[dict[str, Any]]:
+    """The InferenceService the operator writes for each CreditModel's first version, without
+    its owner reference (no CreditModel exists: the garbage collector would delete it)."""
+    settings = OperatorSettings()
+    bodies = []
+    for name in _names(models):
+        spec = Spec.model_validate(creditmodel(name, bundle_uri, prometheus)["spec"])
+        spec = spec.with_default_images(settings.predictor_image, settings.training_image)
+        owner = builders.Owner(name, namespace, uid="")
+        version = VersionRef.model_validate({"version": "v1", "bundleURI": bundle_uri})
+        body = builders.build_inferenceservice(owner, spec, version, "stable")
+        body["metadata"].pop("ownerReferences", None)
+        bodies.append(body)
+    return bodies
+
+
+def _against_kserve_alone(
+    out_dir: Path,
+    models: int,
+    bundle_uri: str,
+    prometheus: str,
+    rows: list[dict[str, Any]],
+    timeout: float,
+) -> list[dict[str, Any]]:
+    """The floor (operator_scale_floor.py), and the operator's time to Ready over it."""
+    seconds, floor_rows = operator_scale_floor.measure(
+        out_dir,
+        _scale(models, out_dir),
+        lambda namespace: inferenceservices(namespace, models, bundle_uri, prometheus),
+        _client,
+        _log,
+        threads=APPLY_THREADS,
+        timeout=timeout,
+    )
+    ours = next(r for r in rows if r["metric"] == READY_METRIC)
+    over = ours["value"] / seconds if seconds and ours.get("ok") is not None else math.nan
+    return [
+        *floor_rows,
+        {"case": ours["case"], "metric": "all Ready, over KServe alone", "value": over,
+         "unit": "x", "detail": f"{ours['value'] - (seconds or math.nan):.0f} s more than the"
+         " same InferenceServices created with no operator"},
+    ]  # fmt: skip
+
+
+def _names(models: int) -> list[str]:
+    return [f"cm-{index:04d}" for index in range(models)]
 
 
 class Context:
@@ -197,7 +267,7 @@ class Context:
 
     def measure(self, models: int, v1: str, v2: str, prometheus: str) -> list[dict[str, Any]]:
         case = f"{models} CreditModels"
-        names = [f"cm-{index:04d}" for index in range(models)]
+        names = _names(models)
         rows = self.ready(case, names, v1, prometheus)
         rows += self.steady(case)
         if models > 1:
@@ -252,7 +322,7 @@ class Context:
             {"case": case, "metric": "operator: every InferenceService created",
              "value": line.isvcs_created if line.isvcs_created is not None else math.nan,
              "unit": "s"},
-            {"case": case, "metric": "all Ready (CreditModel Ready: KServe Ready)",
+            {"case": case, "metric": READY_METRIC,
              "value": elapsed, "unit": "s", "target": f"<= {READY_TARGET:g} s",
              "ok": done and elapsed <= READY_TARGET},
             {"case": case, "metric": "Ready", "value": len(ready_at), "unit": "objects",
@@ -380,8 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT / "operator_scale")
     parser.add_argument("--profile", action="store_true", help="py-spy: OUT/profile.*.txt")
     parser.add_argument("--ready-timeout", type=float, default=READY_TIMEOUT, help="seconds")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the InferenceServices without an operator"
+    )
     args = parser.parse_args(argv)
-    rows = run(args.out, args.models, args.resync, args.profile, args.ready_timeout)
+    rows = run(
+        args.out, args.models, args.resync, args.profile, args.ready_timeout, not args.no_floor
+    )
     for row in rows:
         row.setdefault("benchmark", "operator_scale")
     (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -126,12 +126,19 @@ def _ready(obj: dict[str, Any]) -> bool:
 
 
 class ReadyWatch:
-    """The monotonic time at which each CreditModel of the namespace was first seen Ready, from a
-    watch opened before the bench applies anything (no polling of a thousand objects)."""
+    """The monotonic time at which each CreditModel (or other custom resource with a Ready
+    condition) of the namespace was first seen Ready, from a watch opened before the bench applies
+    anything (no polling of a thousand objects)."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        resource: tuple[str, str, str] = (GROUP, VERSION, PLURAL),
+    ) -> None:
         self.custom = client.CustomObjectsApi(api)
-        self.args = (GROUP, VERSION, namespace, PLURAL)
+        group, version, plural = resource
+        self.args = (group, version, namespace, plural)
         listed = cast(dict[str, Any], self.custom.list_namespaced_custom_object(*self.args))
         self.resource_version = listed["metadata"]["resourceVersion"]
         self.ready_at: dict[str, float] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from pydantic import ValidationError
 
@@ -77,3 +79,23 @@ def test_bad_peering_flags_are_refused(bad: list[str], capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         parse_args(["-A", *bad])
     assert "--p" in capsys.readouterr().err
+
+
+def test_watch_and_index_handlers_run_on_the_event_loop() -> None:
+    """kopf runs a plain function in its thread pool: a thread hop per watch event, and a daemon's
+    asyncio.Event set from that thread is not reliably seen by the loop."""
+    import kopf
+
+    from creditmodel.operator import handlers
+
+    registry = kopf.get_default_registry()
+    found = [
+        handler.fn
+        for handler in (
+            *registry._watching.get_all_handlers(),
+            *registry._indexing.get_all_handlers(),
+        )
+        if handler.fn.__module__ == handlers.__name__
+    ]
+    assert {fn.__name__ for fn in found} >= {"changed", "child_changed", "ready_isvcs"}
+    assert [fn.__name__ for fn in found if not inspect.iscoroutinefunction(fn)] == []

@@ -6,6 +6,10 @@ analysis is due or something wakes it. A spec change, the action annotation and 
 changes (KServe marking an InferenceService Ready, a Job finishing) wake the owner's daemon at once,
 from the watch stream. All progress lives in the CreditModel status (and the drain clock in the
 HTTPRoute), so a restarted operator continues where the last one stopped.
+
+Every watch handler is a coroutine: kopf runs a plain function in its thread pool, a thread hop
+per watch event (three per InferenceService event), and an asyncio.Event set from that thread
+does not reliably wake the daemon waiting on it (asyncio is not thread-safe).
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def _wake(memo: kopf.Memo, key: Key) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def changed(
+async def changed(
     *, name: str, namespace: str | None, body: Mapping[str, Any], memo: Any, **_: Any
 ) -> None:
     """A manual action waits, or the spec moved past what the status last saw: reconcile now.
@@ -119,7 +123,7 @@ def _kserve_ready(conditions: list[Mapping[str, Any]]) -> bool:
 
 
 @kopf.on.index("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
-def ready_isvcs(
+async def ready_isvcs(
     *, name: str, namespace: str | None, status: Mapping[str, Any], **_: Any
 ) -> dict[Key, bool]:
     """Which of our InferenceServices KServe reports Ready, kept current from the watch stream,
@@ -130,7 +134,7 @@ def ready_isvcs(
 
 
 @kopf.on.index("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
-def waiting_isvcs(
+async def waiting_isvcs(
     *, name: str, namespace: str | None, status: Mapping[str, Any], **_: Any
 ) -> dict[Key, str] | None:
     """What KServe says keeps one of our InferenceServices from Ready (its first False condition
@@ -146,7 +150,9 @@ def waiting_isvcs(
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-def job_changed(*, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
+async def job_changed(
+    *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
     """The Job controller moved one of our training Jobs: tell its CreditModel."""
     owner = labels.get(builders.MODEL_LABEL)
     if owner:
@@ -157,7 +163,7 @@ def job_changed(*, labels: Mapping[str, str], namespace: str | None, memo: Any, 
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OURS)
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=OURS)
 @kopf.on.event("batch", "v1", "cronjobs", labels=OURS)
-def child_changed(
+async def child_changed(
     *,
     type: str | None,  # kopf passes the event type by this name
     body: Mapping[str, Any],
