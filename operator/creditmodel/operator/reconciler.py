@@ -113,7 +113,8 @@ class Reconciler:
         self.kube: Kube = memo.kube
         self.config: OperatorSettings = memo.config
         self.live = live  # kopf's live view of the CreditModel: its latest watch event
-        self.known: dict[str, Any] | None = None  # the CreditModel as last read or written
+        # The CreditModel's resourceVersion as last read or written; its body is kopf's live one.
+        self.known_version: str | None = None
         self.applied: dict[str, str] = {}
         self.stale: set[str] = set()  # children someone else changed: read them again
         self.pruned_for: frozenset[str] | None = None
@@ -308,7 +309,7 @@ class Reconciler:
         updated = rollout.unreadable_spec(current, generation, message, datetime.now(UTC))
         patch = merge_patch(body.get("status") or {}, updated.dump())
         if patch:
-            self.known = await self.kube.patch_status(self.namespace, self.name, patch)
+            self._saw(await self.kube.patch_status(self.namespace, self.name, patch))
         if self.unreadable_generation != generation:
             self.unreadable_generation = generation
             self.logger.error(f"spec does not match the operator's schema: {message}")
@@ -318,16 +319,21 @@ class Reconciler:
 
     async def read(self) -> dict[str, Any] | None:
         """The CreditModel. While the watch stream still shows the very version this loop last
-        read or wrote (same resourceVersion), that copy is it and the API server is not asked:
-        a pass with nothing changed reads nothing. Any other version, older (our own write not
-        seen yet) or newer (someone else's), is read afresh."""
-        known, live = self.known, self.live
-        if known is not None and live is not None:
-            version = (live.get("metadata") or {}).get("resourceVersion")
-            if version is not None and version == known["metadata"].get("resourceVersion"):
-                return copy.deepcopy(known)
-        self.known = await self.kube.get_creditmodel(self.namespace, self.name)
-        return copy.deepcopy(self.known)
+        read or wrote (same resourceVersion), kopf's live body is that version and the API server
+        is not asked: a pass with nothing changed reads nothing. Any other version, older (our
+        own write not seen yet) or newer (someone else's), is read afresh. Only the version is
+        kept between passes: a thousand CreditModels' bodies are kopf's, not twice in memory."""
+        live = self.live
+        seen = None if live is None else (live.get("metadata") or {}).get("resourceVersion")
+        if live is not None and seen is not None and seen == self.known_version:
+            return copy.deepcopy(dict(live))
+        body = await self.kube.get_creditmodel(self.namespace, self.name)
+        self._saw(body)
+        return body
+
+    def _saw(self, body: Mapping[str, Any] | None) -> None:
+        """The CreditModel as the API server last answered this loop."""
+        self.known_version = ((body or {}).get("metadata") or {}).get("resourceVersion")
 
     async def once(self) -> float | None:
         """One pass; returns seconds until the next pass, or None when the object is gone."""
@@ -346,7 +352,7 @@ class Reconciler:
         await self.apply_children(plan)
         patch = merge_patch(body.get("status") or {}, plan.status.dump())
         if patch:
-            self.known = await self.kube.patch_status(self.namespace, self.name, patch)
+            self._saw(await self.kube.patch_status(self.namespace, self.name, patch))
         if self.announce is not None:
             refusal, self.announce = self.announce, None
             kopf.event(
@@ -363,8 +369,8 @@ class Reconciler:
                 message=event.message,
             )
         if plan.clear_action:
-            self.known = await self.kube.remove_annotation(
-                self.namespace, self.name, ACTION_ANNOTATION
+            self._saw(
+                await self.kube.remove_annotation(self.namespace, self.name, ACTION_ANNOTATION)
             )
         settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
         due = rollout.next_pass_in(settled, datetime.now(UTC), self.memo.policy)
