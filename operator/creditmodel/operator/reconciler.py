@@ -118,6 +118,7 @@ class Reconciler:
         self.applied: dict[str, str] = {}
         self.stale: set[str] = set()  # children someone else changed: read them again
         self.pruned_for: frozenset[str] | None = None
+        self.fresh = False  # never reconciled: nothing of ours to read or prune yet
         self.synced_at = -math.inf
         self.drift_read_at = -math.inf
         self.cronjob_absent = False
@@ -167,7 +168,9 @@ class Reconciler:
             drift = await prometheus.stable_score_psi(model.name, status.stable.version, self.scope)
         route = None
         if needs.route:  # the drain clock lives in the route, written with its weights
-            if self.route is None or self.full_sync_due():
+            if self.fresh and self.route is None:
+                self.route = rollout.observed_route(None)
+            elif self.route is None or self.full_sync_due():
                 body = await self.kube.get("HTTPRoute", self.namespace, model.name)
                 self.route = rollout.observed_route(body)
             route = self.route
@@ -199,6 +202,17 @@ class Reconciler:
         if report.error:
             self.logger.warning(f"drift report: {report.error}")
         return report
+
+    def first_pass(self, model: rollout.CreditModel) -> None:
+        """A CreditModel no operator has reconciled yet (no observedGeneration in its status) has
+        no children: its first pass creates them without reading or pruning (a create that finds
+        one, left by an operator that died before its status write, reads and patches it), and
+        the full re-read of every child comes one children_resync_seconds later. At 1,000
+        CreditModels applied at once that is 3,000 fewer requests (the route, the InferenceService
+        list, the drift CronJob) while the API server is busiest."""
+        self.fresh = self.synced_at == -math.inf and model.status.observed_generation is None
+        if self.fresh:
+            self.synced_at = time.monotonic()
 
     def full_sync_due(self) -> bool:
         return time.monotonic() - self.synced_at >= self.config.children_resync_seconds
@@ -261,6 +275,8 @@ class Reconciler:
             for c in plan.children
             if c["kind"] in ("InferenceService", "CronJob")
         ) | frozenset(plan.retained)
+        if self.fresh:
+            self.pruned_for, self.cronjob_absent = wanted, cronjob not in wanted
         if full or wanted != self.pruned_for:
             removed = await self.kube.prune_inferenceservices(
                 self.name, self.namespace, set(wanted)
@@ -347,6 +363,7 @@ class Reconciler:
             return self.config.resync_seconds
         now = datetime.now(UTC)
         self.forget_edited()
+        self.first_pass(model)
         observed = await self.observe(model, rollout.needs(model, now))
         plan = rollout.reconcile(model, observed, now, self.memo.policy)
         await self.apply_children(plan)
