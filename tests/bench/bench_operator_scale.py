@@ -71,8 +71,9 @@ from tests.support.process import REPO_ROOT
 MODELS = int(os.environ.get("BENCH_OPERATOR_MODELS", "1000"))
 RESYNC = float(os.environ.get("BENCH_OPERATOR_RESYNC_SECONDS", "30"))
 READY_TIMEOUT = float(os.environ.get("BENCH_OPERATOR_READY_TIMEOUT", "0")) or None
-"""Default max(600, 4 s x N): KServe v0.20 reconciles InferenceServices one at a time, about one
-per second on two busy cores, two to three reconciles each."""
+"""Default max(600, 4 s x N), a wide bound: KServe v0.20 reconciles InferenceServices one at a time
+(10-15 reconciles a second on two quiet cores, two per InferenceService), and other work on a
+shared machine slows that several times over."""
 FLOOR = os.environ.get("BENCH_OPERATOR_FLOOR", "1") != "0"
 """Also time the same InferenceServices on a fresh stack with no operator (operator_scale_floor)."""
 READY_TARGET, RSS_TARGET = 180.0, 300.0
