@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import math
 import os
@@ -49,9 +48,6 @@ from kubernetes import client, config
 
 from creditmodel.core import bundle
 from creditmodel.operator import builders
-from creditmodel.operator.model import Spec
-from creditmodel.operator.settings import OperatorSettings
-from creditmodel.operator.status import VersionRef
 from tests.bench import operator_scale as tools
 from tests.bench import operator_scale_floor
 from tests.core import bundles as fake
@@ -64,9 +60,8 @@ from tests.operator.running import (
     crd_documents,
 )
 from tests.support.cluster import Scale, start_cluster
-from tests.support.kube import Kube, load_yaml_documents
+from tests.support.kube import Kube
 from tests.support.minio import minio_server
-from tests.support.process import REPO_ROOT
 
 MODELS = int(os.environ.get("BENCH_OPERATOR_MODELS", "1000"))
 RESYNC = float(os.environ.get("BENCH_OPERATOR_RESYNC_SECONDS", "30"))
@@ -81,19 +76,6 @@ READY_METRIC = "all Ready (CreditModel Ready: KServe Ready)"
 PODS_PER_NODE = 100  # a predictor requests 500m CPU: 128 fit a KWOK node (64 CPU)
 APPLY_THREADS = 16
 DRAIN = 5
-
-
-def creditmodel(name: str, bundle_uri: str, prometheus: str) -> dict[str, Any]:
-    """The sample CreditModel (manifests/samples) under `name`, one canary step of 50%."""
-    body = copy.deepcopy(
-        load_yaml_documents(REPO_ROOT / "manifests" / "samples" / "creditmodel.yaml")[0]
-    )
-    body["metadata"] = {"name": name}
-    body["spec"]["model"]["bundleURI"] = bundle_uri
-    body["spec"]["rollout"].update(
-        {"steps": [50], "intervalSeconds": 5, "analysis": {"prometheusURL": prometheus}}
-    )
-    return dict(body)
 
 
 def _publish(uri: str, version: str) -> str:
@@ -181,8 +163,18 @@ def run(
         context.kserve_metrics = f"http://127.0.0.1:{cluster.kserve_metrics_port}/metrics"
         rows = context.measure(models, v1, v2, prometheus)
     if floor:
-        rows += _against_kserve_alone(
-            out_dir / "kserve-alone", models, v1, prometheus, rows, timeout
+        ours = next(r for r in rows if r["metric"] == READY_METRIC)
+        rows += operator_scale_floor.against(
+            ours,
+            out_dir / "kserve-alone",
+            _scale(models, out_dir / "kserve-alone"),
+            lambda namespace: operator_scale_floor.inferenceservices(
+                namespace, _names(models), v1, prometheus
+            ),
+            _client,
+            _log,
+            threads=APPLY_THREADS,
+            timeout=timeout,
         )
     return rows
 
@@ -196,52 +188,6 @@ def _scale(models: int, out_dir: Path) -> Scale:
         # No metrics API here: every HPA sync fails and writes two Events (133/s at 1,000).
         controller_manager_args=("--horizontal-pod-autoscaler-sync-period=60s",),
     )
-
-
-def inferenceservices(
-    namespace: str, models: int, bundle_uri: str, prometheus: str
-) -> list[dict[str, Any]]:
-    """The InferenceService the operator writes for each CreditModel's first version, without
-    its owner reference (no CreditModel exists: the garbage collector would delete it)."""
-    settings = OperatorSettings()
-    bodies = []
-    for name in _names(models):
-        spec = Spec.model_validate(creditmodel(name, bundle_uri, prometheus)["spec"])
-        spec = spec.with_default_images(settings.predictor_image, settings.training_image)
-        owner = builders.Owner(name, namespace, uid="")
-        version = VersionRef.model_validate({"version": "v1", "bundleURI": bundle_uri})
-        body = builders.build_inferenceservice(owner, spec, version, "stable")
-        body["metadata"].pop("ownerReferences", None)
-        bodies.append(body)
-    return bodies
-
-
-def _against_kserve_alone(
-    out_dir: Path,
-    models: int,
-    bundle_uri: str,
-    prometheus: str,
-    rows: list[dict[str, Any]],
-    timeout: float,
-) -> list[dict[str, Any]]:
-    """The floor (operator_scale_floor.py), and the operator's time to Ready over it."""
-    seconds, floor_rows = operator_scale_floor.measure(
-        out_dir,
-        _scale(models, out_dir),
-        lambda namespace: inferenceservices(namespace, models, bundle_uri, prometheus),
-        _client,
-        _log,
-        threads=APPLY_THREADS,
-        timeout=timeout,
-    )
-    ours = next(r for r in rows if r["metric"] == READY_METRIC)
-    over = ours["value"] / seconds if seconds and ours.get("ok") is not None else math.nan
-    return [
-        *floor_rows,
-        {"case": ours["case"], "metric": "all Ready, over KServe alone", "value": over,
-         "unit": "x", "detail": f"{ours['value'] - (seconds or math.nan):.0f} s more than the"
-         " same InferenceServices created with no operator"},
-    ]  # fmt: skip
 
 
 def _names(models: int) -> list[str]:
@@ -288,7 +234,7 @@ class Context:
         with tools.profiled(self.pid, self.profile and self.profile.with_suffix(".ready.txt")):
             with ThreadPoolExecutor(APPLY_THREADS) as pool:
                 list(pool.map(
-                    lambda n: _apply(self.api, self.namespace, creditmodel(n, v1, prometheus)),
+                    lambda n: _apply(self.api, self.namespace, tools.creditmodel(n, v1, prometheus)),
                     names))  # fmt: skip
             applied = time.monotonic() - started
             deadline = started + self.ready_timeout

@@ -6,6 +6,7 @@ Prometheus answering the canary analysis queries with a healthy canary."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -27,6 +28,8 @@ import yaml
 from kubernetes import client, watch
 
 from tests.operator.running import GROUP, PLURAL, VERSION
+from tests.support.kube import load_yaml_documents
+from tests.support.process import REPO_ROOT
 
 WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 PEERING = "kopfpeerings"
@@ -364,3 +367,16 @@ def profiled(pid: int, out: Path | None) -> Iterator[None]:
     finally:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
+
+
+def creditmodel(name: str, bundle_uri: str, prometheus: str) -> dict[str, Any]:
+    """The sample CreditModel (manifests/samples) under `name`, one canary step of 50%."""
+    body = copy.deepcopy(
+        load_yaml_documents(REPO_ROOT / "manifests" / "samples" / "creditmodel.yaml")[0]
+    )
+    body["metadata"] = {"name": name}
+    body["spec"]["model"]["bundleURI"] = bundle_uri
+    body["spec"]["rollout"].update(
+        {"steps": [50], "intervalSeconds": 5, "analysis": {"prometheusURL": prometheus}}
+    )
+    return dict(body)
