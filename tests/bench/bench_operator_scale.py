@@ -163,9 +163,7 @@ def run(
         context.kserve_metrics = f"http://127.0.0.1:{cluster.kserve_metrics_port}/metrics"
         rows = context.measure(models, v1, v2, prometheus)
     if floor:
-        ours = next(r for r in rows if r["metric"] == READY_METRIC)
-        rows += operator_scale_floor.against(
-            ours,
+        seconds, floor_rows = operator_scale_floor.measure(
             out_dir / "kserve-alone",
             _scale(models, out_dir / "kserve-alone"),
             lambda namespace: operator_scale_floor.inferenceservices(
@@ -176,6 +174,8 @@ def run(
             threads=APPLY_THREADS,
             timeout=timeout,
         )
+        ours = next(r for r in rows if r["metric"] == READY_METRIC)
+        rows += operator_scale_floor.against(ours, seconds, floor_rows)
     return rows
 
 

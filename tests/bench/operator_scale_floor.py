@@ -116,20 +116,9 @@ def inferenceservices(
 
 
 def against(
-    ours: dict[str, Any],
-    out_dir: Path,
-    scale: Scale,
-    inferenceservices: Callable[[str], list[dict[str, Any]]],
-    connect: Callable[[Path], client.ApiClient],
-    log: Callable[[str], None],
-    *,
-    threads: int,
-    timeout: float,
+    ours: dict[str, Any], seconds: float | None, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The floor's rows, and `ours` (the operator's all-Ready row) over the floor."""
-    seconds, rows = measure(
-        out_dir, scale, inferenceservices, connect, log, threads=threads, timeout=timeout
-    )
+    """The floor's rows (`measure`), and `ours` (the operator's all-Ready row) over the floor."""
     over = ours["value"] / seconds if seconds and ours.get("ok") is not None else math.nan
     return [
         *rows,
