@@ -151,10 +151,11 @@ class Kube:
         path = "/".join(part for part in (spec.plural, name, subresource) if part)
         namespaced = f"namespaces/{namespace}/" if namespace else ""
         url = f"{self.api.auth.server.rstrip('/')}{spec.base}/{spec.version}/{namespaced}{path}"
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {
+            "headers": {**(JSON if body is not None else {}), **(headers or {})}
+        }
         if body is not None:
             extra["data"] = orjson.dumps(body)
-            extra["headers"] = {**JSON, **(headers or {})}
         if query:
             extra["params"] = dict(query)
         if self.api.auth.tls_server_name:
