@@ -237,17 +237,12 @@ class Context:
                     lambda n: _apply(self.api, self.namespace, tools.creditmodel(n, v1, prometheus)),
                     names))  # fmt: skip
             applied = time.monotonic() - started
-            deadline = started + self.ready_timeout
-            while not (
-                done := self.watcher.wait(
-                    lambda: wanted <= set(self.watcher.ready_at),
-                    min(30.0, max(deadline - time.monotonic(), 0)),
-                )
-            ):
-                if time.monotonic() >= deadline:
-                    break
-                _log(f"{len(self.watcher.ready_at)} Ready; load {_load()}")  # fmt: skip
-        ready_at = {n: t - started for n, t in self.watcher.ready_at.items() if n in wanted}
+            done, ready_at = self.watcher.wait_all(
+                wanted,
+                started,
+                self.ready_timeout,
+                lambda count: _log(f"{count} Ready; load {_load()}"),
+            )
         elapsed = max(ready_at.values()) if done else time.monotonic() - started
         _log(f"{len(ready_at)}/{len(names)} Ready after {elapsed:.1f}s; load {_load()}")
         self.all_ready = done

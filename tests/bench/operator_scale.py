@@ -176,6 +176,24 @@ class ReadyWatch:
         with self.changed:
             return self.changed.wait_for(predicate, timeout)
 
+    def wait_all(
+        self, wanted: set[str], started: float, timeout: float, progress: Callable[[int], None]
+    ) -> tuple[bool, dict[str, float]]:
+        """Until every name in `wanted` is Ready or `timeout` seconds after `started` (monotonic),
+        reporting the count Ready every 30 s: (all Ready, seconds from `started` to each one's
+        Ready)."""
+        deadline = started + timeout
+        while not (
+            done := self.wait(
+                lambda: wanted <= set(self.ready_at),
+                min(30.0, max(deadline - time.monotonic(), 0)),
+            )
+        ):
+            if time.monotonic() >= deadline:
+                break
+            progress(len(self.ready_at))
+        return done, {n: t - started for n, t in self.ready_at.items() if n in wanted}
+
     def close(self) -> None:
         self.stop.set()
         self.thread.join(35)

@@ -64,18 +64,10 @@ def measure(
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda body: _create(api, namespace, body), bodies))
         wanted = {body["metadata"]["name"] for body in bodies}
-        deadline = started + timeout
-        while not (
-            done := watcher.wait(
-                lambda: wanted <= set(watcher.ready_at),
-                min(30.0, max(deadline - time.monotonic(), 0)),
-            )
-        ):
-            if time.monotonic() >= deadline:
-                break
-            log(f"KServe alone: {len(watcher.ready_at)} Ready")
-        ready_at = [t - started for name, t in watcher.ready_at.items() if name in wanted]
-        elapsed = max(ready_at) if done else time.monotonic() - started
+        done, ready_at = watcher.wait_all(
+            wanted, started, timeout, lambda count: log(f"KServe alone: {count} Ready")
+        )
+        elapsed = max(ready_at.values()) if done else time.monotonic() - started
         log(f"KServe alone: {len(ready_at)}/{len(bodies)} Ready after {elapsed:.1f}s")
         work = tools.kserve_work(metrics).since(work)
         cpu = tools.cpu_by_process() - cpu
