@@ -4,7 +4,9 @@ all workers' traffic, and the shadow is recorded without changing any response."
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import psutil
 import pytest
 
 from creditmodel.core.bundle import MODEL_INT8
@@ -149,3 +152,45 @@ def test_prometheus_sees_the_contract_metrics(
     assert 0 < float(p99[0]["value"][1]) < 1.0
     scores = prom.wait_for('sum by (le) (creditmodel_score_bucket{model="demo",version="v1"})')
     assert len(scores) == 32  # 31 fixed bounds (300..900 step 20) + Inf
+
+
+def _connections_per_worker(server: PredictorServer, status: str) -> list[int]:
+    """Per REST worker (a child holding the listening socket), its TCP connections on the
+    REST port in `status`."""
+    counts = []
+    for child in psutil.Process(server.process.proc.pid).children():
+        held = [c for c in child.connections("tcp") if c.laddr.port == server.http_port]
+        if any(c.status == psutil.CONN_LISTEN for c in held):
+            counts.append(sum(c.status == status for c in held))
+    return counts
+
+
+def test_keep_alive_connections_are_spread_evenly_over_workers(
+    server: PredictorServer, champion: TrainedBundle, traffic: list[dict[str, object]]
+) -> None:
+    """16 keep-alive connections opened at once (as wrk or a client pool opens them) end up 8
+    per worker. Without the balance (accept_balance.py) the first worker to wake takes every
+    connection pending by then: splits of 16/0 and 12/4 were common."""
+    deadline = time.monotonic() + 10
+    while sum(_connections_per_worker(server, psutil.CONN_ESTABLISHED)) and (
+        time.monotonic() < deadline  # earlier tests' connections, until the workers see them close
+    ):
+        time.sleep(0.1)
+    # The kernel completes each handshake before a worker accepts: all 16 are pending at once.
+    sockets = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(16)]
+    body = json.dumps({"inputs": champion.v2_inputs(1, 0)}).encode()
+    connections = []
+    try:
+        for sock in sockets:
+            connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+            connection.sock = sock
+            connections.append(connection)
+            connection.request("POST", f"/v2/models/{server.model_name}/infer", body,
+                               {"content-type": "application/json"})  # fmt: skip
+            response = connection.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+        assert _connections_per_worker(server, psutil.CONN_ESTABLISHED) == [8, 8]
+    finally:
+        for sock in sockets:
+            sock.close()
