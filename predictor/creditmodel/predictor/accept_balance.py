@@ -107,8 +107,10 @@ class CountedConnections(set[Any]):
 
 
 def _pending(sock: socket.socket) -> bool:
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
+    """Whether a connection waits to be accepted (poll, not select: any descriptor number)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class BalancedAcceptor:
