@@ -5,6 +5,7 @@ whatever the order of opens and closes."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import subprocess
@@ -19,7 +20,6 @@ from hypothesis import strategies as st
 from creditmodel.predictor import accept_balance
 from creditmodel.predictor.accept_balance import (
     BalancedAcceptor,
-    CountedConnections,
     WorkerLoads,
     should_accept,
 )
@@ -47,14 +47,19 @@ class Tracked(asyncio.Protocol):
 
 
 class Worker:
-    def __init__(self, listener: socket.socket, loads: WorkerLoads, pid: int) -> None:
-        self.slot = loads.claim(pid)
-        self.connections = CountedConnections(lambda: self.acceptor.publish())
+    def __init__(
+        self, listener: socket.socket, loads: WorkerLoads, pid: int,
+        protocol: type[Tracked] = Tracked,
+    ) -> None:  # fmt: skip
+        slot = loads.claim(pid)
+        assert slot is not None
+        self.slot = slot
         self.sock = listener.dup()
         self.acceptor = BalancedAcceptor(
-            self.sock, lambda: Tracked(self.connections), loads, self.slot,
-            self.connections, backlog=64,
-        )  # fmt: skip
+            self.sock, lambda: protocol(self.connections), loads, slot, backlog=64
+        )
+        self.connections = self.acceptor.connections
+        self.acceptor.start()
 
     def held(self) -> int:
         return len(self.connections)
@@ -143,37 +148,114 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def test_a_dead_workers_slot_is_ignored_then_taken_over() -> None:
-    loads = WorkerLoads(2)
-    assert loads.claim(os.getpid()) == 0
-    assert loads.claim(_dead_pid()) == 1
-    loads.publish(1, 0)
-    assert loads.others(0) == []  # a dead worker holding nothing does not hold the others back
-    assert loads.claim(os.getpid()) == 1  # its replacement takes its slot
-    loads.publish(1, 3)
-    assert loads.others(0) == [3]
-    with pytest.raises(RuntimeError, match="no free slot"):
-        loads.claim(os.getpid())
-
-
-async def test_a_stuck_least_loaded_worker_delays_a_connection_by_at_most_the_patience(
-    listener: socket.socket,
+def test_a_slot_counts_only_while_its_worker_lives_and_beats(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A live worker that holds nothing but never accepts (stuck, or busy for long): the other
-    takes the connection after PATIENCE_SECONDS rather than leaving the client waiting."""
+    """Dead (or zombie, or wedged: no heartbeat) workers do not hold the others back, and their
+    replacements take their slots."""
+    loads = WorkerLoads(3)
+    assert loads.claim(os.getpid()) == 0
+    assert loads.claim(os.getpid()) == 1
+    assert loads.claim(_dead_pid()) == 2
+    loads.publish(1, 3)
+    loads.publish(2, 0)
+    assert loads.others(0) == [3]
+    assert loads.claim(os.getpid()) == 2  # the dead worker's replacement
+    loads.publish(2, 5)
+    assert sorted(loads.others(0)) == [3, 5]
+    assert loads.claim(os.getpid()) is None  # every slot held
+    later = time.monotonic_ns() + int(accept_balance.STALE_SECONDS * 2e9)
+    monkeypatch.setattr(accept_balance.time, "monotonic_ns", lambda: later)
+    assert loads.others(0) == []  # no heartbeat for two staleness periods: none counts
+    assert loads.claim(os.getpid()) == 0
+
+
+async def test_a_connection_being_handed_off_is_counted_once(listener: socket.socket) -> None:
+    """While the protocol is connected (and the hand-off task has not finished yet), the
+    worker holds one connection, not two: a peer at a tie must not lose its turn."""
+    loads = WorkerLoads(2)
+    seen: list[int] = []
+
+    class Probe(Tracked):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            seen.append(worker.acceptor.held())
+
+    worker = Worker(listener, loads, os.getpid(), Probe)
+    client = socket.create_connection(listener.getsockname())
+    try:
+        await wait_until(lambda: bool(seen))
+        await asyncio.sleep(0.01)
+        assert seen == [1]
+        assert worker.acceptor.held() == 1
+    finally:
+        client.close()
+        await worker.stop()
+
+
+async def _stuck_peer(listener: socket.socket) -> tuple[Worker, list[socket.socket]]:
+    """A worker beside a live peer that holds nothing and never accepts, with one connection
+    taken at the tie."""
     loads = WorkerLoads(2)
     stuck = loads.claim(os.getpid())
+    assert stuck is not None
     loads.publish(stuck, 0)
     worker = Worker(listener, loads, os.getpid())
     clients = [socket.create_connection(listener.getsockname())]
+    await wait_until(lambda: worker.held() == 1)
+    return worker, clients
+
+
+async def test_a_busy_least_loaded_worker_delays_a_burst_by_the_patience_once(
+    listener: socket.socket,
+) -> None:
+    """A peer that holds fewer but does not accept (busy): the other worker waits
+    PATIENCE_SECONDS, then takes everything pending, not one connection per patience."""
+    worker, clients = await _stuck_peer(listener)
     try:
-        await wait_until(lambda: worker.held() == 1)  # a tie: it may take the first
         started = time.monotonic()
-        clients.append(socket.create_connection(listener.getsockname()))
-        await wait_until(lambda: worker.held() == 2)
+        clients += [socket.create_connection(listener.getsockname()) for _ in range(5)]
+        await asyncio.sleep(accept_balance.PATIENCE_SECONDS / 2)
+        assert worker.held() == 1  # deferring to the peer, within the patience
+        await wait_until(lambda: worker.held() == 6)
         waited = time.monotonic() - started
-        assert accept_balance.PATIENCE_SECONDS * 0.9 <= waited < 1.0
+        assert (
+            accept_balance.PATIENCE_SECONDS * 0.9
+            <= waited
+            < 2 * accept_balance.PATIENCE_SECONDS + 0.05
+        )
     finally:
         for client in clients:
             client.close()
         await worker.stop()
+
+
+class FailingOnce(socket.socket):
+    """A listening socket whose next accept fails with `errno`."""
+
+    failures: list[int]
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if self.failures:
+            raise OSError(self.failures.pop(), "injected")
+        return super().accept()
+
+
+async def test_out_of_descriptors_backs_off_and_stops_counting(listener: socket.socket) -> None:
+    loads = WorkerLoads(2)
+    sock = FailingOnce(fileno=os.dup(listener.fileno()))
+    sock.failures = [errno.EMFILE]
+    slot = loads.claim(os.getpid())
+    assert slot is not None
+    acceptor = BalancedAcceptor(sock, asyncio.Protocol, loads, slot, backlog=64)
+    acceptor.start()
+    peer = loads.claim(os.getpid())
+    assert peer is not None
+    client = socket.create_connection(listener.getsockname())
+    try:
+        await wait_until(lambda: loads.others(peer) == [accept_balance.NOT_ACCEPTING])
+        assert acceptor.held() == 0
+    finally:
+        client.close()
+        acceptor.close()
+        sock.close()

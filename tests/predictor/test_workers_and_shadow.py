@@ -176,7 +176,7 @@ def test_keep_alive_connections_are_spread_evenly_over_workers(
         time.monotonic() < deadline  # earlier tests' connections, until the workers see them close
     ):
         time.sleep(0.1)
-    # The kernel completes each handshake before a worker accepts: all 16 are pending at once.
+    # Back to back, as wrk opens them: the kernel completes each handshake before any accept.
     sockets = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(16)]
     body = json.dumps({"inputs": champion.v2_inputs(1, 0)}).encode()
     connections = []

@@ -126,6 +126,7 @@ class BalancedUvicornServer(_RefreshingServer):  # type: ignore[misc]
     def __init__(self, config: Any, loads: accept_balance.WorkerLoads) -> None:
         super().__init__(config)
         self._loads = loads
+        self._acceptor: accept_balance.BalancedAcceptor | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if sockets is None or len(sockets) != 1:
@@ -133,19 +134,27 @@ class BalancedUvicornServer(_RefreshingServer):  # type: ignore[misc]
             return
         await super().startup(sockets=[])  # lifespan start-up, no listener of uvicorn's own
         slot = self._loads.claim(os.getpid())
-        state = self.server_state
-        state.connections = accept_balance.CountedConnections(lambda: acceptor.publish())
+        state, config = self.server_state, self.config
         protocol = functools.partial(
-            self.config.http_protocol_class,
-            config=self.config,
-            server_state=state,
+            config.http_protocol_class, config=config, server_state=state,
             app_state=self.lifespan.state,
-        )
-        acceptor = accept_balance.BalancedAcceptor(
-            sockets[0], protocol, self._loads, slot, state.connections,
-            backlog=self.config.backlog, ssl_context=self.config.ssl,
         )  # fmt: skip
-        self.servers.append(acceptor)
+        if slot is None:  # every slot held by a live worker: serve, unbalanced
+            log.warning("no slot to balance connections in", extra={"workers": self._loads.workers})
+            self.servers.append(await asyncio.get_running_loop().create_server(
+                protocol, sock=sockets[0], ssl=config.ssl, backlog=config.backlog))  # fmt: skip
+            return
+        self._acceptor = accept_balance.BalancedAcceptor(
+            sockets[0], protocol, self._loads, slot, backlog=config.backlog, ssl_context=config.ssl
+        )
+        state.connections = self._acceptor.connections  # before any protocol takes it
+        self._acceptor.start()
+        self.servers.append(self._acceptor)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._acceptor is not None:
+            self._acceptor.publish()  # the heartbeat the other workers look at
+        return bool(await super().on_tick(counter))
 
 
 class BoundedRESTServer(RESTServer):  # type: ignore[misc]
