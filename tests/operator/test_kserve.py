@@ -184,6 +184,49 @@ def test_a_resync_writes_nothing_after_kserve_defaults_and_canonicalises(
     assert stored["resources"]["requests"] == {"cpu": "1", "memory": "512Mi"}
 
 
+@pytest.mark.usefixtures("crds")
+def test_a_child_as_we_last_wrote_it_is_patched_unread_and_created_again_when_gone(
+    cluster: ClusterKube, operator_client: Callable[..., Any]
+) -> None:
+    """`patch_first`: a route moving from 100/0 to 90/10 is one PATCH, no GET; a route deleted
+    meanwhile is created again. What the API server stores is what a read-then-patch stores."""
+    namespace = cluster.namespace
+    owner = owner_in(cluster, namespace, "german")
+    the_spec = spec(rollout={"hostnames": ["c.example.com"]})
+    v2 = VersionRef(version="v2", bundle_uri="s3://bundles/german/v2")
+    first = builders.build_httproute(owner, the_spec, V1, None, 0)
+    moved = builders.build_httproute(owner, the_spec, V1, v2, 10)
+    assert operator_client(lambda kube: kube.ensure(first, create_first=True)) == "created"
+    methods: list[str] = []
+
+    async def ensure_counted(kube: OperatorKube, manifest: dict[str, Any]) -> str:
+        call = kube._call
+
+        async def counted(method: str, *args: Any, **kwargs: Any) -> Any:
+            methods.append(method)
+            return await call(method, *args, **kwargs)
+
+        kube._call = counted  # type: ignore[method-assign]
+        try:
+            return await kube.ensure(manifest, patch_first=True)
+        finally:
+            del kube._call
+
+    assert operator_client(lambda kube: ensure_counted(kube, moved)) == "patched"
+    assert methods == ["PATCH"]
+    stored = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", "german"
+    )
+    weights = [ref["weight"] for ref in stored["spec"]["rules"][0]["backendRefs"]]
+    assert weights == [90, 10]
+    assert operator_client(lambda kube: kube.ensure(moved)) == "unchanged"
+
+    operator_client(lambda kube: kube.delete("HTTPRoute", namespace, "german"))
+    methods.clear()
+    assert operator_client(lambda kube: ensure_counted(kube, moved)) == "created"
+    assert methods == ["PATCH", "POST"]
+
+
 def resource_version(cluster: ClusterKube, child: dict[str, Any]) -> str:
     group, version = child["apiVersion"].split("/")
     plural = {"NetworkPolicy": "networkpolicies", "HTTPRoute": "httproutes"}.get(

@@ -88,7 +88,11 @@ def test_first_version_goes_straight_to_stable_with_isvc_and_route() -> None:
     assert condition(plan, "Ready") == ("False", "Deploying")
     assert condition(plan, "Progressing") == ("True", "Deploying")
     assert plan.status.phase == "Progressing"
-    assert [e.reason for e in plan.events] == ["NewVersion", "Deploying"]
+    (event,) = plan.events  # one Event: the first version is announced once
+    assert (event.reason, event.message) == (
+        "Deploying",
+        f"first version v1 ({BUNDLE_V1}) goes straight to stable",
+    )
 
 
 def test_ready_once_the_stable_isvc_is_ready() -> None:
@@ -141,6 +145,15 @@ def test_adopted_bundle_is_not_resolved_again() -> None:
 
 
 # --- canary -----------------------------------------------------------------------------------------
+
+
+def test_a_version_after_the_first_is_announced_then_started() -> None:
+    current = serving_v1()
+    current = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": BUNDLE_V2}))
+    observed = Observations(spec_bundle=Resolved(BUNDLE_V2, "v2"), ready={V1_NAME: True})
+    plan = reconcile(current, observed, T0)
+    assert [e.reason for e in plan.events] == ["NewVersion", "CanaryStarted"]
+    assert plan.events[0].message == f"spec asks for version v2 ({BUNDLE_V2})"
 
 
 def test_changed_bundle_starts_a_canary_at_zero_until_it_is_ready() -> None:

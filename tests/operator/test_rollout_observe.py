@@ -1,5 +1,5 @@
 """rollout.child_edit: which watch events of a child make its CreditModel's next pass read and
-correct it (the full re-read of every child is ten minutes apart)."""
+correct it (the full re-read of every child is ten minutes apart), and which wake that pass."""
 
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ metas = st.fixed_dictionaries(
 
 def test_first_sight_is_remembered_not_edited() -> None:
     edit = child_edit(None, None, {"generation": 1, "labels": {"a": "b"}})
-    assert edit.version is not None
+    assert edit.seen is not None
     assert not edit.edited
 
 
 def test_a_status_update_is_no_edit() -> None:
     """KServe writing conditions moves resourceVersion, never generation, labels, annotations."""
     meta: dict[str, Any] = {"generation": 3, "labels": {"a": "b"}, "resourceVersion": "10"}
-    seen = child_edit(None, "ADDED", meta).version
+    seen = child_edit(None, "ADDED", meta).seen
     assert not child_edit(seen, "MODIFIED", {**meta, "resourceVersion": "11"}).edited
 
 
@@ -43,15 +43,15 @@ def test_a_status_update_is_no_edit() -> None:
 )
 def test_spec_labels_and_annotations_are_edits(change: dict[str, Any]) -> None:
     meta: dict[str, Any] = {"generation": 3, "labels": {"a": "b"}}
-    seen = child_edit(None, "ADDED", meta).version
+    seen = child_edit(None, "ADDED", meta).seen
     assert child_edit(seen, "MODIFIED", {**meta, **change}).edited
 
 
 def test_a_deletion_is_an_edit_and_forgets_the_child() -> None:
-    seen = child_edit(None, "ADDED", {"generation": 1}).version
+    seen = child_edit(None, "ADDED", {"generation": 1}).seen
     edit = child_edit(seen, "DELETED", {"generation": 1})
     assert edit.edited
-    assert edit.version is None
+    assert edit.seen is None
     assert child_edit(None, "DELETED", {}).edited  # gone before we saw it: read it anyway
 
 
@@ -59,8 +59,33 @@ def test_a_deletion_is_an_edit_and_forgets_the_child() -> None:
 def test_edited_exactly_when_what_we_write_differs(
     first: dict[str, Any], then: dict[str, Any]
 ) -> None:
-    seen = child_edit(None, "ADDED", first).version
+    seen = child_edit(None, "ADDED", first).seen
     assert not child_edit(seen, "MODIFIED", first).edited
     ours = ("generation", "labels", "annotations")
     differs = any(first[key] != then[key] for key in ours)
     assert child_edit(seen, "MODIFIED", then).edited == differs
+
+
+def test_our_own_write_wakes_nobody_and_a_new_signal_wakes_the_owner() -> None:
+    meta: dict[str, Any] = {"generation": 1, "labels": {"a": "b"}}
+    written = child_edit(None, None, meta, "").seen  # remembered from our create's answer
+    assert not child_edit(written, "ADDED", meta, "").wake
+    assert not child_edit(written, "MODIFIED", {**meta, "resourceVersion": "9"}, "").wake
+    ready = child_edit(written, "MODIFIED", meta, "Ready")
+    assert ready.wake
+    assert not ready.edited
+    assert not child_edit(ready.seen, "MODIFIED", meta, "Ready").wake
+
+
+def test_first_sight_and_deletion_wake() -> None:
+    assert child_edit(None, "ADDED", {"generation": 1}).wake  # kopf's listing, or a lost race
+    assert child_edit(("x", ""), "DELETED", {"generation": 1}).wake
+
+
+@given(metas, metas, texts, texts)
+def test_wakes_exactly_on_an_edit_or_a_moved_signal(
+    first: dict[str, Any], then: dict[str, Any], before: str, after: str
+) -> None:
+    seen = child_edit(None, None, first, before).seen
+    edit = child_edit(seen, "MODIFIED", then, after)
+    assert edit.wake == (edit.edited or before != after)

@@ -73,8 +73,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube.written = functools.partial(_remember_written, memo)
     memo.prometheus = {}
     memo.wakers = {}
-    memo.children = {}  # (kind, namespace, name) -> the child's last seen ChildEdit.version
+    memo.children = {}  # (kind, namespace, name) -> the child's last seen ChildEdit.seen
     memo.edited = {}  # CreditModel key -> {(kind, name)} of children changed since its last pass
+    memo.versions = {}  # CreditModel key -> its resourceVersion as last read or written
     memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)  # something asked for a pass
     memo.resyncs = asyncio.Semaphore(CONCURRENT_PASSES)  # the routine resync, nothing else
 
@@ -91,11 +92,21 @@ def _child(body: Mapping[str, Any]) -> tuple[str, str, str]:
     return str(body.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
+def _signal(body: Mapping[str, Any]) -> str:
+    """What the state machine reads of a child's status: KServe's readiness of an
+    InferenceService (the indexes below), nothing of the others."""
+    if body.get("kind") != "InferenceService":
+        return ""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return "Ready" if _kserve_ready(conditions) else _waiting_message(conditions) or ""
+
+
 def _remember_written(memo: kopf.Memo, body: Mapping[str, Any]) -> None:
-    """A child as our own create or patch left it: its watch event is then no edit."""
+    """A child as our own create or patch left it: its watch event is then no edit and wakes
+    nobody."""
     meta = body.get("metadata") or {}
     if body.get("kind") in EDITABLE and (meta.get("labels") or {}).get(builders.MODEL_LABEL):
-        memo.children[_child(body)] = rollout.child_edit(None, None, meta).version
+        memo.children[_child(body)] = rollout.child_edit(None, None, meta, _signal(body)).seen
 
 
 def _wake(memo: kopf.Memo, key: Key) -> None:
@@ -140,12 +151,16 @@ async def waiting_isvcs(
     """What KServe says keeps one of our InferenceServices from Ready (its first False condition
     with a message: "Predictor HttpRouteNotReady", a Deployment without minimum availability),
     so the CreditModel's conditions can say it too."""
-    conditions = status.get("conditions") or []
+    message = _waiting_message(status.get("conditions") or [])
+    return None if message is None else {(namespace or "", name): message}
+
+
+def _waiting_message(conditions: list[Mapping[str, Any]]) -> str | None:
     if _kserve_ready(conditions):
         return None
     for condition in sorted(conditions, key=lambda c: c.get("type") != "Ready"):
         if condition.get("status") == "False" and condition.get("message"):
-            return {(namespace or "", name): str(condition["message"])[:512]}
+            return str(condition["message"])[:512]
     return None
 
 
@@ -172,22 +187,27 @@ async def child_changed(
     memo: Any,
     **_: Any,
 ) -> None:
-    """One of our children changed: wake its CreditModel (KServe marking an InferenceService
-    Ready moves the rollout), and when someone edited or deleted the child, have the next pass
-    read and correct it instead of waiting for the full re-read of every child."""
+    """One of our children changed: wake its CreditModel when that moves the rollout (KServe
+    marking an InferenceService Ready), and when someone edited or deleted the child, have the
+    next pass read and correct it instead of waiting for the full re-read of every child. The
+    events of our own writes wake nobody: at 1,000 CreditModels applied at once, each woke a
+    pass that read its CreditModel again before the watch had caught up with our status write."""
     owner = labels.get(builders.MODEL_LABEL)
     if not owner:
         return
     key = (namespace or "", owner)
     child = _child(body)
-    edit = rollout.child_edit(memo.children.get(child), type, body.get("metadata") or {})
-    if edit.version is None:
+    edit = rollout.child_edit(
+        memo.children.get(child), type, body.get("metadata") or {}, _signal(body)
+    )
+    if edit.seen is None:
         memo.children.pop(child, None)
     else:
-        memo.children[child] = edit.version
+        memo.children[child] = edit.seen
     if edit.edited and key in memo.wakers:  # a CreditModel's daemon is there to read it
         memo.edited.setdefault(key, set()).add((child[0], child[2]))
-    _wake(memo, key)
+    if edit.wake:
+        _wake(memo, key)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
@@ -218,12 +238,15 @@ async def run(
                     logger.warning(f"reconcile failed, retrying: {exc}")
                     delay = min(memo.config.resync_seconds, 5.0)
             if delay is None:
+                reconciler.forget()
                 return
             await _sleep(waker, stopped, delay)
             resync = not waker.is_set() and delay >= memo.config.resync_seconds
     finally:
         memo.wakers.pop(key, None)
         memo.edited.pop(key, None)
+        if stopped:  # deleted, or the operator stops; a loop kopf restarts after a crash remembers
+            reconciler.forget()
 
 
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:

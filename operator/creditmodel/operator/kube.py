@@ -190,11 +190,24 @@ class Kube:
             raise self._fail(f"get {kind} {namespace}/{name}", status, data)
         return data
 
-    async def ensure(self, manifest: dict[str, Any], create_first: bool = False) -> str:
+    async def ensure(
+        self, manifest: dict[str, Any], create_first: bool = False, patch_first: bool = False
+    ) -> str:
         """Create if absent, patch our fields on drift. Returns created, patched or unchanged.
-        `create_first` saves the GET when the child most likely does not exist yet."""
+        `create_first` saves the GET when the child most likely does not exist yet;
+        `patch_first` saves it when the child is as our last write left it (the watch saw no
+        one else change it) and our manifest has changed since: the patch is then due anyway."""
         kind, meta = manifest["kind"], manifest["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        wanted = {
+            "metadata": {key: meta[key] for key in ("labels", "annotations") if key in meta},
+            "spec": manifest.get("spec", {}),
+        }
+        if patch_first and kind != "Job":
+            outcome = await self._patch(kind, namespace, name, wanted)
+            if outcome is not None:
+                return outcome
+            create_first = True  # gone meanwhile: create it
         current = None if create_first else await self.get(kind, namespace, name)
         if current is None:
             status, data = await self._call("POST", kind, namespace, body=manifest)
@@ -206,15 +219,19 @@ class Kube:
             current = await self.get(kind, namespace, name)
             if current is None:  # deleted in between: the next pass creates it
                 return "unchanged"
-        wanted = {
-            "metadata": {key: meta[key] for key in ("labels", "annotations") if key in meta},
-            "spec": manifest.get("spec", {}),
-        }
         if kind == "Job" or not _subset_differs(wanted, current):
             return "unchanged"  # a Job's pod template is immutable: never patched
+        return await self._patch(kind, namespace, name, wanted) or "unchanged"
+
+    async def _patch(
+        self, kind: str, namespace: str, name: str, wanted: dict[str, Any]
+    ) -> str | None:
+        """Merge-patch our fields; None when the object is not there."""
         status, data = await self._call(
             "PATCH", kind, namespace, name, body=wanted, headers=MERGE_PATCH
         )
+        if status == 404:
+            return None
         if status != 200:
             raise self._fail(f"patch {kind} {namespace}/{name}", status, data)
         self.written(data)

@@ -109,7 +109,7 @@ def follow_desired(model: CreditModel, status: Status, now: datetime) -> Outcome
         return Outcome(status)
     target = ref(desired)
     if stable is None:
-        message = f"first version {target.version} goes straight to stable"
+        message = f"first version {target.version} ({target.bundle_uri}) goes straight to stable"
         recorded = history.record(status, now, "Deployed", "FirstVersion", message, target.version)
         return Outcome(
             recorded.model_copy(update={"stable": target}), (normal("Deploying", message),)

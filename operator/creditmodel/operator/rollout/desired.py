@@ -38,7 +38,11 @@ def adopt(model: CreditModel, observed: Observations, status: Status) -> Adopted
         # named again explicitly: the user asks for a new attempt
         "rejected": None if rejected and rejected.bundle_uri == uri else rejected,
     }
-    return Adopted(
-        status.model_copy(update=update),
-        (normal("NewVersion", f"spec asks for version {resolved.version} ({uri})"),),
+    # A first version is announced once, by its Deploying (canary.follow_desired, this pass): at
+    # 1,000 CreditModels applied at once, a second Event each is 1,000 writes more.
+    announced = (
+        (normal("NewVersion", f"spec asks for version {resolved.version} ({uri})"),)
+        if status.stable is not None
+        else ()
     )
+    return Adopted(status.model_copy(update=update), announced)

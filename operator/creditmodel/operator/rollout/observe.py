@@ -102,19 +102,26 @@ def next_pass_in(model: CreditModel, now: datetime, policy: Policy) -> float | N
 class ChildEdit:
     """What one watch event of a child means to its CreditModel's next pass: `edited` when the
     child must be read again and corrected (someone changed what we write: its spec, which
-    bumps the generation, its labels or annotations; or deleted it). `version` is what to
-    remember of the child (None once it is gone)."""
+    bumps the generation, its labels or annotations; or deleted it); `wake` when the pass has
+    something new to see (an edit, a first sight, or a changed signal: KServe's readiness of an
+    InferenceService). `seen` is what to remember of the child (None once it is gone)."""
 
-    version: str | None
+    seen: tuple[str, str] | None
     edited: bool
+    wake: bool
 
 
-def child_edit(seen: str | None, event: str | None, meta: Mapping[str, Any]) -> ChildEdit:
+def child_edit(
+    seen: tuple[str, str] | None, event: str | None, meta: Mapping[str, Any], signal: str = ""
+) -> ChildEdit:
     """The first sight of a child (kopf's initial listing, or our own create) remembers it;
     a status update (KServe's conditions, a CronJob's last schedule) leaves the generation,
-    labels and annotations alone, so it is no edit."""
+    labels and annotations alone, so it is no edit, and wakes the owner only when it moves the
+    signal the state machine reads. Our own writes are remembered as they were answered, so
+    their watch events neither edit nor wake."""
     if event == "DELETED":
-        return ChildEdit(None, True)
+        return ChildEdit(None, True, True)
     fields = [meta.get("generation"), meta.get("labels") or {}, meta.get("annotations") or {}]
     version = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-    return ChildEdit(version, seen is not None and seen != version)
+    edited = seen is not None and seen[0] != version
+    return ChildEdit((version, signal), edited, seen is None or edited or seen[1] != signal)

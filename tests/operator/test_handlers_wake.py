@@ -1,0 +1,74 @@
+"""handlers.child_changed: which watch events of a child wake its CreditModel's loop. The events
+of the operator's own writes wake nobody (each cost a pass and a read of the CreditModel at
+1,000 applied at once); KServe moving an InferenceService's readiness, and anyone else's edit,
+wake it."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from creditmodel.operator import builders, handlers
+
+pytestmark = pytest.mark.unit
+
+KEY = ("ns", "german")
+LABELS = {builders.MODEL_LABEL: "german", **handlers.OURS}
+
+
+def child(kind: str, status: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "metadata": {"name": "german-1", "namespace": "ns", "generation": 1, "labels": LABELS}
+        | meta,
+        "status": status or {},
+    }
+
+
+def ready(flag: str, message: str = "") -> dict[str, Any]:
+    return {"conditions": [{"type": "Ready", "status": flag, "message": message}]}
+
+
+async def woken(memo: Any, event: str, body: dict[str, Any]) -> bool:
+    memo.wakers[KEY].clear()
+    await handlers.child_changed(type=event, body=body, labels=LABELS, namespace="ns", memo=memo)
+    return memo.wakers[KEY].is_set()
+
+
+@pytest.fixture
+def memo() -> Any:
+    return SimpleNamespace(children={}, edited={}, wakers={KEY: asyncio.Event()})
+
+
+@pytest.mark.parametrize("kind", sorted(handlers.EDITABLE))
+async def test_the_event_of_our_own_write_wakes_nobody(memo: Any, kind: str) -> None:
+    written = child(kind)
+    handlers._remember_written(memo, written)
+    assert not await woken(memo, "ADDED", written)
+    assert not await woken(memo, "MODIFIED", child(kind, resourceVersion="7"))
+    assert memo.edited == {}
+
+
+async def test_kserve_moving_readiness_wakes_without_an_edit(memo: Any) -> None:
+    handlers._remember_written(memo, child("InferenceService"))
+    assert await woken(memo, "MODIFIED", child("InferenceService", ready("False", "no pods")))
+    assert not await woken(memo, "MODIFIED", child("InferenceService", ready("False", "no pods")))
+    assert await woken(memo, "MODIFIED", child("InferenceService", ready("True")))
+    assert not await woken(memo, "MODIFIED", child("InferenceService", ready("True")))
+    assert await woken(memo, "MODIFIED", child("InferenceService", ready("False", "crashed")))
+    assert memo.edited == {}
+
+
+async def test_someone_elses_edit_or_delete_wakes_and_marks_the_child(memo: Any) -> None:
+    handlers._remember_written(memo, child("HTTPRoute"))
+    assert await woken(memo, "MODIFIED", child("HTTPRoute", generation=2))
+    assert memo.edited == {KEY: {("HTTPRoute", "german-1")}}
+    assert await woken(memo, "DELETED", child("HTTPRoute", generation=2))
+
+
+async def test_a_child_never_seen_wakes(memo: Any) -> None:
+    """kopf's first listing after a restart, or a watch event ahead of our write's answer."""
+    assert await woken(memo, "ADDED", child("NetworkPolicy"))
