@@ -8,6 +8,8 @@ import asyncio
 import dataclasses
 import functools
 import os
+import threading
+from collections import OrderedDict
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -26,10 +28,25 @@ def _environment() -> tuple[str | None, str | None]:
     return endpoint, os.environ.get("AWS_ACCESS_KEY_ID")
 
 
+RESOLVED_KEPT = 1024
+"""Successful lookups kept (a few hundred bytes each): one per bundle URI in use, and then some."""
+_resolved: OrderedDict[tuple[str, str | None, str | None], Resolved] = OrderedDict()
+_resolving: dict[tuple[str, str | None, str | None], threading.Lock] = {}
+"""A lock per URI being looked up: those asking for it meanwhile wait and find its answer kept,
+and a slow store behind one URI holds up no other."""
+_locks_lock = threading.Lock()
+_client_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
-def _shared_client(endpoint: str | None, access_key: str | None) -> Any:
+def _new_client(endpoint: str | None, access_key: str | None) -> Any:
     del endpoint, access_key  # part of the key only: a changed environment gets a new client
     return s3_client()
+
+
+def _shared_client(endpoint: str | None, access_key: str | None) -> Any:
+    with _client_lock:  # lru_cache alone lets threads that miss together each build one
+        return _new_client(endpoint, access_key)
 
 
 def _open(uri: str) -> Store:
@@ -56,8 +73,31 @@ def _resolve(uri: str) -> Resolved:
     return Resolved(uri, manifest.version, gates_passed=manifest.gates_passed)
 
 
+def _resolve_once(uri: str) -> Resolved:
+    """A published bundle is immutable (its files never change under its URI), so its manifest
+    is read once per operator process: a thousand CreditModels applied at once on one bundle
+    made a thousand reads of the same manifest, a tenth of the operator's CPU. What could not be
+    used is not kept: a bundle published, or a store repaired, later is found on the next pass."""
+    key = (uri, *_environment())
+    with _locks_lock:
+        lock = _resolving.setdefault(key, threading.Lock())
+    with lock:
+        found = _resolved.get(key)
+        if found is not None:
+            return found
+        found = _resolve(uri)
+        with _locks_lock:
+            if found.error is None:
+                _resolved[key] = found
+                if len(_resolved) > RESOLVED_KEPT:
+                    _resolved.popitem(last=False)
+            _resolving.pop(key, None)
+        return found
+
+
 async def resolve(uri: str) -> Resolved:
-    return await asyncio.to_thread(_resolve, uri)
+    found = _resolved.get((uri, *_environment()))
+    return found if found is not None else await asyncio.to_thread(_resolve_once, uri)
 
 
 @functools.lru_cache(maxsize=256)

@@ -40,6 +40,20 @@ assignment is quadratic in its queue) and open connections beyond its keep-alive
 handshake each. A daemon waiting for a slot folds the wakes that arrive meanwhile into one pass."""
 
 
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff-base serves change handlers (on.create, on.update), and this operator has none:
+    its watch handlers and daemons read the object themselves. Still kopf builds one per watch
+    event of every watched kind (a deep copy of the body), a tenth of the operator's CPU with
+    1,000 CreditModels applied at once; here it is empty and never stored. The annotation prefix
+    stays marked as ours, so other kopf operators leave it out of their diffs."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> Any:
     """In-cluster ServiceAccount, else $KUBECONFIG: the same credentials kr8s picks up."""
@@ -53,7 +67,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # Progress and diff-base in our own annotations: the status schema is ours alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = NoDiffBase(
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{GROUP}/finalizer"

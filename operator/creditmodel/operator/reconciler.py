@@ -6,9 +6,7 @@ is read again at once (handlers.child_changed); correctness comes from the statu
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
 import logging
 import math
 import time
@@ -17,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import kopf
+import orjson
 from pydantic import ValidationError
 
 from creditmodel.operator import analysis, builders, bundles, rollout
@@ -64,7 +63,7 @@ def _prometheus(memo: Any, model: rollout.CreditModel) -> Prometheus | None:
 
 
 def _digest(manifest: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class InNamespace(Mapping[str, V]):
@@ -351,7 +350,7 @@ class Reconciler:
         seen = None if live is None else (live.get("metadata") or {}).get("resourceVersion")
         if live is not None and seen is not None and self.versions.get(key, seen) == seen:
             self.versions[key] = seen
-            return copy.deepcopy(dict(live))
+            return cast(dict[str, Any], orjson.loads(orjson.dumps(dict(live))))  # a deep copy
         body = await self.kube.get_creditmodel(self.namespace, self.name)
         self._saw(body)
         return body

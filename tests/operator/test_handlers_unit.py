@@ -1,7 +1,7 @@
-"""handlers.child_changed: which watch events of a child wake its CreditModel's loop. The events
-of the operator's own writes wake nobody (each cost a pass and a read of the CreditModel at
-1,000 applied at once); KServe moving an InferenceService's readiness, and anyone else's edit,
-wake it."""
+"""handlers, without a cluster. child_changed: which watch events of a child wake its
+CreditModel's loop. The events of the operator's own writes wake nobody (each cost a pass and a
+read of the CreditModel at 1,000 applied at once); KServe moving an InferenceService's readiness,
+and anyone else's edit, wake it. And the diff-base kopf no longer builds."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import kopf
 import pytest
 
 from creditmodel.operator import builders, handlers
@@ -72,3 +73,12 @@ async def test_someone_elses_edit_or_delete_wakes_and_marks_the_child(memo: Any)
 async def test_a_child_never_seen_wakes(memo: Any) -> None:
     """kopf's first listing after a restart, or a watch event ahead of our write's answer."""
     assert await woken(memo, "ADDED", child("NetworkPolicy"))
+
+
+def test_no_change_handler_reads_the_empty_diff_base() -> None:
+    """NoDiffBase keeps no diff-base: valid only while no on.create/on.update/on.delete handler
+    exists to read one."""
+    assert list(kopf.get_default_registry()._changing.get_all_handlers()) == []
+    storage = handlers.NoDiffBase(prefix="x.io", key="k")
+    body = kopf.Body({"metadata": {"name": "a"}, "spec": {"b": 1}})
+    assert storage.build(body=body) == storage.fetch(body=body) == {}
