@@ -13,6 +13,7 @@ import kopf
 import pytest
 
 from creditmodel.operator import builders, handlers
+from creditmodel.operator.model import ACTION_ANNOTATION
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +42,7 @@ async def woken(memo: Any, event: str, body: dict[str, Any]) -> bool:
 
 @pytest.fixture
 def memo() -> Any:
-    return SimpleNamespace(children={}, edited={}, wakers={KEY: asyncio.Event()})
+    return SimpleNamespace(children={}, edited={}, handled={}, wakers={KEY: asyncio.Event()})
 
 
 @pytest.mark.parametrize("kind", sorted(handlers.EDITABLE))
@@ -82,3 +83,24 @@ def test_no_change_handler_reads_the_empty_diff_base() -> None:
     storage = handlers.NoDiffBase(prefix="x.io", key="k")
     body = kopf.Body({"metadata": {"name": "a"}, "spec": {"b": 1}})
     assert storage.build(body=body) == storage.fetch(body=body) == {}
+
+
+async def spec_woken(memo: Any, generation: int, observed: int | None, **annotations: str) -> bool:
+    memo.wakers[KEY].clear()
+    body = {
+        "metadata": {"generation": generation, "annotations": annotations},
+        "status": {} if observed is None else {"observedGeneration": observed},
+    }
+    await handlers.changed(name="german", namespace="ns", body=body, memo=memo)
+    return memo.wakers[KEY].is_set()
+
+
+async def test_a_creditmodel_event_wakes_its_loop_only_for_a_generation_it_has_not_reconciled(
+    memo: Any,
+) -> None:
+    assert await spec_woken(memo, 1, None)  # nothing reconciled yet
+    memo.handled[KEY] = 1  # the loop's pass read generation 1
+    assert not await spec_woken(memo, 1, None)  # kopf's finalizer, before our status write shows
+    assert not await spec_woken(memo, 1, 1)
+    assert await spec_woken(memo, 2, 1)  # a spec edit
+    assert await spec_woken(memo, 1, 1, **{ACTION_ANNOTATION: "promote"})

@@ -90,6 +90,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.children = {}  # (kind, namespace, name) -> the child's last seen ChildEdit.seen
     memo.edited = {}  # CreditModel key -> {(kind, name)} of children changed since its last pass
     memo.versions = {}  # CreditModel key -> its resourceVersion as last read or written
+    memo.handled = {}  # CreditModel key -> the generation its loop last reconciled
     memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)  # something asked for a pass
     memo.resyncs = asyncio.Semaphore(CONCURRENT_PASSES)  # the routine resync, nothing else
 
@@ -133,14 +134,19 @@ def _wake(memo: kopf.Memo, key: Key) -> None:
 async def changed(
     *, name: str, namespace: str | None, body: Mapping[str, Any], memo: Any, **_: Any
 ) -> None:
-    """A manual action waits, or the spec moved past what the status last saw: reconcile now.
-    A watch event rather than a change handler: kopf leaves annotations under the operator's own
-    prefix (scoring.creditmodel.io/, its diff-base storage) out of its diff, so no change handler
-    ever fires for the action annotation."""
+    """A manual action waits, or the spec moved past what the status last saw and past what the
+    loop last reconciled: reconcile now. A watch event rather than a change handler: kopf leaves
+    annotations under the operator's own prefix (scoring.creditmodel.io/, its diff-base storage)
+    out of its diff, so no change handler ever fires for the action annotation. The events that
+    arrive before the watch shows our first status write (kopf's finalizer, for one) carry no
+    observedGeneration yet: at 1,000 CreditModels applied at once each woke a pass for nothing."""
     meta = body.get("metadata") or {}
+    key = (namespace or "", name)
+    generation = meta.get("generation")
     seen = (body.get("status") or {}).get("observedGeneration")
-    if ACTION_ANNOTATION in (meta.get("annotations") or {}) or meta.get("generation") != seen:
-        _wake(memo, (namespace or "", name))
+    moved = generation not in (seen, memo.handled.get(key))
+    if ACTION_ANNOTATION in (meta.get("annotations") or {}) or moved:
+        _wake(memo, key)
 
 
 def _kserve_ready(conditions: list[Mapping[str, Any]]) -> bool:

@@ -363,12 +363,14 @@ class Reconciler:
     def forget(self) -> None:
         """The CreditModel is gone, or the operator stops: nothing to remember of it."""
         self.versions.pop((self.namespace, self.name), None)
+        self.memo.handled.pop((self.namespace, self.name), None)
 
     async def once(self) -> float | None:
         """One pass; returns seconds until the next pass, or None when the object is gone."""
         body = await self.read()
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
+        self.memo.handled[(self.namespace, self.name)] = body["metadata"].get("generation")
         try:
             model = _view(body, self.config)
         except ValidationError as exc:
