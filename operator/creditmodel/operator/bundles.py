@@ -76,8 +76,9 @@ def _resolve(uri: str) -> Resolved:
 def _resolve_once(uri: str) -> Resolved:
     """A published bundle is immutable (its files never change under its URI), so its manifest
     is read once per operator process: a thousand CreditModels applied at once on one bundle
-    made a thousand reads of the same manifest, a tenth of the operator's CPU. What could not be
-    used is not kept: a bundle published, or a store repaired, later is found on the next pass."""
+    made a thousand reads of the same manifest, a seventh of the operator's py-spy samples. What
+    could not be used is not kept: a bundle published, or a store repaired, later is found on the
+    next pass."""
     key = (uri, *_environment())
     with _locks_lock:
         lock = _resolving.setdefault(key, threading.Lock())
