@@ -115,6 +115,9 @@ class Reconciler:
         # The CreditModel's resourceVersion as this process last read or wrote it (kept in the
         # memo, so a loop kopf restarts after a crash still knows); its body is kopf's live one.
         self.versions: dict[Key, str | None] = memo.versions
+        # The generation this process last reconciled (handlers.changed wakes only past it).
+        self.handled: dict[Key, int | None] = memo.handled
+        self.key: Key = (namespace, name)
         self.applied: dict[str, str] = {}
         self.stale: set[str] = set()  # children someone else changed: read them again
         self.pruned_for: frozenset[str] | None = None
@@ -220,7 +223,7 @@ class Reconciler:
     def forget_edited(self) -> None:
         """Children someone edited or deleted since the last pass (from the watch stream) are
         read and corrected in this one; an InferenceService also prunes."""
-        for kind, name in self.memo.edited.pop((self.namespace, self.name), ()):
+        for kind, name in self.memo.edited.pop(self.key, ()):
             self.stale.add(name)
             if kind == "HTTPRoute":
                 self.route = None
@@ -346,7 +349,7 @@ class Reconciler:
         be missing from it, and at 1,000 applied at once that is 1,000 reads fewer while the API
         server is busiest. Only the version is kept between passes: a thousand CreditModels'
         bodies are kopf's, not twice in memory."""
-        live, key = self.live, (self.namespace, self.name)
+        live, key = self.live, self.key
         seen = None if live is None else (live.get("metadata") or {}).get("resourceVersion")
         if live is not None and seen is not None and self.versions.get(key, seen) == seen:
             self.versions[key] = seen
@@ -358,19 +361,19 @@ class Reconciler:
     def _saw(self, body: Mapping[str, Any] | None) -> None:
         """The CreditModel as the API server last answered this loop."""
         version = ((body or {}).get("metadata") or {}).get("resourceVersion")
-        self.versions[(self.namespace, self.name)] = version
+        self.versions[self.key] = version
 
     def forget(self) -> None:
         """The CreditModel is gone, or the operator stops: nothing to remember of it."""
-        self.versions.pop((self.namespace, self.name), None)
-        self.memo.handled.pop((self.namespace, self.name), None)
+        self.versions.pop(self.key, None)
+        self.handled.pop(self.key, None)
 
     async def once(self) -> float | None:
         """One pass; returns seconds until the next pass, or None when the object is gone."""
         body = await self.read()
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
-        self.memo.handled[(self.namespace, self.name)] = body["metadata"].get("generation")
+        self.handled[self.key] = body["metadata"].get("generation")
         try:
             model = _view(body, self.config)
         except ValidationError as exc:
