@@ -1,19 +1,22 @@
 """handlers, without a cluster. child_changed: which watch events of a child wake its
 CreditModel's loop. The events of the operator's own writes wake nobody (each cost a pass and a
 read of the CreditModel at 1,000 applied at once); KServe moving an InferenceService's readiness,
-and anyone else's edit, wake it. And the diff-base kopf no longer builds."""
+and anyone else's edit, wake it. The readiness index, the diff-base kopf no longer builds, and the
+log lines kopf no longer writes per watch event."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
 
 from creditmodel.operator import builders, handlers
 from creditmodel.operator.model import ACTION_ANNOTATION
+from creditmodel.operator.reconciler import InNamespace, Readiness
 
 pytestmark = pytest.mark.unit
 
@@ -104,3 +107,62 @@ async def test_a_creditmodel_event_wakes_its_loop_only_for_a_generation_it_has_n
     assert not await spec_woken(memo, 1, 1)
     assert await spec_woken(memo, 2, 1)  # a spec edit
     assert await spec_woken(memo, 1, 1, **{ACTION_ANNOTATION: "promote"})
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        ([], (False, None)),
+        ([{"type": "Ready", "status": "True"}], (True, None)),
+        (
+            [
+                {"type": "PredictorReady", "status": "False", "message": "no pods"},
+                {"type": "Ready", "status": "False", "message": "Predictor not ready"},
+            ],
+            (False, "Predictor not ready"),  # the Ready condition's own message first
+        ),
+        ([{"type": "Ready", "status": "Unknown", "message": "?"}], (False, None)),
+        ([{"type": "Ready", "status": "False", "message": "x" * 600}], (False, "x" * 512)),
+    ],
+)
+async def test_one_index_holds_ready_and_what_keeps_it_from_ready(
+    conditions: list[dict[str, Any]], expected: tuple[bool, str | None]
+) -> None:
+    held = await handlers.isvc_readiness(
+        name="german-1", namespace="ns", status={"conditions": conditions}
+    )
+    assert held == {("ns", "german-1"): expected}
+
+
+def test_the_reconciler_reads_both_fields_from_the_one_index() -> None:
+    index = {
+        ("ns", "a"): [Readiness(True)],
+        ("ns", "b"): [Readiness(False, "no pods")],
+        ("ns", "c"): [Readiness(False)],
+        ("other", "d"): [Readiness(False, "elsewhere")],
+    }
+    ready = InNamespace(cast(Any, index), "ns", lambda r: r.ready)
+    waiting = InNamespace(cast(Any, index), "ns", lambda r: r.waiting)
+    assert dict(ready) == {"a": True, "b": False, "c": False}
+    assert dict(waiting) == {"b": "no pods"}
+    assert waiting.get("a") is None
+    assert ready.get("d") is None
+
+
+def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+
+
+def test_kopf_no_longer_logs_each_watch_handler_call() -> None:
+    quiet = handlers.QuietWatchHandlers()
+    for name in handlers.WATCH_HANDLERS:
+        assert not quiet.filter(record(f"Handler '{name}' succeeded."))
+        assert quiet.filter(record(f"Handler '{name}' failed with an exception.", logging.ERROR))
+    assert quiet.filter(record("Daemon 'run' succeeded."))
+    assert quiet.filter(record("InferenceService german-1 created"))
+
+
+def test_every_watch_handler_is_registered_under_its_quiet_name() -> None:
+    registry = kopf.get_default_registry()
+    watching = {h.fn.__name__ for h in registry._watching.get_all_handlers()}
+    assert set(handlers.WATCH_HANDLERS) <= watching

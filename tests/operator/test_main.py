@@ -97,5 +97,5 @@ def test_watch_and_index_handlers_run_on_the_event_loop() -> None:
         )
         if handler.fn.__module__ == handlers.__name__
     ]
-    assert {fn.__name__ for fn in found} >= {"changed", "child_changed", "ready_isvcs"}
+    assert {fn.__name__ for fn in found} >= {"changed", "child_changed", "isvc_readiness"}
     assert [fn.__name__ for fn in found if not inspect.iscoroutinefunction(fn)] == []

@@ -10,9 +10,9 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import kopf
 import orjson
@@ -66,22 +66,41 @@ def _digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-class InNamespace(Mapping[str, V]):
-    """InferenceService name -> what a watch-fed kopf index holds for it (Ready; KServe's reason
-    for not being Ready), read on demand, so the state machine sees any of our InferenceServices
-    it asks about (not only the ones `needs` named before it decided)."""
+class Readiness(NamedTuple):
+    """What the state machine reads of one of our InferenceServices, kept by one watch-fed kopf
+    index (handlers.isvc_readiness)."""
 
-    def __init__(self, index: kopf.Index[Key, V], namespace: str) -> None:
-        self.index, self.namespace = index, namespace
+    ready: bool
+    """KServe's Ready condition is True."""
+    waiting: str | None = None
+    """Not Ready: what KServe says keeps it from Ready (its first False condition with a
+    message), if it says anything."""
+
+
+class InNamespace(Mapping[str, V]):
+    """InferenceService name -> one field of its Readiness, read on demand from the index, so the
+    state machine sees any of our InferenceServices it asks about (not only the ones `needs` named
+    before it decided). A name whose field is None is absent."""
+
+    def __init__(
+        self,
+        index: kopf.Index[Key, Readiness],
+        namespace: str,
+        pick: Callable[[Readiness], V | None],
+    ) -> None:
+        self.index, self.namespace, self.pick = index, namespace, pick
 
     def __getitem__(self, isvc: str) -> V:
         key = (self.namespace, isvc)
-        if key not in self.index:
+        value = self.pick(next(iter(self.index[key]))) if key in self.index else None
+        if value is None:  # one InferenceService, one value
             raise KeyError(isvc)
-        return next(iter(self.index[key]))  # one InferenceService, one value
+        return value
 
     def __iter__(self) -> Iterator[str]:
-        return (name for namespace, name in self.index if namespace == self.namespace)
+        return (
+            name for namespace, name in self.index if namespace == self.namespace and name in self
+        )
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -96,19 +115,13 @@ class Reconciler:
         namespace: str,
         name: str,
         memo: Any,
-        ready: kopf.Index[Key, bool],
+        readiness: kopf.Index[Key, Readiness],
         logger: Logger,
-        waiting: kopf.Index[Key, str] | None = None,
         live: Mapping[str, Any] | None = None,
     ) -> None:
-        self.namespace, self.name, self.memo, self.ready, self.logger = (
-            namespace,
-            name,
-            memo,
-            ready,
-            logger,
-        )
-        self.waiting: Mapping[str, str] = InNamespace(waiting, namespace) if waiting else {}
+        self.namespace, self.name, self.memo, self.logger = namespace, name, memo, logger
+        self.ready: Mapping[str, bool] = InNamespace(readiness, namespace, lambda r: r.ready)
+        self.waiting: Mapping[str, str] = InNamespace(readiness, namespace, lambda r: r.waiting)
         self.kube: Kube = memo.kube
         self.config: OperatorSettings = memo.config
         self.live = live  # kopf's live view of the CreditModel: its latest watch event
@@ -142,7 +155,7 @@ class Reconciler:
     ) -> rollout.Observations:
         status = model.status
         resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
-        ready = InNamespace(self.ready, self.namespace)
+        ready = self.ready
         job = await self.kube.job_state(self.namespace, needs.job) if needs.job else None
         trained = None
         if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
