@@ -10,7 +10,9 @@ manifests/rbac, its default resync (30 s).
 2. Steady state: from one resync period after the last Ready, over three resync periods, the
    operator's requests in the API server's audit log (its ServiceAccount's user): writes
    (create/update/patch/delete) per resync (target 0); reads per resync and kopf's peering
-   keepalive are shown beside it.
+   keepalive are shown beside it. These CreditModels only serve (no training, no monitoring), so
+   since 6eca4fa nothing passes them in this window but the watch (`rollout.polls`); what a full
+   re-read of the children writes (nothing) is tested in tests/operator/test_kserve.py.
 3. One canary: the first CreditModel's bundleURI moves to a published v2 (one step at 50%, a 5 s
    interval, analysis against a stand-in Prometheus that reports a healthy canary, 5 s drain):
    seconds until v2 is the stable and v1's InferenceService is deleted, and the operator's writes

@@ -23,6 +23,7 @@ from creditmodel.operator.rollout import (
     Plan,
     Resolved,
     needs,
+    polls,
     reconcile,
 )
 from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, after, model, spec
@@ -441,3 +442,8 @@ def test_report_times_keep_sub_seconds() -> None:
     current = advance(monitored(), report(monitored(), first, 60))
     plan = report(current, second, 61)
     assert len(events(plan, "DriftReport")) == 1
+
+
+def test_a_monitored_model_is_passed_every_resync() -> None:
+    """Its drift report and the stable's live drift come from no watch: polled each resync."""
+    assert polls(monitored(), after(3600))

@@ -13,6 +13,7 @@ from creditmodel.operator.rollout import (
     Resolved,
     needs,
     next_pass_in,
+    polls,
     reconcile,
 )
 from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, after, model, spec
@@ -394,3 +395,13 @@ def test_knative_router_drives_one_isvc_through_canary_traffic_percent() -> None
     assert promoted.status.draining == []
     assert condition(promoted, "Progressing") == ("False", "Stable")
     assert "canaryTrafficPercent" not in promoted.children[0]["spec"]["predictor"]
+
+
+def test_only_a_pass_that_looks_outside_the_watch_is_repeated_every_resync() -> None:
+    """A new CreditModel resolves its bundle (it may be published later) and a canary due for a
+    check asks Prometheus: those are passed every resync period. A stable serving with nothing to
+    check, or a canary waiting for KServe's Ready (which comes as a watch event), is not."""
+    assert polls(model(), T0)
+    assert not polls(serving_v1(), after(3600))
+    assert not polls(canary_v2(), after(30))
+    assert polls(ready_canary_v2(), after(60))

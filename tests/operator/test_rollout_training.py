@@ -12,6 +12,7 @@ from creditmodel.operator.rollout import (
     Plan,
     Resolved,
     needs,
+    polls,
     reconcile,
     training_failure,
 )
@@ -216,3 +217,11 @@ def test_job_exiting_on_gates_is_recorded_as_gates_failed() -> None:
     )
     plan = reconcile(current, Observations(job=job), after(60))
     assert condition(plan, "Training") == ("False", "GatesFailed")
+
+
+def test_a_model_that_trains_is_passed_every_resync() -> None:
+    """Its Job, its schedule and its drift cool-downs: nothing of them arrives as a watch event of
+    its own (a Job's does, but not the schedule falling due)."""
+    current = trained_model(scheduleSeconds=60)
+    assert polls(current, T0)
+    assert polls(advance(current, reconcile(current, Observations(), T0)), after(30))

@@ -421,6 +421,18 @@ class Reconciler:
                 await self.kube.remove_annotation(self.namespace, self.name, ACTION_ANNOTATION)
             )
         settled = rollout.CreditModel(**{**model.__dict__, "status": plan.status, "action": None})
-        due = rollout.next_pass_in(settled, datetime.now(UTC), self.memo.policy)
+        now = datetime.now(UTC)
+        due = rollout.next_pass_in(settled, now, self.memo.policy)
         retry = max(self.retry_at - time.monotonic(), 0.0) if self.refused else None
-        return min(t for t in (self.config.resync_seconds, due, retry) if t is not None)
+        return min(t for t in (self.poll_in(settled, now), due, retry) if t is not None)
+
+    def poll_in(self, settled: rollout.CreditModel, now: datetime) -> float:
+        """Seconds until the next pass when nothing wakes this loop: one resync period while a
+        pass looks at something no watch announces (`rollout.polls`), else the full re-read of
+        the children. A thousand CreditModels waiting for KServe, or serving with nothing to
+        check, used to be passed every 30 s for nothing: 1,000 passes a period, about 1.4 s of the
+        operator's CPU each time, while the machine was busiest bringing them to Ready."""
+        if rollout.polls(settled, now):
+            return self.config.resync_seconds
+        full_sync_at = self.synced_at + self.config.children_resync_seconds
+        return max(full_sync_at - time.monotonic(), 0.0)

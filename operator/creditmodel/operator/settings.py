@@ -22,8 +22,10 @@ class OperatorSettings(BaseSettings):
     prometheus_url: HttpUrl | None = None
     """Prometheus HTTP API used for canary analysis when a CreditModel names none."""
     resync_seconds: float = Field(default=30.0, gt=0)
-    """Upper bound between two reconcile passes of one CreditModel (Job progress, the stable
-    version's drift checks)."""
+    """Upper bound between two reconcile passes of a CreditModel that looks at something no watch
+    event announces: a bundle not published yet, a canary's analysis, anything of training or
+    monitoring. A CreditModel that only serves is passed when a watch event or its rollout's clock
+    asks, and at the full re-read (children_resync_seconds)."""
     children_resync_seconds: float = Field(default=600.0, gt=0)
     """Upper bound between two full re-reads of a CreditModel's children (each one read and
     compared, stale InferenceServices pruned). A change to a child (an edit of its spec, labels

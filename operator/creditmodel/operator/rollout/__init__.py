@@ -18,6 +18,7 @@ from creditmodel.operator.rollout.observe import (
     child_edit,
     needs,
     next_pass_in,
+    polls,
     serving_names,
 )
 from creditmodel.operator.rollout.traffic import ZERO_SINCE_ANNOTATION, observed_route
@@ -63,6 +64,7 @@ __all__ = [
     "next_pass_in",
     "observed_route",
     "parse_time",
+    "polls",
     "reconcile",
     "serving_names",
     "timestamp",

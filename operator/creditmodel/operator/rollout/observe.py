@@ -81,6 +81,22 @@ def needs(model: CreditModel, now: datetime) -> Needs:
     )
 
 
+def polls(model: CreditModel, now: datetime) -> bool:
+    """The CreditModel's passes look at something no watch event announces: a bundle not resolved
+    yet (it may be published later), a canary's analysis (Prometheus), or anything of training or
+    monitoring (a Job, its schedule and drift cool-downs, the stable's live drift, the drift
+    report). Such a CreditModel is passed again every resync period. A CreditModel that only
+    serves gets everything it reads by itself: its own and its children's watch events, KServe's
+    readiness in the index, and the clock of `next_pass_in`."""
+    wanted = needs(model, now)
+    return bool(
+        wanted.resolve_bundle
+        or wanted.analysis
+        or model.spec.training is not None
+        or model.spec.monitoring is not None
+    )
+
+
 def next_pass_in(model: CreditModel, now: datetime, policy: Policy) -> float | None:
     """Seconds until something the clock decides falls due (an analysis check, a canary's Ready
     timeout, the end of a drain); None when only a change can move the rollout."""
