@@ -11,7 +11,7 @@ manifests/rbac, its default resync (30 s).
    operator's requests in the API server's audit log (its ServiceAccount's user): writes
    (create/update/patch/delete) per resync (target 0); reads per resync and kopf's peering
    keepalive are shown beside it. These CreditModels only serve (no training, no monitoring), so
-   since 6eca4fa nothing passes them in this window but the watch (`rollout.polls`); what a full
+   since 8f22cc6 nothing passes them in this window but the watch (`rollout.polls`); what a full
    re-read of the children writes (nothing) is tested in tests/operator/test_kserve.py.
 3. One canary: the first CreditModel's bundleURI moves to a published v2 (one step at 50%, a 5 s
    interval, analysis against a stand-in Prometheus that reports a healthy canary, 5 s drain):
@@ -231,6 +231,7 @@ class Context:
         load = _load()
         _log(f"applying {len(names)} CreditModels; load {load}")
         work, cpu = tools.kserve_work(self.kserve_metrics), tools.cpu_by_process()
+        sampler = tools.ReconcileSampler(self.kserve_metrics)
         wall, started = time.time(), time.monotonic()
         wanted = set(names)
         with tools.profiled(self.pid, self.profile and self.profile.with_suffix(".ready.txt")):
@@ -246,6 +247,7 @@ class Context:
                 lambda count: _log(f"{count} Ready; load {_load()}"),
             )
         elapsed = max(ready_at.values()) if done else time.monotonic() - started
+        sampler.close()
         _log(f"{len(ready_at)}/{len(names)} Ready after {elapsed:.1f}s; load {_load()}")
         self.all_ready = done
         peak = self.memory.peak()
@@ -284,6 +286,9 @@ class Context:
              "value": work.seconds / work.reconciles * 1000 if work.reconciles else math.nan,
              "unit": "ms", "detail": f"{work.seconds:.0f} s in them: its one worker busy"
              f" {work.seconds / elapsed:.0%} of the time"},
+            *sampler.rows(
+                case, started, started + (line.isvcs_created or math.nan), started + elapsed
+            ),
             {"case": case, "metric": "KServe: API requests per InferenceService reconcile",
              "value": per_reconcile, "unit": "requests",
              "detail": f"the whole manager's requests ({by_method})"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -301,6 +302,55 @@ def kserve_work(url: str, controller: str = "inferenceservice") -> ControllerWor
             elif sample.name == "rest_client_requests_total":
                 requests[labels.get("method", "?")] += int(sample.value)
     return ControllerWork(reconciles, seconds, requests)
+
+
+class ReconcileSampler:
+    """KServe's reconcile count every `period` seconds, from a thread: how fast KServe reconciled
+    while the InferenceServices were being created and after. The first window is where other
+    work on the API server (an operator's writes, the CreditModels' apply) costs KServe most: its
+    one worker's reconcile is a chain of about ten requests, each queued behind that work."""
+
+    def __init__(self, url: str, period: float = 2.0) -> None:
+        self.url, self.period = url, period
+        self.samples: list[tuple[float, float]] = []  # (monotonic, reconciles so far)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                self.samples.append((time.monotonic(), kserve_work(self.url).reconciles))
+            if self.stop.wait(self.period):
+                return
+
+    def rate(self, start: float, end: float) -> tuple[float, float]:
+        """(reconciles, seconds) between the samples nearest to `start` and `end` (monotonic)."""
+        if len(self.samples) < 2:
+            return math.nan, math.nan
+        first = min(self.samples, key=lambda sample: abs(sample[0] - start))
+        last = min(self.samples, key=lambda sample: abs(sample[0] - end))
+        return last[1] - first[1], last[0] - first[0]
+
+    def rows(self, case: str, started: float, created: float, ready: float) -> list[dict[str, Any]]:
+        """Reconciles per second from `started` to `created` (the last InferenceService created)
+        and from there to `ready` (all Ready), monotonic."""
+        rows = []
+        for label, start, end in (
+            ("while the InferenceServices are created", started, created),
+            ("after the last one is created, until all Ready", created, ready),
+        ):
+            count, seconds = self.rate(start, end)
+            rows.append(
+                {"case": case, "metric": f"KServe: reconciles per s {label}",
+                 "value": count / seconds if seconds and seconds > 0 else math.nan,
+                 "unit": "per s", "detail": f"{count:.0f} in {seconds:.0f} s"}
+            )  # fmt: skip
+        return rows
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(15)
 
 
 def cpu_by_process() -> Counter[str]:

@@ -60,14 +60,18 @@ def measure(
         metrics = f"http://127.0.0.1:{cluster.kserve_metrics_port}/metrics"
         work, cpu = tools.kserve_work(metrics), tools.cpu_by_process()
         log(f"KServe alone: creating {len(bodies)} InferenceServices")
+        sampler = tools.ReconcileSampler(metrics)
+        stack.callback(sampler.close)
         started = time.monotonic()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda body: _create(api, namespace, body), bodies))
+        created = time.monotonic()
         wanted = {body["metadata"]["name"] for body in bodies}
         done, ready_at = watcher.wait_all(
             wanted, started, timeout, lambda count: log(f"KServe alone: {count} Ready")
         )
         elapsed = max(ready_at.values()) if done else time.monotonic() - started
+        sampler.close()
         log(f"KServe alone: {len(ready_at)}/{len(bodies)} Ready after {elapsed:.1f}s")
         work = tools.kserve_work(metrics).since(work)
         cpu = tools.cpu_by_process() - cpu
@@ -81,6 +85,7 @@ def measure(
             {"case": case, "metric": "KServe: InferenceService reconcile, mean duration",
              "value": work.seconds / work.reconciles * 1000 if work.reconciles else math.nan,
              "unit": "ms", "detail": f"its one worker busy {work.seconds / elapsed:.0%} of the time"},
+            *sampler.rows(case, started, created, started + elapsed),
             {"case": case, "metric": "CPU of the whole stack, create -> all Ready",
              "value": sum(cpu.values()) / elapsed if elapsed else math.nan,
              "unit": f"cores (of {os.cpu_count()})", "detail": by_process},
