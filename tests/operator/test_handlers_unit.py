@@ -16,7 +16,7 @@ import pytest
 
 from creditmodel.operator import builders, handlers
 from creditmodel.operator.model import ACTION_ANNOTATION
-from creditmodel.operator.reconciler import InNamespace, Readiness
+from creditmodel.operator.readiness import InNamespace, Readiness
 
 pytestmark = pytest.mark.unit
 

@@ -25,7 +25,8 @@ import kopf
 from creditmodel.operator import builders, rollout
 from creditmodel.operator.kube import Kube, KubeError
 from creditmodel.operator.model import ACTION_ANNOTATION, GROUP, PLURAL, VERSION
-from creditmodel.operator.reconciler import Key, Logger, Readiness, Reconciler
+from creditmodel.operator.readiness import Key, Readiness
+from creditmodel.operator.reconciler import Logger, Reconciler
 from creditmodel.operator.settings import OperatorSettings
 
 OURS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}

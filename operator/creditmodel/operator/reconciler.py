@@ -10,9 +10,9 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, cast
 
 import kopf
 import orjson
@@ -22,11 +22,10 @@ from creditmodel.operator import analysis, builders, bundles, rollout
 from creditmodel.operator.kube import Kube, KubeError, merge_patch
 from creditmodel.operator.model import ACTION_ANNOTATION, Spec, Status
 from creditmodel.operator.prometheus import Prometheus
+from creditmodel.operator.readiness import InNamespace, Key, Readiness
 from creditmodel.operator.settings import OperatorSettings
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
-Key = tuple[str, str]
-V = TypeVar("V")
 REFUSAL_BACKOFF_FIRST, REFUSAL_BACKOFF_MAX = 5.0, 300.0
 """Seconds before a refused child is written again, doubling while the API server keeps
 refusing it: a verdict (webhook, policy, quota) rarely changes within seconds."""
@@ -64,46 +63,6 @@ def _prometheus(memo: Any, model: rollout.CreditModel) -> Prometheus | None:
 
 def _digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-class Readiness(NamedTuple):
-    """What the state machine reads of one of our InferenceServices, kept by one watch-fed kopf
-    index (handlers.isvc_readiness)."""
-
-    ready: bool
-    """KServe's Ready condition is True."""
-    waiting: str | None = None
-    """Not Ready: what KServe says keeps it from Ready (its first False condition with a
-    message), if it says anything."""
-
-
-class InNamespace(Mapping[str, V]):
-    """InferenceService name -> one field of its Readiness, read on demand from the index, so the
-    state machine sees any of our InferenceServices it asks about (not only the ones `needs` named
-    before it decided). A name whose field is None is absent."""
-
-    def __init__(
-        self,
-        index: kopf.Index[Key, Readiness],
-        namespace: str,
-        pick: Callable[[Readiness], V | None],
-    ) -> None:
-        self.index, self.namespace, self.pick = index, namespace, pick
-
-    def __getitem__(self, isvc: str) -> V:
-        key = (self.namespace, isvc)
-        value = self.pick(next(iter(self.index[key]))) if key in self.index else None
-        if value is None:  # one InferenceService, one value
-            raise KeyError(isvc)
-        return value
-
-    def __iter__(self) -> Iterator[str]:
-        return (
-            name for namespace, name in self.index if namespace == self.namespace and name in self
-        )
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 class Reconciler:
