@@ -114,7 +114,6 @@ class Reconciler:
     ) -> rollout.Observations:
         status = model.status
         resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
-        ready = self.ready
         job = await self.kube.job_state(self.namespace, needs.job) if needs.job else None
         trained = None
         if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
@@ -123,7 +122,7 @@ class Reconciler:
         result = None
         if needs.analysis and status.canary and status.stable:
             _, canary_name = rollout.serving_names(model, status)
-            if canary_name and ready.get(canary_name):
+            if canary_name and self.ready.get(canary_name):
                 result = (
                     await prometheus.analyse(
                         model.name,
@@ -151,7 +150,7 @@ class Reconciler:
             route = self.route
         return rollout.Observations(
             resolved,
-            ready,
+            self.ready,
             job,
             trained,
             result,
