@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -86,6 +87,27 @@ def isvc(uri: str) -> str:
     return builders.isvc_name(NAME, uri)
 
 
+V = TypeVar("V")
+
+
+class LookupOnly(Mapping[str, V]):
+    """What the operator hands the state machine for readiness: a view on the watch-fed index
+    whose lookups are O(1) but whose length, truth value and iteration walk every InferenceService
+    the operator knows. The machine may only look names up."""
+
+    def __init__(self, held: Mapping[str, V]) -> None:
+        self.held = held
+
+    def __getitem__(self, name: str) -> V:
+        return self.held[name]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("the state machine walked the readiness index")
+
+    def __len__(self) -> int:
+        raise AssertionError("the state machine took the readiness index's length")
+
+
 class Rollouts(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -147,7 +169,8 @@ class Rollouts(RuleBasedStateMachine):
         monitored = model.spec.monitoring is not None
         return Observations(
             spec_bundle=resolved,
-            ready=dict(self.isvcs),
+            ready=LookupOnly(dict(self.isvcs)),
+            waiting=LookupOnly({n: "0/1 pods ready" for n, ok in self.isvcs.items() if not ok}),
             job=job,
             trained=trained,
             # given whenever due, Ready or not: a verdict may be older than a lost Ready

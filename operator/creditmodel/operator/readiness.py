@@ -27,7 +27,12 @@ class Readiness(NamedTuple):
 class InNamespace(Mapping[str, V]):
     """InferenceService name -> one field of its Readiness, read on demand from the index, so the
     state machine sees any of our InferenceServices it asks about (not only the ones `needs` named
-    before it decided). A name whose field is None is absent."""
+    before it decided). A name whose field is None is absent.
+
+    A lookup is O(1); iterating, `len` and truth value walk the whole index (every namespace), so
+    the reconcile path only looks names up: at 1,000 CreditModels in one namespace, the truth value
+    taken once per pass (`waiting or {}`) was a ninth of the operator's CPU while they were
+    applied."""
 
     def __init__(
         self,

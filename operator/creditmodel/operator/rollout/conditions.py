@@ -105,8 +105,10 @@ def unreadable_spec(status: Status, generation: int, message: str, now: datetime
     )
 
 
-def _kserve_says(waiting: Mapping[str, str], isvc: str | None) -> str:
-    said = waiting.get(isvc) if isvc else None
+def _kserve_says(waiting: Mapping[str, str] | None, isvc: str | None) -> str:
+    """One lookup, never the mapping's truth value: the operator's mapping is a view on the
+    readiness index whose length costs a walk over every InferenceService it holds."""
+    said = waiting.get(isvc) if waiting is not None and isvc else None
     return f" (KServe: {said})" if said else ""
 
 
@@ -122,7 +124,7 @@ def ready(
         return "Ready", "False", "NoModel", "no version published yet"
     stable_name, _ = serving_names(model, status)
     if not stable_ready:
-        said = _kserve_says(waiting or {}, stable_name)
+        said = _kserve_says(waiting, stable_name)
         return (
             "Ready",
             "False",
@@ -152,7 +154,7 @@ def progressing(
         if paused(model, status):
             return "Progressing", "True", "Paused", where
         if canary.ready_at is None:
-            said = _kserve_says(waiting or {}, serving_names(model, status)[1])
+            said = _kserve_says(waiting, serving_names(model, status)[1])
             return "Progressing", "True", "WaitingForReady", f"{where}: not Ready yet{said}"
         return "Progressing", "True", "CanaryAnalysis", where
     if status.stable is not None and not stable_ready:
