@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,6 +62,38 @@ def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
     process.stop(timeout=1)
     assert process.proc.returncode is not None
     assert wait_until_dead(grandchild), f"grandchild {grandchild} survived stop()"
+
+
+def test_components_die_with_the_process_that_started_them(tmp_path: Path) -> None:
+    """A test run killed outright (SIGKILL: no teardown) leaves no component behind."""
+    if shutil.which("setpriv") is None:
+        unavailable("setpriv (util-linux) not found: components could outlive a killed run")
+    pid_file = tmp_path / "component.pid"
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from tests.support.process import ManagedProcess\n"
+        f"log_dir = Path({str(tmp_path)!r})\n"
+        "component = ManagedProcess('sleeper', [sys.executable, '-c',"
+        " 'import time; time.sleep(60)'], log_dir)\n"
+        f"Path({str(pid_file)!r}).write_text(str(component.proc.pid))\n"
+        "time.sleep(60)\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            assert runner.poll() is None, "the runner died before starting its component"
+            time.sleep(0.05)
+        component = int(pid_file.read_text())
+        assert not wait_until_dead(component, timeout=0.5), "the component did not start"
+    finally:
+        runner.kill()
+        runner.wait()
+    alive = not wait_until_dead(component)
+    if alive:
+        os.kill(component, signal.SIGKILL)
+    assert not alive, f"component {component} outlived the process that started it"
 
 
 def wait_until_dead(pid: int, timeout: float = 5) -> bool:
