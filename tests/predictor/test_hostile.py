@@ -129,6 +129,26 @@ def test_json_nested_deeper_than_the_limit_is_a_400(server: PredictorServer) -> 
 
 
 @pytest.mark.parametrize(
+    ("literal", "reason"), [("1" + "0" * 400, "out_of_range"), ("-1e400", "non_finite")]
+)
+def test_json_numbers_beyond_a_double_are_refused_by_name(
+    server: PredictorServer, champion: TrainedBundle, literal: str, reason: str
+) -> None:
+    """Valid JSON that orjson cannot parse as it stands: the 400 names the input, not the JSON."""
+    name = feature_of(champion, "FP32")
+    document = request(champion, 2)
+    for tensor in document["inputs"]:
+        if tensor["name"] == name:
+            tensor["data"][1] = "BIG"
+    body = json.dumps(document).replace('"BIG"', literal).encode()
+    before = refused(server, reason)
+    answer = infer(server, body)
+    assert answer.status == 400, answer
+    assert answer.error.startswith(f"input {name!r}: row 1 is "), answer.error
+    assert refused(server, reason) == before + 1
+
+
+@pytest.mark.parametrize(
     "where",
     ["numeric data", "category data", "variant", "applicant_key", "name", "datatype", "shape"],
 )

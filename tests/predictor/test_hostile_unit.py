@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from kserve.errors import (
     ModelNotReady,
     ServerNotReady,
@@ -200,6 +202,73 @@ def test_booleans_in_an_int64_input_are_refused_by_the_validator(data: list[Any]
         "wrong_datatype",
         f"input 'x': row {row} is a boolean; values of a 'INT64' input must be numbers",
     )
+
+
+def _numeric_schema(datatype: str, maximum: float | None = None) -> Schema:
+    feature = Feature(name="x", kind="numeric", datatype=datatype, description="x",
+                      reason_code="R01", maximum=maximum)  # fmt: skip
+    return Schema(features=[feature], target="y", positive_label="1")
+
+
+def _numbers(literals: list[str], datatype: str = "FP32") -> bytes:
+    return (
+        f'{{"inputs":[{{"name":"x","datatype":"{datatype}","shape":[{len(literals)}],'
+        f'"data":[{",".join(literals)}]}}]}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("literals", "datatype", "reason", "says"),
+    [
+        (["1", "1" + "0" * 400], "FP32", "out_of_range", "row 1 is an integer beyond"),
+        (["1" + "0" * 400], "INT64", "out_of_range", "row 0 is an integer beyond"),
+        (["2", "1e400"], "FP32", "non_finite", "row 1 is inf"),
+        (["-1e400"], "INT64", "non_finite", "row 0 is -inf"),
+        (["-1", str(2**64)], "INT64", "out_of_range", "row 1 is 1.8446744073709552e+19, beyond"),
+        (
+            ["1.5", str(2**70)],
+            "FP32",
+            "out_of_range",
+            "row 1 is 1.1805916207174113e+21, above the maximum",
+        ),
+    ],
+    ids=[
+        "int-400-digits",
+        "int64-400-digits",
+        "float-1e400",
+        "int64-minus-1e400",
+        "beside-negative",
+        "beside-float",
+    ],
+)
+def test_json_numbers_beyond_64_bits_are_refused_by_name(
+    literals: list[str], datatype: str, reason: str, says: str
+) -> None:
+    """Valid JSON that neither orjson nor numpy holds as it stands: the refusal names the input
+    and row, not the JSON (1e400) or the datatype (integers numpy keeps as Python objects)."""
+    tensors = decode_request(_numbers(literals, datatype)).tensors
+    error = refusal(Validator(_numeric_schema(datatype, maximum=1e20), 10).validate, tensors)
+    assert (error.reason, error.message.startswith(f"input 'x': {says}")) == (reason, True)
+
+
+@given(st.lists(st.integers() | st.floats(allow_nan=False), min_size=1, max_size=4))
+def test_any_json_number_is_scored_or_refused_by_name(values: list[int | float]) -> None:
+    """Every JSON number (integers of any size, floats to the limits, beside each other) either
+    validates or is refused with a reason naming the input: never a parse error or a crash."""
+    body = json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [len(values)], "data": values}]}
+    ).encode()
+    validator = Validator(_numeric_schema("FP32"), 10)
+    refused: RequestError | None = None
+    try:
+        rows = validator.validate(decode_request(body).tensors).rows
+    except RequestError as error:
+        refused, rows = error, 0
+    if refused is None:
+        assert rows == len(values)
+    else:
+        assert refused.reason in ("out_of_range", "non_finite")
+        assert refused.message.startswith("input 'x': row ")
 
 
 def test_the_json_id_is_bounded() -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from creditmodel.predictor.service import Prediction
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_OVERFLOW = "infinity when parsed as double"  # orjson's words for a number beyond float64
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 # An input's raw bytes as the validator takes them (infer_types.from_raw): (name, datatype, raw).
 RawDecoder = Callable[[str, str, bytes], Any]
@@ -59,9 +60,10 @@ def _load(body: bytes) -> Any:
         problem = _not_utf8(body)
         if problem is not None:
             raise RequestError("invalid_json", problem) from None
-        if b"NaN" in body or b"Infinity" in body:
-            # orjson rejects the NaN/Infinity literals Python's json writes; parse those
-            # leniently so the error names the input that carries them instead of the JSON.
+        if b"NaN" in body or b"Infinity" in body or _OVERFLOW in str(error):
+            # orjson rejects the NaN/Infinity literals Python's json writes, and numbers too
+            # large for a double (1e400, a 400-digit integer: valid JSON); parse those leniently
+            # so the error names the input that carries them instead of blaming the JSON.
             return _load_lenient(body, error)
         raise RequestError("invalid_json", f"request body is not valid JSON: {error}") from None
 
@@ -69,12 +71,14 @@ def _load(body: bytes) -> Any:
 def _load_lenient(body: bytes, first: orjson.JSONDecodeError) -> Any:
     try:
         document = json.loads(body.decode("utf-8"))
-        orjson.dumps(document)  # lone surrogates ("\\ud800") cannot be answered or logged
+        # Lone surrogates ("\\ud800") cannot be answered or logged (a ValueError here); orjson
+        # would refuse the integers beyond 64 bits this path is for as well.
+        json.dumps(document, ensure_ascii=False).encode()
     except UnicodeDecodeError:
         raise RequestError(
             "invalid_json", "request body is not UTF-8; JSON must be UTF-8"
         ) from None
-    except (ValueError, RecursionError, orjson.JSONEncodeError):
+    except (ValueError, RecursionError):
         raise RequestError("invalid_json", f"request body is not valid JSON: {first}") from None
     return document
 

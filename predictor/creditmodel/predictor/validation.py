@@ -16,6 +16,8 @@ from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.one_row import OneRowValidator, representable
 
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
+
 Column = npt.NDArray[Any]
 
 
@@ -283,17 +285,7 @@ class Validator:
             )
         values = self._flat(name, data, rows)
         if values.dtype.kind not in "iuf":
-            bad = next(
-                (
-                    v
-                    for v in (np.asarray(data, dtype=object).reshape(rows).tolist())
-                    if not isinstance(v, int | float)
-                ),
-                values[0],
-            )
-            raise RequestError(
-                "wrong_datatype", f"input {name!r}: values must be numbers, got {_show(bad)}"
-            )
+            values = self._numbers(feature, values)
         if values.dtype.kind == "f":
             finite = np.isfinite(values)
             if not finite.all():
@@ -313,6 +305,29 @@ class Validator:
                     )
         self._check_range(feature, values)
         return values.astype(np.float64)
+
+    @staticmethod
+    def _numbers(feature: Feature, values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """Values numpy could not type as numbers: a non-number is named; numbers are integers
+        no 64-bit type holds (JSON has no limit) or such integers beside negative ones, read as
+        float64, and one beyond even float64 is out of range, not a wrong datatype."""
+        items = values.tolist()
+        for value in items:
+            if not isinstance(value, int | float):
+                raise RequestError(
+                    "wrong_datatype",
+                    f"input {feature.name!r}: values must be numbers, got {_show(value)}",
+                )
+        try:
+            return np.array(items, dtype=np.float64)
+        except OverflowError:
+            row = next(r for r, v in enumerate(items) if abs(v) > _FLOAT64_MAX)
+            low, high = representable(feature)
+            raise RequestError(
+                "out_of_range",
+                f"input {feature.name!r}: row {row} is an integer beyond what the model's"
+                f" {feature.datatype} input holds ({low:g} to {high:g})",
+            ) from None
 
     @staticmethod
     def _check_range(feature: Feature, values: npt.NDArray[Any]) -> None:
