@@ -468,6 +468,24 @@ def test_a_real_server_keeps_kserves_rpcs_and_status_codes(
             call(server, "ModelInfer", request)
         assert caught.value.code() == code
         assert named in (caught.value.details() or "")
+    # A version: the served one answers; another is NOT_FOUND naming both, never scored.
+    served = infer_request(champion.v2_inputs(1))
+    served.model_version = "v1"
+    assert call(server, "ModelInfer", served).model_version == "v1"
+    assert call(server, "ModelReady", pb.ModelReadyRequest(name="demo", version="v1")).ready
+    other = infer_request(champion.v2_inputs(1))
+    other.model_version = "v2"
+    for method, request in (
+        ("ModelInfer", other),
+        ("ModelReady", pb.ModelReadyRequest(name="demo", version="v2")),
+        ("ModelMetadata", pb.ModelMetadataRequest(name="demo", version="v2")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            call(server, method, request)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, method
+        assert caught.value.details() == (
+            "model 'demo' version 'v2' is not served here (it serves version 'v1')"
+        ), method
     # KServe's per-RPC INFO line is DEBUG now; the server still logs its refusals.
     log = server.process.log_path.read_text()
     assert "grpc method:" not in log

@@ -233,6 +233,40 @@ def test_metadata_lists_inputs_and_outputs(
         assert json.loads(response.read())["ready"] is True
 
 
+def get(server: PredictorServer, path: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{server.url}{path}", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_version_path_is_answered_only_for_the_served_version(
+    server: PredictorServer, champion: TrainedBundle
+) -> None:
+    """V2's `/versions/{v}` paths (KServe answers metadata and readiness by version with 501,
+    and scored any version asked for): the served version answers as the unversioned paths do;
+    another is a 404 naming both, and its request is never scored."""
+    assert get(server, "/v2/models/demo/versions/v1") == get(server, "/v2/models/demo")
+    assert get(server, "/v2/models/demo/versions/v1/ready") == (
+        200, {"name": "demo", "ready": True},
+    )  # fmt: skip
+    request = {"inputs": champion.v2_inputs(1)}
+    status, body = post(server, request, f"{server.url}/v2/models/demo/versions/v1/infer")
+    assert (status, body["model_version"]) == (200, "v1")
+    refused = server.metric("creditmodel_request_errors_total", reason="unknown_model")
+    for answer in (
+        get(server, "/v2/models/demo/versions/v2"),
+        get(server, "/v2/models/demo/versions/v2/ready"),
+        post(server, request, f"{server.url}/v2/models/demo/versions/v2/infer"),
+    ):
+        assert answer == (
+            404, {"error": "model 'demo' version 'v2' is not served here (it serves version 'v1')"}
+        )  # fmt: skip
+    # Counted as refused requests: the inference (metadata and readiness never are).
+    assert server.metric("creditmodel_request_errors_total", reason="unknown_model") == refused + 1
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 

@@ -133,7 +133,7 @@ def _admit(service: ScoringService, request: Any, context: Any) -> str:
     """The request id, once the model name, the raw contents' layout and the id itself pass;
     a refusal is counted and logged, then raised as KServe's ModelNotFound or InvalidInput."""
     try:
-        service.check_model(request.model_name)
+        service.check_model(request.model_name, request.model_version)
         try:
             InferenceServicer.validate_grpc_request(request)
         except InvalidInput as error:
@@ -145,6 +145,8 @@ def _admit(service: ScoringService, request: Any, context: Any) -> str:
         )
     except RequestError as error:
         service.refuse(error, new_request_id())
+        if error.reason == "unknown_model" and request.model_name == service.name:
+            raise RefusedRpcError(grpc.StatusCode.NOT_FOUND, error.message) from None  # version
         if error.reason == "unknown_model":
             raise ModelNotFound(clip(request.model_name)) from None
         raise InvalidInput(error.message) from None
@@ -188,10 +190,21 @@ _NO_REPOSITORY = (
 )
 
 
+def _check_version(name: str, version: str) -> None:
+    """A version other than the one served, of a model served here, is NOT_FOUND."""
+    service = _SERVICES.get(name)
+    if service is not None:
+        try:
+            service.check_model(name, version)
+        except RequestError as error:
+            raise RefusedRpcError(grpc.StatusCode.NOT_FOUND, error.message) from None
+
+
 class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
     """KServe's servicer; ModelInfer for an installed model that KServe still has registered
     takes the fast path, and so does ModelInfer for a model nobody serves (refused NOT_FOUND,
-    counted, with the name cut). ModelMetadata keeps the data plane's `versions`. The model
+    counted, with the name cut). ModelMetadata keeps the data plane's `versions`; a version other
+    than the served one is NOT_FOUND in ModelInfer, ModelMetadata and ModelReady. The model
     repository extension is refused."""
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
@@ -204,8 +217,15 @@ class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
             return await super().ModelInfer(request, context)
         return await model_infer(service, request, context)
 
+    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """KServe's, for the served version only (KServe ignores the version asked for)."""
+        _check_version(request.name, request.version)
+        return await super().ModelReady(request, context)
+
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
-        """KServe's, with the `versions` its servicer drops (serving.HonestDataPlane fills them)."""
+        """KServe's, with the `versions` its servicer drops (serving.HonestDataPlane fills them),
+        for the served version only."""
+        _check_version(request.name, request.version)
         metadata = await self._data_plane.model_metadata(model_name=request.name)
         return pb.ModelMetadataResponse(
             name=metadata["name"],

@@ -12,8 +12,10 @@ numpy -> onnxruntime -> orjson -> bytes through the same ScoringService the kser
 JSON or the binary tensor extension (codec.py). Also answered here, with a JSON 404: the V1
 protocol (this predictor speaks V2 only), the model repository extension (models are loaded at
 start-up from --model_dir; nobody may unload them over the API), and any /v2/models/{name}/...
-for a model not served here (with the name cut, where KServe would echo it whole). Everything
-else (health, metadata, model list) is KServe's.
+for a model not served here (with the name cut, where KServe would echo it whole), and any
+`/versions/{v}` path naming a version not served here (infer included: never scored by another
+version). Metadata and readiness by version (KServe: 501) are KServe's unversioned answers.
+Everything else (health, metadata, model list) is KServe's.
 """
 
 from __future__ import annotations
@@ -49,20 +51,40 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _infer_target(scope: Scope) -> str | None:
-    """The model name when this is a V2 infer call, else None."""
+def _infer_target(scope: Scope) -> tuple[str, str | None] | None:
+    """(model name, version or None) when this is a V2 infer call, else None."""
     if scope["method"] != "POST":
         return None
     served = _INFER_PATHS.get(scope["path"])  # the common call, without splitting its path
     if served is not None:
-        return served
+        return served, None
     parts = scope["path"].split("/")
     # ['', 'v2', 'models', NAME, 'infer'] or ['', 'v2', 'models', NAME, 'versions', V, 'infer']
     if parts[-1] != "infer" or parts[1:3] != ["v2", "models"]:
         return None
-    if len(parts) == 5 or (len(parts) == 7 and parts[4] == "versions"):
-        return str(parts[3])
+    if len(parts) == 5:
+        return parts[3], None
+    if len(parts) == 7 and parts[4] == "versions":
+        return parts[3], parts[5]
     return None
+
+
+def _versioned(scope: Scope) -> tuple[ScoringService, str, str] | None:
+    """(service, version, the same path without `/versions/{v}`) for GET model metadata or
+    readiness of a served model by version, which KServe answers 501."""
+    parts = scope["path"].split("/")
+    # ['', 'v2', 'models', NAME, 'versions', V] or [..., V, 'ready']
+    if scope["method"] != "GET" or len(parts) not in (6, 7) or parts[1:3] != ["v2", "models"]:
+        return None
+    service = _SERVICES.get(parts[3])
+    if (
+        service is None
+        or parts[4] != "versions"
+        or not parts[5]
+        or parts[6:] not in ([], ["ready"])
+    ):
+        return None
+    return service, parts[5], "/".join(parts[:4] + parts[6:])
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -101,12 +123,14 @@ async def _respond(send: Send, status: int, body: bytes, request_id: str | None 
     await send({"type": "http.response.body", "body": body})
 
 
-async def infer(scope: Scope, receive: Receive, send: Send, model_name: str) -> None:
+async def infer(
+    scope: Scope, receive: Receive, send: Send, model_name: str, version: str | None = None
+) -> None:
     started = time.perf_counter()
     request_id = ""
     service = _SERVICES.get(model_name) or next(iter(_SERVICES.values()))
     try:
-        service.check_model(model_name)
+        service.check_model(model_name, version)
         given = _header(scope, b"x-request-id")
         request_id = checked_id(given, "header 'x-request-id'") or ""
         body = await _read_body(scope, receive, service.settings.max_body_bytes)
@@ -172,13 +196,22 @@ class FastPathApp:
             self.settled = True
             settle_heap()
         if scope["type"] == "http" and _SERVICES:
-            model_name = _infer_target(scope)
-            if model_name is not None:
-                await infer(scope, receive, send, model_name)
+            target = _infer_target(scope)
+            if target is not None:
+                await infer(scope, receive, send, *target)
                 return
             if scope["path"] == "/metrics" and scope["method"] == "GET":
                 await metrics(scope, send)
                 return
+            versioned = _versioned(scope)
+            if versioned is not None:
+                service, version, unversioned = versioned
+                try:
+                    service.check_model(service.name, version)
+                except RequestError as error:
+                    await _respond(send, error.http_status, encode_error(error.message))
+                    return
+                scope = {**scope, "path": unversioned, "raw_path": unversioned.encode()}
             refusal = _not_here(scope["path"])
             if refusal is not None:
                 await _respond(send, 404, encode_error(refusal))

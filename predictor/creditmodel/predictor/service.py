@@ -178,11 +178,19 @@ class ScoringService:
 
     # --- request path -------------------------------------------------------------------------
 
-    def check_model(self, model_name: str) -> None:
+    def check_model(self, model_name: str, version: str | None = None) -> None:
+        """The name, and a version when the client names one (V2's `/versions/{v}` paths,
+        gRPC's model_version): another version is refused, never scored by this one."""
         if model_name != self.name:
             raise RequestError(
                 "unknown_model",
                 f"model {show(model_name)} is not served here (this is {self.name!r})",
+            )
+        if version and version != self.champion.version:
+            raise RequestError(
+                "unknown_model",
+                f"model {self.name!r} version {show(version)} is not served here (it serves"
+                f" version {self.champion.version!r})",
             )
 
     def prepare(self, request: InferenceRequest) -> Job:
