@@ -4,6 +4,11 @@ manifest), in a fresh directory, in an existing one, and on S3 (see test_bundle_
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +17,7 @@ import pytest
 from creditmodel.core import bundle, storage
 from creditmodel.core.storage import LocalStore, StorageError
 from tests.core.bundles import files, manifest
+from tests.support.process import unavailable
 
 pytestmark = pytest.mark.unit
 
@@ -123,15 +129,22 @@ def test_debris_of_a_crashed_publish_is_published_over(tmp_path: Path) -> None:
     assert bundle.load_bundle(str(output)).files[bundle.MODEL_FP32] == files()[bundle.MODEL_FP32]
 
 
+NOBODY = 65534
+
+
 @pytest.fixture
-def read_only_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "read-only"
-    path.mkdir()
-    path.chmod(0o555)
-    try:
-        yield path
-    finally:
-        path.chmod(0o755)
+def read_only_dir() -> Iterator[Path]:
+    """A directory no one but root may write into, under a parent anyone may enter (pytest's
+    own temporary directories are its user's alone)."""
+    with tempfile.TemporaryDirectory() as top:
+        Path(top).chmod(0o755)
+        path = Path(top) / "read-only"
+        path.mkdir()
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(0o755)
 
 
 # --- the write probe that runs before training ----------------------------------------------------
@@ -155,10 +168,34 @@ def test_probe_refuses_a_file_where_a_directory_is_expected(tmp_path: Path) -> N
         storage.check_writable(storage.open_store(str(tmp_path / "taken" / "bundle")))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
 def test_probe_refuses_a_read_only_directory(read_only_dir: Path) -> None:
-    with pytest.raises(StorageError, match=r"bundle: cannot write into .*: Permission denied"):
-        storage.check_writable(storage.open_store(str(read_only_dir / "bundle")))
+    """Root writes anywhere, and tests here may run as root (CI does): then the probe runs in a
+    child process as `nobody`, the way a training Job runs as a user of its own."""
+    target = str(read_only_dir / "bundle")
+    refused = r"bundle: cannot write into .*: Permission denied"
+    if os.geteuid() != 0:
+        with pytest.raises(StorageError, match=refused):
+            storage.check_writable(storage.open_store(target))
+        return
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        unavailable("setpriv (util-linux) not found: cannot probe as a user other than root")
+        raise AssertionError("unreachable")
+    probe = (
+        "import sys\n"
+        "from creditmodel.core import storage\n"
+        "try:\n"
+        f"    storage.check_writable(storage.open_store({target!r}))\n"
+        "except storage.StorageError as error:\n"
+        "    sys.exit(str(error))\n"
+    )
+    nobody = ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+    done = subprocess.run(
+        [setpriv, *nobody, "--", sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert re.search(refused, done.stderr.strip()), done.stderr
 
 
 def test_probe_reports_a_directory_it_cannot_write_into(
