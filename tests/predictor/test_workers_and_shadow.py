@@ -194,3 +194,24 @@ def test_keep_alive_connections_are_spread_evenly_over_workers(
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_workers_stop_when_the_model_server_dies(
+    champion: TrainedBundle, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A model server killed outright (SIGKILL, the OOM killer) cannot stop its workers; each
+    notices within a tick that its parent is gone and stops, instead of holding the port and
+    answering unsupervised."""
+    logs = tmp_path_factory.mktemp("orphans")
+    with predictor_server(champion.uri, logs, extra=["--workers", "2"]) as running:
+        model_server = psutil.Process(running.process.proc.pid)
+        children = model_server.children()  # the workers and multiprocessing's resource tracker
+        workers = [p for p in children if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in children]
+        model_server.kill()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        orphans = [p.pid for p in alive]
+        for orphan in alive:
+            orphan.kill()
+        assert not orphans, f"processes {orphans} outlived their model server"
+        assert "the model server that started this worker is gone" in running.process.log_tail()

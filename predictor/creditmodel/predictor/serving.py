@@ -15,7 +15,9 @@
   ran on the pure-Python asyncio loop (server CPU per single-row gRPC call 720 -> 540 us,
   REST 280 -> 235-270 us, measured side by side on a loaded two-core machine).
 - With `--workers N`, the workers take connections in turn from their shared socket
-  (accept_balance.py) rather than whichever wakes first taking a whole burst.
+  (accept_balance.py) rather than whichever wakes first taking a whole burst, and each stops
+  within a tick once the model server that started it is gone (killed outright, it could not
+  stop them).
 
 KServe's ModelServer.start builds its REST and gRPC servers by module-global name; `start`
 points those names at the subclasses here, as grpc_fast.install does for the servicer.
@@ -127,6 +129,8 @@ class BalancedUvicornServer(_RefreshingServer):  # type: ignore[misc]
         super().__init__(config)
         self._loads = loads
         self._acceptor: accept_balance.BalancedAcceptor | None = None
+        self._model_server = os.getpid()  # built in the model server, run in each worker
+        self._orphaned = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if sockets is None or len(sockets) != 1:
@@ -154,6 +158,12 @@ class BalancedUvicornServer(_RefreshingServer):  # type: ignore[misc]
     async def on_tick(self, counter: int) -> bool:
         if self._acceptor is not None:
             self._acceptor.publish()  # the heartbeat the other workers look at
+        if not self._orphaned and os.getppid() != self._model_server:
+            # The model server died without stopping its workers (SIGKILL, OOM kill): an orphan
+            # would keep the port and answer as a predictor nothing supervises any more.
+            self._orphaned = True
+            log.warning("the model server that started this worker is gone; stopping")
+            self.should_exit = True
         return bool(await super().on_tick(counter))
 
 
