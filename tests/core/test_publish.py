@@ -190,6 +190,12 @@ def test_probe_refuses_a_read_only_directory(read_only_dir: Path) -> None:
         "    sys.exit(str(error))\n"
     )
     nobody = ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+    importable = subprocess.run(
+        [setpriv, *nobody, "--", sys.executable, "-c", "import creditmodel.core.storage"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if importable.returncode != 0:  # e.g. a checkout under a home directory only root may read
+        unavailable(f"nobody cannot run this checkout's Python: {importable.stderr[-300:]}")
     done = subprocess.run(
         [setpriv, *nobody, "--", sys.executable, "-c", probe],
         capture_output=True, text=True, timeout=60, check=False,

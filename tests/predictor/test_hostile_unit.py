@@ -251,6 +251,36 @@ def test_json_numbers_beyond_64_bits_are_refused_by_name(
     assert (error.reason, error.message.startswith(f"input 'x': {says}")) == (reason, True)
 
 
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [("[1%s]", "batch_too_large"), ("[-1%s]", "wrong_shape"), ("[1, 1%s]", "wrong_shape")],
+)
+def test_a_shape_beyond_64_bits_is_quoted_cut(shape: str, reason: str) -> None:
+    """A 400-digit dimension (valid JSON, parsed leniently) is quoted cut, not in full."""
+    body = '{"inputs":[{"name":"x","datatype":"FP32","shape":%s,"data":[1]}]}' % (
+        shape % ("0" * 400)
+    )
+    error = refusal(Validator(_numeric_schema("FP32"), 10).validate,
+                    decode_request(body.encode()).tensors)  # fmt: skip
+    assert error.reason == reason
+    assert "0" * 40 not in error.message, error.message
+    assert "0..." in error.message, error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"inputs":[1' + b"0" * 5000 + b"]}", "holds an integer of more than 4300 digits"),
+        (b'{"inputs":[1e400, }', "not valid JSON: Expecting value: line 1 column 19"),
+    ],
+    ids=["5000-digits", "truncated-after-1e400"],
+)
+def test_the_lenient_parser_says_what_is_wrong(body: bytes, says: str) -> None:
+    """Past orjson's first complaint (a number beyond a double), the JSON's own fault."""
+    error = refusal(decode_request, body)
+    assert (error.reason, says in error.message) == ("invalid_json", True), error.message
+
+
 @given(st.lists(st.integers() | st.floats(allow_nan=False), min_size=1, max_size=4))
 def test_any_json_number_is_scored_or_refused_by_name(values: list[int | float]) -> None:
     """Every JSON number (integers of any size, floats to the limits, beside each other) either

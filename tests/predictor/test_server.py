@@ -263,6 +263,8 @@ def test_a_version_path_is_answered_only_for_the_served_version(
         assert answer == (
             404, {"error": "model 'demo' version 'v2' is not served here (it serves version 'v1')"}
         )  # fmt: skip
+    status, _ = post(server, request, f"{server.url}/v2/models/demo/versions//infer")
+    assert status == 404  # an empty version is no version path, and nothing is scored
     # Counted as refused requests: the inference (metadata and readiness never are).
     assert server.metric("creditmodel_request_errors_total", reason="unknown_model") == refused + 1
 

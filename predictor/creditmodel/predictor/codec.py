@@ -15,6 +15,7 @@ body must end exactly where the last tensor does."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -78,7 +79,17 @@ def _load_lenient(body: bytes, first: orjson.JSONDecodeError) -> Any:
         raise RequestError(
             "invalid_json", "request body is not UTF-8; JSON must be UTF-8"
         ) from None
-    except (ValueError, RecursionError):
+    except json.JSONDecodeError as error:  # the document's own fault, where orjson stopped early
+        raise RequestError("invalid_json", f"request body is not valid JSON: {error}") from None
+    except ValueError as error:
+        if "digits" in str(error):  # Python's int_max_str_digits: a DoS guard of its parser
+            raise RequestError(
+                "invalid_json",
+                f"request body holds an integer of more than {sys.get_int_max_str_digits()}"
+                f" digits ({first})",
+            ) from None
+        raise RequestError("invalid_json", f"request body is not valid JSON: {first}") from None
+    except RecursionError:
         raise RequestError("invalid_json", f"request body is not valid JSON: {first}") from None
     return document
 

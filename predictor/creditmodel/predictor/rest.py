@@ -40,7 +40,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _SERVICES: dict[str, ScoringService] = {}
-_INFER_PATHS: dict[str, str] = {}  # /v2/models/{name}/infer of each served model -> name
+_INFER_PATHS: dict[str, tuple[str, None]] = {}  # /v2/models/{name}/infer -> (name, no version)
 _JSON = (b"content-type", b"application/json")
 
 
@@ -57,14 +57,14 @@ def _infer_target(scope: Scope) -> tuple[str, str | None] | None:
         return None
     served = _INFER_PATHS.get(scope["path"])  # the common call, without splitting its path
     if served is not None:
-        return served, None
+        return served
     parts = scope["path"].split("/")
     # ['', 'v2', 'models', NAME, 'infer'] or ['', 'v2', 'models', NAME, 'versions', V, 'infer']
     if parts[-1] != "infer" or parts[1:3] != ["v2", "models"]:
         return None
     if len(parts) == 5:
         return parts[3], None
-    if len(parts) == 7 and parts[4] == "versions":
+    if len(parts) == 7 and parts[4] == "versions" and parts[5]:  # `versions//infer` is no path
         return parts[3], parts[5]
     return None
 
@@ -244,6 +244,6 @@ def install(service: ScoringService) -> None:
 
     _SERVICES[service.name] = service
     if "/" not in service.name:  # a name with a slash is no single path segment
-        _INFER_PATHS[f"/v2/models/{service.name}/infer"] = service.name
+        _INFER_PATHS[f"/v2/models/{service.name}/infer"] = (service.name, None)
     if not isinstance(model_server.app, FastPathApp):
         model_server.app = FastPathApp(model_server.app)

@@ -240,16 +240,17 @@ class Validator:
                 and type(shape[0]) is int
                 and shape[0] >= 0
             ):
-                shape = list(shape)
+                shown = ", ".join(map(_show, shape))  # JSON integers have no length limit
                 raise RequestError(
-                    "wrong_shape", f"input {name!r}: shape {shape}; expected [N] or [N, 1]"
+                    "wrong_shape", f"input {name!r}: shape [{shown}]; expected [N] or [N, 1]"
                 )
             if rows is None:
                 rows, first = shape[0], name
             elif shape[0] != rows:
                 raise RequestError(
                     "length_mismatch",
-                    f"input {name!r}: {shape[0]} rows, but input {first!r} has {rows}",
+                    f"input {name!r}: {_show(shape[0])} rows, but input {first!r} has"
+                    f" {_show(rows)}",
                 )
         assert rows is not None
         if rows == 0:
@@ -257,7 +258,8 @@ class Validator:
         if rows > self.max_rows:
             raise RequestError(
                 "batch_too_large",
-                f"input {first!r}: {rows} rows exceed the limit of {self.max_rows} per request",
+                f"input {first!r}: {_show(rows)} rows exceed the limit of {self.max_rows} per"
+                " request",
             )
         return rows
 
