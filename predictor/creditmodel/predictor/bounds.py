@@ -17,7 +17,8 @@ from typing import Any
 
 from creditmodel.core.schema import Schema
 from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.validation import Tensor, first_boolean
+from creditmodel.predictor.numeric import first_boolean
+from creditmodel.predictor.validation import Tensor
 
 MAX_ID_CHARS = 128
 MAX_SHOWN_CHARS = 64

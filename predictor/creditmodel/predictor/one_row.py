@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from creditmodel.core.schema import Feature, Schema
+from creditmodel.core.schema import Schema
+from creditmodel.predictor.numeric import EXACT_INT, representable
 
 if TYPE_CHECKING:
     from creditmodel.predictor.validation import Tensor
@@ -25,11 +26,6 @@ if TYPE_CHECKING:
 # A validated row: its columns in schema order, numeric [1, numeric] and codes [1, categorical]
 # as in validation.Batch.
 Row = tuple[dict[str, npt.NDArray[Any]], npt.NDArray[np.float64], npt.NDArray[np.intp]]
-
-# Integers up to 2**53 are exact as float64, as numpy converts them; larger ones take the array
-# path, where numpy decides.
-_EXACT_INT = 2**53
-
 
 # Per feature: (datatype, index among its kind, low, high, integral, categories or None, the
 # categories' columns); a tuple, as unpacking one is the cheapest way to read several fields.
@@ -43,19 +39,6 @@ def _category_column(category: str) -> npt.NDArray[Any]:
     column[0, 0] = category
     column.flags.writeable = False
     return column
-
-
-FP32_MAX = float(np.finfo(np.float32).max)
-
-
-def representable(feature: Feature) -> tuple[float, float]:
-    """The values the model's input holds as sent: float32's range for FP32 (beyond it the cast
-    gives infinity), +-2**53 for INT64 (integers the float64 path keeps exact), within the schema's
-    own bounds. Anything outside is refused, never silently coerced."""
-    limit = FP32_MAX if feature.datatype == "FP32" else float(_EXACT_INT)
-    low = -limit if feature.minimum is None else max(float(feature.minimum), -limit)
-    high = limit if feature.maximum is None else min(float(feature.maximum), limit)
-    return low, high
 
 
 class OneRowValidator:
@@ -114,7 +97,7 @@ class OneRowValidator:
                 x = _number(value)
                 if x is None or not low <= x <= high:
                     return None
-                if integral and (x != math.floor(x) or not -_EXACT_INT <= x <= _EXACT_INT):
+                if integral and (x != math.floor(x) or not -EXACT_INT <= x <= EXACT_INT):
                     return None
                 raw[index] = x
             else:
@@ -152,6 +135,6 @@ def _number(value: Any) -> float | None:
     kind = type(value)
     if kind is float:
         return value if value - value == 0.0 else None  # inf - inf and nan - nan are nan
-    if kind is int and -_EXACT_INT <= value <= _EXACT_INT:
+    if kind is int and -EXACT_INT <= value <= EXACT_INT:
         return float(value)
     return None

@@ -14,9 +14,8 @@ import numpy.typing as npt
 
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.one_row import OneRowValidator, representable
-
-_FLOAT64_MAX = float(np.finfo(np.float64).max)
+from creditmodel.predictor.numeric import checked_column, representable, shown
+from creditmodel.predictor.one_row import OneRowValidator
 
 Column = npt.NDArray[Any]
 
@@ -49,32 +48,6 @@ class Batch:
 def model_dtype(datatype: str) -> npt.DTypeLike:
     """The numpy dtype onnxruntime expects for a V2 datatype (BYTES is a string tensor)."""
     return {"INT64": np.int64, "FP32": np.float32}.get(datatype, object)
-
-
-def _holds_boolean(items: list[Any]) -> bool:
-    """Whether a JSON boolean is anywhere in `items`. Iterative: data may nest as deep as the
-    JSON does."""
-    stack = [items]
-    while stack:
-        kinds = set(map(type, items := stack.pop()))
-        if bool in kinds:
-            return True
-        if list in kinds:
-            stack.extend(i for i in items if type(i) is list)
-    return False
-
-
-def first_boolean(data: list[Any]) -> int | None:
-    """The row of the first JSON boolean in `data` (a list, maybe of row lists), else None."""
-    for row, item in enumerate(data):
-        if type(item) is bool or (type(item) is list and _holds_boolean(item)):
-            return row
-    return None
-
-
-def _show(value: Any) -> str:
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class Validator:
@@ -127,7 +100,7 @@ class Validator:
         if numeric is None:  # something is off: find and name it, one input at a time
             numeric = np.stack(
                 [
-                    self._numeric(self._features[n], by_name[n].data, rows)
+                    checked_column(self._features[n], by_name[n].data, rows)
                     for n in self.numeric_names
                 ]
             )
@@ -240,17 +213,17 @@ class Validator:
                 and type(shape[0]) is int
                 and shape[0] >= 0
             ):
-                shown = ", ".join(map(_show, shape))  # JSON integers have no length limit
+                dims = ", ".join(map(shown, shape))  # JSON integers have no length limit
                 raise RequestError(
-                    "wrong_shape", f"input {name!r}: shape [{shown}]; expected [N] or [N, 1]"
+                    "wrong_shape", f"input {name!r}: shape [{dims}]; expected [N] or [N, 1]"
                 )
             if rows is None:
                 rows, first = shape[0], name
             elif shape[0] != rows:
                 raise RequestError(
                     "length_mismatch",
-                    f"input {name!r}: {_show(shape[0])} rows, but input {first!r} has"
-                    f" {_show(rows)}",
+                    f"input {name!r}: {shown(shape[0])} rows, but input {first!r} has"
+                    f" {shown(rows)}",
                 )
         assert rows is not None
         if rows == 0:
@@ -258,103 +231,10 @@ class Validator:
         if rows > self.max_rows:
             raise RequestError(
                 "batch_too_large",
-                f"input {first!r}: {_show(rows)} rows exceed the limit of {self.max_rows} per"
+                f"input {first!r}: {shown(rows)} rows exceed the limit of {self.max_rows} per"
                 " request",
             )
         return rows
-
-    @staticmethod
-    def _flat(name: str, data: Any, rows: int) -> npt.NDArray[Any]:
-        try:
-            values = np.asarray(data)
-        except ValueError:
-            raise RequestError("wrong_shape", f"input {name!r}: data is ragged") from None
-        if values.size != rows:
-            raise RequestError(
-                "wrong_shape",
-                f"input {name!r}: shape says {rows} values, data holds {values.size}",
-            )
-        return values.reshape(rows)
-
-    def _numeric(self, feature: Feature, data: Any, rows: int) -> npt.NDArray[np.float64]:
-        name = feature.name
-        row = first_boolean(data) if isinstance(data, list) else None
-        if row is not None:
-            raise RequestError(
-                "wrong_datatype",
-                f"input {name!r}: row {row} is a boolean; values of a {feature.datatype!r} input"
-                " must be numbers",
-            )
-        values = self._flat(name, data, rows)
-        if values.dtype.kind not in "iuf":
-            values = self._numbers(feature, values)
-        if values.dtype.kind == "f":
-            finite = np.isfinite(values)
-            if not finite.all():
-                row = int(np.argmin(finite))
-                raise RequestError(
-                    "non_finite",
-                    f"input {name!r}: row {row} is {_show(values[row])}; NaN and infinity are"
-                    " not valid",
-                )
-            if feature.datatype == "INT64":
-                fractional = values != np.floor(values)
-                if fractional.any():
-                    row = int(np.argmax(fractional))
-                    raise RequestError(
-                        "wrong_datatype",
-                        f"input {name!r}: row {row} is {_show(values[row])}, not an integer",
-                    )
-        self._check_range(feature, values)
-        return values.astype(np.float64)
-
-    @staticmethod
-    def _numbers(feature: Feature, values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        """Values numpy could not type as numbers: a non-number is named; numbers are integers
-        no 64-bit type holds (JSON has no limit) or such integers beside negative ones, read as
-        float64, and one beyond even float64 is out of range, not a wrong datatype."""
-        items = values.tolist()
-        for value in items:
-            if not isinstance(value, int | float):
-                raise RequestError(
-                    "wrong_datatype",
-                    f"input {feature.name!r}: values must be numbers, got {_show(value)}",
-                )
-        try:
-            return np.array(items, dtype=np.float64)
-        except OverflowError:
-            row = next(r for r, v in enumerate(items) if abs(v) > _FLOAT64_MAX)
-            low, high = representable(feature)
-            raise RequestError(
-                "out_of_range",
-                f"input {feature.name!r}: row {row} is an integer beyond what the model's"
-                f" {feature.datatype} input holds ({low:g} to {high:g})",
-            ) from None
-
-    @staticmethod
-    def _check_range(feature: Feature, values: npt.NDArray[Any]) -> None:
-        for bound, outside, word in (
-            (feature.minimum, np.less, "below the minimum"),
-            (feature.maximum, np.greater, "above the maximum"),
-        ):
-            if bound is None:
-                continue
-            bad = outside(values, bound)
-            if bad.any():
-                row = int(np.argmax(bad))
-                raise RequestError(
-                    "out_of_range",
-                    f"input {feature.name!r}: row {row} is {_show(values[row])}, {word} {bound:g}",
-                )
-        low, high = representable(feature)
-        beyond = (values < low) | (values > high)
-        if beyond.any():
-            row = int(np.argmax(beyond))
-            raise RequestError(
-                "out_of_range",
-                f"input {feature.name!r}: row {row} is {_show(values[row])}, beyond what the"
-                f" model's {feature.datatype} input holds ({low:g} to {high:g})",
-            )
 
     def _categorical(
         self, feature: Feature, data: Any, rows: int, codes: npt.NDArray[np.intp]
@@ -388,13 +268,13 @@ class Validator:
             if not isinstance(value, str):
                 raise RequestError(
                     "wrong_datatype",
-                    f"input {name!r}: row {row} is {_show(value)}; values must be strings",
+                    f"input {name!r}: row {row} is {shown(value)}; values must be strings",
                 )
             code = index_of.get(value)
             if code is None:
                 raise RequestError(
                     "unknown_category",
-                    f"input {name!r}: row {row} is {_show(value)}, not a known category"
+                    f"input {name!r}: row {row} is {shown(value)}, not a known category"
                     f" (known: {', '.join(feature.categories or ())})",
                 )
             values.append(value)
