@@ -81,15 +81,13 @@ def _load_lenient(body: bytes, first: orjson.JSONDecodeError) -> Any:
         ) from None
     except json.JSONDecodeError as error:  # the document's own fault, where orjson stopped early
         raise RequestError("invalid_json", f"request body is not valid JSON: {error}") from None
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         if "digits" in str(error):  # Python's int_max_str_digits: a DoS guard of its parser
             raise RequestError(
                 "invalid_json",
                 f"request body holds an integer of more than {sys.get_int_max_str_digits()}"
                 f" digits ({first})",
             ) from None
-        raise RequestError("invalid_json", f"request body is not valid JSON: {first}") from None
-    except RecursionError:
         raise RequestError("invalid_json", f"request body is not valid JSON: {first}") from None
     return document
 
