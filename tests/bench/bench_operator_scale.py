@@ -10,7 +10,9 @@ manifests/rbac, its default resync (30 s).
 2. Steady state: from one resync period after the last Ready, over three resync periods, the
    operator's requests in the API server's audit log (its ServiceAccount's user): writes
    (create/update/patch/delete) per resync (target 0); reads per resync and kopf's peering
-   keepalive are shown beside it. These CreditModels only serve (no training, no monitoring), so
+   keepalive are shown beside it, and the whole stack's CPU meanwhile: what every second of a
+   longer run costs with nothing changing (leases, KWOK's nodes, the HPA controller's failing
+   syncs). These CreditModels only serve (no training, no monitoring), so
    since 8f22cc6 nothing passes them in this window but the watch (`rollout.polls`); what a full
    re-read of the children writes (nothing) is tested in tests/operator/test_kserve.py.
 3. One canary: the first CreditModel's bundleURI moves to a published v2 (one step at 50%, a 5 s
@@ -231,6 +233,7 @@ class Context:
         load = _load()
         _log(f"applying {len(names)} CreditModels; load {load}")
         work, cpu = tools.kserve_work(self.kserve_metrics), tools.cpu_by_process()
+        own = tools.own_cpu_seconds()
         sampler = tools.ReconcileSampler(self.kserve_metrics)
         wall, started = time.time(), time.monotonic()
         wanted = set(names)
@@ -257,8 +260,9 @@ class Context:
             sum(work.requests.values()) / work.reconciles if work.reconciles else math.nan
         )
         by_method = ", ".join(f"{m}: {n}" for m, n in work.requests.most_common() if n)
-        cpu = tools.cpu_by_process() - cpu
+        cpu, own = tools.cpu_by_process() - cpu, tools.own_cpu_seconds() - own
         by_process = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in cpu.most_common())
+        by_process += f"; not in the sum: this benchmark's own process {own:.0f} s"
         lag = (statistics.median(line.lags), max(line.lags)) if line.lags else (math.nan,) * 2
         return [
             {"case": case, "metric": "load average (1/5/15 min) at apply", "value": load,
@@ -304,9 +308,11 @@ class Context:
         _log(f"settling one resync ({self.resync:g}s), then counting {periods} resyncs")
         time.sleep(self.resync)
         start, cpu = time.time(), tools.cpu_seconds(self.pid)
+        stack_cpu = tools.cpu_by_process()
         with tools.profiled(self.pid, self.profile and self.profile.with_suffix(".steady.txt")):
             time.sleep(periods * self.resync)
         end, cpu = time.time(), tools.cpu_seconds(self.pid) - cpu
+        stack_cpu = tools.cpu_by_process() - stack_cpu
         requests = tools.audit_requests(self.audit_log, self.user)
         window = [r for r in requests if start <= r.at < end]
         written = [r for r in tools.writes(requests, start, end) if r.resource != tools.PEERING]
@@ -323,6 +329,10 @@ class Context:
              "value": len(reads) / periods, "unit": "requests", "detail": tools.breakdown(reads)},
             {"case": case, "metric": "operator CPU per resync (steady)", "value": cpu / periods,
              "unit": "s"},
+            {"case": case, "metric": "CPU of the whole stack at steady state (nothing changing)",
+             "value": sum(stack_cpu.values()) / (end - start), "unit": f"cores (of {os.cpu_count()})",
+             "detail": ", ".join(f"{name} {seconds / (end - start):.2f}"
+                                 for name, seconds in stack_cpu.most_common())},
             {"case": case, "metric": "kopf peering keepalive writes per minute",
              "value": len(peering) * 60 / (end - start), "unit": "requests"},
             {"case": case, "metric": "operator peak RSS (VmHWM) at steady state", "value": peak,

@@ -353,6 +353,13 @@ class ReconcileSampler:
         self.thread.join(15)
 
 
+def own_cpu_seconds() -> float:
+    """CPU seconds (user + system, every thread) of this process: the apply threads and the
+    watches, which share the machine with the stack but are not part of it."""
+    times = os.times()
+    return times.user + times.system
+
+
 def cpu_by_process() -> Counter[str]:
     """CPU seconds (user + system) so far of each process this one started (the whole stack),
     by executable name; the operator (a Python process) as "operator"."""
