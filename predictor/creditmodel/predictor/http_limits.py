@@ -4,12 +4,14 @@ error, and the connection is closed.
 
 uvicorn's httptools protocol (the one it picks when httptools is installed, as it is here) has
 no limit of its own: it would accept 10,000 headers or a 20 MB header and hand them to the app.
-`BoundedHttpToolsProtocol` counts the fields as the parser reports them, and the bytes of a head
-that is still incomplete, so an endless header is cut off after about `MAX_HEAD_BYTES` plus one
-read rather than buffered. The limits are Envoy's defaults (100 headers, 60 KiB), the proxy in
-front of a KServe predictor, rounded up: nothing that passed one is refused here. uvicorn's
-pure-Python h11 protocol, the fallback without httptools, gets the same byte limit through its
-own `h11_max_incomplete_event_size` option (it answers 400)."""
+`BoundedHttpToolsProtocol` counts the fields as the parser reports them, and the bytes of the reads
+that arrive wholly inside a head still incomplete, so an endless header is cut off after about
+`MAX_HEAD_BYTES` plus one read rather than buffered. The read that begins a head (which may also
+end the previous request's body on a keep-alive connection) is not counted: counting it made a
+large request's body count against the small head after it. The limits are Envoy's defaults
+(100 headers, 60 KiB), the proxy in front of a KServe predictor, rounded up: nothing that passed
+one is refused here. uvicorn's pure-Python h11 protocol, the fallback without httptools, gets the
+same byte limit through its own `h11_max_incomplete_event_size` option (it answers 400)."""
 
 from __future__ import annotations
 
@@ -22,9 +24,6 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
-# What a head may buffer before it completes: the limit plus one read's worth of slack, since a
-# read that completes a head may also carry its body.
-_MAX_INCOMPLETE_BYTES = 4 * MAX_HEAD_BYTES
 _STATUS = 431
 
 log = logging.getLogger("creditmodel.predictor")
@@ -49,8 +48,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # Access lines are formatted only while uvicorn.access logs INFO.
         self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         self._head_bytes = 0  # of the current head's complete fields
-        self._incomplete_bytes = 0  # received while a head was incomplete
-        self._in_head = True
+        self._incomplete_bytes = 0  # of the reads that arrived inside the current head
+        self._head_open = False  # a head has begun and is not complete yet
         self._refusal: str | None = None
 
     # --- parser callbacks ---------------------------------------------------------------------
@@ -58,7 +57,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = 0
-        self._in_head = True
+        self._incomplete_bytes = 0
+        self._head_open = True
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -71,23 +71,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._incomplete_bytes = 0
+        self._head_open = False
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._in_head = True
-        super().on_message_complete()
 
     # --- transport ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return
+        inside = self._head_open  # this read continues a head begun in an earlier one
         super().data_received(data)  # a refusal from a callback ends in send_400_response
-        if self._in_head and self._refusal is None and self.parser is not None:
+        if inside and self._head_open and self._refusal is None and self.parser is not None:
             self._incomplete_bytes += len(data)
-            if self._incomplete_bytes > _MAX_INCOMPLETE_BYTES:
+            if self._incomplete_bytes > MAX_HEAD_BYTES:  # every byte of these reads is head
                 self._refusal = f"request line and headers over {MAX_HEAD_BYTES} bytes"
                 self._answer()
 
