@@ -108,7 +108,7 @@ def inferenceservices(
         spec = spec.with_default_images(settings.predictor_image, settings.training_image)
         owner = builders.Owner(name, namespace, uid="")
         version = VersionRef.model_validate({"version": "v1", "bundleURI": bundle_uri})
-        body = builders.build_inferenceservice(owner, spec, version, "stable")
+        body = builders.build_inferenceservice(owner, spec, version)
         body["metadata"].pop("ownerReferences", None)
         bodies.append(body)
     return bodies

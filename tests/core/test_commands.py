@@ -81,7 +81,7 @@ def test_every_command_is_the_console_script_whose_parser_is_tested() -> None:
     drift = only_container(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
     assert drift["command"] == [DRIFT_COMMAND]
     # The predictor container runs its image's entrypoint, which must be creditmodel-predictor.
-    isvc = builders.build_inferenceservice(OWNER, full_spec(), STABLE, "stable")
+    isvc = builders.build_inferenceservice(OWNER, full_spec(), STABLE)
     assert "command" not in only_container(isvc["spec"]["predictor"])
     dockerfile = (REPO_ROOT / "predictor" / "Dockerfile").read_text()
     assert f'ENTRYPOINT ["{PREDICTOR_COMMAND}"]' in dockerfile
@@ -186,7 +186,7 @@ def test_predictor_container_is_what_creditmodel_predictor_parses(
     if router == "knative":
         isvc = builders.build_knative_inferenceservice(OWNER, the_spec, STABLE, 10)
     else:
-        isvc = builders.build_inferenceservice(OWNER, the_spec, STABLE, "stable")
+        isvc = builders.build_inferenceservice(OWNER, the_spec, STABLE)
     container = only_container(isvc["spec"]["predictor"])
     args = predictor_cli.build_parser().parse_args(container["args"])
     settings = predictor_cli.settings_from(args)

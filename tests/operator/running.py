@@ -251,6 +251,14 @@ class Api:
         selector = f"serving.kserve.io/inferenceservice={isvc}"
         return list(core.list_namespaced_pod(self.namespace, label_selector=selector).items)
 
+    def pod_templates(self, isvc: str) -> set[str]:
+        """The pod-template-hash of every ReplicaSet KServe's Deployment has had for `isvc`: one
+        while nothing has changed what its pods run (the Deployment keeps old ReplicaSets)."""
+        apps = client.AppsV1Api(self.kube.api)
+        selector = f"serving.kserve.io/inferenceservice={isvc}"
+        sets = apps.list_namespaced_replica_set(self.namespace, label_selector=selector).items
+        return {rs.metadata.labels["pod-template-hash"] for rs in sets}
+
     def apps_deployments(self) -> list[str]:
         apps = client.AppsV1Api(self.kube.api)
         return [d.metadata.name for d in apps.list_namespaced_deployment(self.namespace).items]

@@ -22,7 +22,7 @@ V2 = VersionRef(version="v2", bundle_uri=BUNDLE_V2)
 
 
 def test_inferenceservice_runs_our_predictor_with_the_bundle_and_hpa_fields() -> None:
-    isvc = builders.build_inferenceservice(OWNER, spec(), V1, "stable")
+    isvc = builders.build_inferenceservice(OWNER, spec(), V1)
     predictor = isvc["spec"]["predictor"]
     container = predictor["containers"][0]
     assert isvc["metadata"]["name"] == builders.isvc_name("german", BUNDLE_V1)
@@ -40,11 +40,20 @@ def test_inferenceservice_runs_our_predictor_with_the_bundle_and_hpa_fields() ->
     assert container["envFrom"] == [{"secretRef": {"name": "s3"}}]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 3)
     assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 70)
-    assert isvc["metadata"]["labels"][builders.TRACK_LABEL] == "stable"
+    # KServe copies these onto the pods: nothing that changes with the rollout (a promote would
+    # replace every pod of both versions).
+    assert isvc["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "creditmodel",
+        "app.kubernetes.io/instance": "german",
+        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
+        builders.MODEL_LABEL: "german",
+        builders.VERSION_LABEL: "v1",
+        "networking.kserve.io/visibility": "cluster-local",
+    }
 
 
 def test_children_are_owned_by_the_creditmodel_as_controller() -> None:
-    isvc = builders.build_inferenceservice(OWNER, spec(), V1, "stable")
+    isvc = builders.build_inferenceservice(OWNER, spec(), V1)
     assert isvc["metadata"]["ownerReferences"] == [
         {
             "apiVersion": "scoring.creditmodel.io/v1alpha1",
@@ -155,9 +164,9 @@ def test_spec_images_default_to_the_operator_settings() -> None:
     knative = {"router": "knative"}
     bare = Spec.model_validate({"model": {"bundleURI": BUNDLE_V1}, "rollout": knative})
     with pytest.raises(ValueError, match=r"spec\.predictor\.image is unset"):
-        builders.build_inferenceservice(OWNER, bare, V1, "stable")
+        builders.build_inferenceservice(OWNER, bare, V1)
     filled = bare.with_default_images("registry/predictor:1", "registry/training:1")
-    isvc = builders.build_inferenceservice(OWNER, filled, V1, "stable")
+    isvc = builders.build_inferenceservice(OWNER, filled, V1)
     assert isvc["spec"]["predictor"]["containers"][0]["image"] == "registry/predictor:1"
     own = Spec.model_validate(
         {"model": {"bundleURI": BUNDLE_V1}, "rollout": knative, "predictor": {"image": "mine:2"}}
@@ -254,7 +263,7 @@ def restricted_parts(pod: dict[str, Any]) -> None:
 
 def test_every_pod_the_operator_causes_is_restricted() -> None:
     the_spec = spec(training=TRAINING, monitoring={"predictionLogURI": "s3://predictions"})
-    isvc = builders.build_inferenceservice(OWNER, the_spec, V1, "stable")
+    isvc = builders.build_inferenceservice(OWNER, the_spec, V1)
     restricted_parts(builders.predictor_pod_spec(isvc["spec"]["predictor"]))
     knative = builders.build_knative_inferenceservice(OWNER, the_spec, V1, 10)
     restricted_parts(builders.predictor_pod_spec(knative["spec"]["predictor"]))
@@ -265,7 +274,7 @@ def test_every_pod_the_operator_causes_is_restricted() -> None:
 
 
 def test_predictor_pod_spec_drops_kserve_extension_fields() -> None:
-    predictor = builders.build_inferenceservice(OWNER, spec(), V1, "stable")["spec"]["predictor"]
+    predictor = builders.build_inferenceservice(OWNER, spec(), V1)["spec"]["predictor"]
     pod = builders.predictor_pod_spec(predictor)
     assert set(pod) == {"containers", "securityContext", "volumes"}
     assert predictor["labels"] == builders.predictor_pod_labels(OWNER)
@@ -351,7 +360,7 @@ def test_batch_jobs_fail_at_once_on_certain_failures_and_explain_crashes() -> No
 )  # fmt: skip
 def test_the_sample_rate_reaches_the_predictor_exactly(rate: float, text: str) -> None:
     monitoring = {"predictionLogURI": "s3://logs/german", "sampleRate": rate}
-    isvc = builders.build_inferenceservice(OWNER, spec(monitoring=monitoring), V1, "stable")
+    isvc = builders.build_inferenceservice(OWNER, spec(monitoring=monitoring), V1)
     env = isvc["spec"]["predictor"]["containers"][0]["env"]
     (value,) = [e["value"] for e in env if e["name"] == "CREDITMODEL_PREDICTION_LOG_SAMPLE_RATE"]
     assert (value, float(value)) == (text, rate)

@@ -143,7 +143,7 @@ def test_drift_image_is_its_own_then_the_training_one_then_the_operator_default(
 
 def test_monitoring_turns_on_the_predictor_prediction_log() -> None:
     def env(the_spec: Any) -> list[dict[str, str]]:
-        isvc = builders.build_inferenceservice(OWNER, the_spec, V1, "stable")
+        isvc = builders.build_inferenceservice(OWNER, the_spec, V1)
         return list(isvc["spec"]["predictor"]["containers"][0].get("env", []))
 
     logged = env(spec(monitoring=WATCH_ONLY))

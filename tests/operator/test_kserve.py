@@ -97,7 +97,7 @@ def test_a_40_character_name_in_a_long_namespace_is_served_and_scaled_by_kserve(
     namespace = cluster.cluster.create_namespace(cluster.api, "credit-risk-prod")  # 25 characters
     owner = owner_in(cluster, namespace, LONG_NAME)
     the_spec = spec(predictor={"minReplicas": 2, "maxReplicas": 5, "scaleTarget": 60})
-    isvc = builders.build_inferenceservice(owner, the_spec, V1, "stable")
+    isvc = builders.build_inferenceservice(owner, the_spec, V1)
     name = isvc["metadata"]["name"]
     assert len(f"{name}-predictor-{namespace}") <= 63
     assert operator_client(lambda kube: kube.ensure(isvc)) == "created"
@@ -113,26 +113,24 @@ def test_a_40_character_name_in_a_long_namespace_is_served_and_scaled_by_kserve(
 
 
 @pytest.mark.usefixtures("crds")
-def test_updates_promotion_patches_and_deletion_pass_kserves_validator(
+def test_updates_and_deletion_pass_kserves_validator(
     cluster: ClusterKube, operator_client: Callable[..., Any]
 ) -> None:
     """deploymentMode "RawDeployment" is a deprecated alias that KServe 0.16's validator refuses
-    on every update (promotion's patch) and on finalizer removal (pruned ISVCs stay Terminating).
-    The operator writes Standard: a patch is accepted and a delete completes, the Deployment
-    following through the garbage collector."""
+    on every update (a spec change's patch) and on finalizer removal (pruned ISVCs stay
+    Terminating). The operator writes Standard: a patch is accepted and a delete completes, the
+    Deployment following through the garbage collector."""
     namespace = cluster.namespace
     owner = owner_in(cluster, namespace, "german")
-    isvc = builders.build_inferenceservice(owner, spec(), V1, "canary")
+    isvc = builders.build_inferenceservice(owner, spec(), V1)
     name = isvc["metadata"]["name"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     operator_client(lambda kube: kube.ensure(isvc))
     eventually(lambda: ready(get_isvc(cluster, namespace, name)), 90, "Ready")
 
-    promoted = builders.build_inferenceservice(owner, spec(), V1, "stable")
-    assert operator_client(lambda kube: kube.ensure(promoted)) == "patched"
-    assert get_isvc(cluster, namespace, name)["metadata"]["labels"][builders.TRACK_LABEL] == (
-        "stable"
-    )
+    scaled = builders.build_inferenceservice(owner, spec(predictor={"maxReplicas": 4}), V1)
+    assert operator_client(lambda kube: kube.ensure(scaled)) == "patched"
+    assert get_isvc(cluster, namespace, name)["spec"]["predictor"]["maxReplicas"] == 4
 
     operator_client(lambda kube: kube.delete("InferenceService", namespace, name))
     apps = client.AppsV1Api(cluster.api)
@@ -168,7 +166,7 @@ def test_a_resync_writes_nothing_after_kserve_defaults_and_canonicalises(
     stable = VersionRef(version="v1", bundle_uri="s3://bundles/german/v1")
     children = [
         builders.build_predictor_networkpolicy(owner, the_spec, builders.IngressPolicy()),
-        builders.build_inferenceservice(owner, the_spec, stable, "stable"),
+        builders.build_inferenceservice(owner, the_spec, stable),
         builders.build_httproute(owner, the_spec, stable, None, 0),
     ]
     for child in children:
@@ -248,7 +246,7 @@ def test_grpc_model_infer_reaches_the_predictor_through_kserves_service(
     (listening ports moved to free ones: this machine runs many predictors)."""
     namespace = cluster.namespace
     owner = owner_in(cluster, namespace, "german-credit")
-    isvc = builders.build_inferenceservice(owner, spec(), V1, "stable")
+    isvc = builders.build_inferenceservice(owner, spec(), V1)
     name = isvc["metadata"]["name"]
     operator_client(lambda kube: kube.ensure(isvc))
     core, apps = client.CoreV1Api(cluster.api), client.AppsV1Api(cluster.api)

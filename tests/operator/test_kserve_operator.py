@@ -93,7 +93,7 @@ def test_a_refused_inferenceservice_is_degraded_with_one_event_and_backs_off(
     registration.create_validating_admission_policy(policy)
     registration.create_validating_admission_policy_binding(binding)
     refused_probe = builders.build_inferenceservice(
-        builders.Owner("probe", crds.namespace, "uid"), spec(), V1, "stable"
+        builders.Owner("probe", crds.namespace, "uid"), spec(), V1
     )
     refused_probe["metadata"].pop("ownerReferences")
 

@@ -66,7 +66,7 @@ def children(namespace: str) -> dict[str, dict[str, Any]]:
     return {
         "job": builders.build_training_job(owner, the_spec, 1, "v1", "s3://bundles/german/v1"),
         "cronjob": builders.build_drift_cronjob(owner, the_spec, V1),
-        "isvc": builders.build_inferenceservice(owner, the_spec, V1, "stable"),
+        "isvc": builders.build_inferenceservice(owner, the_spec, V1),
         "networkpolicy": builders.build_predictor_networkpolicy(
             owner, the_spec, builders.IngressPolicy.from_settings(OperatorSettings())
         ),

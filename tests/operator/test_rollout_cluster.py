@@ -3,7 +3,7 @@ InferenceService Ready once KWOK's pods are): manual controls act within 2 s of 
 watch event, not the timer: the resync is 5 minutes here), a promote of a canary that never became
 Ready is refused and the stable survives, a canary that never becomes Ready stays at 0% and times
 out into a clear condition, and a promotion removes the old stable only after the route has held
-it at 0% for the drain period.
+it at 0% for the drain period, replacing no pod of either version on the way.
 
 A canary that never becomes Ready is a real one: its bundle lives under a `kwok-never-ready` path
 segment, so the predictor pods KServe's Deployment starts run but never pass readiness (our KWOK
@@ -213,6 +213,8 @@ def test_promotion_removes_the_old_stable_only_after_the_drain(
 ) -> None:
     v1 = serving_v1(api, s3)
     v2 = start_canary(api, s3, "v2", ready=True)
+    templates = {isvc: api.pod_templates(isvc) for isvc in (isvc_for(v1), isvc_for(v2))}
+    assert all(len(hashes) == 1 for hashes in templates.values()), templates
     act(api, "promote", lambda s: s["stable"]["version"] == "v2")
     route = api.route(NAME)
     assert weights(api) == {isvc_for(v2): 100, isvc_for(v1): 0}
@@ -227,11 +229,15 @@ def test_promotion_removes_the_old_stable_only_after_the_drain(
             break
         last_seen = now
         assert weights(api).get(isvc_for(v1), 0) == 0
+        # A promotion moves traffic and nothing else: no pod of either version is replaced.
+        assert api.pod_templates(isvc_for(v2)) == templates[isvc_for(v2)]
+        assert api.pod_templates(isvc_for(v1)) <= templates[isvc_for(v1)]
         time.sleep(0.05)
     else:
         raise AssertionError("the old stable was never removed")
     assert last_seen >= drained_at - 0.5, "the old stable went before the drain period was over"
     assert weights(api) == {isvc_for(v2): 100}
+    assert api.pod_templates(isvc_for(v2)) == templates[isvc_for(v2)]
     (drained,) = eventually(lambda: events(api, "Drained"), what="Drained Event")
     assert "v1 held 0% for 4s" in drained.message
     eventually(lambda: status(api).get("phase") == "Ready", what="Ready after the drain")

@@ -10,7 +10,6 @@ from creditmodel.operator.model import GROUP, Resources, Spec
 
 MANAGED_BY = "creditmodel-operator"
 MODEL_LABEL = f"{GROUP}/model"
-TRACK_LABEL = f"{GROUP}/track"
 VERSION_LABEL = f"{GROUP}/version"
 COMPONENT_LABEL = f"{GROUP}/component"
 """predictor, training or drift: which of a CreditModel's pods this is."""

@@ -14,7 +14,6 @@ from creditmodel.core.commands import (
 from creditmodel.operator.builders.common import (
     COMPONENT_LABEL,
     MODEL_LABEL,
-    TRACK_LABEL,
     VERSION_LABEL,
     Owner,
     label_value,
@@ -167,10 +166,13 @@ def predictor_pod_spec(predictor: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in predictor.items() if k not in PREDICTOR_EXTENSION_FIELDS}
 
 
-def build_inferenceservice(
-    owner: Owner, spec: Spec, version: VersionRef, track: str
-) -> dict[str, Any]:
-    """Router gatewayAPI: one InferenceService per version, in KServe Standard mode."""
+def build_inferenceservice(owner: Owner, spec: Spec, version: VersionRef) -> dict[str, Any]:
+    """Router gatewayAPI: one InferenceService per version, in KServe Standard mode. Nothing in it
+    says whether the version is the stable or the canary: KServe copies the InferenceService's
+    labels and annotations onto its pod template, so a track label rolled every pod of both
+    versions at each promote, abort and rollback (and with no room for a surge pod the relabelled
+    stable went not Ready and traffic had nowhere to go). The CreditModel's status says which
+    version is which."""
     return {
         "apiVersion": ISVC_API,
         "kind": "InferenceService",
@@ -178,11 +180,7 @@ def build_inferenceservice(
             **metadata(
                 owner,
                 isvc_name(owner.name, version.bundle_uri, owner.namespace),
-                {
-                    TRACK_LABEL: track,
-                    VERSION_LABEL: label_value(version.version),
-                    **CLUSTER_LOCAL,
-                },
+                {VERSION_LABEL: label_value(version.version), **CLUSTER_LOCAL},
             ),
             "annotations": dict(STANDARD),
         },

@@ -187,7 +187,7 @@ def children(
         knative = builders.build_knative_inferenceservice(owner, spec, serving, weight)
         return [*guard, knative, *drift]
     isvcs = [
-        builders.build_inferenceservice(owner, spec, b.version, b.track)
+        builders.build_inferenceservice(owner, spec, b.version)
         for b in routed.found
         if b.version is not None
     ]
