@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from creditmodel.core.schema import Feature, Schema
+from creditmodel.predictor.codec import decode_request
 from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.validation import Tensor, Validator
 
@@ -90,6 +92,8 @@ def test_bytes_values_from_binary_transports_are_decoded() -> None:
         (tensors(income={"shape": [2, 1], "data": [[2.0], [False]]}), "wrong_datatype", "'income'"),
         (tensors(age={"data": [30, True]}), "wrong_datatype", "'age'"),
         (tensors(age={"data": [30.5, 45]}), "wrong_datatype", "'age': row 0 is 30.5, not an integer"),
+        (tensors(income={"data": np.array([False, True])}), "wrong_datatype",
+         "'income': row 0 is a boolean"),
         (tensors(housing={"data": ["own", 3]}), "wrong_datatype", "'housing': row 1"),
         (tensors(age={"shape": [2, 2]}), "wrong_shape", "'age': shape [2, 2]"),
         (tensors(age={"shape": [1, 2, 1]}), "wrong_shape", "'age'"),
@@ -113,6 +117,38 @@ def test_bad_input_is_refused_naming_the_input(
     assert error.reason == reason
     assert needle in error.message
     assert error.http_status == 400
+
+
+@pytest.mark.parametrize("rows", [1, 2])  # the single-row path and the array path
+@pytest.mark.parametrize(
+    ("name", "body", "got"),
+    [
+        ("income", "true", "a boolean"),
+        ("income", "false", "a boolean"),
+        ("age", "48", "the number 48"),
+        ("age", "null", "null"),
+        ("income", '{"a": [1]}', "an object"),
+        ("housing", '"own"', "a string"),
+        ("housing", "true", "a boolean"),
+    ],
+)
+def test_data_that_is_no_json_array_is_refused_naming_the_input(
+    name: str, body: str, got: str, rows: int
+) -> None:
+    """`"data": true` was scored as 1.0 and `"data": 48` as one row, while `"data": "own"` was
+    refused: V2 tensor data is an array, whatever the input's kind."""
+    document = {"inputs": [
+        {"name": t.name, "datatype": t.datatype, "shape": [rows],
+         "data": "DATA" if t.name == name else t.data}
+        for t in tensors(rows)
+    ]}  # fmt: skip
+    decoded = decode_request(json.dumps(document).replace('"DATA"', body).encode())
+    error = refused(decoded.tensors)
+    kind = "strings" if name == "housing" else "numbers"
+    assert (error.reason, error.message) == (
+        "wrong_datatype",
+        f"input {name!r}: data must be a JSON array of {kind} (V2 tensor data), got {got}",
+    )
 
 
 def test_batch_over_the_limit_is_refused() -> None:

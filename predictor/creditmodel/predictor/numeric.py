@@ -110,7 +110,13 @@ def _numbers(feature: Feature, values: npt.NDArray[Any]) -> npt.NDArray[np.float
     no 64-bit type holds (JSON has no limit) or such integers beside negative ones, read as
     float64, and one beyond even float64 is out of range, not a wrong datatype."""
     items = values.tolist()
-    for value in items:
+    for row, value in enumerate(items):
+        if type(value) is bool:  # an int to Python: numpy would score True as 1.0
+            raise RequestError(
+                "wrong_datatype",
+                f"input {feature.name!r}: row {row} is a boolean; values of a"
+                f" {feature.datatype!r} input must be numbers",
+            )
         if not isinstance(value, int | float):
             raise RequestError(
                 "wrong_datatype",

@@ -175,7 +175,11 @@ class Validator:
                 # numpy would read True as 1.0: a JSON boolean anywhere is not a number.
                 if len(data) != rows or bool in set(map(type, data)):
                     return None
-            elif not isinstance(data, np.ndarray) or len(data) != rows:
+            elif (
+                not isinstance(data, np.ndarray)
+                or len(data) != rows
+                or data.dtype.kind not in "iuf"
+            ):
                 return None
         try:
             values = np.array(datas)
@@ -217,6 +221,13 @@ class Validator:
                 raise RequestError(
                     "wrong_shape", f"input {name!r}: shape [{dims}]; expected [N] or [N, 1]"
                 )
+            if type(tensor.data) is not list and not isinstance(tensor.data, np.ndarray):
+                raise RequestError(
+                    "wrong_datatype",
+                    f"input {name!r}: data must be a JSON array of"
+                    f" {'strings' if feature.kind == 'categorical' else 'numbers'} (V2 tensor"
+                    f" data), got {_json_value(tensor.data)}",
+                )
             if rows is None:
                 rows, first = shape[0], name
             elif shape[0] != rows:
@@ -244,10 +255,8 @@ class Validator:
             raw = data.reshape(-1).tolist()
         elif isinstance(data, list) and data and isinstance(data[0], list):
             raw = [value for row in data for value in (row if isinstance(row, list) else [row])]
-        elif isinstance(data, list):
-            raw = data
         else:
-            raise RequestError("wrong_datatype", f"input {name!r}: data must be a list of strings")
+            raw = data
         if len(raw) != rows:
             raise RequestError(
                 "wrong_shape", f"input {name!r}: shape says {rows} values, data holds {len(raw)}"
@@ -282,6 +291,18 @@ class Validator:
         codes[:] = indices
         column[:, 0] = values
         return column
+
+
+def _json_value(value: Any) -> str:
+    """A `data` that is no array, as a refusal names it (an object or a string quoted whole
+    could be megabytes)."""
+    if type(value) is bool:
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return f"the number {shown(value)}"
+    return "a string" if isinstance(value, str) else "an object"
 
 
 def concatenate(batches: Sequence[Batch]) -> Batch:
