@@ -189,7 +189,8 @@ def test_nan_still_reaches_the_validator_by_name() -> None:
 def test_booleans_in_an_int64_input_are_refused_by_the_validator(data: list[Any], row: int) -> None:
     """Decoding leaves them (no scan of the whole body); the validator names input and row."""
     document = _document()
-    document["inputs"][0].update(data=data, shape=[len(data)])
+    nested = type(data[0]) is list
+    document["inputs"][0].update(data=data, shape=[len(data), 1] if nested else [len(data)])
     tensors = decode_request(json.dumps(document).encode()).tensors
     schema = Schema(
         features=[Feature(name="x", kind="numeric", datatype="INT64", description="x",

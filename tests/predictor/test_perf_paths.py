@@ -54,8 +54,13 @@ def _row(rng: random.Random, champion: TrainedBundle) -> list[Tensor]:
                 if feature.kind == "numeric"
                 else rng.choice(["nope", b"x", 3, None])
             )
-        shape: list[Any] = rng.choice([[1], [1, 1]]) if rng.random() > 0.03 else [True]
-        tensors.append(Tensor(feature.name, feature.datatype, shape, [value]))
+        shape: list[Any] = (
+            rng.choice([[1], [1, 1]])
+            if rng.random() > 0.03
+            else rng.choice([[True], [1, True], [1, 1.0]])
+        )
+        data = [value] if rng.random() > 0.01 else rng.choice([[[value]], [[[value]]]])
+        tensors.append(Tensor(feature.name, feature.datatype, shape, data))
     if rng.random() < 0.3:
         rng.shuffle(tensors)
     if rng.random() < 0.03:

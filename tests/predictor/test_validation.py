@@ -30,6 +30,10 @@ SCHEMA = Schema(
 )  # fmt: skip
 
 
+LAID_OUT = "data is not laid out as its shape"
+FLAT = "expected a flat array of 2 values"
+
+
 def tensors(n: int = 2, **override: Any) -> list[Tensor]:
     data = {"age": [30, 45][:n] * (n // 2 or 1), "income": [1e4, 2.5e4][:n] * (n // 2 or 1),
             "housing": ["own", "rent"][:n] * (n // 2 or 1)}  # fmt: skip
@@ -70,6 +74,10 @@ def test_shape_n_by_1_nested_data_and_integral_floats_are_accepted() -> None:
     )
     assert batch.columns["age"].reshape(-1).tolist() == [30, 45]
     assert batch.codes.reshape(-1).tolist() == [0, 1]
+    nested_array = Validator(SCHEMA, 100).validate(
+        tensors(income={"shape": [2, 1], "data": np.array([[1.0], [2.0]])})
+    )
+    assert nested_array.columns["income"].reshape(-1).tolist() == [1.0, 2.0]
 
 
 def test_bytes_values_from_binary_transports_are_decoded() -> None:
@@ -99,6 +107,25 @@ def test_bytes_values_from_binary_transports_are_decoded() -> None:
         (tensors(age={"shape": [1, 2, 1]}), "wrong_shape", "'age'"),
         (tensors(age={"data": [30, 45, 50]}), "wrong_shape", "'age': shape says 2 values, data holds 3"),
         (tensors(age={"data": [[30], [45, 1]]}), "wrong_shape", "'age'"),
+        # data is flat, or nested exactly as the shape: nothing deeper, nothing ragged
+        (tensors(age={"data": [[30, 45]]}), "wrong_shape", f"'age': {LAID_OUT} [2]: {FLAT}"),
+        (tensors(age={"data": [[30], [45]]}), "wrong_shape", f"'age': {LAID_OUT} [2]"),
+        (tensors(age={"shape": [2, 1], "data": [[[30]], [[45]]]}), "wrong_shape",
+         f"'age': {LAID_OUT} [2, 1]: {FLAT}, or 2 arrays of one value"),
+        (tensors(n=1, income={"data": [[[[[[[[[[1.0]]]]]]]]]]}), "wrong_shape",
+         f"'income': {LAID_OUT} [1]: expected a flat array of 1 value"),
+        (tensors(n=1, income={"shape": [1, 1], "data": [[[1.0]]]}), "wrong_shape", "'income'"),
+        (tensors(housing={"data": [["own", "rent"], []]}), "wrong_shape", f"'housing': {LAID_OUT}"),
+        (tensors(housing={"shape": [2, 1], "data": [["own"], "rent"]}), "wrong_shape", "'housing'"),
+        (tensors(housing={"shape": [2, 1], "data": [["own", "rent"], []]}), "wrong_shape",
+         "'housing'"),
+        (tensors(income={"shape": [2, 1], "data": np.array([[1.0, 2.0]])}), "wrong_shape",
+         f"'income': {LAID_OUT} [2, 1]"),
+        # a dimension is an integer: JSON true is no 1, nor is 1.0
+        (tensors(age={"shape": [2, True]}), "wrong_shape", "'age': shape [2, True]"),
+        (tensors(age={"shape": [2, 1.0]}), "wrong_shape", "'age': shape [2, 1.0]"),
+        (tensors(n=1, age={"shape": [1, True]}), "wrong_shape", "'age': shape [1, True]"),
+        (tensors(n=1, housing={"shape": [1, 1.0]}), "wrong_shape", "'housing': shape [1, 1.0]"),
         (tensors(housing={"shape": [3], "data": ["own"] * 3}), "length_mismatch", "'housing': 3 rows"),
         (tensors(income={"data": [math.nan, 1.0]}), "non_finite", "'income': row 0 is nan"),
         (tensors(income={"data": [1.0, math.inf]}), "non_finite", "'income': row 1 is inf"),

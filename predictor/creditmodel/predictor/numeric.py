@@ -2,10 +2,11 @@
 the problem: booleans, non-numbers, NaN and infinity, fractions in an INT64 input, values
 outside the schema's range or what the model's datatype holds, and integers of any length (JSON
 sets none). The validator's fast path checks whole batches at once and comes here only to name
-what it refused. Pure."""
+what it refused; so does its careful path for every input's layout (`flat`). Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -58,30 +59,50 @@ def shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def flat(name: str, data: Any, rows: int) -> npt.NDArray[Any]:
-    """One input's values as a flat array of `rows`, or refused as ragged or miscounted."""
-    try:
-        values = np.asarray(data)
-    except ValueError:
-        raise RequestError("wrong_shape", f"input {name!r}: data is ragged") from None
-    if values.size != rows:
+def flat(name: str, shape: Sequence[int], data: Any, rows: int) -> Any:
+    """One input's `rows` values, flat: a list or a 1-D array. V2 data (a JSON array or binary
+    contents) is accepted flat, or nested exactly as its shape ([N, 1]: N one-value rows);
+    anything else, deeper, ragged or miscounted, is refused naming the input. Looks two levels
+    down at most: data may nest as deep as the JSON does."""
+    held: int | None = None  # how many values, where that is the whole problem
+    if isinstance(data, np.ndarray):
+        if data.size == rows and (data.ndim == 1 or data.shape == tuple(shape)):
+            return data.reshape(rows)
+        held = None if data.size == rows else data.size
+    elif not any(type(item) is list for item in data):
+        if len(data) == rows:
+            return data
+        held = len(data)
+    elif len(shape) == 2 and len(data) == rows:
+        if all(type(row) is list and len(row) == 1 and type(row[0]) is not list for row in data):
+            return [row[0] for row in data]
+    if held is not None:
         raise RequestError(
-            "wrong_shape",
-            f"input {name!r}: shape says {rows} values, data holds {values.size}",
+            "wrong_shape", f"input {name!r}: shape says {rows} values, data holds {held}"
         )
-    return values.reshape(rows)
+    dims = ", ".join(map(str, shape))
+    plural = "s" if rows != 1 else ""
+    one_each = f", or {rows} array{plural} of one value" if len(shape) == 2 else ""
+    raise RequestError(
+        "wrong_shape",
+        f"input {name!r}: data is not laid out as its shape [{dims}]: expected a flat array"
+        f" of {rows} value{plural}{one_each}",
+    )
 
 
-def checked_column(feature: Feature, data: Any, rows: int) -> npt.NDArray[np.float64]:
+def checked_column(
+    feature: Feature, shape: Sequence[int], data: Any, rows: int
+) -> npt.NDArray[np.float64]:
     name = feature.name
-    row = first_boolean(data) if isinstance(data, list) else None
+    items = flat(name, shape, data, rows)
+    row = first_boolean(items) if isinstance(items, list) else None
     if row is not None:
         raise RequestError(
             "wrong_datatype",
             f"input {name!r}: row {row} is a boolean; values of a {feature.datatype!r} input"
             " must be numbers",
         )
-    values = flat(name, data, rows)
+    values = np.asarray(items)
     if values.dtype.kind not in "iuf":
         values = _numbers(feature, values)
     if values.dtype.kind == "f":

@@ -82,10 +82,11 @@ class OneRowValidator:
                 spec is None
                 or name in seen
                 or tensor.datatype != spec[0]
-                # [1] or [1, 1] as the array path reads shapes (a bool is no row count)
+                # [1] or [1, 1] as the array path reads shapes (true or 1.0 is no dimension)
                 or type(shape) is not list
                 or shape not in _ONE_ROW_SHAPES
                 or type(shape[0]) is not int
+                or type(shape[-1]) is not int
                 or type(data) is not list
                 or len(data) != 1
             ):

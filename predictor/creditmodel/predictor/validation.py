@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.numeric import checked_column, representable, shown
+from creditmodel.predictor.numeric import checked_column, flat, representable, shown
 from creditmodel.predictor.one_row import OneRowValidator
 
 Column = npt.NDArray[Any]
@@ -100,7 +100,7 @@ class Validator:
         if numeric is None:  # something is off: find and name it, one input at a time
             numeric = np.stack(
                 [
-                    checked_column(self._features[n], by_name[n].data, rows)
+                    checked_column(self._features[n], by_name[n].shape, by_name[n].data, rows)
                     for n in self.numeric_names
                 ]
             )
@@ -111,8 +111,9 @@ class Validator:
             columns.update(zip(self.categorical_names, strings, strict=True))
         else:
             for index, name in enumerate(self.categorical_names):
+                tensor = by_name[name]
                 columns[name] = self._categorical(
-                    self._features[name], by_name[name].data, rows, codes[index]
+                    self._features[name], flat(name, tensor.shape, tensor.data, rows), codes[index]
                 )
         # One conversion per dtype, shaped [numeric, N, 1] once: each feature's column is then a
         # contiguous [N, 1] view of it (a reshape per feature costs more than the conversion).
@@ -213,8 +214,8 @@ class Validator:
             if not isinstance(shape, list | tuple):
                 raise RequestError("wrong_shape", f"input {name!r}: 'shape' must be a list")
             if not (
-                (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
-                and type(shape[0]) is int
+                (len(shape) == 1 or (len(shape) == 2 and type(shape[1]) is int and shape[1] == 1))
+                and type(shape[0]) is int  # JSON true is no 1, 1.0 no dimension
                 and shape[0] >= 0
             ):
                 dims = ", ".join(map(shown, shape))  # JSON integers have no length limit
@@ -248,19 +249,13 @@ class Validator:
         return rows
 
     def _categorical(
-        self, feature: Feature, data: Any, rows: int, codes: npt.NDArray[np.intp]
+        self, feature: Feature, data: list[Any] | npt.NDArray[Any], codes: npt.NDArray[np.intp]
     ) -> Column:
+        """One categorical input's flat values (numeric.flat) as a column, or the first value
+        that is no known category string refused by row."""
         name = feature.name
-        if isinstance(data, np.ndarray):
-            raw = data.reshape(-1).tolist()
-        elif isinstance(data, list) and data and isinstance(data[0], list):
-            raw = [value for row in data for value in (row if isinstance(row, list) else [row])]
-        else:
-            raw = data
-        if len(raw) != rows:
-            raise RequestError(
-                "wrong_shape", f"input {name!r}: shape says {rows} values, data holds {len(raw)}"
-            )
+        raw = data.tolist() if isinstance(data, np.ndarray) else data
+        rows = len(raw)
         index_of = self._categories[name]
         column = np.empty((rows, 1), dtype=object)
         values: list[str] = []
