@@ -304,7 +304,9 @@ def test_any_json_number_is_scored_or_refused_by_name(values: list[int | float])
 
 def test_the_json_id_is_bounded() -> None:
     assert decode_request(json.dumps(_document(id="a\r\n")).encode()).request_id == "a\r\n"
-    assert decode_request(json.dumps(_document(id=5)).encode()).request_id is None
+    assert decode_request(json.dumps(_document(id=None)).encode()).request_id is None
+    error = refusal(decode_request, json.dumps(_document(id=5)).encode())
+    assert (error.reason, error.message) == ("invalid_request", "'id' must be a string, got 5")
     error = refusal(decode_request, json.dumps(_document(id="i" * 129)).encode())
     assert error.message.startswith("'id': 129 characters")
 

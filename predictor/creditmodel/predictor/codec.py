@@ -212,8 +212,12 @@ def _parameters(document: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _request_id(document: dict[str, Any]) -> str | None:
+    """The V2 `id`, a string when given (null counts as absent, as for `parameters`): any
+    other value is refused, not swapped for a generated id the client never learns it got."""
     request_id = document.get("id")
-    return checked_id(request_id, "'id'") if isinstance(request_id, str) else None
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError("invalid_request", f"'id' must be a string, got {show(request_id)}")
+    return checked_id(request_id, "'id'")
 
 
 def _outputs(document: dict[str, Any]) -> list[str] | None:

@@ -141,7 +141,10 @@ async def infer(
         service.refuse(error, request_id)
         await _respond(send, error.http_status, encode_error(error.message), request_id)
         return
-    request_id = request_id or decoded.request_id or new_request_id()
+    # The body's V2 `id` first, as gRPC and KServe's own path take it: the response echoes it,
+    # and it keys the A/B split alike on both transports. The header's id, read before the body
+    # was, names any refusal up to here.
+    request_id = decoded.request_id or request_id or new_request_id()
     try:
         prediction = await service.infer(
             InferenceRequest(

@@ -1,0 +1,112 @@
+"""The request id, alike over REST and gRPC: the request's V2 `id` first, then the `x-request-id`
+header (gRPC metadata), then a generated one. The response echoes it and, without an
+`applicant_key`, it keys the A/B split, so a request gets the same variant whichever transport
+carries it. A V2 `id` that is not a string is refused naming it, not replaced."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from creditmodel.predictor import rest
+from creditmodel.predictor.grpc_fast import FastInferenceServicer
+from creditmodel.predictor.model import CreditScoringModel
+from creditmodel.predictor.settings import PredictorSettings
+from tests.predictor.conftest import TrainedBundle
+from tests.predictor.test_grpc import Context, infer_request
+from tests.predictor.test_service import metric
+
+pytestmark = pytest.mark.unit
+
+NAME = "request-ids"  # metrics are process-global: a model label of this module's own
+
+
+@pytest.fixture(scope="module")
+def model(champion: TrainedBundle) -> CreditScoringModel:
+    settings = PredictorSettings(model_name=NAME, model_dir=champion.uri, ab_percent=50)
+    loaded = CreditScoringModel(settings)
+    loaded.load()
+    return loaded
+
+
+async def over_rest(
+    model: CreditScoringModel, document: dict[str, Any], header: str | None = None
+) -> httpx.Response:
+    """`document` through the REST fast path of this process, in process (no server)."""
+    assert model.service is not None
+    rest.install(model.service)
+    transport = httpx.ASGITransport(app=rest.FastPathApp(FastAPI()))
+    headers = {"x-request-id": header} if header is not None else {}
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return await client.post(
+            f"/v2/models/{NAME}/infer", content=json.dumps(document), headers=headers
+        )
+
+
+async def over_grpc(model: CreditScoringModel, request: Any, header: str | None = None) -> Any:
+    repository = ModelRepository()
+    repository.update(model)
+    extension = ModelRepositoryExtension(repository)
+    servicer = FastInferenceServicer(DataPlane(model_registry=repository), extension)
+    metadata = {"x-request-id": header} if header is not None else {}
+    return await servicer.ModelInfer(request, Context(**metadata))
+
+
+def document(champion: TrainedBundle, **extra: Any) -> dict[str, Any]:
+    return {"inputs": champion.v2_inputs(1), **extra}
+
+
+async def test_the_body_id_is_echoed_and_keys_the_split_alike_on_both_transports(
+    model: CreditScoringModel, champion: TrainedBundle
+) -> None:
+    """REST took the header's id over the body's (gRPC the body's), so a request carrying both
+    came back with another id and could be scored by the other variant over REST."""
+    variants = set()
+    for index in range(40):
+        body_id, header = f"body-{index}", f"header-{index}"
+        answer = await over_rest(model, document(champion, id=body_id), header)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["id"] == body_id
+        assert answer.headers["x-request-id"] == body_id
+        request = infer_request(champion.v2_inputs(1), model=NAME, request_id=body_id)
+        response = await over_grpc(model, request, header)
+        assert response.id == body_id
+        variant = answer.json()["parameters"]["variant"]
+        assert response.parameters["variant"].string_param == variant, body_id
+        variants.add(variant)
+    assert variants == {"int8", "fp32"}  # the id did key the split
+
+
+@pytest.mark.parametrize("body_id", [None, "", "absent"])
+async def test_without_a_body_id_the_header_then_a_generated_one(
+    model: CreditScoringModel, champion: TrainedBundle, body_id: str | None
+) -> None:
+    extra = {} if body_id == "absent" else {"id": body_id}
+    answer = await over_rest(model, document(champion, **extra), "trace-7")
+    assert (answer.status_code, answer.json()["id"]) == (200, "trace-7")
+    generated = (await over_rest(model, document(champion, **extra))).json()["id"]
+    assert len(generated) == 32
+    request = infer_request(champion.v2_inputs(1), model=NAME, request_id="")
+    assert (await over_grpc(model, request, "trace-7")).id == "trace-7"
+
+
+@pytest.mark.parametrize(("given", "shown"), [(5, "5"), (True, "True"), ([], "<list>")])
+async def test_an_id_that_is_no_string_is_refused_naming_it(
+    model: CreditScoringModel, champion: TrainedBundle, given: Any, shown: str
+) -> None:
+    """It was replaced by a random uuid, silently."""
+    assert model.service is not None
+    before = metric(model.service, "creditmodel_request_errors_total", reason="invalid_request")
+    answer = await over_rest(model, document(champion, id=given), "trace-8")
+    assert answer.status_code == 400
+    assert answer.json() == {"error": f"'id' must be a string, got {shown}"}
+    assert answer.headers["x-request-id"] == "trace-8"  # the refusal is logged under this id
+    after = metric(model.service, "creditmodel_request_errors_total", reason="invalid_request")
+    assert after == before + 1
