@@ -225,6 +225,56 @@ def test_a_child_as_we_last_wrote_it_is_patched_unread_and_created_again_when_go
     assert methods == ["PATCH", "POST"]
 
 
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize("patch_first", [False, True])
+def test_a_field_the_spec_no_longer_sets_is_taken_off_the_child(
+    cluster: ClusterKube, operator_client: Callable[..., Any], patch_first: bool
+) -> None:
+    """A merge patch of the fields we still set left the others in place: with
+    serviceAccountName removed from the spec the predictor kept the old account (and its pods
+    kept failing on one that did not exist), and a route kept hostnames the spec had dropped.
+    The builders write None for what the spec leaves unset: the patch deletes it, KServe and the
+    Gateway API CRD leave it absent, and the next resync writes nothing."""
+    namespace = cluster.namespace
+    owner = owner_in(cluster, namespace, f"unset-{int(patch_first)}")
+    gateway = {"name": "gw", "namespace": "gateway-system", "sectionName": "https"}
+    before = spec(
+        predictor={"serviceAccountName": "scorer"},
+        rollout={"hostnames": ["c.example.com"], "gateway": gateway},
+    )
+    after = spec(rollout={"gateway": {"name": "gw"}})
+    for build in (
+        lambda s: builders.build_inferenceservice(owner, s, V1),
+        lambda s: builders.build_httproute(owner, s, V1, None, 0),
+    ):
+        first, second = build(before), build(after)
+        assert operator_client(lambda kube, m=first: kube.ensure(m)) == "created"
+        outcome = operator_client(lambda kube, m=second: kube.ensure(m, patch_first=patch_first))
+        assert outcome == "patched"
+        stored = stored_child(cluster, second)
+        if second["kind"] == "InferenceService":
+            assert "serviceAccountName" not in stored["spec"]["predictor"]
+        else:
+            assert "hostnames" not in stored["spec"]
+            (parent,) = stored["spec"]["parentRefs"]
+            assert "namespace" not in parent
+            assert "sectionName" not in parent
+            assert parent["name"] == "gw"
+        version = stored["metadata"]["resourceVersion"]
+        assert operator_client(lambda kube, m=second: kube.ensure(m)) == "unchanged"
+        assert stored_child(cluster, second)["metadata"]["resourceVersion"] == version
+
+
+def stored_child(cluster: ClusterKube, child: dict[str, Any]) -> dict[str, Any]:
+    group, version = child["apiVersion"].split("/")
+    plural = {"HTTPRoute": "httproutes"}.get(child["kind"], "inferenceservices")
+    return dict(
+        client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+            group, version, child["metadata"]["namespace"], plural, child["metadata"]["name"]
+        )
+    )
+
+
 def resource_version(cluster: ClusterKube, child: dict[str, Any]) -> str:
     group, version = child["apiVersion"].split("/")
     plural = {"NetworkPolicy": "networkpolicies", "HTTPRoute": "httproutes"}.get(

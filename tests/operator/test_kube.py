@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creditmodel.operator.kube import _subset_differs, merge_patch
+from creditmodel.operator.kube import _merge_patch_body, _subset_differs, _without_none, merge_patch
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +38,37 @@ def test_fields_added_by_other_controllers_are_not_drift() -> None:
     assert not _subset_differs(desired, actual)
     assert _subset_differs({"spec": {"predictor": {"minReplicas": 2}}}, actual)
     assert _subset_differs({"spec": {"args": ["a", "b"]}}, {"spec": {"args": ["a"]}})
+
+
+def test_a_field_left_none_must_be_absent() -> None:
+    desired = {"spec": {"predictor": {"minReplicas": 1, "serviceAccountName": None}}}
+    assert not _subset_differs(desired, {"spec": {"predictor": {"minReplicas": 1}}})
+    set_by_us_before = {"spec": {"predictor": {"minReplicas": 1, "serviceAccountName": "old"}}}
+    assert _subset_differs(desired, set_by_us_before)
+    in_a_list = {"spec": {"parentRefs": [{"name": "gw", "sectionName": None}]}}
+    assert _subset_differs(
+        in_a_list, {"spec": {"parentRefs": [{"name": "gw", "sectionName": "a"}]}}
+    )
+    assert not _subset_differs(in_a_list, {"spec": {"parentRefs": [{"name": "gw"}]}})
+
+
+def test_a_create_leaves_none_out_and_a_patch_deletes_it_except_inside_lists() -> None:
+    """A merge patch deletes a field set to null in a map, but stores a null inside a list (which
+    it replaces whole, so leaving the field out is what removes it there)."""
+    wanted = {
+        "spec": {
+            "predictor": {"canaryTrafficPercent": None, "containers": [{"envFrom": None}]},
+            "hostnames": None,
+            "parentRefs": [{"name": "gw", "namespace": None}],
+        }
+    }
+    assert _without_none(wanted) == {
+        "spec": {"predictor": {"containers": [{}]}, "parentRefs": [{"name": "gw"}]}
+    }
+    assert _merge_patch_body(wanted) == {
+        "spec": {
+            "predictor": {"canaryTrafficPercent": None, "containers": [{}]},
+            "hostnames": None,
+            "parentRefs": [{"name": "gw"}],
+        }
+    }

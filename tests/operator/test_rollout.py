@@ -394,7 +394,7 @@ def test_knative_router_drives_one_isvc_through_canary_traffic_percent() -> None
     assert promoted.status.stable.version == "v2"
     assert promoted.status.draining == []
     assert condition(promoted, "Progressing") == ("False", "Stable")
-    assert "canaryTrafficPercent" not in promoted.children[0]["spec"]["predictor"]
+    assert promoted.children[0]["spec"]["predictor"]["canaryTrafficPercent"] is None  # removed
 
 
 def test_only_a_pass_that_looks_outside_the_watch_is_repeated_every_resync() -> None:

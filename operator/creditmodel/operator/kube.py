@@ -72,9 +72,11 @@ them (`cpu: 1` comes back as "1", 0.5 as "500m"), so they are compared by value.
 
 
 def _subset_differs(desired: Any, actual: Any, quantities: bool = False) -> bool:
-    """True when `actual` does not contain `desired` (extra fields set by others are fine).
-    Semantic where the API server rewrites what we wrote: quantities by value, an empty list by
-    an absent one. A write on every resync would wake KServe and bump resourceVersion for nothing."""
+    """True when `actual` does not contain `desired` (extra fields set by others are fine). A
+    None in `desired` asks for the field to be absent (a builder's optional field left unset):
+    a value there differs. Semantic where the API server rewrites what we wrote: quantities by
+    value, an empty list by an absent one. A write on every resync would wake KServe and bump
+    resourceVersion for nothing."""
     if isinstance(desired, Mapping):
         if not isinstance(actual, Mapping):
             return True
@@ -91,6 +93,24 @@ def _subset_differs(desired: Any, actual: Any, quantities: bool = False) -> bool
     if quantities and desired != actual:
         return not _same_quantity(desired, actual)
     return bool(desired != actual)
+
+
+def _without_none(value: Any) -> Any:
+    """`value` without the fields a builder left None (absent): the body of a create."""
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
+
+
+def _merge_patch_body(wanted: Any) -> Any:
+    """`wanted` as a JSON merge patch: a None field of a map stays, and deletes the field (an
+    optional field the spec no longer sets leaves the child); inside a list, which a merge patch
+    replaces whole, a None field is left out (RFC 7386 would store the null itself)."""
+    if isinstance(wanted, Mapping):
+        return {k: _merge_patch_body(v) for k, v in wanted.items()}
+    return _without_none(wanted)
 
 
 def _same_quantity(desired: Any, actual: Any) -> bool:
@@ -193,7 +213,8 @@ class Kube:
     async def ensure(
         self, manifest: dict[str, Any], create_first: bool = False, patch_first: bool = False
     ) -> str:
-        """Create if absent, patch our fields on drift. Returns created, patched or unchanged.
+        """Create if absent, patch our fields on drift. Returns created, patched or unchanged. A
+        field the manifest sets to None must be absent: left out of a create, deleted by a patch.
         `create_first` saves the GET when the child most likely does not exist yet;
         `patch_first` saves it when the child is as our last write left it (the watch saw no
         one else change it) and our manifest has changed since: the patch is then due anyway."""
@@ -210,7 +231,8 @@ class Kube:
             create_first = True  # gone meanwhile: create it
         current = None if create_first else await self.get(kind, namespace, name)
         if current is None:
-            status, data = await self._call("POST", kind, namespace, body=manifest)
+            body = _without_none(manifest)
+            status, data = await self._call("POST", kind, namespace, body=body)
             if status in (200, 201):
                 self.written(data)
                 return "created"
@@ -228,7 +250,7 @@ class Kube:
     ) -> str | None:
         """Merge-patch our fields; None when the object is not there."""
         status, data = await self._call(
-            "PATCH", kind, namespace, name, body=wanted, headers=MERGE_PATCH
+            "PATCH", kind, namespace, name, body=_merge_patch_body(wanted), headers=MERGE_PATCH
         )
         if status == 404:
             return None

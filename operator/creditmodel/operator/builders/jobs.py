@@ -154,11 +154,12 @@ def _batch_container(
         "args": args,
         "resources": limits,
         "env": env,
+        # Written even when empty, as for the predictor: the drift CronJob is patched, and a
+        # storage secret the spec no longer names must leave its container.
+        "envFrom": env_from,
         # A crash before the command writes its own message (exit 1) still explains itself.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if env_from:
-        container["envFrom"] = env_from
     return restricted_container(container)
 
 

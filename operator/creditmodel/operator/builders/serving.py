@@ -156,14 +156,18 @@ def build_predictor(owner: Owner, spec: Spec, bundle_uri: str, grpc: bool = True
         **restricted_pod_fields(PREDICTOR_SCRATCH),
         "containers": [restricted_container(container)],
     }
-    if predictor.service_account_name:
-        body["serviceAccountName"] = predictor.service_account_name
+    # None, not left out, when unset: a name the spec no longer sets is taken off the
+    # InferenceService (creditmodel.operator.kube.Kube.ensure), back to the namespace's default.
+    body["serviceAccountName"] = predictor.service_account_name or None
     return body
 
 
 def predictor_pod_spec(predictor: dict[str, Any]) -> dict[str, Any]:
-    """The PodSpec part of an InferenceService's `spec.predictor` (what KServe runs)."""
-    return {k: v for k, v in predictor.items() if k not in PREDICTOR_EXTENSION_FIELDS}
+    """The PodSpec part of an InferenceService's `spec.predictor` (what KServe runs; the fields
+    left unset, None, are absent)."""
+    return {
+        k: v for k, v in predictor.items() if k not in PREDICTOR_EXTENSION_FIELDS and v is not None
+    }
 
 
 def build_inferenceservice(owner: Owner, spec: Spec, version: VersionRef) -> dict[str, Any]:
@@ -194,8 +198,8 @@ def build_knative_inferenceservice(
     """Router knative: one InferenceService; KServe keeps the previous revision as the stable and
     sends `canaryTrafficPercent` to the latest (honoured in Knative mode only)."""
     predictor = build_predictor(owner, spec, serving.bundle_uri, grpc=False)
-    if canary_weight is not None:
-        predictor["canaryTrafficPercent"] = canary_weight
+    # None without a canary: a promote or abort takes the split off, back to 100% on the latest.
+    predictor["canaryTrafficPercent"] = canary_weight
     return {
         "apiVersion": ISVC_API,
         "kind": "InferenceService",
@@ -217,12 +221,10 @@ def build_httproute(
     """Router gatewayAPI: the weights KServe's Standard mode cannot move (kserve issue 5335)."""
     gateway = spec.rollout.gateway
     parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway"}
-    if gateway is not None:
+    if gateway is not None:  # None for what the spec leaves unset: removing it then counts
         parent["name"] = gateway.name
-        if gateway.namespace:
-            parent["namespace"] = gateway.namespace
-        if gateway.section_name:
-            parent["sectionName"] = gateway.section_name
+        parent["namespace"] = gateway.namespace or None
+        parent["sectionName"] = gateway.section_name or None
     backends = [_backend(owner, stable, 100 - (canary_weight if canary else 0))]
     if canary is not None:
         backends.append(_backend(owner, canary, canary_weight))
@@ -235,8 +237,8 @@ def build_httproute(
             }
         ],
     }
-    if spec.rollout.hostnames:
-        route_spec["hostnames"] = list(spec.rollout.hostnames)
+    # None without hostnames: removing them from the spec takes them off the route (the listener's).
+    route_spec["hostnames"] = list(spec.rollout.hostnames) or None
     return {
         "apiVersion": HTTPROUTE_API,
         "kind": "HTTPRoute",
