@@ -1,9 +1,11 @@
 """One JSON object per log line, so log pipelines index fields (request_id, reason, variant)
-instead of parsing text. Used for our own, KServe's and uvicorn's loggers (log_config.json)."""
+instead of parsing text. Used for our own, KServe's and uvicorn's loggers and for Python's
+warnings (log_config.json)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,3 +30,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(document, default=str).decode()
+
+
+def stderr_handler() -> logging.Handler:
+    """log_config.json's handler. Building it also routes Python warnings into logging (logger
+    `py.warnings`), where the warnings module would write two plain lines to stderr: every
+    process that applies the config (the model server, and each REST worker, which KServe
+    configures anew) then writes warnings as JSON lines too. A library's warning stays visible,
+    e.g. FastAPI's deprecation of ORJSONResponse, the default response class of KServe's app
+    (kserve/model_server.py), once per process: KServe's to change, not ours to hide."""
+    logging.captureWarnings(True)
+    return logging.StreamHandler(sys.stderr)
