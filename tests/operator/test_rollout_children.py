@@ -43,6 +43,14 @@ def test_a_namespace_too_long_for_any_isvc_name_is_degraded_and_deploys_nothing(
     degraded = plan.status.condition("Degraded")
     assert degraded is not None
     assert "longer than 42" in degraded.message
+    # Nothing is deploying: Ready and Progressing say why instead of "deploying v1".
+    assert condition(plan, "Ready") == ("False", "InvalidSpec")
+    assert condition(plan, "Progressing") == ("False", "InvalidSpec")
+    for kind in ("Ready", "Progressing"):
+        found = plan.status.condition(kind)
+        assert found is not None
+        assert "longer than 42" in found.message
+    assert plan.status.phase == "Degraded"
 
 
 def test_a_refused_child_is_degraded_with_the_api_servers_message_until_it_is_accepted() -> None:

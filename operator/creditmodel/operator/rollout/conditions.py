@@ -39,6 +39,9 @@ class Problems:
     """A spec field the operator cannot act on (the drift schedule, a namespace too long)."""
     refused: ChildRefusal | None = None
     """A serving child the API server would not store."""
+    undeployable: str | None = None
+    """Why nothing can be deployed at all (a namespace too long for any InferenceService name):
+    no version is deploying, so Ready and Progressing say this instead."""
 
 
 def conditions(
@@ -51,9 +54,10 @@ def conditions(
 ) -> Status:
     stable_name, _ = serving_names(model, status)
     stable_ready = bool(status.stable and observed.ready.get(stable_name, False))
+    blocked = None if stable_ready else problems.undeployable
     found = [
-        ready(model, status, stable_ready, shares, observed.waiting),
-        progressing(model, status, stable_ready, observed.waiting),
+        ready(model, status, stable_ready, shares, observed.waiting, blocked),
+        progressing(model, status, stable_ready, observed.waiting, blocked),
         degraded(status, problems),
         training(status),
     ]
@@ -118,10 +122,13 @@ def ready(
     stable_ready: bool,
     shares: Mapping[str, int],
     waiting: Mapping[str, str] | None = None,
+    blocked: str | None = None,
 ) -> Found:
     stable = status.stable
     if stable is None:
         return "Ready", "False", "NoModel", "no version published yet"
+    if blocked:
+        return "Ready", "False", "InvalidSpec", f"{stable.version} cannot be deployed: {blocked}"
     stable_name, _ = serving_names(model, status)
     if not stable_ready:
         said = _kserve_says(waiting, stable_name)
@@ -140,7 +147,10 @@ def progressing(
     status: Status,
     stable_ready: bool,
     waiting: Mapping[str, str] | None = None,
+    blocked: str | None = None,
 ) -> Found:
+    if blocked:
+        return "Progressing", "False", "InvalidSpec", f"nothing can be deployed: {blocked}"
     canary, steps = status.canary, model.spec.rollout.steps
     if canary is not None:
         where = (

@@ -47,7 +47,7 @@ def reconcile(
         else traffic.children(model, routed, schedule is None, policy.network_policy)
     )
     problems = conditions.Problems(
-        bundle=adopted.error, spec=naming or schedule, refused=observed.refused
+        bundle=adopted.error, spec=naming or schedule, refused=observed.refused, undeployable=naming
     )
     status = conditions.conditions(model, observed, routed.status, routed.shares, problems, now)
     status = status.model_copy(update={"url": traffic.entry_url(model, status)})
