@@ -8,11 +8,13 @@ import math
 import numpy as np
 import numpy.typing as npt
 import pytest
+from pydantic import ValidationError
 
 from creditmodel.core.reference import Bins, CategoricalReference, NumericReference, Reference
 from creditmodel.core.schema import Feature, Schema
+from creditmodel.predictor import __main__ as cli
 from creditmodel.predictor.scoring import PointsScale, ReasonTable, probe_plan
-from creditmodel.predictor.settings import PointsScaling
+from creditmodel.predictor.settings import INT32_MAX, PROBABILITY_FLOOR, PointsScaling
 from creditmodel.predictor.validation import Tensor, Validator
 
 pytestmark = pytest.mark.unit
@@ -137,3 +139,40 @@ def test_scores_stay_finite_at_probability_zero_and_one() -> None:
     scale = PointsScale.from_scaling(PointsScaling())
     got = scale.score(np.array([0.0, 1.0], dtype=np.float32))
     assert got[0] > got[1]
+
+
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        {"base_score": 3e9},
+        {"base_score": -3e9},
+        {"points_to_double_odds": 2e8},
+        {"base_score": math.nan},
+        {"base_odds": math.inf},
+    ],
+)
+def test_a_scaling_that_would_score_outside_int32_is_refused(scaling: dict[str, float]) -> None:
+    """`--base_score 3e9` started, and every score came back -2147483648 (numpy's cast)."""
+    with pytest.raises(ValidationError, match=r"the score output is INT32 \(-2147483648 to"):
+        PointsScaling(**scaling)
+
+
+def test_the_scaling_flags_are_refused_at_start_up() -> None:
+    flags = ["--base_score", "3e9", "--base_odds", "50", "--points_to_double_odds", "20"]
+    with pytest.raises(ValidationError, match="gives scores from 2999999289 to 3000000485"):
+        cli.settings_from(cli.build_parser().parse_args(flags))
+
+
+def test_the_widest_scaling_accepted_scores_every_probability_within_int32() -> None:
+    """The check is no stricter than scoring: a scaling whose top score (a probability of
+    default at or below the floor) is one point under INT32's maximum is served as such."""
+    factor = 20 / math.log(2)
+    top = math.log((1 - PROBABILITY_FLOOR) / PROBABILITY_FLOOR)
+    base_score = INT32_MAX - 1 - factor * top + factor * math.log(50)
+    scale = PointsScale.from_scaling(PointsScaling(base_score=base_score))
+    probability = np.array([0.0, 1e-12, 0.5, 1.0], dtype=np.float32)
+    scores = scale.score(probability)
+    assert scores.tolist()[:2] == [INT32_MAX - 1, INT32_MAX - 1]
+    assert [scale.score(probability[i : i + 1])[0] for i in range(4)] == scores.tolist()
+    with pytest.raises(ValidationError):
+        PointsScaling(base_score=base_score + 2)

@@ -20,14 +20,14 @@ import numpy.typing as npt
 
 from creditmodel.core.reference import CategoricalReference, NumericReference, Reference
 from creditmodel.core.schema import Feature, Schema
-from creditmodel.predictor.settings import PointsScaling
+from creditmodel.predictor.settings import PROBABILITY_FLOOR, PointsScaling
 from creditmodel.predictor.validation import Column, model_dtype
 
 REASONS_PER_ROW = 4
 # Effects at or below this (log-odds) do not raise risk; their slot stays empty ("").
 MIN_EFFECT = 1e-6
 _GRID_STEPS = 25
-_P_FLOOR = 1e-9
+_P_FLOOR = PROBABILITY_FLOOR
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -46,14 +46,14 @@ class PointsScale:
 
     @classmethod
     def from_scaling(cls, scaling: PointsScaling) -> PointsScale:
-        factor = scaling.points_to_double_odds / math.log(2)
-        return cls(factor=factor, offset=scaling.base_score - factor * math.log(scaling.base_odds))
+        return cls(factor=scaling.factor, offset=scaling.offset)
 
     def score(self, probability: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
         if probability.shape == (1,):  # one row: the same float64 steps on Python floats
             one = min(max(float(probability[0]), _P_FLOOR), 1 - _P_FLOOR)
             points = self.offset + self.factor * float(np.log((1 - one) / one))
-            # round() rounds half to even, as np.rint; outside int32 (or NaN) numpy's cast decides
+            # round() rounds half to even, as np.rint; outside int32 (or NaN: a PointsScale not
+            # from a validated PointsScaling) numpy's cast decides
             if points - points == 0 and -(2**31) <= round(points) < 2**31:
                 return np.array([round(points)], dtype=np.int32)
         p = _bounded(probability)
