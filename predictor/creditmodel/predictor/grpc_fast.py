@@ -217,14 +217,23 @@ class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
             return await super().ModelInfer(request, context)
         return await model_infer(service, request, context)
 
+    def _check_name(self, name: str) -> None:
+        """A model nobody serves is NOT_FOUND quoting its name cut as ModelInfer and REST quote
+        it (64 characters and its length); KServe's own refusal quotes it whole, which only
+        the status message's bound cut."""
+        if self._data_plane.model_registry.get_model(name) is None:
+            raise ModelNotFound(clip(name))
+
     async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
         """KServe's, for the served version only (KServe ignores the version asked for)."""
+        self._check_name(request.name)
         _check_version(request.name, request.version)
         return await super().ModelReady(request, context)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         """KServe's, with the `versions` its servicer drops (serving.HonestDataPlane fills them),
         for the served version only."""
+        self._check_name(request.name)
         _check_version(request.name, request.version)
         metadata = await self._data_plane.model_metadata(model_name=request.name)
         return pb.ModelMetadataResponse(
