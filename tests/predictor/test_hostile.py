@@ -299,14 +299,15 @@ def test_json_that_is_not_utf8_is_refused(
 
 
 def _binary(
-    champion: TrainedBundle, reference_name: str, size_change: int = 0
+    champion: TrainedBundle, reference_name: str, size_change: int = 0, keep_data: bool = False
 ) -> tuple[bytes, int]:
-    """A binary-extension request: input `reference_name` as raw FP32 bytes."""
+    """A binary-extension request: input `reference_name` as raw FP32 bytes (and as JSON
+    `data` too with `keep_data`)."""
     document = request(champion, 2)
     raw = b""
     for item in document["inputs"]:
         if item["name"] == reference_name:
-            raw = struct.pack("<2f", *item.pop("data"))
+            raw = struct.pack("<2f", *(item["data"] if keep_data else item.pop("data")))
             item["parameters"] = {"binary_data_size": len(raw) + size_change}
     header = json.dumps(document).encode()
     return header + raw, len(header)
@@ -333,3 +334,20 @@ def test_binary_tensors_are_served_and_trailing_bytes_refused(
         answer = infer(server, body, headers=[(b"inference-header-content-length", length_header)])
         assert answer.status == 400, (length_header, answer)
         assert "header 'inference-header-content-length'" in answer.error
+
+
+def test_an_input_with_both_data_and_binary_bytes_is_refused_by_name(
+    server: PredictorServer, champion: TrainedBundle
+) -> None:
+    """It was read from `data` and its bytes left in the body: the refusal blamed the bytes
+    after the last tensor, or the next binary input was read from this one's bytes."""
+    name = feature_of(champion, "FP32")
+    body, length = _binary(champion, name, keep_data=True)
+    before = refused(server, "invalid_request")
+    answer = infer(server, body, headers=[(b"inference-header-content-length", b"%d" % length)])
+    assert answer.status == 400, answer
+    assert answer.error == (
+        f"input {name!r}: both 'data' and a 'binary_data_size' parameter; give its values in"
+        " one of them"
+    )
+    assert refused(server, "invalid_request") == before + 1

@@ -142,9 +142,17 @@ class _BinaryParts:
     def __init__(self, body: bytes, offset: int, raw: RawDecoder) -> None:
         self.body, self.offset, self.raw = body, offset, raw
 
-    def take(self, name: str, datatype: str, item: dict[str, Any]) -> Any:
+    @staticmethod
+    def _size(item: dict[str, Any]) -> Any:
         parameters = item.get("parameters")
-        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        return parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+
+    def declared(self, item: dict[str, Any]) -> bool:
+        """Whether input `item` says its values are binary bytes in the body."""
+        return self._size(item) is not None
+
+    def take(self, name: str, datatype: str, item: dict[str, Any]) -> Any:
+        size = self._size(item)
         if size is None:
             raise RequestError(
                 "invalid_request",
@@ -193,6 +201,14 @@ def _careful_tensors(inputs: list[Any], binary: _BinaryParts | None = None) -> l
         if not isinstance(shape, list):
             raise RequestError("wrong_shape", f"input {show(name)}: 'shape' must be a list")
         if "data" in item:
+            if binary is not None and binary.declared(item):
+                # Taking `data` would leave this input's bytes in the body, for the next input
+                # to be read from, or to be refused as bytes after the last tensor.
+                raise RequestError(
+                    "invalid_request",
+                    f"input {show(name)}: both 'data' and a 'binary_data_size' parameter; give"
+                    " its values in one of them",
+                )
             data = item["data"]
         elif binary is not None:
             data = binary.take(name, datatype, item)
