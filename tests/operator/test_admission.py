@@ -60,6 +60,8 @@ def test_names_kserve_cannot_deploy_are_refused(crds: Kube, name: str, id: str) 
     assert status == 422
     assert "metadata.name must start with a lowercase letter" in message, message
     assert "InferenceService" in message
+    assert "<nil>" not in message  # the rule names its field (fieldPath), not the whole object
+    assert "metadata.name: Invalid value" in message, message
 
 
 def test_unknown_gate_is_refused_by_strict_clients_and_dropped_otherwise(crds: Kube) -> None:
