@@ -314,6 +314,22 @@ def test_networkpolicy_defaults_the_gateway_namespace_to_the_models() -> None:
     ]
 
 
+def test_networkpolicy_admits_the_gateways_proxies_where_they_run() -> None:
+    """Envoy Gateway runs its proxy pods in its controller's namespace, not the Gateway's: a
+    policy admitting only the Gateway's namespace shut the project's own Gateway out."""
+    proxies = builders.IngressPolicy(
+        gateway_proxy_namespaces=("envoy-gateway-system", "gateway-system")
+    )
+    (rule,) = builders.build_predictor_networkpolicy(OWNER, spec(), proxies)["spec"]["ingress"]
+    assert [peer["namespaceSelector"]["matchLabels"] for peer in rule["from"]] == [
+        {"kubernetes.io/metadata.name": "gateway-system"},
+        {"kubernetes.io/metadata.name": "envoy-gateway-system"},
+    ]
+    knative = spec(rollout={"router": "knative", "gateway": None})
+    # No Gateway in front of router knative: its proxies are not admitted.
+    assert builders.build_predictor_networkpolicy(OWNER, knative, proxies)["spec"]["ingress"] == []
+
+
 def test_networkpolicy_for_knative_admits_knatives_namespaces() -> None:
     the_spec = spec(rollout={"router": "knative", "gateway": None})
     ingress = builders.IngressPolicy(knative_namespaces=("knative-serving",))
@@ -332,10 +348,14 @@ def test_networkpolicy_without_any_source_admits_no_one() -> None:
 
 def test_ingress_policy_comes_from_the_operator_settings() -> None:
     settings = OperatorSettings(
-        predictor_ingress_from=[PROMETHEUS], knative_ingress_namespaces=["kn"]
+        predictor_ingress_from=[PROMETHEUS],
+        knative_ingress_namespaces=["kn"],
+        gateway_proxy_namespaces=["gw-proxies"],
     )
     policy = builders.IngressPolicy.from_settings(settings)
     assert (list(policy.sources), list(policy.knative_namespaces)) == ([PROMETHEUS], ["kn"])
+    assert list(policy.gateway_proxy_namespaces) == ["gw-proxies"]
+    assert OperatorSettings().gateway_proxy_namespaces == ["envoy-gateway-system"]
 
 
 def test_batch_jobs_fail_at_once_on_certain_failures_and_explain_crashes() -> None:

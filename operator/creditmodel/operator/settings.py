@@ -57,7 +57,15 @@ class OperatorSettings(BaseSettings):
     on its object for kopf's idle timeout, so a small cap serialises bursts of new objects."""
     predictor_network_policy: bool = True
     """Create a NetworkPolicy per CreditModel (<name>-predictor) admitting ingress to its predictor
-    pods only from the Gateway's namespace (or Knative's, router knative) and the sources below."""
+    pods only from the Gateway's namespace and its proxies' (or Knative's, router knative) and the
+    sources below."""
+    gateway_proxy_namespaces: list[DNSLabel] = Field(
+        default_factory=lambda: ["envoy-gateway-system"], max_length=32
+    )
+    """Namespaces where the Gateway implementation runs its proxy pods when they are not in the
+    Gateway's own namespace (router gatewayAPI): Envoy Gateway runs them in its controller's
+    namespace by default. Implementations that deploy the proxy beside the Gateway (Istio, for
+    one) need nothing here."""
     predictor_ingress_from: list[dict[str, Any]] = Field(
         default_factory=lambda: [PROMETHEUS_PEER], max_length=32
     )

@@ -1,6 +1,7 @@
 """The NetworkPolicy in front of a CreditModel's predictor pods: ingress only from the Gateway's
-namespace (router gatewayAPI) or Knative's ingress path (router knative), and from the sources the
-operator is configured with (Prometheus by default), on the predictor port only. One per
+namespace and the namespaces its proxies run in (router gatewayAPI) or Knative's ingress path
+(router knative), and from the sources the operator is configured with (Prometheus by default),
+on the predictor ports only. One per
 CreditModel, beside its pods and owned by it: a chart-wide policy could not reach the application
 namespaces the predictors run in."""
 
@@ -20,18 +21,23 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 @dataclass(frozen=True)
 class IngressPolicy:
-    """Who may reach predictor pods besides the Gateway: the operator's settings
-    (CREDITMODEL_OPERATOR_PREDICTOR_INGRESS_FROM, ..._KNATIVE_INGRESS_NAMESPACES)."""
+    """Who may reach predictor pods besides the Gateway's namespace: the operator's settings
+    (CREDITMODEL_OPERATOR_PREDICTOR_INGRESS_FROM, ..._GATEWAY_PROXY_NAMESPACES,
+    ..._KNATIVE_INGRESS_NAMESPACES)."""
 
     sources: Sequence[Mapping[str, Any]] = ()
     """NetworkPolicyPeer objects, as the NetworkPolicy API takes them."""
     knative_namespaces: Sequence[str] = ()
     """Where Knative's activator and ingress gateways run (router knative)."""
+    gateway_proxy_namespaces: Sequence[str] = ()
+    """Where the Gateway implementation's proxy pods run, besides the Gateway's namespace."""
 
     @classmethod
     def from_settings(cls, settings: OperatorSettings) -> IngressPolicy:
         return cls(
-            tuple(settings.predictor_ingress_from), tuple(settings.knative_ingress_namespaces)
+            tuple(settings.predictor_ingress_from),
+            tuple(settings.knative_ingress_namespaces),
+            tuple(settings.gateway_proxy_namespaces),
         )
 
 
@@ -51,9 +57,9 @@ def build_predictor_networkpolicy(
     if spec.rollout.router == "gatewayAPI":
         ports.append({"port": GRPC_PORT, "protocol": "TCP"})  # a GRPCRoute to the same pods
         gateway = spec.rollout.gateway
-        peers.append(
-            _namespace(gateway.namespace if gateway and gateway.namespace else owner.namespace)
-        )
+        home = gateway.namespace if gateway and gateway.namespace else owner.namespace
+        proxies = [name for name in policy.gateway_proxy_namespaces if name != home]
+        peers += [_namespace(name) for name in dict.fromkeys([home, *proxies])]
     else:
         peers += [_namespace(name) for name in policy.knative_namespaces]
     peers += [dict(peer) for peer in policy.sources]
