@@ -23,9 +23,11 @@ from creditmodel.operator.rollout import (
     Resolved,
     canary,
     conditions,
+    needs,
     reconcile,
 )
 from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, model, spec
+from tests.operator.test_rollout import ready_canary_v2
 from tests.operator.test_rollout_safety import POLICY, step
 
 pytestmark = pytest.mark.unit
@@ -264,6 +266,61 @@ def test_a_bundle_without_a_version_is_not_adopted_and_says_so() -> None:
     degraded = plan.status.condition("Degraded")
     assert degraded is not None
     assert degraded.message == f"spec.model.bundleURI {BUNDLE_V1}: no version"
+
+
+UNPUBLISHED = "s3://bundles/german/v3-never-published"
+
+
+def test_a_spec_moved_off_the_canary_to_an_unusable_bundle_cancels_the_canary() -> None:
+    """The canary v2 kept its traffic, and a promote made it the stable, after the spec had
+    moved on to a bundle that cannot be used: traffic went to a version the spec no longer
+    names. Now the rollout falls back to the stable and waits for the spec's bundle."""
+    current = ready_canary_v2()
+    assert current.status.canary is not None
+    assert current.status.canary.version == "v2"
+    moved = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": UNPUBLISHED}))
+    unusable = Resolved(UNPUBLISHED, error="no manifest.json")
+    plan = reconcile(moved, Observations(spec_bundle=unusable, ready=BOTH), T0, POLICY)
+    assert plan.status.canary is None
+    assert [d.version for d in plan.status.draining] == ["v2"]
+    assert plan.status.stable is not None
+    assert plan.status.stable.version == "v1"
+    degraded = plan.status.condition("Degraded")
+    assert degraded is not None
+    assert degraded.reason == "BundleUnavailable"
+    promoted = reconcile(
+        advance(moved, plan, action="promote"),
+        Observations(spec_bundle=unusable, ready=BOTH),
+        T0,
+        POLICY,
+    )
+    assert promoted.status.stable is not None
+    assert promoted.status.stable.version == "v1"
+    assert needs(advance(moved, promoted), T0).resolve_bundle == UNPUBLISHED  # still looked for
+    back = advance(moved, promoted, spec=spec(model={"bundleURI": BUNDLE_V2}))
+    assert needs(back, T0).resolve_bundle == BUNDLE_V2
+    again = reconcile(back, Observations(spec_bundle=Resolved(BUNDLE_V2, "v2"), ready=BOTH), T0)
+    assert again.status.canary is not None
+    assert again.status.canary.version == "v2"
+
+
+def test_the_canary_stays_when_its_own_bundle_fails_a_lookup_or_it_came_from_training() -> None:
+    """Only a spec that moved off a canary it had asked for cancels it: a failed lookup of the
+    canary's own URI (S3 unreachable) or a canary a training run produced keeps its rollout."""
+    current = ready_canary_v2()
+    flaky = Resolved(BUNDLE_V2, error="S3 unreachable")
+    plan = reconcile(current, Observations(spec_bundle=flaky, ready=BOTH), T0, POLICY)
+    assert plan.status.canary is not None
+    assert plan.status.canary.version == "v2"
+    assert current.status.desired is not None
+    trained = current.status.model_copy(
+        update={"desired": current.status.desired.model_copy(update={"source": "training"})}
+    )
+    from_training = advance(current, Plan(trained, []), spec=spec(model={"bundleURI": UNPUBLISHED}))
+    unusable = Resolved(UNPUBLISHED, error="no manifest.json")
+    plan = reconcile(from_training, Observations(spec_bundle=unusable, ready=BOTH), T0, POLICY)
+    assert plan.status.canary is not None
+    assert plan.status.canary.version == "v2"
 
 
 def test_the_rejected_version_is_cleared_only_when_the_spec_names_it_again() -> None:

@@ -23,13 +23,11 @@ def adopt(model: CreditModel, observed: Observations, status: Status) -> Adopted
     if resolved is None or uri is None or resolved.bundle_uri != uri:
         return Adopted(status)
     if resolved.error or resolved.version is None:
-        return Adopted(
-            status, error=f"spec.model.bundleURI {uri}: {resolved.error or 'no version'}"
-        )
+        error = f"spec.model.bundleURI {uri}: {resolved.error or 'no version'}"
+        return Adopted(back_to_stable(status, uri), error=error)
     if not resolved.gates_passed:
-        return Adopted(
-            status, error=f"spec.model.bundleURI {uri}: its manifest records failed gates"
-        )
+        error = f"spec.model.bundleURI {uri}: its manifest records failed gates"
+        return Adopted(back_to_stable(status, uri), error=error)
     rejected = status.rejected
     update = {
         "desired": Desired(
@@ -46,3 +44,22 @@ def adopt(model: CreditModel, observed: Observations, status: Status) -> Adopted
         else ()
     )
     return Adopted(status.model_copy(update=update), announced)
+
+
+def back_to_stable(status: Status, uri: str) -> Status:
+    """The spec moved off the canary it had asked for, to a bundle that cannot be used: the
+    rollout converges to the stable (canary.follow_desired cancels the canary) instead of going
+    on with, or letting a promote finish, a version the spec no longer names. Its spec URI is
+    forgotten, so the spec's bundle is resolved again on every pass, whichever it names next."""
+    desired, stable, canary = status.desired, status.stable, status.canary
+    moved_off = (
+        desired is not None
+        and desired.source == "spec"
+        and desired.spec_bundle_uri != uri
+        and canary is not None
+        and canary.bundle_uri == desired.bundle_uri
+    )
+    if not moved_off or stable is None:
+        return status
+    fallback = Desired(version=stable.version, bundle_uri=stable.bundle_uri, source="spec")
+    return status.model_copy(update={"desired": fallback})
