@@ -101,6 +101,18 @@ async def test_a_head_that_begins_in_the_read_ending_a_body_is_not_charged_for_i
     assert await _answers(transport) == [b"HTTP/1.1 200 OK"] * 2
 
 
+async def test_a_pipelined_read_that_ends_one_head_and_begins_the_next_is_not_counted() -> None:
+    """Head A over two reads; the second ends it, carries A's 100 KB body and begins head B:
+    all of it was counted as head bytes (431, and request A dropped with it)."""
+    protocol, transport = _connection()
+    first, second = _request(b"z" * 100_000), _request(b"{}")
+    protocol.data_received(first[:20])
+    protocol.data_received(first[20:] + second[:10])
+    protocol.data_received(second[10:])
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK"] * 2
+    assert not transport.closed
+
+
 @pytest.mark.parametrize("read", [1_000, 16_384, 262_144])
 async def test_an_endless_header_is_cut_off_after_the_limit_plus_one_read(read: int) -> None:
     protocol, transport = _connection()

@@ -50,6 +50,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of the current head's complete fields
         self._incomplete_bytes = 0  # of the reads that arrived inside the current head
         self._head_open = False  # a head has begun and is not complete yet
+        self._head_began = False  # ... in the read being parsed
         self._refusal: str | None = None
 
     # --- parser callbacks ---------------------------------------------------------------------
@@ -59,6 +60,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._incomplete_bytes = 0
         self._head_open = True
+        self._head_began = True
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -79,9 +81,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return
-        inside = self._head_open  # this read continues a head begun in an earlier one
+        # Counted: a read that continues a head begun in an earlier one and does not complete it.
+        # A pipelined read may complete one head, carry its body and begin the next head.
+        inside, self._head_began = self._head_open, False
         super().data_received(data)  # a refusal from a callback ends in send_400_response
-        if inside and self._head_open and self._refusal is None and self.parser is not None:
+        counted = inside and self._head_open and not self._head_began
+        if counted and self._refusal is None and self.parser is not None:
             self._incomplete_bytes += len(data)
             if self._incomplete_bytes > MAX_HEAD_BYTES:  # every byte of these reads is head
                 self._refusal = f"request line and headers over {MAX_HEAD_BYTES} bytes"
