@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from creditmodel.operator import analysis, builders
+from creditmodel.operator.model import Status
 from creditmodel.operator.rollout import (
     CreditModel,
     Observations,
@@ -395,6 +396,56 @@ def test_knative_router_drives_one_isvc_through_canary_traffic_percent() -> None
     assert promoted.status.draining == []
     assert condition(promoted, "Progressing") == ("False", "Stable")
     assert promoted.children[0]["spec"]["predictor"]["canaryTrafficPercent"] is None  # removed
+    assert promoted.status.knative_hold is None
+
+
+@pytest.mark.parametrize("action", ["abort", "rollback-by-spec"])
+def test_knative_router_keeps_the_stables_revision_after_a_canary_ends_without_promotion(
+    action: str,
+) -> None:
+    """With the canary's revision the newest Ready one, leaving canaryTrafficPercent out after an
+    abort sent it 100% (KServe's split without a percent is all to the latest Ready revision);
+    0 keeps all traffic on the last rolled-out revision, the stable's, until a new canary starts
+    or a version is promoted (a restart reads the hold back from status)."""
+    knative = {"router": "knative", "steps": [20, 60]}
+    current = model(spec(rollout=knative))
+    current = advance(current, reconcile(current, Observations(Resolved(BUNDLE_V1, "v1")), T0))
+    first = reconcile(current, Observations(ready={"german": True}), T0)
+    assert first.children[0]["spec"]["predictor"]["canaryTrafficPercent"] is None
+    current = advance(current, first)
+    current = advance(
+        current,
+        Plan(current.status, []),
+        spec=spec(model={"bundleURI": BUNDLE_V2}, rollout=knative),
+    )
+    current = advance(
+        current,
+        reconcile(current, Observations(Resolved(BUNDLE_V2, "v2"), ready={"german": True}), T0),
+    )
+    assert current.status.canary is not None
+    if action == "abort":
+        ending = advance(current, Plan(current.status, []), action="abort")
+        ended = reconcile(ending, Observations(ready={"german": True}), after(1))
+    else:  # the spec goes back to the stable's bundle: the canary is cancelled
+        ending = advance(
+            current,
+            Plan(current.status, []),
+            spec=spec(model={"bundleURI": BUNDLE_V1}, rollout=knative),
+        )
+        ended = reconcile(
+            ending, Observations(Resolved(BUNDLE_V1, "v1"), ready={"german": True}), after(1)
+        )
+    (isvc,) = ended.children
+    assert ended.status.canary is None
+    assert ended.status.stable is not None
+    assert ended.status.stable.version == "v1"
+    assert BUNDLE_V1 in isvc["spec"]["predictor"]["containers"][0]["args"]
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    later = reconcile(
+        advance(ending, ended, action=None), Observations(ready={"german": True}), after(2)
+    )
+    assert later.children[0]["spec"]["predictor"]["canaryTrafficPercent"] == 0  # held
+    assert Status.model_validate(later.status.dump()).knative_hold is True  # survives a restart
 
 
 def test_only_a_pass_that_looks_outside_the_watch_is_repeated_every_resync() -> None:

@@ -304,14 +304,32 @@ def test_a_spec_moved_off_the_canary_to_an_unusable_bundle_cancels_the_canary() 
     assert again.status.canary.version == "v2"
 
 
-def test_the_canary_stays_when_its_own_bundle_fails_a_lookup_or_it_came_from_training() -> None:
-    """Only a spec that moved off a canary it had asked for cancels it: a failed lookup of the
-    canary's own URI (S3 unreachable) or a canary a training run produced keeps its rollout."""
+def test_a_promote_in_the_pass_the_spec_moves_off_the_canary_is_refused() -> None:
+    """The action runs before the canary follows the desired version: the promote saw the canary
+    still there and made the version the spec had just left the stable."""
     current = ready_canary_v2()
-    flaky = Resolved(BUNDLE_V2, error="S3 unreachable")
-    plan = reconcile(current, Observations(spec_bundle=flaky, ready=BOTH), T0, POLICY)
-    assert plan.status.canary is not None
-    assert plan.status.canary.version == "v2"
+    for bundle, resolved in (
+        (UNPUBLISHED, Resolved(UNPUBLISHED, error="no manifest.json")),
+        (BUNDLE_V3, Resolved(BUNDLE_V3, "v3")),
+    ):
+        moved = advance(
+            current,
+            Plan(current.status, []),
+            spec=spec(model={"bundleURI": bundle}),
+            action="promote",
+        )
+        plan = reconcile(moved, Observations(spec_bundle=resolved, ready=BOTH), T0, POLICY)
+        assert plan.status.stable == current.status.stable
+        refused = [e for e in plan.events if e.reason == "PromoteRefused"]
+        assert refused
+        assert "no longer the desired version" in refused[0].message
+        assert plan.clear_action
+
+
+def test_a_canary_from_training_stays_while_the_spec_names_an_unusable_bundle() -> None:
+    """Only a spec that moved off a canary it had asked for cancels it: a canary a training run
+    produced keeps its rollout while the spec names a bundle that cannot be used."""
+    current = ready_canary_v2()
     assert current.status.desired is not None
     trained = current.status.model_copy(
         update={"desired": current.status.desired.model_copy(update={"source": "training"})}

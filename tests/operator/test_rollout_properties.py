@@ -294,7 +294,9 @@ class Rollouts(RuleBasedStateMachine):
             assert plan.clear_action
         if model.action == "promote" and before.canary is not None:
             canary = before.canary
-            if not self.ready(isvc(canary.bundle_uri)):
+            # The spec or a training run moved the desired version off the canary this pass.
+            moved_on = after.desired is not None and after.desired.bundle_uri != canary.bundle_uri
+            if moved_on or not self.ready(isvc(canary.bundle_uri)):
                 assert ("Warning", "PromoteRefused") in reasons
                 assert after.stable == before.stable
                 if after.canary is not None and after.canary.bundle_uri == canary.bundle_uri:

@@ -165,6 +165,11 @@ class Status(_Status):
     stable: VersionRef | None = None
     canary: Canary | None = None
     canary_weight: int = 0
+    knative_hold: bool | None = None
+    """Router knative: the InferenceService's newest revision is a canary that ended without a
+    promotion (aborted, rolled back, cancelled), so KServe keeps 100% on its last rolled-out
+    revision (canaryTrafficPercent 0) instead of sending it to the newest Ready one, the canary's,
+    until the next canary starts or a version is promoted."""
     desired: Desired | None = None
     rejected: Rejected | None = None
     previous_stable: VersionRef | None = None

@@ -198,7 +198,8 @@ def build_knative_inferenceservice(
     """Router knative: one InferenceService; KServe keeps the previous revision as the stable and
     sends `canaryTrafficPercent` to the latest (honoured in Knative mode only)."""
     predictor = build_predictor(owner, spec, serving.bundle_uri, grpc=False)
-    # None without a canary: a promote or abort takes the split off, back to 100% on the latest.
+    # None without a canary (after a promote or the first deployment): the split comes off, 100% on
+    # the latest revision. 0 after a canary ended otherwise (rollout.traffic: knative_hold).
     predictor["canaryTrafficPercent"] = canary_weight
     return {
         "apiVersion": ISVC_API,

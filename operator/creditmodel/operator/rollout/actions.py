@@ -59,6 +59,14 @@ def promote(model: CreditModel, observed: Observations, status: Status, now: dat
     running = status.canary
     if running is None:
         return refuse(status, now, "PromoteRefused", "promote: no canary to promote", None)
+    wanted = status.desired
+    if wanted is not None and wanted.bundle_uri != running.bundle_uri:
+        # The spec (or a training run) has moved on this pass; the canary is about to be replaced.
+        message = (
+            f"promote refused: canary {running.version} is no longer the desired version"
+            f" ({wanted.version}); {canary.serving(status)} keeps serving"
+        )
+        return refuse(status, now, "PromoteRefused", message, running.version)
     _, name = serving_names(model, status)
     if not (name and observed.ready.get(name, False)):
         message = (

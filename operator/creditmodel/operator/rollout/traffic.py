@@ -124,6 +124,20 @@ class Routed:
     events: tuple[Event, ...] = ()
 
 
+def _hold(model: CreditModel, status: Status) -> bool | None:
+    """Router knative: whether KServe must keep 100% on its last rolled-out revision. Set when
+    a canary ends this pass without becoming the stable; cleared by a new canary or a new stable
+    (a promotion, the rollback action): with the canary's revision the newest Ready one, leaving
+    the split out would send it all the traffic."""
+    before = model.status
+    stable = status.stable.bundle_uri if status.stable else None
+    if status.canary is not None or stable != (before.stable.bundle_uri if before.stable else None):
+        return None
+    if before.canary is not None:
+        return True
+    return status.knative_hold
+
+
 def route(
     model: CreditModel, observed: Observations, status: Status, now: datetime, policy: Policy
 ) -> Routed:
@@ -135,7 +149,8 @@ def route(
         # One InferenceService: Knative keeps serving the previous revision until the new one is
         # Ready, and drains the revisions it replaces itself.
         weight = canary_target(model, status) if canary and ready.get(canary, False) else 0
-        return Routed(status.model_copy(update={"canary_weight": weight, "draining": []}))
+        update = {"canary_weight": weight, "draining": [], "knative_hold": _hold(model, status)}
+        return Routed(status.model_copy(update=update))
     stable_ready = ready.get(stable, False)
     leaving = [b for b in backends(model, status, stored) if b.track == "draining"]
     done = {b.name for b in leaving if drained(b.name, stored, stable_ready, now, policy)}
@@ -183,7 +198,7 @@ def children(
     )
     if spec.rollout.router == "knative":
         serving = status.canary or status.stable
-        weight = status.canary_weight if status.canary else None
+        weight = status.canary_weight if status.canary else (0 if status.knative_hold else None)
         knative = builders.build_knative_inferenceservice(owner, spec, serving, weight)
         return [*guard, knative, *drift]
     isvcs = [
