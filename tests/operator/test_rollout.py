@@ -382,12 +382,14 @@ def test_knative_router_drives_one_isvc_through_canary_traffic_percent() -> None
     (isvc,) = plan.children
     assert isvc["metadata"]["name"] == "german"
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert plan.status.knative_hold is None  # a canary carries its own percent
     assert BUNDLE_V2 in isvc["spec"]["predictor"]["containers"][0]["args"]
     assert needs(advance(current, plan), T0).inferenceservices == ("german",)
     not_ready = reconcile(advance(current, plan), Observations(ready={"german": False}), T0)
     (isvc,) = not_ready.children
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0  # the new revision is not Ready
     assert not_ready.status.canary_weight == 0
+    assert not_ready.status.knative_hold is None  # a running canary is no hold
     # promoted: Knative drains the old revision itself, nothing waits in status.draining
     promoting = advance(advance(current, plan), Plan(plan.status, []), action="promote")
     promoted = reconcile(promoting, Observations(ready={"german": True}), after(1))
@@ -409,6 +411,9 @@ def test_knative_router_keeps_the_stables_revision_after_a_canary_ends_without_p
     or a version is promoted (a restart reads the hold back from status)."""
     knative = {"router": "knative", "steps": [20, 60]}
     current = model(spec(rollout=knative))
+    nothing_yet = reconcile(current, Observations(Resolved(BUNDLE_V1, error="no manifest")), T0)
+    assert nothing_yet.children == []
+    assert nothing_yet.status.knative_hold is None
     current = advance(current, reconcile(current, Observations(Resolved(BUNDLE_V1, "v1")), T0))
     first = reconcile(current, Observations(ready={"german": True}), T0)
     assert first.children[0]["spec"]["predictor"]["canaryTrafficPercent"] is None
@@ -454,5 +459,11 @@ def test_only_a_pass_that_looks_outside_the_watch_is_repeated_every_resync() -> 
     check, or a canary waiting for KServe's Ready (which comes as a watch event), is not."""
     assert polls(model(), T0)
     assert not polls(serving_v1(), after(3600))
+    serving = serving_v1()
+    training = {"dataURI": "s3://data/german.csv", "target": "risk", "positiveLabel": "bad",
+                "outputURI": "s3://bundles/german"}  # fmt: skip
+    for extra in ({"training": training}, {"monitoring": {"predictionLogURI": "s3://log"}}):
+        looked_after = CreditModel(**{**serving.__dict__, "spec": spec(**extra)})
+        assert polls(looked_after, after(3600)), extra  # schedules, drift reports: no watch
     assert not polls(canary_v2(), after(30))
     assert polls(ready_canary_v2(), after(60))

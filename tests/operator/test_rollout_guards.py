@@ -326,6 +326,20 @@ def test_a_promote_in_the_pass_the_spec_moves_off_the_canary_is_refused() -> Non
         assert plan.clear_action
 
 
+def test_without_a_canary_a_spec_moved_to_an_unusable_bundle_changes_nothing_but_degraded() -> None:
+    from tests.operator.test_rollout import serving_v1
+
+    current = serving_v1()
+    moved = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": UNPUBLISHED}))
+    unusable = Resolved(UNPUBLISHED, error="no manifest.json")
+    plan = reconcile(moved, Observations(spec_bundle=unusable, ready=BOTH), T0, POLICY)
+    assert plan.status.desired == current.status.desired
+    assert plan.status.stable == current.status.stable
+    degraded = plan.status.condition("Degraded")
+    assert degraded is not None
+    assert degraded.reason == "BundleUnavailable"
+
+
 def test_a_canary_from_training_stays_while_the_spec_names_an_unusable_bundle() -> None:
     """Only a spec that moved off a canary it had asked for cancels it: a canary a training run
     produced keeps its rollout while the spec names a bundle that cannot be used."""

@@ -47,6 +47,16 @@ def test_spec_labels_and_annotations_are_edits(change: dict[str, Any]) -> None:
     assert child_edit(seen, "MODIFIED", {**meta, **change}).edited
 
 
+def test_absent_and_empty_labels_and_annotations_are_the_same() -> None:
+    """The API server may leave an empty map out of one answer and send it in the next."""
+    seen = child_edit(None, "ADDED", {"generation": 1}).seen
+    empty = {"generation": 1, "labels": {}, "annotations": {}}
+    assert not child_edit(seen, "MODIFIED", empty).edited
+    assert not child_edit(
+        child_edit(None, "ADDED", empty).seen, "MODIFIED", {"generation": 1}
+    ).edited
+
+
 def test_a_deletion_is_an_edit_and_forgets_the_child() -> None:
     seen = child_edit(None, "ADDED", {"generation": 1}).seen
     edit = child_edit(seen, "DELETED", {"generation": 1})

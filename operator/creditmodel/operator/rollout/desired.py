@@ -51,15 +51,10 @@ def back_to_stable(status: Status, uri: str) -> Status:
     rollout converges to the stable (canary.follow_desired cancels the canary) instead of going
     on with, or letting a promote finish, a version the spec no longer names. Its spec URI is
     forgotten, so the spec's bundle is resolved again on every pass, whichever it names next."""
-    desired, stable, canary = status.desired, status.stable, status.canary
-    moved_off = (
-        desired is not None
-        and desired.source == "spec"
-        and desired.spec_bundle_uri != uri
-        and canary is not None
-        and canary.bundle_uri == desired.bundle_uri
-    )
-    if not moved_off or stable is None:
+    desired, stable = status.desired, status.stable
+    if desired is None or desired.source != "spec" or desired.spec_bundle_uri == uri:
+        return status  # the spec did not move, or a training run chose the version
+    if status.canary is None or stable is None:  # a canary runs only beside a stable
         return status
     fallback = Desired(version=stable.version, bundle_uri=stable.bundle_uri, source="spec")
     return status.model_copy(update={"desired": fallback})
