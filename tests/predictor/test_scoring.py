@@ -10,11 +10,11 @@ import numpy.typing as npt
 import pytest
 from pydantic import ValidationError
 
+from creditmodel.core.points import INT32_MAX, PROBABILITY_FLOOR, PointsScaling
 from creditmodel.core.reference import Bins, CategoricalReference, NumericReference, Reference
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor import __main__ as cli
 from creditmodel.predictor.scoring import PointsScale, ReasonTable, probe_plan
-from creditmodel.predictor.settings import INT32_MAX, PROBABILITY_FLOOR, PointsScaling
 from creditmodel.predictor.validation import Tensor, Validator
 
 pytestmark = pytest.mark.unit

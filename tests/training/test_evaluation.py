@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from creditmodel.training import evaluation
 from creditmodel.training.config import Scoring
@@ -19,6 +20,15 @@ def test_points_follow_the_base_odds_and_doubling_convention() -> None:
     assert scores.tolist() == [600, 620, 580]
     assert scores.dtype == np.int32
     assert np.isfinite(evaluation.points(np.array([0.0, 1.0]), scoring)).all()
+
+
+def test_a_scaling_the_predictor_could_not_serve_is_refused_before_training() -> None:
+    """The predictor's score output is INT32: a bundle trained with base_score 3e9 was published,
+    then refused by every predictor (exit 2), and its canary never became Ready."""
+    with pytest.raises(ValidationError, match="the score output is INT32"):
+        Scoring(base_score=3e9, base_odds=50, points_to_double_odds=20)
+    with pytest.raises(ValidationError, match="the score output is INT32"):
+        Scoring(base_score=600, base_odds=50, points_to_double_odds=1e9)
 
 
 def test_brier_and_reliability_table() -> None:

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Any:
-    from creditmodel.predictor.settings import PointsScaling, PredictorSettings
+    from creditmodel.core.points import PointsScaling
+    from creditmodel.predictor.settings import PredictorSettings
 
     given = {name: getattr(args, name) for name in _OURS if getattr(args, name) is not None}
     if args.model_name is not None:

@@ -12,10 +12,10 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from creditmodel.core.bundle import MODEL_FP32, MODEL_INT8, Bundle, BundleError
+from creditmodel.core.points import PointsScaling
 from creditmodel.core.schema import Schema
 from creditmodel.predictor.coded_inputs import coded_categoricals
 from creditmodel.predictor.scoring import PointsScale, ReasonTable, probe_plan
-from creditmodel.predictor.settings import PointsScaling
 from creditmodel.predictor.validation import Batch, Column, Validator
 
 VARIANT_FILES = {"int8": MODEL_INT8, "fp32": MODEL_FP32}

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from creditmodel.core.points import PROBABILITY_FLOOR, PointsScaling
 from creditmodel.core.reference import CategoricalReference, NumericReference, Reference
 from creditmodel.core.schema import Feature, Schema
-from creditmodel.predictor.settings import PROBABILITY_FLOOR, PointsScaling
 from creditmodel.predictor.validation import Column, model_dtype
 
 REASONS_PER_ROW = 4

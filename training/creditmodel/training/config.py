@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from creditmodel.core.points import PointsScaling
 from creditmodel.core.schema import FeatureKind
 
 
@@ -83,15 +84,9 @@ class GateThresholds(BaseModel):
     cpu_max_abs_dp: Annotated[float, Field(ge=0)] = 1e-6
 
 
-class Scoring(BaseModel):
-    """Points scaling: `base_score` points at `base_odds` (good:bad), `points_to_double_odds` more
-    points each time the odds double. The predictor must use the same numbers (manifest params)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_score: float = 600.0
-    base_odds: Annotated[float, Field(gt=0)] = 50.0
-    points_to_double_odds: Annotated[float, Field(gt=0)] = 20.0
+Scoring = PointsScaling
+"""Points scaling: the predictor serves the bundle's with the same definition (manifest params),
+so a scaling whose scores would not fit its INT32 output is refused here, before training."""
 
 
 class TrainingConfig(BaseModel):
