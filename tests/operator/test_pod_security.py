@@ -166,5 +166,6 @@ def test_predictor_networkpolicy_is_accepted_and_selects_the_predictor_pods(
         peer.namespace_selector.match_labels.get("kubernetes.io/metadata.name")
         for peer in rule._from
     ]
-    assert namespaces == ["gateway-system", "monitoring"]
+    # the Gateway's namespace, where Envoy Gateway runs its proxies by default, Prometheus's
+    assert namespaces == ["gateway-system", "envoy-gateway-system", "monitoring"]
     assert [port.port for port in rule.ports] == [builders.PREDICTOR_PORT, builders.GRPC_PORT]
