@@ -9,8 +9,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Probabilities are scored kept within [floor, 1 - floor] (the predictor's scoring.py): the log-odds stay
-# finite, and so every score a model can produce lies between the scores of these two.
+# Probabilities are scored kept within [floor, 1 - floor] (the predictor's scoring.py): the
+# log-odds stay finite, and so every score a model can produce lies between these two's scores.
 PROBABILITY_FLOOR = 1e-9
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -40,7 +40,8 @@ class PointsScaling(BaseModel):
     @model_validator(mode="after")
     def _scores_fit_int32(self) -> Self:
         floor = PROBABILITY_FLOOR
-        # the scores of the most and the least likely default, as the predictor's scoring.py computes them
+        # the scores of the most and the least likely default, as the predictor's scoring.py
+        # computes them
         low, high = (self.offset + self.factor * math.log((1 - p) / p) for p in (1 - floor, floor))
         # Strictly inside: rounding can then not leave the range, whatever the last bit of a log.
         if not INT32_MIN < low <= high < INT32_MAX:  # NaN too (base_score nan, base_odds inf)

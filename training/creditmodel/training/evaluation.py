@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from creditmodel.core.points import PROBABILITY_FLOOR
 from creditmodel.training.config import Scoring
 
 AGE_BANDS = ((18, 25), (25, 35), (35, 50), (50, 65), (65, 200))
@@ -126,10 +127,10 @@ def fairness(
 
 
 def points(probability: np.ndarray, scoring: Scoring) -> np.ndarray:
-    """Integer points: `base_score` at `base_odds` good:bad, `points_to_double_odds` per doubling.
-    Probabilities are clipped to [1e-9, 1 - 1e-9] (as the predictor does) so the score stays finite."""
-    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-9, 1 - 1e-9)
-    factor = scoring.points_to_double_odds / np.log(2.0)
-    offset = scoring.base_score - factor * np.log(scoring.base_odds)
-    scores: np.ndarray = np.rint(offset + factor * np.log((1 - p) / p)).astype(np.int32)
+    """Integer points: `base_score` at `base_odds` good:bad, `points_to_double_odds` per doubling
+    (the scaling's own factor and offset). Probabilities are clipped to the predictor's floor so
+    the score stays finite."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    log_odds = np.log((1 - p) / p)
+    scores: np.ndarray = np.rint(scoring.offset + scoring.factor * log_odds).astype(np.int32)
     return scores
