@@ -106,11 +106,11 @@ def test_apply_creates_inferenceservice_and_route_then_ready(
     finally:
         routes.close()
         models.close()
-    # The first route the operator wrote, before KServe reported the version Ready: no traffic
-    # to send it (the Gateway answers 500, not into a dead backend).
-    first = routes.of("german-credit")[0]
+    # No route until KServe reported the version Ready (a route at 0% would only be created to
+    # be patched): the one route write sends it everything.
+    (first,) = routes.of("german-credit")
     backends = first["spec"]["rules"][0]["backendRefs"]
-    assert [(b["name"], b["weight"]) for b in backends] == [(f"{isvc_for(v1)}-predictor", 0)]
+    assert [(b["name"], b["weight"]) for b in backends] == [(f"{isvc_for(v1)}-predictor", 100)]
     assert first["spec"]["parentRefs"][0]["name"] == "creditmodel-gateway"
     # Children are written before the status: the first status told the same story.
     told = [condition(m, "Ready") for m in models.of("german-credit") if condition(m, "Ready")]

@@ -81,12 +81,13 @@ def test_new_object_asks_to_resolve_its_bundle() -> None:
     assert needs(model(), T0).resolve_bundle == BUNDLE_V1
 
 
-def test_first_version_goes_straight_to_stable_with_isvc_and_route() -> None:
+def test_first_version_goes_straight_to_stable_with_its_isvc_and_no_route_yet() -> None:
     plan = reconcile(model(), Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0)
     assert plan.status.stable is not None
     assert plan.status.stable.version == "v1"
     assert plan.status.canary is None
-    assert [c["kind"] for c in plan.children] == ["InferenceService", "HTTPRoute"]
+    # the route comes with the first Ready backend (test_rollout_safety)
+    assert [c["kind"] for c in plan.children] == ["InferenceService"]
     assert condition(plan, "Ready") == ("False", "Deploying")
     assert condition(plan, "Progressing") == ("True", "Deploying")
     assert plan.status.phase == "Progressing"

@@ -85,7 +85,7 @@ def test_the_predictor_networkpolicy_comes_first_when_the_operator_writes_one() 
     observed = Observations(spec_bundle=Resolved(BUNDLE_V1, "v1"))
     guarded = Policy(network_policy=builders.IngressPolicy())
     kinds = [child["kind"] for child in reconcile(first, observed, T0, guarded).children]
-    assert kinds == ["NetworkPolicy", "InferenceService", "HTTPRoute"]
+    assert kinds == ["NetworkPolicy", "InferenceService"]
     assert "NetworkPolicy" not in [c["kind"] for c in reconcile(first, observed, T0).children]
 
 

@@ -103,7 +103,7 @@ def test_stable_at_zero_target_still_gets_all_when_the_canary_is_down() -> None:
 
 def test_first_version_gets_traffic_only_once_ready() -> None:
     first = reconcile(model(), Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0, POLICY)
-    assert first.route_weights == {V1_NAME: 0}  # nothing Ready: nothing to send traffic to
+    assert first.route_weights is None  # nothing Ready: no route to create and then patch
     deployed = first.status.history[-1]
     assert (deployed.verdict, deployed.from_version, deployed.to_version) == (
         "Deployed",
@@ -112,6 +112,17 @@ def test_first_version_gets_traffic_only_once_ready() -> None:
     )
     assert step(advance(model(), first), 1, V1_ONLY).route_weights == {V1_NAME: 100}
     assert reconcile(model(), Observations(), T0, POLICY).route_weights is None  # no version yet
+
+
+def test_the_route_waits_for_a_ready_backend_and_then_stays_whatever_it_holds() -> None:
+    first = reconcile(model(), Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0, POLICY)
+    current = advance(model(), first)
+    assert step(current, 1, {}, RouteState()).route_weights is None  # read: there is none
+    ready = step(current, 2, V1_ONLY, RouteState())
+    assert ready.route_weights == {V1_NAME: 100}
+    # the stable goes not Ready: the route stays, at 0%, rather than being left as it was
+    down = step(advance(current, ready), 3, {}, route_of(ready))
+    assert down.route_weights == {V1_NAME: 0}
 
 
 # --- promotion and the drain -----------------------------------------------------------------------

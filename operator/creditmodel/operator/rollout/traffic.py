@@ -122,6 +122,8 @@ class Routed:
     """InferenceService -> weight (router gatewayAPI)."""
     since: Mapping[str, str] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
+    stored: RouteState | None = None
+    """The route as read this pass (None: not read; empty weights: there is none)."""
 
 
 def _hold(model: CreditModel, status: Status) -> bool | None:
@@ -175,7 +177,7 @@ def route(
             entry.model_copy(update={"since": since.get(_name(model, entry))}) for entry in kept
         ],
     }
-    return Routed(status.model_copy(update=update), tuple(found), shares, since, events)
+    return Routed(status.model_copy(update=update), tuple(found), shares, since, events, stored)
 
 
 def children(
@@ -206,7 +208,17 @@ def children(
         for b in routed.found
         if b.version is not None
     ]
-    return [*guard, *isvcs, httproute(model, status.stable, routed), *drift]
+    route = [httproute(model, status.stable, routed)] if route_wanted(routed) else []
+    return [*guard, *isvcs, *route, *drift]
+
+
+def route_wanted(routed: Routed) -> bool:
+    """The route is written once it has traffic to carry, and from then on whatever it holds.
+    Before a first version is Ready a route could only hold 0% everywhere (the gateway answers
+    500 where it would answer 404), and writing it then means writing it again at Ready: one
+    more write for each of 1,000 CreditModels applied at once, while the API server is busiest."""
+    stored = routed.stored
+    return any(routed.shares.values()) or (stored is not None and bool(stored.weights))
 
 
 def entry_url(model: CreditModel, status: Status) -> str | None:
