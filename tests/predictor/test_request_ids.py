@@ -6,6 +6,7 @@ carries it. A V2 `id` that is not a string is refused naming it, not replaced.""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -110,3 +111,19 @@ async def test_an_id_that_is_no_string_is_refused_naming_it(
     assert answer.headers["x-request-id"] == "trace-8"  # the refusal is logged under this id
     after = metric(model.service, "creditmodel_request_errors_total", reason="invalid_request")
     assert after == before + 1
+
+
+async def test_a_grpc_refusal_is_logged_under_the_requests_own_id(
+    model: CreditScoringModel, champion: TrainedBundle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gRPC logged a refusal of the raw contents' layout under a fresh id, so the client's
+    trace id found nothing in the log; REST logs it under the request's."""
+    request = infer_request(champion.v2_inputs(1), model=NAME, request_id="trace-9")
+    request.raw_input_contents.append(b"\x00" * 8)  # typed contents and raw ones: refused
+    with (
+        caplog.at_level(logging.WARNING, logger="creditmodel.predictor"),
+        pytest.raises(Exception, match="raw"),
+    ):
+        await over_grpc(model, request)
+    (refusal,) = [r for r in caplog.records if r.getMessage().startswith("request refused")]
+    assert getattr(refusal, "request_id", None) == "trace-9"

@@ -131,20 +131,23 @@ def _declared_rows(request: Any) -> int:
 
 def _admit(service: ScoringService, request: Any, context: Any) -> str:
     """The request id, once the model name, the raw contents' layout and the id itself pass;
-    a refusal is counted and logged, then raised as KServe's ModelNotFound or InvalidInput."""
+    a refusal is counted and logged (under the request's own id once it is known, as REST logs
+    it), then raised as KServe's ModelNotFound or InvalidInput."""
+    request_id = ""
     try:
         service.check_model(request.model_name, request.model_version)
+        request_id = (
+            checked_id(request.id, "'id'")
+            or checked_id(to_headers(context).get("x-request-id"), "metadata 'x-request-id'")
+            or ""
+        )
         try:
             InferenceServicer.validate_grpc_request(request)
         except InvalidInput as error:
             raise RequestError("invalid_request", str(error.reason)) from None
-        return (
-            checked_id(request.id, "'id'")
-            or checked_id(to_headers(context).get("x-request-id"), "metadata 'x-request-id'")
-            or new_request_id()
-        )
+        return request_id or new_request_id()
     except RequestError as error:
-        service.refuse(error, new_request_id())
+        service.refuse(error, request_id or new_request_id())
         if error.reason == "unknown_model" and request.model_name == service.name:
             raise RefusedRpcError(grpc.StatusCode.NOT_FOUND, error.message) from None  # version
         if error.reason == "unknown_model":

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from creditmodel.core.points import PROBABILITY_FLOOR, PointsScaling
+from creditmodel.core.points import INT32_MAX, INT32_MIN, PROBABILITY_FLOOR, PointsScaling
 from creditmodel.core.reference import CategoricalReference, NumericReference, Reference
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.validation import Column, model_dtype
@@ -54,7 +54,7 @@ class PointsScale:
             points = self.offset + self.factor * float(np.log((1 - one) / one))
             # round() rounds half to even, as np.rint; outside int32 (or NaN: a PointsScale not
             # from a validated PointsScaling) numpy's cast decides
-            if points - points == 0 and -(2**31) <= round(points) < 2**31:
+            if points - points == 0 and INT32_MIN <= round(points) <= INT32_MAX:
                 return np.array([round(points)], dtype=np.int32)
         p = _bounded(probability)
         return np.rint(self.offset + self.factor * np.log((1 - p) / p)).astype(np.int32)
