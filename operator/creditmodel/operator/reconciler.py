@@ -205,11 +205,12 @@ class Reconciler:
         """Write children whose manifest changed since we last wrote it or that someone else
         changed; every child on the full re-read (children_resync_seconds)."""
         full = self.full_sync_due()
-        # Unknown until written again; a plan without the route (nothing to carry yet) writes
-        # none, so what was known holds, and a first pass knows there is none.
-        known, self.route = self.route, None
-        if not any(child["kind"] == "HTTPRoute" for child in plan.children):
-            self.route = rollout.observed_route(None) if self.fresh else known
+        # A route in the plan is unknown until written again; a plan without one (nothing to
+        # carry yet) writes none, so what was known holds, and a first pass knows there is none.
+        if any(child["kind"] == "HTTPRoute" for child in plan.children):
+            self.route = None
+        elif self.fresh:
+            self.route = rollout.observed_route(None)
         refused: rollout.ChildRefusal | None = None
         for child in plan.children:
             name, digest = child["metadata"]["name"], _digest(child)
