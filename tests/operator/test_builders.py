@@ -73,20 +73,43 @@ def test_isvc_names_are_per_bundle_dns_labels() -> None:
     assert len(builders.isvc_name("a" * 40, BUNDLE_V1) + "-predictor") <= 63
 
 
-@pytest.mark.parametrize("namespace", ["risk", "credit-risk-production", "n" * 42])
+def test_a_name_taken_by_someone_else_is_never_claimed_and_an_orphan_of_ours_is_adopted() -> None:
+    """builders.claim decides what the adapter may write over: before it, a CreditModel took over
+    any route or Job of its children's names and never set its ownerReference on it."""
+    manifest = builders.build_predictor_networkpolicy(OWNER, spec(), builders.IngressPolicy())
+    ours = manifest["metadata"]["ownerReferences"]
+    mine = {"metadata": {"ownerReferences": ours}}
+    assert builders.claim(manifest, mine) == builders.Claim()
+    hand_made = {"metadata": {"labels": {"team": "payments"}}}
+    assert "did not make it" in builders.claim(manifest, hand_made).refusal
+    other = {**ours[0], "uid": "uid-2", "name": "other"}
+    controlled = {"metadata": {"ownerReferences": [other], "labels": builders.labels(OWNER)}}
+    assert "uid-2" in builders.claim(manifest, controlled).refusal
+    helm = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "uid-3"}
+    orphan = {"metadata": {"labels": builders.labels(OWNER), "ownerReferences": [helm]}}
+    assert builders.claim(manifest, orphan) == builders.Claim(adopt=[helm, *ours])
+    for label in (builders.MODEL_LABEL, "app.kubernetes.io/managed-by"):
+        someone_elses = {k: v for k, v in builders.labels(OWNER).items() if k != label}
+        assert builders.claim(manifest, {"metadata": {"labels": someone_elses}}).refusal
+    assert builders.claim({"metadata": {}}, hand_made) == builders.Claim()  # no owner to claim for
+
+
+@pytest.mark.parametrize("namespace", ["t", "dev", "risk", "credit-risk-production", "n" * 42])
 @pytest.mark.parametrize("owner", ["g", "german-credit", "a" * 40, "ab-" * 13 + "c"])
 def test_isvc_names_fit_kserves_host_label_in_any_namespace_up_to_42(
     owner: str, namespace: str
 ) -> None:
     """KServe builds <isvc>-predictor-<namespace> (<= 63) even with ingress off: a 40-character
-    name in credit-risk-production never deployed (issue 11). Shortened names stay unique per
+    name in credit-risk-production never deployed (issue 11); in `t` or `dev` it fit the host
+    label but not KServe's `app` label isvc.<isvc>-predictor. Shortened names stay unique per
     owner and bundle, and DNS-1035 labels."""
     name = builders.isvc_name(owner, BUNDLE_V1, namespace)
     assert len(f"{name}-predictor-{namespace}") <= 63
+    assert len(f"isvc.{name}-predictor") <= 63
     assert re.fullmatch(validation.RESOURCE_NAME, name)
     assert name != builders.isvc_name(owner, BUNDLE_V2, namespace)
     assert name != builders.isvc_name(owner + "x", BUNDLE_V1, namespace) or len(owner) >= 40
-    if len(f"{owner}-12345678-predictor-{namespace}") <= 63:
+    if len(f"{owner}-12345678-predictor-{namespace}") <= 63 and len(owner) < 40:
         assert name == builders.isvc_name(owner, BUNDLE_V1)  # short ones keep their old name
 
 

@@ -327,6 +327,59 @@ def test_deletion_cascades_through_the_garbage_collector(
     )
 
 
+def test_a_route_someone_else_made_is_never_taken_over_and_an_orphan_of_ours_is_adopted(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    """Before: the operator wrote its backends over a same-named HTTPRoute it did not make, and
+    never set its ownerReference on it, so deleting the CreditModel left it behind; children
+    orphaned by `--cascade=orphan` stayed orphans under the re-created CreditModel."""
+    routes = ("gateway.networking.k8s.io", "v1", api.namespace, "httproutes")
+    theirs = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "german-credit", "labels": {"team": "payments"}},
+        "spec": {
+            "parentRefs": [{"name": "payments-gw"}],
+            "hostnames": ["payments.example.com"],
+            "rules": [{"backendRefs": [{"name": "payments", "port": 8080}]}],
+        },
+    }
+    api.custom.create_namespaced_custom_object(*routes, theirs)
+    v1 = publish(f"{s3.uri}/german-credit/v1", "v1")
+    api.create_model(sample(s3))
+    refused = eventually(
+        lambda: (c := condition(api.model("german-credit"), "Degraded"))
+        and c["reason"] == "HTTPRouteRefused"
+        and c,
+        timeout=READY_TIMEOUT,
+        what="Degraded: the route's name is taken",
+    )
+    assert "exists and is not this CreditModel's" in refused["message"], refused
+    route = api.route("german-credit")
+    assert route["spec"]["hostnames"] == ["payments.example.com"]
+    assert [b["name"] for b in route["spec"]["rules"][0]["backendRefs"]] == ["payments"]
+    assert not route["metadata"].get("ownerReferences")
+    api.custom.delete_namespaced_custom_object(*routes, "german-credit")
+    eventually(lambda: weights(api) == [(isvc_for(v1), 100)], 60, "our route, once theirs is gone")
+
+    api.custom.delete_namespaced_custom_object(
+        GROUP, VERSION, api.namespace, PLURAL, "german-credit", propagation_policy="Orphan"
+    )
+    eventually(
+        lambda: not api.isvc(isvc_for(v1))["metadata"].get("ownerReferences"),
+        what="the InferenceService orphaned by the garbage collector",
+    )
+    uid = api.create_model(sample(s3))["metadata"]["uid"]
+    for read in (lambda: api.isvc(isvc_for(v1)), lambda: api.route("german-credit")):
+        eventually(
+            lambda read=read: [r["uid"] for r in read()["metadata"].get("ownerReferences", [])]
+            == [uid],
+            what="the orphans adopted by the CreditModel made again",
+        )
+    api.wait_model_ready("german-credit")
+    s3_operator.assert_never_forbidden()
+
+
 def test_children_edited_or_deleted_by_hand_are_put_back_from_the_watch(
     api: Api, s3: S3Bucket, s3_operator: Operator
 ) -> None:

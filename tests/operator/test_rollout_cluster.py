@@ -242,3 +242,12 @@ def test_promotion_removes_the_old_stable_only_after_the_drain(
     assert "v1 held 0% for 4s" in drained.message
     eventually(lambda: status(api).get("phase") == "Ready", what="Ready after the drain")
     assert "draining" not in status(api) or status(api)["draining"] == []
+    # A version the operator removed comes back when asked for again: what it remembers having
+    # written goes with what it deleted (before, the rollback waited for v1 forever).
+    act(api, "rollback", lambda s: s["stable"]["version"] == "v1")
+    eventually(lambda: isvc_for(v1) in api.isvcs(), what="v1 created again by the rollback")
+    eventually(
+        lambda: weights(api).get(isvc_for(v1)) == 100,
+        timeout=READY_TIMEOUT,
+        what="v1 back at 100% (KServe Ready)",
+    )

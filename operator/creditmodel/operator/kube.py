@@ -29,6 +29,8 @@ from creditmodel.operator.validation import quantity_value
 logger = logging.getLogger(__name__)
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 JSON = {"Content-Type": "application/json"}
+NOT_OWNED = "NotOwned"
+"""A child's name is taken by an object this CreditModel does not own (builders.claim)."""
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 """A request the API server has not answered in a minute failed: the pass retries."""
 
@@ -45,7 +47,7 @@ class KubeError(Exception):
     def refused(self) -> bool:
         """A verdict on the object or on our rights (admission webhook, policy, quota, schema,
         RBAC), not an outage: retrying the same write soon will not change it."""
-        return self.status in (400, 403, 422)
+        return self.status in (400, 403, 422) or self.reason == NOT_OWNED
 
 
 @dataclass(frozen=True)
@@ -241,8 +243,16 @@ class Kube:
             current = await self.get(kind, namespace, name)
             if current is None:  # deleted in between: the next pass creates it
                 return "unchanged"
-        if kind == "Job" or not _subset_differs(wanted, current):
-            return "unchanged"  # a Job's pod template is immutable: never patched
+        claim = builders.claim(manifest, current)
+        if claim.refusal:
+            message = f"{kind} {namespace}/{name} exists and is not this CreditModel's"
+            raise KubeError(f"{message} ({claim.refusal}): delete or rename it", 409, NOT_OWNED)
+        if claim.adopt is not None:
+            wanted["metadata"]["ownerReferences"] = claim.adopt
+        if kind == "Job":  # a Job's pod template is immutable: only an orphan's owner is written
+            wanted = {"metadata": {"ownerReferences": claim.adopt}} if claim.adopt else {}
+        if not wanted or not _subset_differs(wanted, current):
+            return "unchanged"
         return await self._patch(kind, namespace, name, wanted) or "unchanged"
 
     async def _patch(
@@ -300,10 +310,14 @@ class Kube:
         await self.delete(kind, namespace, name)
         return True
 
-    async def job_state(self, namespace: str, name: str) -> JobState:
+    async def job_state(self, namespace: str, name: str, owner: str, uid: str) -> JobState:
         job = await self.get("Job", namespace, name)
         if job is None:
             return JobState("Missing", "JobMissing", f"training Job {name} no longer exists")
+        ours = {"metadata": {"ownerReferences": [{"controller": True, "uid": uid, "name": owner}]}}
+        refusal = builders.claim(ours, job).refusal
+        if refusal:  # someone else's Job under our name: its outcome is not our training's
+            return JobState("Failed", NOT_OWNED, f"training Job {name}: {refusal}")
         for condition in job.get("status", {}).get("conditions", []):
             if condition.get("status") != "True":
                 continue

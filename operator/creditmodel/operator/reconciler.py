@@ -114,7 +114,11 @@ class Reconciler:
     ) -> rollout.Observations:
         status = model.status
         resolved = await bundles.resolve(needs.resolve_bundle) if needs.resolve_bundle else None
-        job = await self.kube.job_state(self.namespace, needs.job) if needs.job else None
+        job = (
+            await self.kube.job_state(self.namespace, needs.job, model.name, model.uid)
+            if needs.job
+            else None
+        )
         trained = None
         if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
             trained = await bundles.resolve(status.training.bundle_uri)
@@ -251,7 +255,13 @@ class Reconciler:
             if outcome != "unchanged":
                 self.logger.info(f"{child['kind']} {name} {outcome}")
         if plan.job is not None:
-            await self.kube.ensure(plan.job, create_first=True)
+            try:
+                await self.kube.ensure(plan.job, create_first=True)
+            except KubeError as exc:
+                if not exc.refused:
+                    raise
+                job = plan.job["metadata"]["name"]
+                refused = refused or rollout.ChildRefusal("Job", job, exc.detail[:1024])
         cronjob = builders.drift_cronjob_name(self.name)
         wanted = frozenset(
             c["metadata"]["name"]
@@ -266,6 +276,8 @@ class Reconciler:
             )
             if removed:
                 self.logger.info(f"InferenceServices removed: {', '.join(removed)}")
+            for name in removed:  # wanted again later (a rollback, a re-applied bundle): create
+                self.applied.pop(name, None)
             if cronjob in wanted:
                 self.cronjob_absent = False
             else:
@@ -370,7 +382,7 @@ class Reconciler:
                 kopf.Body(cast(Any, body)),
                 type="Warning",
                 reason=f"{refusal.kind}Refused",
-                message=f"the API server refused {refusal.kind} {refusal.name}: {refusal.message}",
+                message=f"{refusal.kind} {refusal.name} was not written: {refusal.message}",
             )
         for event in plan.events:
             kopf.event(

@@ -61,6 +61,42 @@ def metadata(owner: Owner, name: str, extra_labels: dict[str, str]) -> dict[str,
     }
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a write may do to an object already under a child's name."""
+
+    adopt: list[dict[str, Any]] | None = None
+    """The ownerReferences to write: an orphan of this CreditModel's, adopted."""
+    refusal: str = ""
+    """Why it is someone else's: left as it is."""
+
+
+def claim(manifest: dict[str, Any], found: dict[str, Any]) -> Claim:
+    """A child's name may already be taken. Ours (our controller reference) is written; an
+    orphan with our labels for this CreditModel (its owner deleted with --cascade=orphan) is
+    adopted, so deleting the CreditModel deletes it again; anything else is someone else's and
+    never written, so a CreditModel cannot take over a route or a Job it did not make."""
+    wanted = manifest["metadata"].get("ownerReferences") or ()
+    ours = next((ref for ref in wanted if ref.get("controller")), None)
+    if ours is None:
+        return Claim()
+    meta = found.get("metadata") or {}
+    refs = list(meta.get("ownerReferences") or ())
+    controller = next((ref for ref in refs if ref.get("controller")), None)
+    if controller is not None:
+        if controller.get("uid") == ours["uid"]:
+            return Claim()
+        owner = f"{controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
+        return Claim(refusal=f"it is controlled by {owner}")
+    found_labels = meta.get("labels") or {}
+    if (
+        found_labels.get(MODEL_LABEL) == ours["name"]
+        and found_labels.get("app.kubernetes.io/managed-by") == MANAGED_BY
+    ):
+        return Claim(adopt=[*refs, dict(ours)])
+    return Claim(refusal="the operator did not make it for this CreditModel")
+
+
 def storage_env(spec: Spec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     env: list[dict[str, Any]] = []
     if spec.storage.endpoint:

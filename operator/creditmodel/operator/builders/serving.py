@@ -46,6 +46,8 @@ CLUSTER_LOCAL = {"networking.kserve.io/visibility": "cluster-local"}
 # KServe builds the host label <isvc>-predictor-<namespace> (<= 63) even with ingress off.
 HOST_LABEL_MAX = 63
 HOST_SUFFIX = len("-predictor-")
+# ...and the pods' and Service's `app` label isvc.<isvc>-predictor (<= 63), whatever the namespace.
+ISVC_NAME_MAX = HOST_LABEL_MAX - len("isvc.") - len("-predictor")
 DIGEST = 8
 # ComponentExtensionSpec fields of an InferenceService's predictor: everything else in it is the
 # predictor pod's PodSpec.
@@ -74,11 +76,11 @@ def isvc_name(owner_name: str, bundle_uri: str, namespace: str = "") -> str:
     redeploy, and the name never changes under a running version.
 
     `<owner>-<8 hex of the bundle URI>` when KServe's host label `<isvc>-predictor-<namespace>`
-    has room for it; otherwise the owner name is shortened and the digest covers owner and bundle,
+    and its `app` label `isvc.<isvc>-predictor` have room for it; otherwise the owner name is shortened and the digest covers owner and bundle,
     so two long owners sharing a prefix still differ. A namespace too long for any name is
     reported by `validation.name_problem` (Degraded), not here."""
     name = f"{owner_name}-{_digest(bundle_uri)}"
-    room = HOST_LABEL_MAX - HOST_SUFFIX - len(namespace)
+    room = min(HOST_LABEL_MAX - HOST_SUFFIX - len(namespace), ISVC_NAME_MAX)
     if len(name) <= room:
         return name
     keep = max(room - DIGEST - 1, 1)

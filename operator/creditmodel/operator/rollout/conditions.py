@@ -185,7 +185,7 @@ def degraded(status: Status, problems: Problems) -> Found:
         return "Degraded", "True", "InvalidSpec", problems.spec
     if problems.refused:
         refused = problems.refused
-        message = f"the API server refused {refused.kind} {refused.name}: {refused.message}"
+        message = f"{refused.kind} {refused.name} was not written: {refused.message}"
         return "Degraded", "True", f"{refused.kind}Refused", message
     if rejected and desired and desired.bundle_uri == rejected.bundle_uri:
         cause = rejected.reason.split(":", 1)[0]

@@ -107,7 +107,8 @@ class CronJobWrite:
 
 @dataclass(frozen=True)
 class ChildRefusal:
-    """The API server refused to store a child the plan asked for."""
+    """A child the plan asked for was not stored: the API server refused it, or its name is taken
+    by an object this CreditModel does not own."""
 
     kind: str
     name: str
@@ -139,8 +140,9 @@ class Observations:
     cronjob: CronJobWrite | None = None
     """None: the drift CronJob was not written since the operator started."""
     refused: ChildRefusal | None = None
-    """A serving child (InferenceService, HTTPRoute) the API server refused at the adapter's last
-    write: KServe's webhook, an admission policy, a quota. None: every write was accepted."""
+    """A serving child (InferenceService, HTTPRoute) not stored at the adapter's last write:
+    KServe's webhook, an admission policy or a quota refused it, or its name is someone else's.
+    None: every write was accepted."""
     waiting: Mapping[str, str] = field(default_factory=dict)
     """InferenceService name -> what KServe says keeps it from Ready (absent: nothing said)."""
 
