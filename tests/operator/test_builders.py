@@ -7,6 +7,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from creditmodel.operator import builders, validation
@@ -166,6 +168,56 @@ def test_training_job_runs_creditmodel_train_with_the_spec() -> None:
     assert args[args.index("--version") + 1] == "v3"
     assert args[args.index("--max-brier") + 1] == "0.2"
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def kubelet_expansion(text: str, env: dict[str, str]) -> str:
+    """The kubelet's rule for $(NAME) in args and env values, as Kubernetes documents it (no
+    kubelet runs here): `$$` is one `$`, a defined `$(NAME)` its value, anything else itself."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] != "$" or i + 1 == len(text):
+            out.append(text[i])
+            i += 1
+        elif text[i + 1] == "$":
+            out.append("$")
+            i += 2
+        elif text[i + 1] == "(" and (end := text.find(")", i + 2)) != -1:
+            name = text[i + 2 : end]
+            out.append(env.get(name, text[i : end + 1]))
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+@given(
+    target=st.text(alphabet="$()AWS_KEY a", min_size=1, max_size=24),
+    uri=st.text(alphabet="$()AWS_KEY/a", max_size=24),
+)
+def test_no_spec_string_reaches_a_container_as_a_variable_of_its_environment(
+    target: str, uri: str
+) -> None:
+    """Before: a training target `$(AWS_SECRET_ACCESS_KEY)` reached creditmodel-train as the
+    storage Secret's key, and its "target column not found" message the CreditModel's status."""
+    env = {"AWS_SECRET_ACCESS_KEY": "s3cr3t", "KEY": "k"}
+    training = {
+        "dataURI": "s3://data/german.csv",
+        "target": target,
+        "positiveLabel": target[::-1],
+        "outputURI": "s3://bundles/german",
+    }
+    the_spec = spec(training=training)
+    job = builders.build_training_job(OWNER, the_spec, 1, "v1", "s3://bundles/german/v1")
+    isvc = builders.build_inferenceservice(OWNER, the_spec, VersionRef(bundleURI=uri, version="v"))
+    containers = [
+        job["spec"]["template"]["spec"]["containers"][0],
+        isvc["spec"]["predictor"]["containers"][0],
+    ]
+    args = [kubelet_expansion(arg, env) for c in containers for arg in c["args"]]
+    values = [kubelet_expansion(v["value"], env) for c in containers for v in c["env"]]
+    assert {target, target[::-1], uri} <= set(args)
+    assert not any("s3cr3t" in text for text in args + values)
 
 
 def test_training_job_needs_a_training_spec() -> None:

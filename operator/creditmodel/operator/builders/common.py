@@ -97,6 +97,24 @@ def claim(manifest: dict[str, Any], found: dict[str, Any]) -> Claim:
     return Claim(refusal="the operator did not make it for this CreditModel")
 
 
+def literal(container: dict[str, Any]) -> dict[str, Any]:
+    """`container` with every `$` of its args and env values written `$$`: the kubelet expands
+    `$(NAME)` there to the container's variable NAME (the storage Secret's keys among them), so a
+    spec string such as a training target `$(AWS_SECRET_ACCESS_KEY)` would reach the command,
+    and its error message the CreditModel's status, as the secret. `$$` reaches it as `$`."""
+
+    def escape(text: str) -> str:
+        return text.replace("$", "$$")
+
+    escaped = dict(container)
+    escaped["args"] = [escape(arg) for arg in container.get("args", [])]
+    escaped["env"] = [
+        {**var, "value": escape(var["value"])} if "value" in var else var
+        for var in container.get("env", [])
+    ]
+    return escaped
+
+
 def storage_env(spec: Spec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     env: list[dict[str, Any]] = []
     if spec.storage.endpoint:

@@ -21,6 +21,7 @@ from creditmodel.operator.builders.common import (
     Owner,
     label_value,
     labels,
+    literal,
     metadata,
     resources,
     storage_env,
@@ -160,7 +161,7 @@ def _batch_container(
         # A crash before the command writes its own message (exit 1) still explains itself.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    return restricted_container(container)
+    return restricted_container(literal(container))
 
 
 def drift_cronjob_name(owner_name: str) -> str:

@@ -17,6 +17,7 @@ from creditmodel.operator.builders.common import (
     VERSION_LABEL,
     Owner,
     label_value,
+    literal,
     metadata,
     resources,
     storage_env,
@@ -156,7 +157,7 @@ def build_predictor(owner: Owner, spec: Spec, bundle_uri: str, grpc: bool = True
         "scaleTarget": predictor.scale_target,
         "labels": predictor_pod_labels(owner),
         **restricted_pod_fields(PREDICTOR_SCRATCH),
-        "containers": [restricted_container(container)],
+        "containers": [restricted_container(literal(container))],
     }
     # None, not left out, when unset: a name the spec no longer sets is taken off the
     # InferenceService (creditmodel.operator.kube.Kube.ensure), back to the namespace's default.
