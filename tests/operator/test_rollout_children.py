@@ -13,9 +13,11 @@ from creditmodel.operator.rollout import (
     ChildRefusal,
     CreditModel,
     Observations,
+    Plan,
     Policy,
     Resolved,
     describe_errors,
+    observed_route,
     reconcile,
     unreadable_spec,
 )
@@ -122,3 +124,36 @@ def test_conditions_repeat_what_kserve_says_keeps_a_version_from_ready() -> None
     assert progressing is not None
     assert progressing.reason == "WaitingForReady"
     assert progressing.message.endswith("(KServe: Deployment does not have minimum availability.)")
+
+
+def test_the_route_names_at_most_16_backends_however_many_versions_drain() -> None:
+    """Gateway API allows 16 backendRefs in a rule: before, 16 bundles applied within one drain
+    period made the API server refuse the route, and the canary the status called "routed" got
+    nothing. Draining versions at 0% beyond the limit are left out of the route, keep their
+    InferenceService and their drain clock, and are deleted only after the drain period."""
+    policy = Policy(drain_seconds=30)
+    current, ready, route = serving_v1(), {V1_NAME: True}, None
+    for i in range(2, 22):  # 20 bundles within one drain period: 1 stable, 1 canary, 19 draining
+        uri = f"s3://bundles/german/r{i}"
+        current = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": uri}))
+        ready = {**ready, builders.isvc_name("german", uri): True}
+        seen = Observations(spec_bundle=Resolved(uri, f"r{i}"), ready=ready, route=route)
+        plan = reconcile(current, seen, after(i), policy)
+        (child,) = [c for c in plan.children if c["kind"] == "HTTPRoute"]
+        assert len(child["spec"]["rules"][0]["backendRefs"]) <= builders.HTTPROUTE_MAX_BACKENDS
+        weights = plan.route_weights or {}
+        canary = builders.isvc_name("german", uri)
+        assert weights[V1_NAME] + weights[canary] == 100
+        assert plan.status.canary_weight == weights[canary]
+        route = observed_route(child)
+        current = advance(current, plan)
+    draining = {builders.isvc_name("german", d.bundle_uri) for d in current.status.draining}
+    assert len(draining) == 19
+    assert draining <= plan.inferenceservice_names  # every one still there, listed or not
+    assert set(route.zero_since) >= draining  # and its drain clock with it
+    # r2 left the rollout at 3 s: held 0% for the drain period at 33 s, when r3 has not yet.
+    early = reconcile(current, Observations(ready=ready, route=route), after(33), policy)
+    first = builders.isvc_name("german", "s3://bundles/german/r2")
+    assert early.inferenceservice_names & draining == draining - {first}
+    late = reconcile(current, Observations(ready=ready, route=route), after(60), policy)
+    assert not late.inferenceservice_names & draining

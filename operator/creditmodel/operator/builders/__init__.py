@@ -32,6 +32,7 @@ from creditmodel.operator.builders.network import (
 from creditmodel.operator.builders.serving import (
     GRPC_PORT,
     HTTPROUTE_API,
+    HTTPROUTE_MAX_BACKENDS,
     ISVC_API,
     KNATIVE,
     PREDICTOR_PORT,
@@ -52,6 +53,7 @@ __all__ = [
     "GATE_FLAGS",
     "GRPC_PORT",
     "HTTPROUTE_API",
+    "HTTPROUTE_MAX_BACKENDS",
     "ISVC_API",
     "KNATIVE",
     "MANAGED_BY",

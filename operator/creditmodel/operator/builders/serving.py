@@ -50,6 +50,8 @@ HOST_SUFFIX = len("-predictor-")
 # ...and the pods' and Service's `app` label isvc.<isvc>-predictor (<= 63), whatever the namespace.
 ISVC_NAME_MAX = HOST_LABEL_MAX - len("isvc.") - len("-predictor")
 DIGEST = 8
+HTTPROUTE_MAX_BACKENDS = 16
+"""Gateway API's limit on one rule's backendRefs (its CRD's maxItems)."""
 # ComponentExtensionSpec fields of an InferenceService's predictor: everything else in it is the
 # predictor pod's PodSpec.
 PREDICTOR_EXTENSION_FIELDS = frozenset(

@@ -244,11 +244,27 @@ def httproute(model: CreditModel, stable: VersionRef, routed: Routed) -> dict[st
     template = rule["backendRefs"][0]
     rule["backendRefs"] = [
         {**template, "name": builders.predictor_service(b.name), "weight": routed.shares[b.name]}
-        for b in routed.found
+        for b in listed(routed)
     ]
     annotations = route["metadata"].setdefault("annotations", {})
     annotations[ZERO_SINCE_ANNOTATION] = json.dumps(dict(routed.since), sort_keys=True)
     return route
+
+
+def listed(routed: Routed) -> list[Backend]:
+    """The backends the route names, in order: all of them, unless more versions are draining than
+    Gateway API allows in one rule (16 backendRefs; 16 bundles applied within one drain period).
+    Then the route names every backend with traffic, then the ones only the route knows (nothing
+    else keeps them), then the others, and leaves out draining versions at 0%: for the gateway a
+    backend at 0% and an absent one are alike, and their drain clocks stay in the annotation."""
+    found, shares = routed.found, routed.shares
+    if len(found) <= builders.HTTPROUTE_MAX_BACKENDS:
+        return list(found)
+    rank = sorted(
+        range(len(found)), key=lambda i: (shares[found[i].name] == 0, found[i].version is not None)
+    )
+    kept = set(rank[: builders.HTTPROUTE_MAX_BACKENDS])
+    return [backend for i, backend in enumerate(found) if i in kept]
 
 
 def observed_route(body: Mapping[str, Any] | None) -> RouteState:
