@@ -29,7 +29,6 @@ from creditmodel.predictor import __main__ as cli
 from creditmodel.predictor.bounds import (
     MAX_ID_CHARS,
     checked_id,
-    clip,
     header_value,
     nested_input,
     refuse_booleans,
@@ -37,7 +36,7 @@ from creditmodel.predictor.bounds import (
     show,
 )
 from creditmodel.predictor.codec import decode_binary_request, decode_request
-from creditmodel.predictor.errors import MAX_MESSAGE_CHARS, RequestError
+from creditmodel.predictor.errors import MAX_MESSAGE_CHARS, RequestError, clip
 from creditmodel.predictor.infer_types import from_raw
 from creditmodel.predictor.model import CreditScoringModel
 from creditmodel.predictor.serving import HonestDataPlane, grpc_address
@@ -264,8 +263,8 @@ def test_a_shape_beyond_64_bits_is_quoted_cut(shape: str, reason: str) -> None:
     error = refusal(Validator(_numeric_schema("FP32"), 10).validate,
                     decode_request(body.encode()).tensors)  # fmt: skip
     assert error.reason == reason
-    assert "0" * 40 not in error.message, error.message
-    assert "0..." in error.message, error.message
+    assert "0" * 65 not in error.message, error.message
+    assert "0…(" in error.message, error.message
 
 
 @pytest.mark.parametrize(
@@ -388,3 +387,18 @@ def test_host_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("", "a b", "host;rm", "x" * 300):
         with pytest.raises(ValidationError):
             PredictorSettings(host=bad)
+
+
+@pytest.mark.parametrize("length", [65, 100, 128, 129])
+def test_an_unknown_input_name_over_64_characters_is_quoted_cut(length: int) -> None:
+    """Names up to 128 characters were quoted whole, though every other client string is cut
+    to 64 plus its length (docs/predictor.md)."""
+    long_name = "n" * length
+    body = json.dumps(
+        {"inputs": [{"name": long_name, "datatype": "FP32", "shape": [1], "data": [1]}]}
+    )
+    tensors = screen(decode_request(body.encode()).tensors, _numeric_schema("FP32"))
+    error = refusal(Validator(_numeric_schema("FP32"), 10).validate, tensors)
+    assert error.reason == "unknown_input"
+    assert "n" * 65 not in error.message, error.message
+    assert f"({length} characters)" in error.message

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from creditmodel.core import drift
 from creditmodel.predictor.metrics import BucketCounts, DriftWindow, Telemetry
@@ -186,3 +188,22 @@ def test_the_minimum_is_a_setting_and_a_flag(monkeypatch: pytest.MonkeyPatch) ->
     assert cli.settings_from(parse(["--drift_min_rows", "7"])).drift_min_rows == 7
     with pytest.raises(ValueError, match="drift_min_rows"):
         PredictorSettings(drift_min_rows=0)
+
+
+ACCEPT_HEADERS = [
+    "application/openmetrics-text; version=abc",
+    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    "application/openmetrics-text; version=",
+    "text/plain;q=x",
+]
+TELEMETRY = Telemetry("demo-accept", 600.0, min_rows=50)
+
+
+@settings(max_examples=200, deadline=None)
+@given(accept=st.text(max_size=80) | st.sampled_from(ACCEPT_HEADERS))
+def test_any_accept_header_gets_metrics_never_an_error(accept: str) -> None:
+    """`Accept: application/openmetrics-text; version=abc` made prometheus_client raise inside
+    /metrics (a 500 with a traceback); a header it cannot read now gets the text format."""
+    content, content_type = TELEMETRY.exposition(accept)
+    assert content_type.startswith(("text/plain", "application/openmetrics-text"))
+    assert content

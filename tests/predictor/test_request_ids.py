@@ -127,3 +127,39 @@ async def test_a_grpc_refusal_is_logged_under_the_requests_own_id(
         await over_grpc(model, request)
     (refusal,) = [r for r in caplog.records if r.getMessage().startswith("request refused")]
     assert getattr(refusal, "request_id", None) == "trace-9"
+
+
+async def test_a_refusal_for_another_model_or_version_keeps_the_clients_id(
+    model: CreditScoringModel, champion: TrainedBundle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The model and version were checked before the id was read, so such a refusal came back,
+    and was logged, under a fresh id (REST's x-request-id header, gRPC's `id`)."""
+    assert model.service is not None
+    rest.install(model.service)
+    transport = httpx.ASGITransport(app=rest.FastPathApp(FastAPI()))
+    paths = ["/v2/models/nope/infer", f"/v2/models/{NAME}/versions/9/infer"]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for index, path in enumerate(paths):
+            headers = {"x-request-id": f"rid-rest-{index}"}
+            with caplog.at_level(logging.WARNING, logger="creditmodel.predictor"):
+                answer = await client.post(path, content=b"{}", headers=headers)
+            assert answer.status_code == 404
+            assert answer.headers["x-request-id"] == f"rid-rest-{index}"
+    grpc_requests = [
+        infer_request(champion.v2_inputs(1), model=NAME, request_id="rid-grpc"),
+        infer_request(champion.v2_inputs(1), model=NAME, request_id=""),
+    ]
+    grpc_requests[0].model_version = "9"
+    grpc_requests[1].model_version = "9"
+    for request, metadata in zip(grpc_requests, (None, "rid-grpc-header"), strict=True):
+        with (
+            caplog.at_level(logging.WARNING, logger="creditmodel.predictor"),
+            pytest.raises(Exception, match="version"),
+        ):
+            await over_grpc(model, request, metadata)
+    logged = [
+        getattr(r, "request_id", None)
+        for r in caplog.records
+        if r.getMessage().startswith("request refused")
+    ]
+    assert logged == ["rid-rest-0", "rid-rest-1", "rid-grpc", "rid-grpc-header"]

@@ -21,6 +21,8 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
 from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from creditmodel.core.bundle import MODEL_FP32, MODEL_INT8
@@ -418,3 +420,16 @@ def test_a_tampered_bundle_is_refused_and_never_ready(
     assert "checksum mismatch" in log
     assert MODEL_INT8 in log
     assert "Uvicorn running" not in log
+
+
+def test_a_grpc_message_over_the_body_limit_is_resource_exhausted(
+    server: PredictorServer, champion: TrainedBundle
+) -> None:
+    """--max_body_bytes bounded REST bodies only: a ModelInfer stopped at KServe's own 8 MiB."""
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name="demo", raw_input_contents=[b"\0" * MAX_BODY])
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert stub.ModelReady(pb.ModelReadyRequest(name="demo"), timeout=30).ready

@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     CreditModelServer(
         host=settings.host,
+        max_body_bytes=settings.max_body_bytes,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

@@ -16,15 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from creditmodel.core.schema import Schema
-from creditmodel.predictor.errors import RequestError
+from creditmodel.predictor.errors import MAX_SHOWN_CHARS, RequestError, clip
 from creditmodel.predictor.numeric import first_boolean
 from creditmodel.predictor.validation import Tensor
 
 MAX_ID_CHARS = 128
-MAX_SHOWN_CHARS = 64
-# Longer than any schema feature name we would serve; a longer name is shown cut (known names
+# A longer name is shown cut, as every client string is (the schema's own names
 # are never cut, whatever their length).
-MAX_NAME_CHARS = 128
+MAX_NAME_CHARS = MAX_SHOWN_CHARS
 # The longest V2 datatype name is six characters ("UINT64").
 MAX_DATATYPE_CHARS = 16
 _MAX_SHAPE_SHOWN = 3
@@ -43,13 +42,6 @@ class Shown:
 
     def __repr__(self) -> str:
         return self.text
-
-
-def clip(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
-    """`text`, or its first `limit` characters, an ellipsis and its length."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…({len(text)} characters)"
 
 
 def show(value: object) -> str:
@@ -81,6 +73,12 @@ def checked_id(value: str | None, where: str) -> str | None:
             f"{where}: {len(value)} characters, longer than the limit of {MAX_ID_CHARS}",
         )
     return value
+
+
+def usable_id(value: str | None) -> str | None:
+    """A client-given id to log a refusal under when the request was refused before its id was
+    checked (an unknown model or version): the id if `checked_id` would take it, else None."""
+    return value if value and len(value) <= MAX_ID_CHARS else None
 
 
 def header_value(text: str) -> bytes:

@@ -33,6 +33,17 @@ _STATUS: dict[str, int] = {"unknown_model": 404, "body_too_large": 413, "model_n
 MAX_MESSAGE_CHARS = 1024
 
 
+MAX_SHOWN_CHARS = 64
+"""A client string (a name, a category, a number's digits) quoted in a refusal or a log line."""
+
+
+def clip(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """`text`, or its first `limit` characters, an ellipsis and its length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…({len(text)} characters)"
+
+
 def clip_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """`message` cut in the middle to about `limit` characters, keeping its start (what is
     refused) and its end (why)."""

@@ -33,8 +33,8 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import to_http_parameters
 from kserve.utils.utils import to_headers
 
-from creditmodel.predictor.bounds import checked_id, clip
-from creditmodel.predictor.errors import RequestError, clip_message
+from creditmodel.predictor.bounds import checked_id, usable_id
+from creditmodel.predictor.errors import RequestError, clip, clip_message
 from creditmodel.predictor.infer_types import (
     RAW_DTYPES,
     bytes_contents,
@@ -147,7 +147,8 @@ def _admit(service: ScoringService, request: Any, context: Any) -> str:
             raise RequestError("invalid_request", str(error.reason)) from None
         return request_id or new_request_id()
     except RequestError as error:
-        service.refuse(error, request_id or new_request_id())
+        given = usable_id(request.id) or usable_id(to_headers(context).get("x-request-id"))
+        service.refuse(error, request_id or given or new_request_id())
         if error.reason == "unknown_model" and request.model_name == service.name:
             raise RefusedRpcError(grpc.StatusCode.NOT_FOUND, error.message) from None  # version
         if error.reason == "unknown_model":

@@ -18,8 +18,8 @@ import numpy.typing as npt
 from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferInput
 
-from creditmodel.predictor.bounds import clip, refuse_booleans, show
-from creditmodel.predictor.errors import RequestError
+from creditmodel.predictor.bounds import refuse_booleans, show
+from creditmodel.predictor.errors import RequestError, clip
 from creditmodel.predictor.service import InferenceRequest, Prediction, ScoringService
 from creditmodel.predictor.validation import Tensor
 

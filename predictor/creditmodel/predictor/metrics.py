@@ -341,7 +341,10 @@ class Telemetry:
         """The /metrics payload: every process's series when in multiprocess mode."""
         from prometheus_client.exposition import choose_encoder
 
-        encoder, content_type = choose_encoder(accept or "")
+        try:
+            encoder, content_type = choose_encoder(accept or "")
+        except (TypeError, ValueError):  # prometheus_client fails on e.g. `version=abc`
+            encoder, content_type = choose_encoder("")  # a header it cannot read: plain text
         self.flush_counts()
         registry = CollectorRegistry()
         if self.directory is None:

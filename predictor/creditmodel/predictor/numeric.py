@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from creditmodel.core.schema import Feature
-from creditmodel.predictor.errors import RequestError
+from creditmodel.predictor.errors import RequestError, clip
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
 FP32_MAX = float(np.finfo(np.float32).max)
@@ -54,9 +54,8 @@ def first_boolean(data: list[Any]) -> int | None:
 
 
 def shown(value: Any) -> str:
-    """A value as a refusal quotes it: its repr, cut to 40 characters."""
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value as a refusal quotes it: its repr, cut as every client string is."""
+    return clip(repr(value.item() if isinstance(value, np.generic) else value))
 
 
 def flat(name: str, shape: Sequence[int], data: Any, rows: int) -> Any:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from creditmodel.predictor.bounds import checked_id, header_value, nested_input, show
+from creditmodel.predictor.bounds import checked_id, header_value, nested_input, show, usable_id
 from creditmodel.predictor.codec import (
     DecodedRequest,
     decode_binary_request,
@@ -137,7 +137,8 @@ async def infer(
         json_length = _header(scope, b"inference-header-content-length")
         decoded = _decode_binary(body, json_length) if json_length else decode_request(body)
     except RequestError as error:
-        request_id = request_id or new_request_id()
+        given = usable_id(_header(scope, b"x-request-id")) if not request_id else None
+        request_id = request_id or given or new_request_id()
         service.refuse(error, request_id)
         await _respond(send, error.http_status, encode_error(error.message), request_id)
         return

@@ -182,9 +182,22 @@ class BoundedRESTServer(RESTServer):  # type: ignore[misc]
 class HostGRPCServer(GRPCServer):  # type: ignore[misc]
     """KServe's gRPC server on `host`, with our servicer and interceptors."""
 
-    def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, host: str, max_body_bytes: int | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
+        self._max_body_bytes = max_body_bytes
+
+    def message_limits(self) -> list[tuple[str, Any]]:
+        """KServe's gRPC message limits, the received one no larger than --max_body_bytes: the
+        limit a REST body has holds for a ModelInfer too (RESOURCE_EXHAUSTED above it)."""
+        send = self._kwargs.get("grpc_max_send_message_length")
+        receive = self._kwargs.get("grpc_max_receive_message_length")
+        if self._max_body_bytes is not None:
+            receive = min(receive, self._max_body_bytes) if receive else self._max_body_bytes
+        return [
+            ("grpc.max_send_message_length", send),
+            ("grpc.max_receive_message_length", receive),
+        ]
 
     async def start(self, max_workers: int) -> None:
         servicer = grpc_fast.FastInferenceServicer(
@@ -197,10 +210,7 @@ class HostGRPCServer(GRPCServer):  # type: ignore[misc]
                 grpc_fast.DebugLoggingInterceptor(),
                 grpc_fast.BoundedStatusInterceptor(),
             ),
-            options=[
-                (f"grpc.{name}", self._kwargs.get(f"grpc_{name}"))
-                for name in ("max_send_message_length", "max_receive_message_length")
-            ],
+            options=self.message_limits(),
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
         address = grpc_address(self._host, self._port)
@@ -211,9 +221,12 @@ class HostGRPCServer(GRPCServer):  # type: ignore[misc]
 
 
 class CreditModelServer(ModelServer):  # type: ignore[misc]
-    def __init__(self, *, host: str = ALL_INTERFACES, **kwargs: Any) -> None:
+    def __init__(
+        self, *, host: str = ALL_INTERFACES, max_body_bytes: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.host = host
+        self.max_body_bytes = max_body_bytes
         self.dataplane = HonestDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[Any]) -> None:
@@ -221,5 +234,7 @@ class CreditModelServer(ModelServer):  # type: ignore[misc]
         rest = functools.partial(BoundedRESTServer, host=self.host)
         model_server.RESTServer = rest
         multiprocess_server.RESTServer = rest
-        model_server.GRPCServer = functools.partial(HostGRPCServer, host=self.host)
+        model_server.GRPCServer = functools.partial(
+            HostGRPCServer, host=self.host, max_body_bytes=self.max_body_bytes
+        )
         super().start(models)
