@@ -400,8 +400,18 @@ def test_children_edited_or_deleted_by_hand_are_put_back_from_the_watch(
         {"spec": {"predictor": {"maxReplicas": 9}}},
     )  # fmt: skip
     network.delete_namespaced_network_policy(policy, api.namespace)
+    custom.patch_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", api.namespace, "httproutes", "german-credit",
+        {"metadata": {"labels": {builders.MODEL_LABEL: None}}},
+    )  # fmt: skip
 
     eventually(lambda: weights(api) == [(isvc_for(v1), 100)], 30, "route weights put back")
+    eventually(
+        lambda: api.route("german-credit")["metadata"]["labels"].get(builders.MODEL_LABEL)
+        == "german-credit",
+        30,
+        "the route's model label put back (its owner found by its ownerReference)",
+    )
     eventually(
         lambda: api.isvc(isvc_for(v1))["spec"]["predictor"]["maxReplicas"] == 4,
         30,

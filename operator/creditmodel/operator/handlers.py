@@ -131,6 +131,18 @@ def _child(body: Mapping[str, Any]) -> tuple[str, str, str]:
     return str(body.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
+def _owner(labels: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
+    """The CreditModel a child belongs to: its model label, or, when someone took that label off
+    (which the next pass puts back), its controller reference."""
+    owner = labels.get(builders.MODEL_LABEL)
+    if owner:
+        return owner
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == "CreditModel":
+            return str(ref.get("name", "")) or None
+    return None
+
+
 def _signal(body: Mapping[str, Any]) -> str:
     """What the state machine reads of a child's status: an InferenceService's Readiness (the
     index below), nothing of the others."""
@@ -222,7 +234,7 @@ async def child_changed(
     next pass read and correct it instead of waiting for the full re-read of every child. The
     events of our own writes wake nobody: at 1,000 CreditModels applied at once, each woke a
     pass that read its CreditModel again before the watch had caught up with our status write."""
-    owner = labels.get(builders.MODEL_LABEL)
+    owner = _owner(labels, body)
     if not owner:
         return
     key = (namespace or "", owner)

@@ -254,15 +254,18 @@ def httproute(model: CreditModel, stable: VersionRef, routed: Routed) -> dict[st
 def listed(routed: Routed) -> list[Backend]:
     """The backends the route names, in order: all of them, unless more versions are draining than
     Gateway API allows in one rule (16 backendRefs; 16 bundles applied within one drain period).
-    Then the route names every backend with traffic, then the ones only the route knows (nothing
-    else keeps them), then the others, and leaves out draining versions at 0%: for the gateway a
-    backend at 0% and an absent one are alike, and their drain clocks stay in the annotation."""
+    Then the route names the stable and the canary, every backend with traffic, then the ones
+    only the route knows (nothing else keeps them), and leaves out draining versions at 0%: for
+    the gateway a backend at 0% and an absent one are alike, and their drain clocks stay in the
+    annotation."""
     found, shares = routed.found, routed.shares
-    if len(found) <= builders.HTTPROUTE_MAX_BACKENDS:
-        return list(found)
-    rank = sorted(
-        range(len(found)), key=lambda i: (shares[found[i].name] == 0, found[i].version is not None)
-    )
+
+    def order(i: int) -> tuple[bool, bool, bool]:
+        backend = found[i]
+        leaving = backend.track == "draining"
+        return leaving, shares[backend.name] == 0, backend.version is not None
+
+    rank = sorted(range(len(found)), key=order)
     kept = set(rank[: builders.HTTPROUTE_MAX_BACKENDS])
     return [backend for i, backend in enumerate(found) if i in kept]
 
