@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from pydantic import ValidationError
 
-from creditmodel.operator.model import SCALE_METRIC_MESSAGE, Spec
+from creditmodel.operator.model import MIN_REPLICAS_MESSAGE, SCALE_METRIC_MESSAGE, Spec
 from tests.operator.bad_creditmodels import CASES, NAMES, SCHEDULES, Bad, sample
 from tests.operator.running import GROUP, PLURAL, VERSION
 from tests.support.kube import Kube
@@ -143,4 +143,22 @@ def test_scale_metric_must_suit_the_routers_autoscaler(
     assert "spec: Invalid value" in message, message
     assert SCALE_METRIC_MESSAGE in message, message
     with pytest.raises(ValidationError, match="scaleMetric must be cpu or memory"):
+        Spec.model_validate(body["spec"])
+
+
+@pytest.mark.parametrize(("router", "allowed"), [("gatewayAPI", False), ("knative", True)])
+def test_scale_to_zero_needs_knative(crds: Kube, router: str, allowed: bool) -> None:
+    """minReplicas 0 was accepted with router gatewayAPI, where KServe's HPA keeps one pod
+    anyway: a setting silently not honoured."""
+    body = sample()
+    body["spec"]["rollout"]["router"] = router
+    body["spec"]["predictor"] = {"minReplicas": 0}
+    if allowed:
+        create(crds, body)
+        Spec.model_validate(body["spec"])
+        return
+    status, message = refusal(crds, body)
+    assert status == 422
+    assert MIN_REPLICAS_MESSAGE in message, message
+    with pytest.raises(ValidationError, match="minReplicas 0"):
         Spec.model_validate(body["spec"])

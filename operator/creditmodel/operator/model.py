@@ -207,6 +207,12 @@ SCALE_METRIC_MESSAGE = (
 )
 
 
+MIN_REPLICAS_MESSAGE = (
+    "spec.predictor.minReplicas 0 (scale to zero) needs router knative: with router gatewayAPI"
+    " the HPA keeps at least one pod"
+)
+
+
 class Spec(_Camel):
     model: ModelSource = ModelSource()
     predictor: PredictorSpec = PredictorSpec()
@@ -231,6 +237,8 @@ class Spec(_Camel):
         knative = self.rollout.router == "knative"
         if metric is not None and (metric in ("concurrency", "rps")) != knative:
             raise ValueError(SCALE_METRIC_MESSAGE)
+        if self.predictor.min_replicas == 0 and not knative:
+            raise ValueError(MIN_REPLICAS_MESSAGE)
         if (
             self.monitoring is not None
             and self.monitoring.retrain_on_drift_psi is not None
