@@ -19,14 +19,20 @@ ErrorReason = Literal[
     "empty_batch",
     "batch_too_large",
     "body_too_large",
+    "unsupported_encoding",
     "unknown_variant",
     "unknown_model",
     "model_not_ready",
 ]
 
 # HTTP status per reason; everything a client sent wrong is a 400 (gRPC INVALID_ARGUMENT) except
-# the three cases HTTP and the V2 protocol give their own status to.
-_STATUS: dict[str, int] = {"unknown_model": 404, "body_too_large": 413, "model_not_ready": 503}
+# the cases HTTP and the V2 protocol give their own status to.
+_STATUS: dict[str, int] = {
+    "unknown_model": 404,
+    "body_too_large": 413,
+    "unsupported_encoding": 415,
+    "model_not_ready": 503,
+}
 
 # Every refusal message is cut to about this many characters, whatever client strings went into
 # it (bounds.py cuts each one first, so this only catches what slipped through).

@@ -88,6 +88,13 @@ def _versioned(scope: Scope) -> tuple[ScoringService, str, str] | None:
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    encoding = _header(scope, b"content-encoding")
+    if encoding and encoding.strip().lower() != "identity":  # its bytes are not the JSON
+        raise RequestError(
+            "unsupported_encoding",
+            f"header 'content-encoding': {show(encoding)} is not supported; send the body"
+            " uncompressed",
+        )
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(
