@@ -17,6 +17,7 @@ from creditmodel.operator.rollout import (
     Policy,
     Resolved,
     describe_errors,
+    next_pass_in,
     observed_route,
     reconcile,
     unreadable_spec,
@@ -157,3 +158,48 @@ def test_the_route_names_at_most_16_backends_however_many_versions_drain() -> No
     assert early.inferenceservice_names & draining == draining - {first}
     late = reconcile(current, Observations(ready=ready, route=route), after(60), policy)
     assert not late.inferenceservice_names & draining
+
+
+def test_a_first_version_never_ready_is_degraded_after_the_ready_timeout_and_heals() -> None:
+    """A first version that never came up stayed Progressing forever, Degraded and Stalled
+    False: nothing told a dashboard or `kubectl wait` that it was stuck."""
+    policy = Policy(ready_timeout_seconds=300)
+    first = model()
+    plan = reconcile(first, Observations(spec_bundle=Resolved(BUNDLE_V1, "v1")), T0, policy)
+    current = advance(first, plan)
+    waiting = {V1_NAME: "pods not ready: ImagePullBackOff"}
+    assert next_pass_in(current, after(1), policy) == 299
+    early = reconcile(current, Observations(waiting=waiting), after(299), policy)
+    assert condition(early, "Degraded") == ("False", "AsExpected")
+    late = reconcile(current, Observations(waiting=waiting), after(300), policy)
+    assert condition(late, "Degraded") == ("True", "StableNotReady")
+    assert condition(late, "Stalled") == ("True", "StableNotReady")
+    message = late.status.condition("Degraded")
+    assert message is not None
+    assert "ImagePullBackOff" in message.message
+    assert late.children  # still written: KServe may yet make it Ready
+    assert next_pass_in(advance(current, late), after(301), policy) is None  # reported: no clock
+    assert next_pass_in(current, after(300), policy) is None  # due now: this pass reports it
+    healed = reconcile(
+        advance(current, late), Observations(ready={V1_NAME: True}), after(400), policy
+    )
+    assert condition(healed, "Degraded") == ("False", "AsExpected")
+    assert condition(healed, "Ready") == ("True", "Serving")
+    # Ready since T0 and not Ready since this pass: the timeout counts from now, not from T0.
+    serving = advance(current, healed)
+    assert next_pass_in(serving, after(401), policy) is None  # Ready: no clock
+    dropped = reconcile(serving, Observations(waiting=waiting), after(1000), policy)
+    assert condition(dropped, "Degraded") == ("False", "AsExpected")
+    assert next_pass_in(advance(serving, dropped), after(1001), policy) == 299
+    stuck = reconcile(advance(serving, dropped), Observations(), after(1300), policy)
+    assert condition(stuck, "Degraded") == ("True", "StableNotReady")
+
+
+def test_nothing_published_or_nothing_reconciled_yet_has_no_ready_clock() -> None:
+    """The stable's Ready timeout needs a stable and a Ready condition that says False."""
+    policy = Policy(ready_timeout_seconds=300)
+    fresh = model()
+    assert next_pass_in(fresh, T0, policy) is None  # no conditions yet
+    unpublished = reconcile(fresh, Observations(), T0, policy)
+    assert condition(unpublished, "Ready") == ("False", "NoModel")
+    assert next_pass_in(advance(fresh, unpublished), after(1), policy) is None

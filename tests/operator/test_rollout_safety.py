@@ -209,8 +209,12 @@ def test_draining_version_serves_when_nothing_else_is_ready_and_its_clock_stops(
     assert plan.route_weights == {V2_NAME: 0, V1_NAME: 100}
     assert [d.since for d in plan.status.draining] == [None]
     assert condition(plan, "Ready") == ("False", "Deploying")
-    # no drain to wait for: only a change (v2 Ready again) moves it on
-    assert next_pass_in(advance(current, plan), after(131), POLICY) is None
+    # no drain to wait for: only a change (v2 Ready again) moves it on, or, once v2 has not been
+    # Ready for the Ready timeout, the pass that reports it (Degraded StableNotReady)
+    assert next_pass_in(advance(current, plan), after(131), POLICY) == 299
+    late = step(advance(current, plan), 430, V1_ONLY)
+    assert condition(late, "Degraded") == ("True", "StableNotReady")
+    assert late.route_weights == {V2_NAME: 0, V1_NAME: 100}  # v1 keeps serving meanwhile
 
 
 def test_backend_in_the_route_unknown_to_the_status_is_drained_before_deletion() -> None:

@@ -10,7 +10,7 @@ still working towards it (a rollout, deployment, drain or training in progress, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -22,6 +22,8 @@ from creditmodel.operator.rollout.values import (
     ChildRefusal,
     CreditModel,
     Observations,
+    not_ready_since,
+    seconds_since,
     timestamp,
 )
 
@@ -42,6 +44,9 @@ class Problems:
     undeployable: str | None = None
     """Why nothing can be deployed at all (a namespace too long for any InferenceService name):
     no version is deploying, so Ready and Progressing say this instead."""
+    stuck: str | None = None
+    """The stable has not been Ready for longer than the Ready timeout (a first version that
+    never came up, or one whose pods stopped passing readiness)."""
 
 
 def conditions(
@@ -51,10 +56,20 @@ def conditions(
     shares: Mapping[str, int],
     problems: Problems,
     now: datetime,
+    ready_timeout: float,
 ) -> Status:
     stable_name, _ = serving_names(model, status)
     stable_ready = bool(status.stable and observed.ready.get(stable_name, False))
     blocked = None if stable_ready else problems.undeployable
+    late = None if stable_ready else overdue(status, now, ready_timeout)
+    if late is not None:
+        version, waited = late
+        said = _kserve_says(observed.waiting, stable_name)
+        stuck = (
+            f"{version} not Ready for {waited:.0f}s, longer than the Ready timeout"
+            f" ({ready_timeout:g}s){said}"
+        )
+        problems = replace(problems, stuck=stuck)
     found = [
         ready(model, status, stable_ready, shares, observed.waiting, blocked),
         progressing(model, status, stable_ready, observed.waiting, blocked),
@@ -75,6 +90,17 @@ def conditions(
 
 
 Found = tuple[str, State, str, str]
+
+
+def overdue(status: Status, now: datetime, ready_timeout: float) -> tuple[str, float] | None:
+    """The stable's version and the seconds it has not been Ready for, once that is longer than
+    `ready_timeout` (from the Ready condition's last transition); None before, or while Ready."""
+    found = not_ready_since(status)
+    if found is None:
+        return None
+    version, since = found
+    waited = seconds_since(since, now)
+    return (version, waited) if waited >= ready_timeout else None
 
 
 def describe_errors(error: ValidationError, limit: int = 5) -> str:
@@ -187,6 +213,8 @@ def degraded(status: Status, problems: Problems) -> Found:
         refused = problems.refused
         message = f"{refused.kind} {refused.name} was not written: {refused.message}"
         return "Degraded", "True", f"{refused.kind}Refused", message
+    if problems.stuck:
+        return "Degraded", "True", "StableNotReady", problems.stuck
     if rejected and desired and desired.bundle_uri == rejected.bundle_uri:
         cause = rejected.reason.split(":", 1)[0]
         reason = "CanaryNotReady" if cause == "CanaryNotReady" else "RolledBack"

@@ -49,7 +49,9 @@ def reconcile(
     problems = conditions.Problems(
         bundle=adopted.error, spec=naming or schedule, refused=observed.refused, undeployable=naming
     )
-    status = conditions.conditions(model, observed, routed.status, routed.shares, problems, now)
+    status = conditions.conditions(
+        model, observed, routed.status, routed.shares, problems, now, policy.ready_timeout_seconds
+    )
     status = status.model_copy(update={"url": traffic.entry_url(model, status)})
     events = [
         *adopted.events,

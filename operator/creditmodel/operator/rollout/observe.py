@@ -17,6 +17,7 @@ from creditmodel.operator.rollout.values import (
     CreditModel,
     Needs,
     Policy,
+    not_ready_since,
     seconds_since,
 )
 
@@ -99,7 +100,8 @@ def polls(model: CreditModel, now: datetime) -> bool:
 
 def next_pass_in(model: CreditModel, now: datetime, policy: Policy) -> float | None:
     """Seconds until something the clock decides falls due (an analysis check, a canary's Ready
-    timeout, the end of a drain); None when only a change can move the rollout."""
+    timeout, the end of a drain, the stable's Ready timeout); None when only a change can move
+    the rollout."""
     status, spec = model.status, model.spec
     waits: list[float] = []
     canary = status.canary
@@ -111,6 +113,11 @@ def next_pass_in(model: CreditModel, now: datetime, policy: Policy) -> float | N
     for entry in status.draining:
         if entry.since is not None:
             waits.append(policy.drain_seconds - seconds_since(entry.since, now))
+    stable = not_ready_since(status)
+    if stable is not None:
+        left = policy.ready_timeout_seconds - seconds_since(stable[1], now)
+        if left > 0:  # the pass that finds the stable overdue (Degraded StableNotReady)
+            waits.append(left)
     return max(min(waits), 0.0) if waits else None
 
 

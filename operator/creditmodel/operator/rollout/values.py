@@ -32,6 +32,15 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def not_ready_since(status: Status) -> tuple[str, str] | None:
+    """The stable's version and since when it has not been Ready (the Ready condition's last
+    transition); None without a stable, or while it is Ready."""
+    current = status.condition("Ready")
+    if status.stable is None or current is None or current.status != "False":
+        return None
+    return status.stable.version, current.last_transition_time
+
+
 def seconds_since(text: str, now: datetime) -> float:
     return (now - parse_time(text)).total_seconds()
 
