@@ -8,13 +8,23 @@ import math
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from pydantic import ValidationError
 
 from creditmodel.core.points import INT32_MAX, PROBABILITY_FLOOR, PointsScaling
 from creditmodel.core.reference import Bins, CategoricalReference, NumericReference, Reference
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor import __main__ as cli
-from creditmodel.predictor.scoring import PointsScale, ReasonTable, probe_plan
+from creditmodel.predictor.scoring import (
+    MIN_EFFECT,
+    REASONS_PER_ROW,
+    PointsScale,
+    ReasonTable,
+    probe_plan,
+    strongest,
+)
 from creditmodel.predictor.validation import Tensor, Validator
 
 pytestmark = pytest.mark.unit
@@ -111,6 +121,24 @@ def test_a_row_gets_the_same_codes_alone_or_in_a_batch(table: ReasonTable) -> No
     alone = reasons(table, debt=[55.0], late_payments=[2.0])
     batch = reasons(table, debt=[10.0, 55.0, 90.0], late_payments=[0.0, 2.0, 7.0])
     assert batch[1] == alone[0]
+
+
+# Few distinct values, so that rows are full of ties, straddling MIN_EFFECT, with NaN.
+_EFFECTS = hnp.arrays(
+    np.float64,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+    elements=st.sampled_from([-1.0, 0.0, MIN_EFFECT, 2 * MIN_EFFECT, 0.4, 0.8, 2.0, np.nan]),
+)
+
+
+@given(_EFFECTS)
+def test_strongest_is_a_stable_descending_sort_of_the_risk_raising_effects(
+    effects: npt.NDArray[np.float64],
+) -> None:
+    for row, picked in zip(effects.tolist(), strongest(effects).tolist(), strict=True):
+        order = sorted(range(len(row)), key=lambda i: -row[i] if row[i] == row[i] else np.inf)
+        expected = [i + 1 for i in order if row[i] > MIN_EFFECT][:REASONS_PER_ROW]
+        assert picked == expected + [0] * (REASONS_PER_ROW - len(expected))
 
 
 def test_numeric_effects_interpolate_between_grid_points(table: ReasonTable) -> None:

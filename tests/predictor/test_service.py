@@ -3,6 +3,7 @@ large batches off the event loop, and a shadow challenger that cannot hurt a res
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from creditmodel.predictor.engine import LoadedBundle
+from creditmodel.predictor.errors import RequestError
 from creditmodel.predictor.service import InferenceRequest, ScoringService
 from creditmodel.predictor.settings import PredictorSettings
 from creditmodel.predictor.validation import Tensor
@@ -93,6 +95,42 @@ async def test_a_full_shadow_queue_drops_and_counts(
     await svc.close()
 
 
+def test_a_shadow_submit_that_lands_mid_drain_is_neither_lost_nor_unbounded(
+    champion: TrainedBundle, challenger: TrainedBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large batch is scored in a worker thread and submits its shadow rows there while the
+    # event loop drains. Here eight submits land wherever the drain reads its items' shapes in
+    # Python (where a thread switch could put them): whenever they land, the rows must stay
+    # counted against the bound, so the queue never holds more than the bound.
+    svc = service(champion, challenger, shadow_queue_rows=8)
+    shadow = svc.shadow
+    assert shadow is not None
+    scored: list[int] = []
+    monkeypatch.setattr(shadow.telemetry, "scored", lambda v, k, b, *a: scored.append(b.rows))
+    one = svc.champion.validator.validate(request(svc, champion, 1).tensors)
+    landed: list[bool] = []
+    armed: list[bool] = []
+
+    class Interleaved(np.ndarray):  # type: ignore[type-arg]
+        @property  # type: ignore[misc]
+        def shape(self) -> tuple[int, ...]:
+            if armed and not landed:
+                landed.append(True)
+                for _ in range(8):
+                    shadow.submit(one, np.zeros(1, np.float32))
+            return super().shape  # type: ignore[no-any-return]
+
+    shadow.submit(one, np.zeros(1, np.float32).view(Interleaved))
+    armed.append(True)
+    shadow.drain()
+    for _ in range(8):  # dropped if the 8 landed mid-drain, else queued
+        shadow.submit(one, np.zeros(1, np.float32))
+    shadow.drain()
+    assert max(scored) <= 8
+    assert sum(scored) == 9
+    asyncio.run(svc.close())
+
+
 async def test_ab_split_is_deterministic_per_applicant(champion: TrainedBundle) -> None:
     svc = service(champion, ab_percent=50.0)
     first = [
@@ -129,6 +167,21 @@ async def test_outputs_can_skip_reason_codes(champion: TrainedBundle) -> None:
     )
     assert prediction.scored.reasons is None
     assert [name for name, *_ in prediction.tensors()] == ["score"]
+    await svc.close()
+
+
+async def test_an_output_asked_for_twice_is_refused_by_name(champion: TrainedBundle) -> None:
+    svc = service(champion)
+    req = request(svc, champion, 2)
+    with pytest.raises(RequestError, match="output 'score': requested more than once") as caught:
+        await svc.infer(
+            InferenceRequest(
+                req.model_name, req.tensors, req.request_id, None, ["score", "probability", "score"]
+            )
+        )
+    assert caught.value.http_status == 400
+    svc.flush()
+    assert metric(svc, "creditmodel_request_errors_total", reason="invalid_request") == 1
     await svc.close()
 
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -106,20 +107,27 @@ class ShadowScorer:
         self.max_rows = max_rows
         self._queue: deque[tuple[Batch, npt.NDArray[np.float32]]] = deque()
         self._rows = 0
+        # submit runs in a worker thread for a large batch (ScoringService.infer) while drain
+        # runs on the event loop: the row count is read and written under this lock.
+        self._lock = threading.Lock()
 
     def submit(self, batch: Batch, champion: npt.NDArray[np.float32]) -> None:
         rows = champion.shape[0]
-        if self._rows + rows > self.max_rows:
+        with self._lock:
+            full = self._rows + rows > self.max_rows
+            if not full:
+                self._queue.append((batch, champion))
+                self._rows += rows
+        if full:
             self.telemetry.shadow_dropped(self.challenger.version, rows)
-            return
-        self._queue.append((batch, champion))
-        self._rows += rows
 
     def drain(self) -> None:
-        if not self._queue:
+        with self._lock:
+            items = list(self._queue)
+            self._queue.clear()
+            self._rows = 0
+        if not items:
             return
-        items = [self._queue.popleft() for _ in range(len(self._queue))]
-        self._rows -= sum(p.shape[0] for _, p in items)
         version = self.challenger.version
         try:
             batch = concatenate([b for b, _ in items])
@@ -217,6 +225,11 @@ class ScoringService:
                         "invalid_request",
                         f"output {show(name)}: not an output of this model ({', '.join(OUTPUTS)})",
                     )
+            if len(set(wanted)) != len(wanted):  # each output is answered once
+                twice = next(name for i, name in enumerate(wanted) if name in wanted[:i])
+                raise RequestError(
+                    "invalid_request", f"output {show(twice)}: requested more than once"
+                )
             validator = self.champion.validator
             try:
                 batch = validator.validate(request.tensors)
