@@ -11,12 +11,14 @@ import pytest
 
 from creditmodel.core import drift as core_drift
 from creditmodel.core.drift import DriftSummary
+from creditmodel.operator import analysis
 from creditmodel.operator.model import (
     DriftStatus,
     Status,
     TrainingStatus,
 )
 from creditmodel.operator.rollout import (
+    ChildRefusal,
     CreditModel,
     CronJobWrite,
     JobState,
@@ -30,7 +32,7 @@ from creditmodel.operator.rollout import (
     traffic,
     training_failure,
 )
-from tests.operator.factories import BUNDLE_V1, T0, advance, after, model, spec
+from tests.operator.factories import BUNDLE_V1, BUNDLE_V2, T0, advance, after, model, spec
 from tests.operator.test_rollout_guards import (
     BOTH,
     V1,
@@ -279,6 +281,39 @@ def test_a_rollback_onto_a_drained_version_keeps_it() -> None:
     assert back.status.stable.version == "v1"
     assert V1 in back.inferenceservice_names
     assert back.route_weights == {V1: 100, V2: 0}
+
+
+def test_a_canary_is_analysed_only_at_a_weight_its_route_carries() -> None:
+    """Kills traffic.py carries (-> True) and canary.py progress `if ready and not carried`
+    (deleted): with the route write of its 10% refused, the route still gives the canary 0%; a
+    passing verdict then would move it to 50% (and on to promotion) on traffic it never had."""
+    current = canary_v2(ready=True)
+    passed = analysis.Result("passed", "error rate 0.1% <= 1%")
+    refused = ChildRefusal("HTTPRoute", "german", "denied by policy")
+    held = step(current, 61, BOTH, RouteState({V1: 100, V2: 0}), analysis=passed, refused=refused)
+    assert held.status.canary == current.status.canary  # no check: not even its time moves
+    assert held.route_weights == {V1: 90, V2: 10}  # the write is asked for again
+    assert not [e for e in held.events if e.reason == "CanaryAdvanced"]
+    carried = step(current, 61, BOTH, RouteState({V1: 90, V2: 10}), analysis=passed)
+    assert carried.status.canary is not None
+    assert carried.status.canary.step == 1
+    assert carried.route_weights == {V1: 50, V2: 50}
+    # Router knative has no route to read: the check is not held.
+    knative = spec(model={"bundleURI": BUNDLE_V2}, rollout={"router": "knative", "gateway": None})
+    alone = advance(current, Plan(current.status, []), spec=knative)
+    assert traffic.carries(alone, Observations(ready=BOTH, route=RouteState()), alone.status)
+
+
+def test_a_canary_not_ready_at_check_time_fails_whatever_its_route_holds() -> None:
+    """Kills canary.py progress `if ready and not carried` operand `ready` -> True: a canary that
+    is not Ready when its check falls due fails that check now; the route still giving it the
+    10% it had (rewritten to 0% in this very pass) does not put the failure off."""
+    current = canary_v2(ready=True)
+    lost = {V1: True, V2: False}
+    plan = step(current, 61, lost, RouteState({V1: 90, V2: 10}), analysis=None)
+    assert plan.status.canary is not None
+    assert plan.status.canary.failed_checks == 1
+    assert plan.route_weights == {V1: 100, V2: 0}
 
 
 def test_the_drain_clock_lists_only_draining_versions() -> None:

@@ -1,7 +1,8 @@
 """The rollout invariants (docs/rollouts.md) under random sequences of everything that can happen to
 a CreditModel: InferenceServices becoming Ready or not, analysis verdicts (stale ones too), spec
 changes (bundle, steps, pause), every manual action (and an unknown one), training Job outcomes,
-drift signals, the drift CronJob refused or accepted, clock jumps, and operator restarts: the
+drift signals, the drift CronJob or the route refused or accepted, clock jumps, and operator
+restarts: the
 status is only ever what a pass persisted (as JSON, as the API server stores it), and a pass may
 die after writing the children but before writing the status (its route writes and deletions
 happened; its status did not).
@@ -39,6 +40,7 @@ from creditmodel.operator.model import HISTORY_LIMIT, Spec, Status
 from creditmodel.operator.rollout import (
     ACTIONS,
     ZERO_SINCE_ANNOTATION,
+    ChildRefusal,
     CreditModel,
     CronJobWrite,
     DriftReport,
@@ -125,6 +127,8 @@ class Rollouts(RuleBasedStateMachine):
         self.score_psi: float | None = None
         self.report: DriftReport | None = None
         self.refuse_cronjob = False
+        self.refuse_route = False  # an admission policy denies HTTPRoute writes
+        self.route_refused = False  # the last route write was denied: the adapter reports it
         self.cronjob_write: CronJobWrite | None = None  # the adapter's memory
         self.specs: dict[str, Spec] = {}
         self.retained: set[str] = set()  # backends the last plan kept without knowing them
@@ -177,8 +181,10 @@ class Rollouts(RuleBasedStateMachine):
             analysis=self.verdict if wanted.analysis else None,
             stable_score_psi=self.score_psi if wanted.drift else None,
             drift_report=report if wanted.drift_report else None,
-            route=self.route if wanted.route else None,
+            # the adapter reads a route it does not know: none there is an empty one
+            route=(self.route or RouteState()) if wanted.route else None,
             cronjob=self.cronjob_write if monitored else None,
+            refused=ChildRefusal("HTTPRoute", NAME, "denied") if self.route_refused else None,
         )
 
     def run(self, crash: bool = False) -> None:
@@ -193,6 +199,7 @@ class Rollouts(RuleBasedStateMachine):
             REACHED[happened.reason] += 1
         REACHED["crashed pass" if crash else "pass"] += 1
         self.check(model, plan)
+        self.check_analysis_traffic(model, observed, plan)
         self.apply(plan)
         if crash:
             return  # children written, status not: the next pass starts from the old status
@@ -205,6 +212,10 @@ class Rollouts(RuleBasedStateMachine):
         for name in plan.inferenceservice_names:
             self.isvcs.setdefault(name, False)  # KServe has not made it Ready yet
         weights = plan.route_weights
+        self.route_refused = weights is not None and self.refuse_route
+        if self.route_refused:
+            REACHED["route refused"] += 1
+            weights = None  # not stored: the route keeps what it held
         if weights is not None:
             (route,) = [c for c in plan.children if c["kind"] == "HTTPRoute"]
             since = json.loads(route["metadata"]["annotations"][ZERO_SINCE_ANNOTATION])
@@ -273,6 +284,33 @@ class Rollouts(RuleBasedStateMachine):
         assert len(after.history) >= min(len(before.history), HISTORY_LIMIT)
         stored = json.loads(json.dumps(after.dump()))
         assert Status.model_validate(stored).dump() == after.dump()
+
+    def check_analysis_traffic(
+        self, model: CreditModel, observed: Observations, plan: Plan
+    ) -> None:
+        """A canary moves to its next step, or is promoted, by analysis only when the route as
+        read in that pass gave it the traffic of its step: its step's weight beside a Ready
+        stable, all of it when the stable is not Ready."""
+        before, after = model.status.canary, plan.status.canary
+        if before is None or before.ready_at is None or model.action is not None:
+            return
+        stable = plan.status.stable
+        advanced = (
+            after is not None and after.bundle_uri == before.bundle_uri and after.step > before.step
+        )
+        promoted = stable is not None and stable.bundle_uri == before.bundle_uri
+        if not (advanced or promoted):
+            return
+        event("analysis moved the canary on")
+        assert model.status.stable is not None
+        assert observed.route is not None
+        steps = model.spec.rollout.steps
+        expected = (
+            steps[min(before.step, len(steps) - 1)]
+            if self.ready(isvc(model.status.stable.bundle_uri))
+            else 100
+        )
+        assert observed.route.weights.get(isvc(before.bundle_uri)) == expected, observed.route
 
     def check_stable_changes(self, model: CreditModel, plan: Plan) -> None:
         """The stable changes only to a Ready canary (promotion) or, by the rollback action, to
@@ -448,6 +486,11 @@ class Rollouts(RuleBasedStateMachine):
         self.refuse_cronjob = refuse
         self.run()
 
+    @rule(refuse=st.booleans())
+    def admission_policy_on_routes(self, refuse: bool) -> None:
+        self.refuse_route = refuse
+        self.run()
+
     @rule(seconds=JUMPS, crash=CRASH)
     def clock_jumps(self, seconds: float, crash: bool) -> None:
         self.now += timedelta(seconds=seconds)
@@ -473,6 +516,7 @@ class Rollouts(RuleBasedStateMachine):
         """Liveness: once every InferenceService is Ready and time passes, no drain lasts
         forever (a drain clock restarted on every pass would delete nothing, and no safety
         invariant would notice)."""
+        self.refuse_route = False  # the policy that denied route writes is lifted
         for _ in range(12):
             self.isvcs = dict.fromkeys(self.isvcs, True)
             self.now += timedelta(seconds=POLICY.drain_seconds + 1)
@@ -485,6 +529,7 @@ class Rollouts(RuleBasedStateMachine):
     @rule(crash=CRASH)
     def operator_restarts(self, crash: bool) -> None:
         self.cronjob_write = None  # the adapter's memory goes with the process
+        self.route_refused = False
         self.run(crash)
 
 

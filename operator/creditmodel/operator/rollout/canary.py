@@ -148,10 +148,20 @@ def start(model: CreditModel, status: Status, target: VersionRef, now: datetime)
 
 
 def progress(
-    model: CreditModel, observed: Observations, status: Status, now: datetime, policy: Policy
+    model: CreditModel,
+    observed: Observations,
+    status: Status,
+    now: datetime,
+    policy: Policy,
+    carried: bool,
 ) -> Outcome:
     """Readiness first (the analysis clock starts when the canary is first Ready; never Ready in
-    time rolls it back), then one analysis check when due. A paused rollout holds."""
+    time rolls it back), then one analysis check when due. A paused rollout holds, and so does
+    the check of a Ready canary while the route does not carry the weights its step asks for
+    (`carried` False: the route write was refused, or someone changed the route and this pass
+    writes it back): the metrics would judge it at traffic it does not have, and a canary that
+    kept passing at the last weight the route took would be promoted without ever carrying the
+    steps after it."""
     canary = status.canary
     if canary is None:
         return Outcome(status)
@@ -179,6 +189,8 @@ def progress(
         return reject(status, canary, now, "RolledBack", "CanaryNotReady", message)
     if not analysis_due(model, now):  # (a canary started in this very pass is not Ready yet)
         return Outcome(status)
+    if ready and not carried:
+        return Outcome(status)  # checked once a pass finds the route carrying the step
     result = (
         observed.analysis or analysis.Result("inconclusive", "no analysis result")
         if ready

@@ -88,6 +88,16 @@ def weights(found: Sequence[Backend], ready: Mapping[str, bool]) -> dict[str, in
     return shares
 
 
+def carries(model: CreditModel, observed: Observations, status: Status) -> bool:
+    """Whether the route as read holds the weights `status` asks for over the Ready backends
+    (router gatewayAPI). Knative, or a route not read this pass, counts as holding them."""
+    stored = observed.route
+    if model.spec.rollout.router == "knative" or stored is None:
+        return True
+    wanted = weights(backends(model, status, stored), observed.ready)
+    return all(stored.weights.get(name, 0) == share for name, share in wanted.items())
+
+
 def drained(
     name: str, route: RouteState | None, stable_ready: bool, now: datetime, policy: Policy
 ) -> bool:
