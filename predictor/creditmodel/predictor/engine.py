@@ -14,6 +14,7 @@ import onnxruntime as ort
 from creditmodel.core.bundle import MODEL_FP32, MODEL_INT8, Bundle, BundleError
 from creditmodel.core.points import PointsScaling
 from creditmodel.core.schema import Schema
+from creditmodel.predictor.bound_run import BoundRun
 from creditmodel.predictor.coded_inputs import coded_categoricals
 from creditmodel.predictor.scoring import PointsScale, ReasonTable, probe_plan
 from creditmodel.predictor.validation import Batch, Column, Validator
@@ -52,6 +53,7 @@ class VariantModel:
         plan_codes = category_codes(bundle.schema, plan.columns)
         expected = self.probability(plan.columns, plan_codes)
         self._use_codes(model_bytes, bundle, where, plan.columns, plan_codes, expected)
+        self._bound = self._bind_one_row(bundle, where, plan.columns, plan_codes, expected)
         self.reason_table = ReasonTable(bundle.schema, plan, expected)
 
     def _bind_run(self) -> None:
@@ -92,6 +94,41 @@ class VariantModel:
         if not same:
             log.warning("%s: categorical inputs stay strings (%s)", where, problem)
             self.session, self._run, self._coded = strings
+
+    def _bind_one_row(
+        self,
+        bundle: Bundle,
+        where: str,
+        columns: dict[str, Column],
+        codes: npt.NDArray[np.intp],
+        expected: npt.NDArray[np.float32],
+    ) -> BoundRun | None:
+        """The bound single-row run (bound_run.py), if every input is a number and it scores
+        every probe row alone exactly as the dict path scored them together."""
+        schema = bundle.schema
+        if not BoundRun.servable(self.session, schema, self._coded):
+            return None
+        numeric_names = [f.name for f in schema.features if f.kind == "numeric"]
+        numeric = np.column_stack(
+            [columns[name].reshape(-1).astype(np.float64) for name in numeric_names]
+            or [np.empty((len(codes), 0))]
+        )
+        try:
+            bound = BoundRun(
+                self.session,
+                schema,
+                self._coded,
+                self._flat_inputs,
+                self._output,
+                None if self._column is None else 2,  # [N, 2]: column 1 is P(positive)
+            )
+            if bound.verified(numeric, codes, expected):
+                return bound
+            problem = "scores differ"
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            problem = str(exc)
+        log.warning("%s: single rows keep the dict path (bound run: %s)", where, problem)
+        return None
 
     def _check_inputs(self, bundle: Bundle, where: str) -> set[str]:
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -141,7 +178,13 @@ class VariantModel:
         return np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
 
     def score(self, batch: Batch, with_reasons: bool = True) -> Scored:
-        probability = self.probability(batch.columns, batch.codes)
+        probability = (
+            self._bound.probability(batch.numeric, batch.codes)
+            if batch.rows == 1 and self._bound is not None
+            else None
+        )
+        if probability is None:
+            probability = self.probability(batch.columns, batch.codes)
         return Scored(
             probability=probability,
             score=self.scale.score(probability),
