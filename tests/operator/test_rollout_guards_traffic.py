@@ -293,15 +293,32 @@ def test_a_canary_is_analysed_only_at_a_weight_its_route_carries() -> None:
     held = step(current, 61, BOTH, RouteState({V1: 100, V2: 0}), analysis=passed, refused=refused)
     assert held.status.canary == current.status.canary  # no check: not even its time moves
     assert held.route_weights == {V1: 90, V2: 10}  # the write is asked for again
+    assert held.status.canary_weight == 0  # status says what the route holds, not the plan
     assert not [e for e in held.events if e.reason == "CanaryAdvanced"]
     carried = step(current, 61, BOTH, RouteState({V1: 90, V2: 10}), analysis=passed)
     assert carried.status.canary is not None
     assert carried.status.canary.step == 1
+    assert carried.status.canary_weight == 50  # written in this pass: the plan is what is routed
+    edited = step(current, 30, BOTH, RouteState({V1: 100, V2: 0}))  # someone's edit, no refusal
+    assert edited.status.canary_weight == 10  # this pass writes it back
     assert carried.route_weights == {V1: 50, V2: 50}
     # Router knative has no route to read: the check is not held.
     knative = spec(model={"bundleURI": BUNDLE_V2}, rollout={"router": "knative", "gateway": None})
     alone = advance(current, Plan(current.status, []), spec=knative)
     assert traffic.carries(alone, Observations(ready=BOTH, route=RouteState()), alone.status)
+
+
+def test_only_a_refused_route_makes_the_status_report_the_stored_weights() -> None:
+    """Kills traffic.py route `observed.refused.kind == "HTTPRoute"` -> True and `stored is not
+    None` -> True: another child's refusal leaves the route written as planned, and a refused
+    route the pass did not read has nothing else to report."""
+    current = canary_v2(ready=True)
+    quota = ChildRefusal("InferenceService", V2, "exceeded quota")
+    other = step(current, 30, BOTH, RouteState({V1: 100, V2: 0}), refused=quota)
+    assert other.status.canary_weight == 10
+    denied = ChildRefusal("HTTPRoute", "german", "denied by policy")
+    unread = step(current, 30, BOTH, None, refused=denied)
+    assert unread.status.canary_weight == 10
 
 
 def test_a_canary_not_ready_at_check_time_fails_whatever_its_route_holds() -> None:

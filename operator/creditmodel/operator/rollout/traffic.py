@@ -154,7 +154,8 @@ def route(
     model: CreditModel, observed: Observations, status: Status, now: datetime, policy: Policy
 ) -> Routed:
     """Finish the drains that are done, then weigh the backends that remain; status.canaryWeight
-    is the canary's weight as routed, status.draining[].since the drain clock as routed."""
+    is the canary's weight as routed (while the route's write is refused, what the route as read
+    holds), status.draining[].since the drain clock as routed."""
     stable, canary = serving_names(model, status)
     ready, stored = observed.ready, observed.route
     if model.spec.rollout.router == "knative":
@@ -181,8 +182,11 @@ def route(
     found = [b for b in backends(model, status, stored) if b.name not in done]
     shares = weights(found, ready)
     since = zero_since([b.name for b in found if b.track == "draining"], shares, stored, now)
+    routed: Mapping[str, int] = shares
+    if observed.refused is not None and observed.refused.kind == "HTTPRoute" and stored is not None:
+        routed = stored.weights  # the route keeps what it held until a write is accepted
     update = {
-        "canary_weight": shares.get(canary, 0) if canary else 0,
+        "canary_weight": routed.get(canary, 0) if canary else 0,
         "draining": [
             entry.model_copy(update={"since": since.get(_name(model, entry))}) for entry in kept
         ],
