@@ -2,10 +2,9 @@
 a CreditModel: InferenceServices becoming Ready or not, analysis verdicts (stale ones too), spec
 changes (bundle, steps, pause), every manual action (and an unknown one), training Job outcomes,
 drift signals, the drift CronJob or the route refused or accepted, clock jumps, and operator
-restarts: the
-status is only ever what a pass persisted (as JSON, as the API server stores it), and a pass may
-die after writing the children but before writing the status (its route writes and deletions
-happened; its status did not).
+restarts: the status is only ever what a pass persisted (as JSON, as the API server stores it),
+and a pass may die after writing the children but before writing the status (its route writes and
+deletions happened; its status did not).
 
 A small world plays Kubernetes around the pure state machine: it creates the InferenceServices the
 plan names (not Ready at first), stores the route (weights and drain clock together), deletes what
