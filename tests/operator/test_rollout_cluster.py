@@ -180,8 +180,9 @@ def test_promote_of_a_canary_never_ready_is_refused_and_the_stable_survives(
     assert (condition(api.model(NAME), "Ready") or {}).get("status") == "True"
     assert weights(api) == {isvc_for(v1): 100, isvc_for(v2): 0}
     assert set(api.isvcs()) == {isvc_for(v1), isvc_for(v2)}
-    # The canary's pods run but are not Ready, so KServe does not report it Ready.
-    assert api.predictor_pods(isvc_for(v2))
+    # The canary's pods run but are not Ready, so KServe does not report it Ready. The refusal can
+    # come before the Deployment's pods exist (it needs only the canary's status), so wait for them.
+    eventually(lambda: api.predictor_pods(isvc_for(v2)), what="the canary's predictor pods")
     assert not api.isvc_ready(isvc_for(v2))
 
 
