@@ -65,7 +65,16 @@ def _row(rng: random.Random, champion: TrainedBundle) -> list[Tensor]:
         rng.shuffle(tensors)
     if rng.random() < 0.03:
         tensors.append(tensors[0])
+    elif rng.random() < 0.03:  # a name twice, another missing: as many inputs as features
+        tensors[-1] = tensors[0]
+    if rng.random() < 0.02:  # a name that is no string (JSON can carry any value there)
+        spoiled = rng.randrange(len(tensors))
+        tensors[spoiled] = Tensor(rng.choice([["x"], 3, None]), *_parts(tensors[spoiled]))
     return tensors
+
+
+def _parts(tensor: Tensor) -> tuple[Any, Any, Any]:
+    return tensor.datatype, tensor.shape, tensor.data
 
 
 def test_one_row_validation_is_the_array_path_value_for_value(champion: TrainedBundle) -> None:
@@ -95,7 +104,7 @@ def test_one_row_validation_is_the_array_path_value_for_value(champion: TrainedB
         assert numeric.tobytes() == expected.numeric.tobytes()
         assert codes.dtype == expected.codes.dtype
         assert codes.tobytes() == expected.codes.tobytes()
-    assert taken > 500
+    assert taken > 400
 
 
 def test_one_row_reasons_and_scores_are_the_array_paths(champion: TrainedBundle) -> None:

@@ -135,10 +135,12 @@ _EFFECTS = hnp.arrays(
 def test_strongest_is_a_stable_descending_sort_of_the_risk_raising_effects(
     effects: npt.NDArray[np.float64],
 ) -> None:
-    for row, picked in zip(effects.tolist(), strongest(effects).tolist(), strict=True):
-        order = sorted(range(len(row)), key=lambda i: -row[i] if row[i] == row[i] else np.inf)
-        expected = [i + 1 for i in order if row[i] > MIN_EFFECT][:REASONS_PER_ROW]
-        assert picked == expected + [0] * (REASONS_PER_ROW - len(expected))
+    # either memory layout: ReasonTable.effects gives C order, a slice of it may not
+    for layout in (effects, np.asfortranarray(effects)):
+        for row, picked in zip(effects.tolist(), strongest(layout).tolist(), strict=True):
+            order = sorted(range(len(row)), key=lambda i: -row[i] if row[i] == row[i] else np.inf)
+            expected = [i + 1 for i in order if row[i] > MIN_EFFECT][:REASONS_PER_ROW]
+            assert picked == expected + [0] * (REASONS_PER_ROW - len(expected))
 
 
 def test_numeric_effects_interpolate_between_grid_points(table: ReasonTable) -> None:

@@ -59,6 +59,8 @@ class OneRowValidator:
             columns = [_category_column(category) for category in categories]
             self._specs[feature.name] = (feature.datatype, index, 0.0, 0.0, False, known, columns)
         self._numeric_count, self._categorical_count = len(numeric), len(categorical)
+        self._names_set = frozenset(self.names)
+        self._ordered = [self._specs[name] for name in self.names]
         # The array path gives FP32 features float32 columns and INT64 ones int64; a schema with
         # another numeric datatype keeps the array path.
         self.enabled = all(f.datatype in ("FP32", "INT64") for f in numeric)
@@ -70,18 +72,23 @@ class OneRowValidator:
     def validate(self, tensors: Sequence[Tensor]) -> Row | None:
         if not self.enabled or len(tensors) != len(self.names):
             return None
-        specs = self._specs
+        names = [tensor.name for tensor in tensors]
+        if names == self.names:  # the schema's order, as clients built from it send
+            specs = self._ordered
+        else:  # as many names as features and all of them: each once, in another order
+            try:
+                if self._names_set != set(names):
+                    return None
+            except TypeError:  # an unhashable name
+                return None
+            specs = [self._specs[name] for name in names]
         raw: list[float] = [0.0] * self._numeric_count
         codes: list[int] = [0] * self._categorical_count
         columns: dict[str, npt.NDArray[Any]] = {}
-        seen: set[str] = set()
-        for tensor in tensors:
-            name, shape, data = tensor.name, tensor.shape, tensor.data
-            spec = specs.get(name) if type(name) is str else None
+        for tensor, spec, name in zip(tensors, specs, names, strict=True):
+            shape, data = tensor.shape, tensor.data
             if (
-                spec is None
-                or name in seen
-                or tensor.datatype != spec[0]
+                tensor.datatype != spec[0]
                 # [1] or [1, 1] as the array path reads shapes (true or 1.0 is no dimension)
                 or type(shape) is not list
                 or shape not in _ONE_ROW_SHAPES
@@ -91,7 +98,6 @@ class OneRowValidator:
                 or len(data) != 1
             ):
                 return None
-            seen.add(name)
             _, index, low, high, integral, known, category_columns = spec
             value = data[0]
             if known is None:
@@ -107,8 +113,6 @@ class OneRowValidator:
                     return None
                 codes[index] = code
                 columns[name] = category_columns[code]
-        if len(seen) != len(self.names):
-            return None
         if self._fp32_index:
             # The model sees float32, and reasons and drift the same float32 values: array("f")
             # rounds as numpy's astype(float32) does (the C conversion, to nearest).

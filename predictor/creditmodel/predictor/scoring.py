@@ -197,7 +197,9 @@ class ReasonTable:
         numeric_effects = np.interp(on_axis, self._axis, self._axis_effect)
         categorical_effects = self._table[codes + self._offset]
         both = np.concatenate([numeric_effects, categorical_effects], axis=1)
-        return np.asarray(both[:, self._to_schema_order], dtype=np.float64)
+        # take, not both[:, order]: that gives a Fortran-ordered array, which every argmax of
+        # `strongest` copies row by row
+        return np.take(both, self._to_schema_order, axis=1)
 
     def reasons(self, numeric: FloatArray, codes: npt.NDArray[np.intp]) -> npt.NDArray[np.object_]:
         """[N, 4] code texts, strongest first; ties keep schema order; "" where fewer than four
@@ -228,18 +230,27 @@ class ReasonTable:
 def strongest(effects: FloatArray) -> npt.NDArray[np.intp]:
     """[N, 4] 1-based feature positions of each row's largest effects above MIN_EFFECT, largest
     first, ties in schema order, 0 where fewer than four: what a stable descending sort of each
-    row gives, by repeated argmax instead (argmax takes the first of equal maxima): 195 us
-    against 228 us for argsort on [1000, 20] (timeit, best of 10). NaN never competes."""
-    rows = np.arange(effects.shape[0])
-    contest = np.where(effects > MIN_EFFECT, effects, -np.inf)
-    picked = np.zeros((effects.shape[0], REASONS_PER_ROW), dtype=np.intp)
-    for slot in range(min(REASONS_PER_ROW, effects.shape[1])):
+    row gives, by repeated argmax instead (argmax takes the first of equal maxima), each winner
+    read and struck out through flat indices. 113 us against 157 us for the same argmax loop on
+    a Fortran-ordered array with 2-D fancy indexing, and 150 us for a stable argsort, on the
+    reference bundle's [1000, 17] (best of 200). NaN never competes."""
+    rows, width = effects.shape
+    contest = np.ascontiguousarray(np.where(effects > MIN_EFFECT, effects, -np.inf))
+    flat = contest.reshape(-1)  # a view: contest is C-contiguous
+    starts = np.arange(0, rows * width, width)
+    picked = np.zeros((rows, REASONS_PER_ROW), dtype=np.intp)
+    for slot in range(min(REASONS_PER_ROW, width)):
         best = contest.argmax(axis=1)
-        strong = contest[rows, best] > -np.inf
-        if not strong.any():
+        at = starts + best
+        strong = flat[at] > -np.inf
+        best += 1
+        if strong.all():
+            picked[:, slot] = best
+        elif strong.any():
+            picked[:, slot] = np.where(strong, best, 0)
+        else:
             break
-        picked[:, slot] = np.where(strong, best + 1, 0)
-        contest[rows, best] = -np.inf
+        flat[at] = -np.inf
     return picked
 
 
