@@ -98,11 +98,11 @@ bench: install tools ## Run the benchmarks side by side; JSON in build/bench/, t
 	$(PY) -m tests.bench
 
 .PHONY: perf-check
-perf-check: install tools ## Instructions per single-row request (valgrind callgrind) vs the committed figure; fails above +10%.
+perf-check: install tools ## Instructions per request, single row and 1,000 rows (valgrind callgrind), vs the committed figures; fails above +10%.
 	$(PY) -m tests.bench.callgrind
 
 .PHONY: perf-baseline
-perf-baseline: install tools ## Measure and commit a new instructions-per-request figure (tests/bench/predictor_instructions.json).
+perf-baseline: install tools ## Measure and commit new instructions-per-request figures (tests/bench/predictor_instructions.json).
 	$(PY) -m tests.bench.callgrind --update
 
 ##@ Models

@@ -1,20 +1,22 @@
-"""Instructions per single-row request, counted by valgrind's callgrind: a regression check that
-the machine's load cannot move (wall-clock speed lives in bench_predictor.py).
+"""Instructions per request, counted by valgrind's callgrind: a regression check that the
+machine's load cannot move (wall-clock speed lives in bench_predictor.py). Two requests: the
+common single-row one, and a 1,000-row batch (the batch path: array validation, one model run,
+vectorised reason codes, drift binning of a thousand rows).
 
 One process builds the predictor's ASGI app as predictor_cpu.py does (every feature on: validation,
 probability, score, four reason codes, multiprocess metrics, live PSI), serves warm-up requests,
-then serves REQUESTS single-row requests with callgrind's instrumentation on only around that loop
+then serves a loop of requests with callgrind's instrumentation on only around that loop
 (callgrind_toggle.c through ctypes; start-up and model load run uninstrumented, so a measurement
-takes seconds, not minutes), binning drift and pushing metrics every 50 requests as the
-housekeeping task would. The count repeats to a fraction of a percent: the hash seed is fixed, the
-request carries its id (no uuid), nothing but the loop runs (the fast path never suspends, so the
-event loop runs no other task), and valgrind shows every host the same CPU (no AVX-512), so numpy
-and onnxruntime take the same kernels.
+takes seconds, not minutes), binning drift and pushing metrics as the housekeeping task would
+(every 50 single rows, every 5 batches). The count repeats to a fraction of a percent: the hash
+seed is fixed, the request carries its id (no uuid), nothing but the loop runs (the fast path
+never suspends, so the event loop runs no other task), and valgrind shows every host the same CPU
+(no AVX-512), so numpy and onnxruntime take the same kernels.
 
-The committed figure is predictor_instructions.json beside this file:
+The committed figures are predictor_instructions.json beside this file:
 
-    python -m tests.bench.callgrind            # measure; exit 1 if > 10% above the committed figure
-    python -m tests.bench.callgrind --update   # measure and commit the new figure (a deliberate change)
+    python -m tests.bench.callgrind            # measure; exit 1 if > 10% above a committed figure
+    python -m tests.bench.callgrind --update   # measure and commit new figures (a deliberate change)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +39,24 @@ REPO = HERE.parents[1]
 SOURCE = HERE / "callgrind_toggle.c"
 COMMITTED = HERE / "predictor_instructions.json"
 BUNDLE = REPO / "models" / "german-credit"
-REQUESTS = 300
 TOLERANCE = 0.10
-_FLUSH_EVERY = 50
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured request: `rows` applicants per request, `requests` of them counted, drift
+    binned and metrics pushed every `flush_every`."""
+
+    rows: int
+    requests: int
+    flush_every: int
+
+    @property
+    def name(self) -> str:
+        return f"batch {self.rows}"
+
+
+CASES = (Case(rows=1, requests=300, flush_every=50), Case(rows=1000, requests=20, flush_every=5))
 
 
 class ToolMissingError(Exception):
@@ -84,23 +102,24 @@ def versions() -> dict[str, str]:
     }
 
 
-def measure(work_dir: Path, requests: int = REQUESTS) -> dict[str, Any]:
-    """Run the loop under callgrind: instructions per request and what they depend on."""
+def measure(work_dir: Path, case: Case) -> dict[str, Any]:
+    """Run the case's loop under callgrind: instructions per request and what they depend on."""
     from tests.bench.bench_predictor import _body, _documents, _ensure_bundle
 
     _ensure_bundle()
     tool = valgrind()
     library = toggle_library(REPO / "build" / "callgrind")
+    work_dir = work_dir / case.name.replace(" ", "-")
     work_dir.mkdir(parents=True, exist_ok=True)
-    body = work_dir / "body-1.json"
-    body.write_bytes(_body(_documents(1)))
+    body = work_dir / "body.json"
+    body.write_bytes(_body(_documents(case.rows)))
     for stale in work_dir.glob("callgrind.out*"):
         stale.unlink()
     argv = [
         tool, "--tool=callgrind", "--instr-atstart=no",
         f"--callgrind-out-file={work_dir / 'callgrind.out'}",
         sys.executable, "-m", "tests.bench.callgrind", "--loop", str(library), str(body),
-        str(requests),
+        str(case.requests), str(case.flush_every),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(REPO)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -111,9 +130,9 @@ def measure(work_dir: Path, requests: int = REQUESTS) -> dict[str, Any]:
         raise RuntimeError(f"callgrind run failed:\n{completed.stderr[-2000:]}")
     instructions = _measured_instructions(work_dir)
     return {
-        "instructions_per_request": round(instructions / requests),
-        "requests": requests,
-        "request": "single-row V2 JSON, reference bundle int8, every feature on",
+        "instructions_per_request": round(instructions / case.requests),
+        "requests": case.requests,
+        "request": f"{case.rows}-row V2 JSON, reference bundle int8, every feature on",
         **versions(),
     }
 
@@ -129,16 +148,24 @@ def _measured_instructions(work_dir: Path) -> int:
     raise RuntimeError(f"no callgrind dump of the measured loop in {work_dir}")
 
 
-def verdict(measured: dict[str, Any], committed_path: Path = COMMITTED) -> tuple[bool, str]:
+def committed(case: Case, committed_path: Path = COMMITTED) -> dict[str, Any]:
+    """The committed figure of `case`."""
+    figures: dict[str, Any] = json.loads(committed_path.read_text())
+    return dict(figures[case.name])
+
+
+def verdict(
+    measured: dict[str, Any], case: Case, committed_path: Path = COMMITTED
+) -> tuple[bool, str]:
     """(within the tolerance, a sentence saying so with both figures)."""
-    committed = json.loads(committed_path.read_text())
-    now, then = measured["instructions_per_request"], committed["instructions_per_request"]
+    then_figure = committed(case, committed_path)
+    now, then = measured["instructions_per_request"], then_figure["instructions_per_request"]
     change = now / then - 1
     text = (
-        f"{now:,} instructions per single-row request, committed {then:,} ({change:+.1%};"
+        f"{now:,} instructions per {case.rows}-row request, committed {then:,} ({change:+.1%};"
         f" the check allows +{TOLERANCE:.0%})"
     )
-    differ = {k: (committed.get(k), v) for k, v in versions().items() if committed.get(k) != v}
+    differ = {k: (then_figure.get(k), v) for k, v in versions().items() if then_figure.get(k) != v}
     if differ:
         text += f"; versions differ from the committed run: {differ}"
     if change < -TOLERANCE:
@@ -146,7 +173,7 @@ def verdict(measured: dict[str, Any], committed_path: Path = COMMITTED) -> tuple
     return change <= TOLERANCE, text
 
 
-def _loop(library_path: str, body_path: str, requests: int) -> None:
+def _loop(library_path: str, body_path: str, requests: int, flush_every: int) -> None:
     """Inside valgrind: build the app, warm it up, count the loop."""
     from tests.bench import predictor_cpu
 
@@ -169,12 +196,12 @@ def _loop(library_path: str, body_path: str, requests: int) -> None:
             start()
         for index in range(count):
             await app(dict(scope), receive, send)
-            if index % _FLUSH_EVERY == _FLUSH_EVERY - 1:
+            if index % flush_every == flush_every - 1:
                 finish()
         if stop is not None:
             stop()
 
-    asyncio.run(serve(2 * _FLUSH_EVERY))
+    asyncio.run(serve(2 * flush_every))
     asyncio.run(
         serve(requests, library.creditmodel_callgrind_start, library.creditmodel_callgrind_stop)
     )
@@ -184,21 +211,24 @@ def _loop(library_path: str, body_path: str, requests: int) -> None:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--loop"]:
-        _loop(argv[1], argv[2], int(argv[3]))
+        _loop(argv[1], argv[2], int(argv[3]), int(argv[4]))
         return 0
     with tempfile.TemporaryDirectory(prefix="callgrind-") as scratch:
         try:
-            measured = measure(Path(scratch))
+            measured = {case.name: measure(Path(scratch), case) for case in CASES}
         except ToolMissingError as missing:
             print(f"callgrind check unavailable: {missing}", file=sys.stderr)
             return 2
     if "--update" in argv:
         COMMITTED.write_text(json.dumps(measured, indent=2) + "\n")
-        print(f"committed figure updated: {measured['instructions_per_request']:,} per request")
+        for name, figure in measured.items():
+            print(f"committed figure updated: {figure['instructions_per_request']:,} per request"
+                  f" ({name})")  # fmt: skip
         return 0
-    ok, text = verdict(measured)
-    print(text)
-    return 0 if ok else 1
+    verdicts = [verdict(measured[case.name], case) for case in CASES]
+    for _, text in verdicts:
+        print(text)
+    return 0 if all(ok for ok, _ in verdicts) else 1
 
 
 if __name__ == "__main__":
