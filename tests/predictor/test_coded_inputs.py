@@ -22,6 +22,7 @@ from creditmodel.predictor import engine
 from creditmodel.predictor.coded_inputs import coded_categoricals
 from creditmodel.predictor.engine import LoadedBundle, category_codes
 from creditmodel.predictor.scoring import probe_plan
+from creditmodel.predictor.validation import CategoryColumns, Tensor
 
 pytestmark = pytest.mark.unit
 
@@ -141,6 +142,27 @@ def test_the_reference_bundle_is_served_with_codes_and_the_same_probabilities() 
         (expected,) = plain.run([model._output], plan_rows.columns)
         got = model.probability(plan_rows.columns, codes)
         assert got.tobytes() == np.asarray(expected, dtype=np.float32).reshape(-1).tobytes()
+
+
+def test_a_coded_model_scores_a_batch_without_building_its_string_columns() -> None:
+    bundle = load_bundle(str(BUNDLE))
+    loaded = LoadedBundle(bundle, max_rows=10_000)
+    plan_rows = probe_plan(bundle.schema, bundle.reference)
+    features = bundle.schema.features
+    rows = len(plan_rows.columns[features[0].name])
+    given = [
+        Tensor(f.name, f.datatype, [rows], plan_rows.columns[f.name].reshape(-1).tolist())
+        for f in features
+    ]
+    categorical = {f.name for f in features if f.kind == "categorical"}
+    for variant, model in loaded.variants.items():
+        batch = loaded.validator.validate(given)
+        assert isinstance(batch.columns, CategoryColumns)
+        lazy = model.probability(batch.columns, batch.codes)
+        assert batch.columns.unread == categorical, variant
+        eager = model.probability(dict(batch.columns), batch.codes)  # every column built
+        assert batch.columns.unread == frozenset()
+        assert lazy.tobytes() == eager.tobytes(), variant
 
 
 def test_a_rewrite_that_scores_differently_is_not_served(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ import pytest
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.codec import decode_request
 from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.validation import Tensor, Validator
+from creditmodel.predictor.validation import CategoryColumns, Tensor, Validator
 
 pytestmark = pytest.mark.unit
 
@@ -63,6 +63,27 @@ def test_valid_rows_become_model_columns() -> None:
     assert batch.columns["housing"].tolist() == [["own"], ["rent"]]
     assert batch.numeric.tolist() == [[30.0, 1e4], [45.0, 2.5e4]]
     assert batch.codes.tolist() == [[0], [1]]
+
+
+def test_categorical_columns_are_built_when_first_read_as_the_careful_path_builds_them() -> None:
+    validator = Validator(SCHEMA, 100)
+    batch = validator.validate(tensors(4))  # known strings: the fast path, columns on demand
+    as_bytes = {"data": [b"own", b"rent", b"own", b"rent"]}
+    careful = validator.validate(tensors(4, housing=as_bytes))  # bytes: the careful path
+    assert isinstance(batch.columns, CategoryColumns)
+    assert batch.columns.unread == {"housing"}
+    assert "housing" in batch.columns
+    assert "nope" not in batch.columns
+    assert batch.columns.unread == {"housing"}  # asking is not reading
+    assert list(batch.columns) == list(careful.columns) == ["age", "income", "housing"]
+    assert len(batch.columns) == 3
+    for name in careful.columns:
+        got, want = batch.columns[name], careful.columns[name]
+        assert (got.dtype, got.shape, got.tolist()) == (want.dtype, want.shape, want.tolist())
+    assert batch.columns.unread == frozenset()
+    assert batch.columns["housing"] is batch.columns["housing"]  # built once
+    with pytest.raises(KeyError):
+        batch.columns["nope"]
 
 
 def test_shape_n_by_1_nested_data_and_integral_floats_are_accepted() -> None:

@@ -4,8 +4,8 @@ against the schema at load, plus each variant's reason-code table."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -159,15 +159,16 @@ class VariantModel:
         raise BundleError(f"{where}: no float probability output among {[o.name for o in outputs]}")
 
     def probability(
-        self, columns: dict[str, Column], codes: npt.NDArray[np.intp]
+        self, columns: Mapping[str, Column], codes: npt.NDArray[np.intp]
     ) -> npt.NDArray[np.float32]:
-        """P(positive) per row; `columns` and `codes` as in validation.Batch."""
-        feed: dict[str, Any] = columns
+        """P(positive) per row; `columns` and `codes` as in validation.Batch. A coded input's
+        column is never read (a batch builds its string columns only when read)."""
         if self._coded:
-            feed = dict(columns)
             by_feature = np.ascontiguousarray(codes.T, dtype=np.int64)  # [categorical, N]
-            for name, index in self._coded:
-                feed[name] = by_feature[index].reshape(-1, 1)
+            coded = {name: by_feature[index].reshape(-1, 1) for name, index in self._coded}
+            feed = {name: coded[name] if name in coded else columns[name] for name in columns}
+        else:
+            feed = dict(columns)  # onnxruntime takes a dict
         if self._flat_inputs:
             feed = {
                 name: (column.reshape(-1) if name in self._flat_inputs else column)
