@@ -37,7 +37,8 @@ class Batch:
     """Validated rows: one [N, 1] column per feature in schema order, in the model's dtype, plus
     the same values as one float matrix of the numeric features [N, numeric] and one matrix of
     category indices (position in the schema's category list) [N, categorical], which reason
-    codes and drift use without touching strings again."""
+    codes and drift use without touching strings again. A batch of several rows may build its
+    categorical columns when they are first read (CategoryColumns)."""
 
     rows: int
     columns: Mapping[str, Column]
