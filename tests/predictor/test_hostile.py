@@ -5,8 +5,12 @@ traceback or a wrong score), and every client string that comes back is bounded.
 from __future__ import annotations
 
 import json
+import socket
 import struct
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,6 +288,43 @@ def test_headers_within_the_limits_are_served(
 ) -> None:
     headers = [(b"x-h%d" % i, b"v" * 500) for i in range(90)]
     reference.check(outputs(infer(server, request(champion, 2), headers=headers)), 2)
+
+
+def _silent_then_answered(port: int, sent: bytes) -> tuple[bytes, float]:
+    """Open a connection, send `sent` (a request cut short, or nothing), then wait: the answer
+    the server gives before it closes, and how long it took."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        started = time.monotonic()
+        sock.sendall(sent)
+        answer = bytearray()
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return bytes(answer), time.monotonic() - started
+
+
+def test_requests_that_do_not_arrive_whole_in_time_get_408_from_every_worker(
+    champion: TrainedBundle, tmp_path: Path
+) -> None:
+    """Slowloris: connections that send nothing, half a head or half a body held a slot for as
+    long as the client liked. Eight at once, so that both workers (spawned, each with its own
+    copy of the setting) get some; then a whole request is served as before."""
+    document = json.dumps(request(champion)).encode()
+    whole = (
+        b"POST /v2/models/demo/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(document), document)
+    )
+    cut_short = [b"", whole[:30], whole[: whole.index(b"\r\n\r\n") + 10], whole[:-5]] * 2
+    extra = ["--workers", "2", "--request_read_timeout_seconds", "1.5"]
+    with predictor_server(champion.uri, tmp_path, extra=extra) as slow:
+        with ThreadPoolExecutor(len(cut_short)) as pool:
+            answers = list(
+                pool.map(lambda sent: _silent_then_answered(slow.http_port, sent), cut_short)
+            )
+        for (answer, took), sent in zip(answers, cut_short, strict=True):
+            assert answer.startswith(b"HTTP/1.1 408 "), (sent[:40], answer[:200])
+            assert b"request read timed out: the request did not arrive whole within 1.5" in answer
+            assert 1.0 < took < 10.0, took
+        assert outputs(infer(slow, request(champion, 2)))
 
 
 # --- 7. JSON is UTF-8; binary tensors end where the body does -------------------------------

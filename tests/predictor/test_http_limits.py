@@ -1,6 +1,6 @@
-"""The request-head limits of `BoundedHttpToolsProtocol`, read by read: each `data_received` call
-here is one read from the socket, so how a request is split across reads is exact (over a real
-socket it depends on timing)."""
+"""The request-head limits and the read deadline of `BoundedHttpToolsProtocol`, read by read: each
+`data_received` call here is one read from the socket, so how a request is split across reads is
+exact (over a real socket it depends on timing)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from creditmodel.predictor.http_limits import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from creditmodel.predictor.http_limits import (
+    MAX_HEAD_BYTES,
+    READ_TIMEOUT_ATTRIBUTE,
+    READ_TIMEOUT_SECONDS,
+    BoundedHttpToolsProtocol,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -29,11 +34,15 @@ class _Transport(asyncio.Transport):
         super().__init__()
         self.written = bytearray()
         self.closed = False
+        self.protocol: asyncio.Protocol | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written += data
+        if not self.closed:
+            self.written += data
 
     def close(self) -> None:
+        if not self.closed and self.protocol is not None:  # as asyncio's transports do
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
         self.closed = True
 
     def is_closing(self) -> bool:
@@ -51,11 +60,16 @@ class _Transport(asyncio.Transport):
         pass
 
 
-def _connection() -> tuple[BoundedHttpToolsProtocol, _Transport]:
-    config = uvicorn.Config(app=_app, http=BoundedHttpToolsProtocol, log_level="warning")
+def _connection(
+    app: Any = _app, read_timeout: float | None = None
+) -> tuple[BoundedHttpToolsProtocol, _Transport]:
+    config = uvicorn.Config(app=app, http=BoundedHttpToolsProtocol, log_level="warning")
     config.load()
+    if read_timeout is not None:
+        setattr(config, READ_TIMEOUT_ATTRIBUTE, read_timeout)
     protocol = BoundedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
     transport = _Transport()
+    transport.protocol = protocol
     protocol.connection_made(transport)
     return protocol, transport
 
@@ -126,3 +140,189 @@ async def test_an_endless_header_is_cut_off_after_the_limit_plus_one_read(read: 
     answer = bytes(transport.written)
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert b"request line and headers over 65536 bytes" in answer
+
+
+# --- the read deadline ----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+async def _no_callback_fails() -> Any:
+    """A timer callback that raises is only logged by the loop: make it fail the test."""
+    failures: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: failures.append(context))
+    yield
+    loop.set_exception_handler(None)
+    assert failures == []
+
+
+TICK = 0.05  # the read timeout of these tests; every wait below is a multiple of it
+
+
+def _timed_out(transport: _Transport) -> bool:
+    answer = bytes(transport.written)
+    return answer.startswith(b"HTTP/1.1 408 ") or b"\r\n\r\nHTTP/1.1 408 " in answer
+
+
+async def test_the_default_timeout_is_used_without_a_setting() -> None:
+    protocol, transport = _connection()
+    assert protocol.read_timeout == READ_TIMEOUT_SECONDS
+    transport.close()
+    await asyncio.sleep(0)
+
+
+async def test_a_connection_that_sends_nothing_is_answered_408_and_closed() -> None:
+    _, transport = _connection(read_timeout=TICK)
+    await asyncio.sleep(3 * TICK)
+    assert transport.closed
+    assert _timed_out(transport)
+    assert b'"error":"request read timed out: the request did not arrive whole within 0.05' in (
+        bytes(transport.written)
+    )
+    assert b"connection: close" in bytes(transport.written)
+
+
+async def test_a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_deadline_not_per_read() -> None:
+    """Each byte comes well within the timeout; the head as a whole does not."""
+    protocol, transport = _connection(read_timeout=4 * TICK)
+    head = _request(b"{}")[:-10]
+    sent = 0
+    while not transport.closed and sent < len(head):
+        protocol.data_received(head[sent : sent + 1])
+        sent += 1
+        await asyncio.sleep(TICK / 5)
+    assert transport.closed
+    assert _timed_out(transport)
+    assert sent < len(head)
+
+
+async def test_a_body_that_stalls_is_answered_408_and_the_app_sees_a_disconnect() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            seen.append(message)
+            if not message.get("more_body"):
+                return
+
+    protocol, transport = _connection(app, read_timeout=2 * TICK)
+    whole = _request(b"x" * 1_000)
+    protocol.data_received(whole[:-500])
+    await asyncio.sleep(4 * TICK)
+    assert transport.closed
+    assert _timed_out(transport)
+    assert seen[-1]["type"] == "http.disconnect"
+
+
+async def test_a_slow_model_is_not_cut_off_and_the_next_request_gets_a_fresh_deadline() -> None:
+    """The clock stops once the request is in: a model slower than the timeout still answers.
+    A keep-alive connection idle for longer than the timeout between two requests is uvicorn's
+    keep-alive timeout's business, and its next request gets a deadline of its own."""
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await asyncio.sleep(3 * TICK)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    protocol, transport = _connection(slow, read_timeout=2 * TICK)
+    await asyncio.sleep(TICK)
+    protocol.data_received(_request(b"{}"))
+    await asyncio.sleep(5 * TICK)
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK"]
+    second = _request(b"{}")
+    protocol.data_received(second[:10])
+    await asyncio.sleep(TICK)  # within the second request's own deadline
+    protocol.data_received(second[10:])
+    await asyncio.sleep(5 * TICK)
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK"] * 2
+    assert not transport.closed
+    transport.close()
+    await asyncio.sleep(0)
+
+
+async def test_a_body_that_dawdles_after_an_early_answer_gets_no_408_only_a_close() -> None:
+    """An app may answer before the body is in (a 413): that answer stands, and the connection
+    is closed at the deadline without a second status line."""
+
+    async def early(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 413, "headers": []})
+        await send({"type": "http.response.body", "body": b"too large"})
+
+    protocol, transport = _connection(early, read_timeout=2 * TICK)
+    protocol.data_received(_request(b"x" * 10_000)[:-5_000])
+    await asyncio.sleep(TICK)
+    assert await _answers(transport) == [b"HTTP/1.1 413 Request Entity Too Large"]
+    assert not transport.closed
+    await asyncio.sleep(3 * TICK)
+    assert transport.closed
+    assert await _answers(transport) == [b"HTTP/1.1 413 Request Entity Too Large"]
+
+
+async def test_a_first_request_is_timed_from_the_connections_opening() -> None:
+    """A client cannot buy a second timeout by waiting almost one before its first byte."""
+    protocol, transport = _connection(read_timeout=4 * TICK)
+    await asyncio.sleep(3 * TICK)
+    protocol.data_received(_request(b"{}")[:10])
+    await asyncio.sleep(2 * TICK)  # 5 ticks after the opening, 2 after the first byte
+    assert transport.closed
+    assert _timed_out(transport)
+
+
+async def test_an_answer_under_way_at_the_deadline_is_finished_then_the_connection_closed() -> None:
+    async def streaming(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(4 * TICK)
+        await send({"type": "http.response.body", "body": b"the whole answer"})
+
+    protocol, transport = _connection(streaming, read_timeout=2 * TICK)
+    protocol.data_received(_request(b"x" * 100)[:-50])
+    await asyncio.sleep(6 * TICK)
+    assert transport.closed
+    assert bytes(transport.written).endswith(b"the whole answer\r\n0\r\n\r\n")  # chunked, ended
+    assert not _timed_out(transport)
+
+
+async def test_a_keep_alive_connections_next_request_that_stalls_is_answered_408() -> None:
+    protocol, transport = _connection(read_timeout=2 * TICK)
+    protocol.data_received(_request(b"{}"))
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK"]
+    await asyncio.sleep(3 * TICK)  # idle past the timeout: no request under way, no deadline
+    assert not transport.closed
+    protocol.data_received(_request(b"{}")[:10])
+    await asyncio.sleep(3 * TICK)
+    assert transport.closed
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 408 Request Timeout"]
+
+
+async def test_each_request_on_a_busy_connection_has_its_own_deadline() -> None:
+    """The connection's one timer, armed for an earlier request, fires while a later one is
+    being read: it waits on for the later one's own deadline instead of cutting it off."""
+    protocol, transport = _connection(read_timeout=4 * TICK)
+    protocol.data_received(_request(b"{}"))
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK"]
+    await asyncio.sleep(3 * TICK)
+    second = _request(b"{}")
+    protocol.data_received(second[:10])
+    await asyncio.sleep(2 * TICK)  # the timer fired at 4 ticks; the second began at 3
+    assert not transport.closed
+    protocol.data_received(second[10:])
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK"] * 2
+    third = _request(b"{}")
+    protocol.data_received(third[:10])
+    await asyncio.sleep(6 * TICK)
+    assert transport.closed
+    assert await _answers(transport) == [b"HTTP/1.1 200 OK"] * 2 + [b"HTTP/1.1 408 Request Timeout"]
+
+
+async def test_a_connection_the_client_closed_mid_request_is_not_timed_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    protocol, transport = _connection(read_timeout=2 * TICK)
+    protocol.data_received(_request(b"{}")[:10])
+    transport.close()  # the client went away: connection_lost, as asyncio reports it
+    await asyncio.sleep(4 * TICK)
+    assert not _timed_out(transport)
+    assert "request read timed out" not in caplog.text

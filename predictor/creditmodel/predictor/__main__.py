@@ -23,6 +23,7 @@ _OURS = (
     "ab_percent",
     "max_batch_rows",
     "max_body_bytes",
+    "request_read_timeout_seconds",
     "inline_rows",
     "drift_window_seconds",
     "drift_min_rows",
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ours.add_argument("--max_batch_rows", type=int, help="rows per request limit")
     ours.add_argument("--max_body_bytes", type=int, help="request body size limit")
+    ours.add_argument(
+        "--request_read_timeout_seconds",
+        type=float,
+        help="a request's head and body must arrive within this, else 408 (60)",
+    )
     ours.add_argument("--inline_rows", type=int, help="larger batches run in a worker thread")
     ours.add_argument("--drift_window_seconds", type=float, help="PSI sliding window")
     ours.add_argument(
@@ -140,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     CreditModelServer(
         host=settings.host,
         max_body_bytes=settings.max_body_bytes,
+        read_timeout=settings.request_read_timeout_seconds,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

@@ -11,10 +11,19 @@ end the previous request's body on a keep-alive connection) is not counted: coun
 large request's body count against the small head after it. The limits are Envoy's defaults
 (100 headers, 60 KiB), the proxy in front of a KServe predictor, rounded up: nothing that passed
 one is refused here. uvicorn's pure-Python h11 protocol, the fallback without httptools, gets the
-same byte limit through its own `h11_max_incomplete_event_size` option (it answers 400)."""
+same byte limit through its own `h11_max_incomplete_event_size` option (it answers 400).
+
+A request must also arrive whole, head and body, within `read_timeout` seconds (default
+`READ_TIMEOUT_SECONDS`) of its first byte, or of the connection's opening for a connection's first
+request, else `408 Request Timeout` with a JSON error, and the connection is closed. uvicorn has
+no such bound: a connection that sends nothing, or a head or body a byte at a time, held its slot
+for as long as the client liked (slowloris), and an idle keep-alive connection was only closed
+once a response had been sent on it. The clock stops when the request is complete, so a slow
+model is not cut off; uvicorn's keep-alive timeout covers the wait between requests."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 from typing import Any
@@ -24,7 +33,11 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
-_STATUS = 431
+# Envoy's default request timeout is none; nginx gives a head and each body read 60 s.
+READ_TIMEOUT_SECONDS = 60.0
+# The attribute of uvicorn's Config that carries --request_read_timeout_seconds to each protocol,
+# in every worker process (KServe pickles the Config into the workers it spawns).
+READ_TIMEOUT_ATTRIBUTE = "creditmodel_read_timeout"
 
 log = logging.getLogger("creditmodel.predictor")
 
@@ -52,11 +65,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_open = False  # a head has begun and is not complete yet
         self._head_began = False  # ... in the read being parsed
         self._refusal: str | None = None
+        self.read_timeout = float(
+            getattr(self.config, READ_TIMEOUT_ATTRIBUTE, READ_TIMEOUT_SECONDS)
+        )
+        # When the request being read began (None: none is), and the one timer that checks it.
+        # A timer armed and cancelled per request cost 2 us of a 150 us request; this one is
+        # armed once per connection and, on a busy connection, moved on at most once a timeout.
+        self._reading_since: float | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._begin_read()  # a connection that never sends a byte is cut off too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+        super().connection_lost(exc)
 
     # --- parser callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._reading_since is None:  # a connection's first request keeps its opening's
+            self._begin_read()
         self._head_bytes = 0
         self._incomplete_bytes = 0
         self._head_open = True
@@ -76,6 +111,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_open = False
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        self._reading_since = None
+        super().on_message_complete()
+
     # --- transport ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -90,13 +129,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._incomplete_bytes += len(data)
             if self._incomplete_bytes > MAX_HEAD_BYTES:  # every byte of these reads is head
                 self._refusal = f"request line and headers over {MAX_HEAD_BYTES} bytes"
-                self._answer()
+                self._answer(_HEAD_TOO_LARGE)
 
     def send_400_response(self, msg: str) -> None:
         if self._refusal is None:
             super().send_400_response(msg)
         else:
-            self._answer()
+            self._answer(_HEAD_TOO_LARGE)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -109,11 +148,40 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal = why
         raise HeadTooLargeError(why)
 
-    def _answer(self) -> None:
-        why = self._refusal or "request head too large"
-        log.warning("request head refused: %s", why, extra={"reason": "head_too_large"})
-        body = orjson.dumps({"error": f"request head refused: {why}"})
-        head = [STATUS_LINE[_STATUS]]
+    def _begin_read(self) -> None:
+        self._reading_since = self.loop.time()
+        if self._read_timer is None:
+            self._read_timer = self.loop.call_later(self.read_timeout, self._check_read)
+
+    def _check_read(self) -> None:
+        self._read_timer = None
+        if self._reading_since is None:  # nothing being read: the next request arms it again
+            return
+        left = self._reading_since + self.read_timeout - self.loop.time()
+        if left > 0:  # a later request than the one the timer was armed for
+            self._read_timer = self.loop.call_later(left, self._check_read)
+            return
+        # The cycle of the request being read, if its head is in (until then, self.cycle is the
+        # previous request's on a keep-alive connection, or None).
+        cycle = None if self._head_open else self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            # The app answers before the body is in (a 413): end the connection, not the answer.
+            cycle.keep_alive = False
+            return
+        if cycle is not None and cycle.response_started:  # answered; the rest of a body dawdles
+            self.transport.close()
+            return
+        self._refusal = f"the request did not arrive whole within {self.read_timeout:g} seconds"
+        self._answer(_TIMED_OUT)
+
+    def _answer(self, refusal: tuple[int, str, str]) -> None:
+        """Answer `refusal` (status, log message, reason) with a JSON error and close the
+        connection: the request was not read whole, so the app has answered nothing of it."""
+        status, message, reason = refusal
+        why = self._refusal or message
+        log.warning("%s: %s", message, why, extra={"reason": reason})
+        body = orjson.dumps({"error": f"{message}: {why}"})
+        head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head.extend([name, b": ", value, b"\r\n"])
         head.append(b"content-type: application/json\r\n")
@@ -121,3 +189,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join([*head, body]))
         self.transport.close()
+
+
+_HEAD_TOO_LARGE = (431, "request head refused", "head_too_large")
+_TIMED_OUT = (408, "request read timed out", "read_timeout")

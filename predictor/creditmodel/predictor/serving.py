@@ -2,7 +2,8 @@
 
 - Both servers listen on `--host` (KServe hard-codes 0.0.0.0 for REST and [::] for gRPC). The
   default, 0.0.0.0, keeps KServe's addresses: REST on 0.0.0.0, gRPC on [::].
-- HTTP request heads are bounded (http_limits.py): too many or too large headers get a 431.
+- HTTP request heads are bounded (http_limits.py): too many or too large headers get a 431, and
+  a request that does not arrive whole within `--request_read_timeout_seconds` a 408.
 - Readiness tells the truth: the server is ready only while every registered model is (KServe's
   says ready whatever its models are), so a model that is gone or not ready turns the pod
   unready instead of leaving it ready and answering 404.
@@ -168,11 +169,18 @@ class BalancedUvicornServer(_RefreshingServer):  # type: ignore[misc]
 
 
 class BoundedRESTServer(RESTServer):  # type: ignore[misc]
-    def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        host: str,
+        read_timeout: float = http_limits.READ_TIMEOUT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.http = http_limits.protocol()
         self.config.h11_max_incomplete_event_size = http_limits.MAX_HEAD_BYTES
+        setattr(self.config, http_limits.READ_TIMEOUT_ATTRIBUTE, read_timeout)
         if self.config.workers > 1:
             self._server = BalancedUvicornServer(
                 self.config, accept_balance.WorkerLoads(self.config.workers)
@@ -222,16 +230,22 @@ class HostGRPCServer(GRPCServer):  # type: ignore[misc]
 
 class CreditModelServer(ModelServer):  # type: ignore[misc]
     def __init__(
-        self, *, host: str = ALL_INTERFACES, max_body_bytes: int | None = None, **kwargs: Any
+        self,
+        *,
+        host: str = ALL_INTERFACES,
+        max_body_bytes: int | None = None,
+        read_timeout: float = http_limits.READ_TIMEOUT_SECONDS,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.host = host
         self.max_body_bytes = max_body_bytes
+        self.read_timeout = read_timeout
         self.dataplane = HonestDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[Any]) -> None:
         use_uvloop(self.event_loop)
-        rest = functools.partial(BoundedRESTServer, host=self.host)
+        rest = functools.partial(BoundedRESTServer, host=self.host, read_timeout=self.read_timeout)
         model_server.RESTServer = rest
         multiprocess_server.RESTServer = rest
         model_server.GRPCServer = functools.partial(

@@ -29,6 +29,10 @@ class PredictorSettings(BaseSettings):
     ab_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
     max_batch_rows: Annotated[int, Field(ge=1)] = 10_000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    # A request's head and body must arrive within this many seconds of its first byte (of the
+    # connection's opening, for its first request), else 408 and the connection is closed
+    # (http_limits.py): a client sending nothing, or a byte at a time, cannot hold a connection.
+    request_read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     # Batches larger than this are scored in a worker thread. The thread frees the event loop only
     # while onnxruntime and numpy release the GIL, and the hand-off plus the housekeeping that
     # runs meanwhile cost 0.3-0.4 ms per batch. Measured under mixed load (single rows from wrk
