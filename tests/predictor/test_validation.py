@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.codec import decode_request
@@ -294,3 +296,29 @@ def test_values_the_models_input_cannot_hold_are_refused_not_coerced(
     assert holds in str(caught.value)
     largest = [Tensor("count", "INT64", [1], [2**53]), Tensor("amount", "FP32", [1], [3.4e38])]
     Validator(UNBOUNDED, 100).validate(largest)  # the largest that fit are served
+
+
+_SUSPECTS = [0.0, 1.0, 0, 1, True, False]  # what reads as 0 or 1
+_OTHERS = [2.5, 5000.0, 77, 3.25, 42, 8.0, 9, 10.5, 11, 12.0, 13, 14.5, 15, 16.0, 17, 18.5, 19, 20]
+
+
+@given(
+    st.lists(st.sampled_from(_SUSPECTS + _OTHERS[:2]), min_size=2, max_size=60)  # most suspect
+    | st.lists(st.sampled_from(_SUSPECTS + _OTHERS), min_size=2, max_size=60)  # a few
+)
+def test_a_json_boolean_among_numbers_is_refused_wherever_it_hides(income: list[Any]) -> None:
+    """numpy reads true as 1.0: the fast path looks only at items that read as 0 or 1, all of
+    them when they are many, some when few. Any boolean, among ones or among other numbers, is
+    refused by row as the careful path names it; without one the batch validates unchanged."""
+    n = len(income)
+    items = tensors(n, age={"data": [30] * n}, income={"data": income},
+                    housing={"data": ["own"] * n})  # fmt: skip
+    booleans = [row for row, value in enumerate(income) if type(value) is bool]
+    if booleans:
+        with pytest.raises(RequestError) as caught:
+            Validator(SCHEMA, 100).validate(items)
+        assert caught.value.reason == "wrong_datatype"
+        assert f"'income': row {booleans[0]} is a boolean" in caught.value.message
+    else:
+        batch = Validator(SCHEMA, 100).validate(items)
+        assert batch.columns["income"].reshape(-1).tolist() == [float(v) for v in income]

@@ -218,8 +218,7 @@ class Validator:
             return np.empty((0, rows))
         for data in datas:
             if type(data) is list:
-                # numpy would read True as 1.0: a JSON boolean anywhere is not a number.
-                if len(data) != rows or bool in set(map(type, data)):
+                if len(data) != rows:
                     return None
             elif (
                 not isinstance(data, np.ndarray)
@@ -234,7 +233,7 @@ class Validator:
         if values.shape != (len(datas), rows) or values.dtype.kind not in "iuf":
             return None
         values = values.astype(np.float64, copy=False)
-        if not np.isfinite(values).all():
+        if not np.isfinite(values).all() or _holds_a_boolean(datas, values):
             return None
         if self._any_integral:
             integral = values[self._integral]
@@ -331,6 +330,22 @@ class Validator:
         codes[:] = indices
         column[:, 0] = values
         return column
+
+
+def _holds_a_boolean(datas: list[Any], values: npt.NDArray[np.float64]) -> bool:
+    """Whether a JSON list among `datas` holds a boolean, which numpy read as 1.0 or 0.0 into
+    `values` (the same rows as floats): a JSON boolean is not a number. Only the items that read
+    as 0 or 1 are looked at, where a type check of every item cost as much as the conversion."""
+    suspect = (values == 0) | (values == 1)
+    for index in np.flatnonzero(suspect.any(axis=1)).tolist():
+        data = datas[index]
+        if type(data) is not list:  # binary tensors and gRPC contents hold no JSON booleans
+            continue
+        at = np.flatnonzero(suspect[index]).tolist()
+        items = data if 4 * len(at) > len(data) else map(data.__getitem__, at)
+        if bool in set(map(type, items)):
+            return True
+    return False
 
 
 def _json_value(value: Any) -> str:
