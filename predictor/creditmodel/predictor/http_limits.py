@@ -164,12 +164,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The cycle of the request being read, if its head is in (until then, self.cycle is the
         # previous request's on a keep-alive connection, or None).
         cycle = None if self._head_open else self.cycle
-        if cycle is not None and cycle.response_started and not cycle.response_complete:
-            # The app answers before the body is in (a 413): end the connection, not the answer.
-            cycle.keep_alive = False
-            return
-        if cycle is not None and cycle.response_started:  # answered; the rest of a body dawdles
-            self.transport.close()
+        if cycle is not None and cycle.response_started:  # the app answers before the body is in
+            if cycle.response_complete:  # answered (a 413); the rest of the body dawdles
+                self.transport.close()
+            else:  # end the connection once the answer is out, not the answer
+                cycle.keep_alive = False
             return
         self._refusal = f"the request did not arrive whole within {self.read_timeout:g} seconds"
         self._answer(_TIMED_OUT)
