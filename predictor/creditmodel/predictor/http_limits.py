@@ -31,10 +31,12 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from creditmodel.predictor.settings import PredictorSettings
+
 MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
-# Envoy's default request timeout is none; nginx gives a head and each body read 60 s.
-READ_TIMEOUT_SECONDS = 60.0
+# The setting's default, written once (settings.py); a protocol built without the setting uses it.
+READ_TIMEOUT_SECONDS: float = PredictorSettings.model_fields["request_read_timeout_seconds"].default
 # The attribute of uvicorn's Config that carries --request_read_timeout_seconds to each protocol,
 # in every worker process (KServe pickles the Config into the workers it spawns).
 READ_TIMEOUT_ATTRIBUTE = "creditmodel_read_timeout"

@@ -32,6 +32,7 @@ class PredictorSettings(BaseSettings):
     # A request's head and body must arrive within this many seconds of its first byte (of the
     # connection's opening, for its first request), else 408 and the connection is closed
     # (http_limits.py): a client sending nothing, or a byte at a time, cannot hold a connection.
+    # Envoy sets no request timeout by default; nginx gives a head, and each body read, 60 s.
     request_read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     # Batches larger than this are scored in a worker thread. The thread frees the event loop only
     # while onnxruntime and numpy release the GIL, and the hand-off plus the housekeeping that
