@@ -192,9 +192,9 @@ install-crds: ## Apply the CRDs (manifests/crd) to the cluster of the current ku
 deploy: tools ## Install or upgrade the chart (operator, RBAC, CRDs) with the images IMAGE_REGISTRY/<component>:IMAGE_TAG; DEPLOY_ARGS adds helm flags.
 	kubectl apply --server-side --force-conflicts -k manifests/crd
 	helm upgrade --install $(HELM_RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace $(DEPLOY_WAIT) \
-	  --set image.repository=$(IMAGE_REGISTRY)/operator --set image.tag=$(IMAGE_TAG) \
-	  --set defaults.predictorImage.repository=$(IMAGE_REGISTRY)/predictor --set defaults.predictorImage.tag=$(IMAGE_TAG) \
-	  --set defaults.trainingImage.repository=$(IMAGE_REGISTRY)/training --set defaults.trainingImage.tag=$(IMAGE_TAG) \
+	  --set image.repository=$(IMAGE_REGISTRY)/operator --set-string image.tag=$(IMAGE_TAG) \
+	  --set defaults.predictorImage.repository=$(IMAGE_REGISTRY)/predictor --set-string defaults.predictorImage.tag=$(IMAGE_TAG) \
+	  --set defaults.trainingImage.repository=$(IMAGE_REGISTRY)/training --set-string defaults.trainingImage.tag=$(IMAGE_TAG) \
 	  $(DEPLOY_ARGS)
 
 .PHONY: undeploy

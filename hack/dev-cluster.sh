@@ -35,6 +35,9 @@ pods become Running and Ready without running. Next:
   make run-operator          # the operator, in a second terminal (same KUBECONFIG)
   ${kubectl} create namespace demo
   ${kubectl} -n demo apply -f manifests/samples/creditmodel.yaml
+  # the reference bundle the predictor image embeds (no S3 here), as the README does:
+  ${kubectl} -n demo patch creditmodel german-credit --type=merge \
+    -p '{"spec":{"model":{"bundleURI":"/opt/creditmodel/models/german-credit"}}}'
   ${kubectl} -n demo get creditmodels,inferenceservices,deployments,pods -w
 Logs: ${DIR}/*.log. Stop it with: make dev-cluster-down
 EOF

@@ -244,6 +244,13 @@ def test_every_builtin_object_is_valid_for_kubernetes(
         ("serviceAccount.create=yes", "create"),
         ("image.digest=sha256:nothex", "digest"),
         ("monitoring.prometheusRule.errorRatioThreshold=2", "errorRatioThreshold"),
+        ("monitoring.prometheusRule.errorRatioThreshold=1.5", "errorRatioThreshold"),
+        ("monitoring.prometheusRule.errorRatioThreshold=0.02 or vector(1)", "errorRatioThreshold"),
+        ("monitoring.prometheusRule.latencyP99Seconds=0", "latencyP99Seconds"),
+        ("monitoring.prometheusRule.psiWatchThreshold=0.0", "psiWatchThreshold"),
+        ("image.tag=-1", "tag"),
+        ("operator.watchNamespaces={Bad_NS}", "watchNamespaces"),
+        ("serviceAccount.name=Not A Name", "name"),
         ("operator.prometheusUrl=prometheus:9090", "prometheusUrl"),
         ("monitoring.prometheusRule.for=ten minutes", "for"),
         ("replicaCount=0", "replicaCount"),
@@ -257,6 +264,29 @@ def test_values_schema_refuses_bad_values(override: str, complaint: str) -> None
     )
     assert run.returncode != 0
     assert complaint in run.stderr
+
+
+def test_decimals_and_numeric_tags_given_with_set_are_taken() -> None:
+    """Helm's --set passes 0.02 as a string and 7 as an integer: the schema wanted a number and
+    a string, so `--set monitoring.prometheusRule.errorRatioThreshold=0.02` and `make deploy
+    IMAGE_TAG=7` were refused."""
+    rule = "monitoring.prometheusRule"
+    objects = render(
+        values=[
+            f"{rule}.enabled=true",
+            f"{rule}.errorRatioThreshold=0.02",
+            f"{rule}.latencyP99Seconds=0.4",
+            f"{rule}.psiThreshold=.3",
+            f"{rule}.psiWatchThreshold=0.15",
+            "image.tag=7",
+        ]
+    )
+    (rules,) = (o for o in objects if o["kind"] == "PrometheusRule")
+    exprs = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    for threshold in ("> 0.02", "> 0.4", "> .3", "> 0.15"):
+        assert any(threshold in expr for expr in exprs), (threshold, exprs)
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":7")
 
 
 def test_every_value_is_commented() -> None:
