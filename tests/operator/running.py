@@ -183,6 +183,11 @@ class Api:
             self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
         )
 
+    def models(self) -> set[str]:
+        """Names of the namespace's CreditModels (one being deleted included)."""
+        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        return {item["metadata"]["name"] for item in listed["items"]}
+
     def patch_model(self, name: str, patch: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, name, patch

@@ -149,16 +149,16 @@ def test_knative_inferenceservice_carries_canary_traffic_percent_only_during_a_c
     assert after["spec"]["predictor"]["canaryTrafficPercent"] is None  # absent: a patch removes it
 
 
+TRAINED = {
+    "dataURI": "s3://data/german.csv",
+    "target": "risk",
+    "positiveLabel": "bad",
+    "outputURI": "s3://bundles/german",
+}
+
+
 def test_training_job_runs_creditmodel_train_with_the_spec() -> None:
-    the_spec = spec(
-        training={
-            "dataURI": "s3://data/german.csv",
-            "target": "risk",
-            "positiveLabel": "bad",
-            "outputURI": "s3://bundles/german",
-            "gates": {"maxBrier": 0.2},
-        }
-    )
+    the_spec = spec(training={**TRAINED, "gates": {"maxBrier": 0.2}})
     job = builders.build_training_job(OWNER, the_spec, 3, "v3", "s3://bundles/german/v3")
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert job["metadata"]["name"] == "german-train-3"
@@ -218,6 +218,35 @@ def test_no_spec_string_reaches_a_container_as_a_variable_of_its_environment(
     values = [kubelet_expansion(v["value"], env) for c in containers for v in c["env"]]
     assert {target, target[::-1], uri} <= set(args)
     assert not any("s3cr3t" in text for text in args + values)
+
+
+@given(
+    version=st.text(min_size=1, max_size=20) | st.sampled_from(["--output", "--version"]),
+    output=st.text(max_size=40) | st.sampled_from(["--output", "--version"]),
+)
+def test_a_training_job_says_what_it_publishes(version: str, output: str) -> None:
+    """What the operator reads back from a Job found under a run's name is what that Job was
+    built to publish, whatever the strings (one spelt like the other flag included)."""
+    job = builders.build_training_job(OWNER, spec(training=TRAINED), 2, version, output)
+    assert builders.training_job_publishes(job) == (version, output)
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        {},
+        {"spec": {"template": {"spec": {"containers": []}}}},
+        {"spec": {"template": {"spec": {"containers": [{"command": ["sh"], "args": []}]}}}},
+        {"spec": {"template": {"spec": {"containers": [
+            {"command": ["creditmodel-train"], "args": ["--version", "v1"]}]}}}},
+        {"spec": {"template": {"spec": {"containers": [
+            {"command": ["creditmodel-train"], "args": ["--output", "s3://b", "--version"]}]}}}},
+        {"spec": {"template": {"spec": {"containers": [
+            {"command": ["creditmodel-train"], "args": ["--output", 7, "--version", "v1"]}]}}}},
+    ],
+)  # fmt: skip
+def test_a_job_that_is_no_training_run_of_ours_publishes_nothing(job: dict[str, Any]) -> None:
+    assert builders.training_job_publishes(job) is None
 
 
 def test_training_job_needs_a_training_spec() -> None:

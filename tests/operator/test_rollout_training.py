@@ -74,6 +74,46 @@ def test_successful_training_becomes_desired_and_is_deployed() -> None:
     assert "TrainingSucceeded" in [e.reason for e in plan.events]
 
 
+def test_a_job_found_under_the_runs_name_is_followed_for_what_it_publishes() -> None:
+    """The Job's name is the run's, but the Job may be an earlier pass's (an operator that died
+    between creating it and writing the status planned another version on its next pass) or a
+    deleted owner's (orphaned, then adopted): before, its Succeeded was read as the planned
+    version's, whose bundle no one wrote (BundleUnreadable); the Job's own arguments win."""
+    current = trained_model()
+    current = advance(current, reconcile(current, Observations(), T0))
+    earlier = ("v20260101000000-1", "s3://bundles/german/v20260101000000-1")
+    assert current.status.training.version != earlier[0]
+    running = reconcile(current, Observations(job=JobState("Active", publishes=earlier)), after(5))
+    assert (running.status.training.version, running.status.training.bundle_uri) == earlier
+    assert running.status.training.job_name == "german-train-1"
+    assert needs(advance(current, running), after(5)).job == "german-train-1"
+    plan = reconcile(
+        current,  # the status before the Active pass: a Job that ends between two passes
+        Observations(
+            job=JobState("Succeeded", publishes=earlier), trained=Resolved(*earlier[::-1])
+        ),
+        after(120),
+    )
+    last = plan.status.training.last_result
+    assert last is not None
+    assert (last.result, last.version, last.bundle_uri) == ("Succeeded", *earlier)
+    assert plan.status.stable is not None
+    assert (plan.status.stable.version, plan.status.stable.bundle_uri) == earlier
+
+
+def test_a_job_that_publishes_the_planned_version_changes_nothing() -> None:
+    current = trained_model()
+    current = advance(current, reconcile(current, Observations(), T0))
+    training = current.status.training
+    assert training.version is not None
+    assert training.bundle_uri is not None
+    planned = JobState("Active", publishes=(training.version, training.bundle_uri))
+    assert (
+        reconcile(current, Observations(job=planned), after(5)).status
+        == reconcile(current, Observations(job=JobState("Active")), after(5)).status
+    )
+
+
 def test_training_on_a_serving_model_starts_a_canary() -> None:
     current = serving_v1()
     current = advance(

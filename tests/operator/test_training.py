@@ -16,7 +16,10 @@ from kubernetes import client
 from creditmodel.core import jobs
 from creditmodel.operator import builders
 from tests.operator.running import (
+    GROUP,
+    PLURAL,
     READY_TIMEOUT,
+    VERSION,
     Api,
     Operator,
     condition,
@@ -127,6 +130,55 @@ def test_successful_training_job_publishes_and_deploys(
     trained = builders.isvc_name("german-credit", training["bundleURI"])
     api.wait_isvc_ready(trained)
     api.wait_model_ready("german-credit")
+
+
+def test_an_orphaned_training_job_is_adopted_with_the_version_it_published(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    """A CreditModel deleted with --cascade=orphan and applied again finds its first run's Job
+    under the run's name. Before: the operator's RBAC had no patch on Jobs, so the adoption was
+    Forbidden (Degraded, Stalled); and the Job's Succeeded was read as the new run's, planned as
+    another version a few seconds later, whose bundle nobody wrote (BundleUnreadable)."""
+    create_training_only(api, s3)
+    eventually(lambda: job(api, "german-credit-train-1"), what="training Job")
+    training = running_training(api)
+    publish(training["bundleURI"], training["version"])
+    api.end_training_pod("german-credit-train-1", 0, exits_ok(training))
+    eventually(
+        lambda: api.model("german-credit")["status"].get("stable"), what="trained version deployed"
+    )
+    api.custom.delete_namespaced_custom_object(
+        GROUP, VERSION, api.namespace, PLURAL, "german-credit", propagation_policy="Orphan"
+    )
+    eventually(
+        lambda: not job(api, "german-credit-train-1").metadata.owner_references,
+        what="the training Job orphaned by the garbage collector",
+    )
+    eventually(
+        lambda: "german-credit" not in api.models(),
+        what="the CreditModel gone (finalizer released)",
+    )
+    body = sample(s3)
+    body["spec"]["model"] = {}
+    body["spec"]["training"] = training_spec(s3)
+    uid = api.create_model(body)["metadata"]["uid"]
+    eventually(
+        lambda: [r.uid for r in job(api, "german-credit-train-1").metadata.owner_references or []]
+        == [uid],
+        what="the orphaned Job adopted by the CreditModel made again",
+    )
+    status = eventually(
+        lambda: api.model("german-credit")["status"]
+        if api.model("german-credit")["status"].get("stable")
+        else None,
+        timeout=READY_TIMEOUT,
+        what="the adopted run's version deployed",
+    )
+    assert status["stable"] == {"version": training["version"], "bundleURI": training["bundleURI"]}
+    last = status["training"]["lastResult"]
+    assert (last["result"], last["version"]) == ("Succeeded", training["version"]), last
+    api.wait_model_ready("german-credit")
+    s3_operator.assert_never_forbidden()
 
 
 def test_failed_training_job_is_recorded_and_stable_keeps_serving(

@@ -318,19 +318,21 @@ class Kube:
         refusal = builders.claim(ours, job).refusal
         if refusal:  # someone else's Job under our name: its outcome is not our training's
             return JobState("Failed", NOT_OWNED, f"training Job {name}: {refusal}")
+        publishes = builders.training_job_publishes(job)
         for condition in job.get("status", {}).get("conditions", []):
             if condition.get("status") != "True":
                 continue
             if condition.get("type") in ("Complete", "SuccessCriteriaMet"):
-                return JobState("Succeeded")
+                return JobState("Succeeded", publishes=publishes)
             if condition.get("type") in ("Failed", "FailureTarget"):
                 return JobState(
                     "Failed",
                     condition.get("reason") or "JobFailed",
                     condition.get("message") or f"training Job {name} failed",
                     await self.termination_message(namespace, name),
+                    publishes,
                 )
-        return JobState("Active")
+        return JobState("Active", publishes=publishes)
 
     async def termination_message(self, namespace: str, job: str) -> str | None:
         """The last terminated training container's message (what `kubectl describe` shows)."""

@@ -120,8 +120,9 @@ class Reconciler:
             else None
         )
         trained = None
-        if job is not None and job.phase == "Succeeded" and status.training.bundle_uri:
-            trained = await bundles.resolve(status.training.bundle_uri)
+        published = job.publishes[1] if job and job.publishes else status.training.bundle_uri
+        if job is not None and job.phase == "Succeeded" and published:
+            trained = await bundles.resolve(published)  # the Job's own word (as_the_job_publishes)
         prometheus = _prometheus(self.memo, model)
         result = None
         if needs.analysis and status.canary and status.stable:

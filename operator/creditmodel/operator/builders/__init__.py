@@ -22,6 +22,7 @@ from creditmodel.operator.builders.jobs import (
     drift_cronjob_name,
     gate_args,
     training_job_name,
+    training_job_publishes,
     training_version,
 )
 from creditmodel.operator.builders.network import (
@@ -83,5 +84,6 @@ __all__ = [
     "predictor_pod_spec",
     "predictor_service",
     "training_job_name",
+    "training_job_publishes",
     "training_version",
 ]

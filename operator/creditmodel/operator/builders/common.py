@@ -115,6 +115,11 @@ def literal(container: dict[str, Any]) -> dict[str, Any]:
     return escaped
 
 
+def as_the_command_sees(arg: str) -> str:
+    """An argument `literal` wrote, as the kubelet hands it to the command: `$$` is `$`."""
+    return arg.replace("$$", "$")
+
+
 def storage_env(spec: Spec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     env: list[dict[str, Any]] = []
     if spec.storage.endpoint:

@@ -19,6 +19,7 @@ from creditmodel.operator.builders.common import (
     COMPONENT_LABEL,
     VERSION_LABEL,
     Owner,
+    as_the_command_sees,
     label_value,
     labels,
     literal,
@@ -62,6 +63,24 @@ def training_job_name(owner_name: str, run: int) -> str:
 def training_version(run: int, started_at: str) -> str:
     stamp = re.sub(r"[^0-9]", "", started_at)[:14]
     return f"v{stamp}-{run}"
+
+
+def training_job_publishes(job: dict[str, Any]) -> tuple[str, str] | None:
+    """(version, bundle URI) a training Job publishes, read from its own container's arguments
+    (`build_training_job` writes them): a Job found under a run's name may be an earlier one's,
+    left by an operator that died before writing the status or orphaned by its deleted owner, and
+    it publishes what it was started with, not what the current pass would have asked. None when
+    the Job carries no such arguments (not one of ours)."""
+    try:
+        containers = job["spec"]["template"]["spec"]["containers"]
+        args = next(c for c in containers if c.get("command") == [TRAIN_COMMAND])["args"]
+        flags = dict(zip(args[::2], args[1::2], strict=True))  # flag, value, flag, value, ...
+        version, output = flags[TrainFlags.VERSION], flags[TrainFlags.OUTPUT]
+    except (KeyError, TypeError, StopIteration, ValueError):
+        return None
+    if not isinstance(version, str) or not isinstance(output, str):
+        return None
+    return as_the_command_sees(version), as_the_command_sees(output)
 
 
 def build_training_job(

@@ -54,7 +54,10 @@ def follow(model: CreditModel, observed: Observations, status: Status, now: date
     """A finished Job becomes status.training.lastResult; a published bundle whose gates passed
     becomes the desired version."""
     job, name = observed.job, status.training.job_name
-    if name is None or job is None or job.phase == "Active":
+    if name is None or job is None:
+        return Outcome(status)
+    status = as_the_job_publishes(status, job)
+    if job.phase == "Active":
         return Outcome(status)
     finished = timestamp(now)
     desired = status.desired
@@ -78,6 +81,18 @@ def follow(model: CreditModel, observed: Observations, status: Status, now: date
         result.message,
     )
     return Outcome(status.model_copy(update={"training": training, "desired": desired}), (event,))
+
+
+def as_the_job_publishes(status: Status, job: JobState) -> Status:
+    """status.training naming the version and bundle the Job publishes. The Job's name is the
+    run's, but a Job found under it may have been started by an earlier pass (an operator that
+    died between creating it and writing the status plans another version on its next pass) or
+    for a deleted owner (orphaned, then adopted): it publishes what its own arguments say."""
+    if job.publishes is None:
+        return status
+    version, uri = job.publishes
+    training = status.training.model_copy(update={"version": version, "bundle_uri": uri})
+    return status.model_copy(update={"training": training})
 
 
 def _trained(

@@ -95,6 +95,9 @@ class JobState:
     message: str = ""
     termination: str | None = None
     """The training container's termination message (creditmodel-train's compact JSON summary)."""
+    publishes: tuple[str, str] | None = None
+    """(version, bundle URI) the Job was started to publish (builders.training_job_publishes):
+    an earlier run's Job found under this run's name publishes its own, not the planned ones."""
 
 
 @dataclass(frozen=True)
