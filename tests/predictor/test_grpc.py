@@ -350,6 +350,32 @@ async def test_a_datatype_without_contents_is_refused_by_name(
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("wrong", ["int64_contents", "fp64_contents", "bytes_contents"])
+async def test_values_in_another_contents_field_are_refused_naming_both(
+    servicers: Servicers, champion: TrainedBundle, wrong: str
+) -> None:
+    """Before: "shape says 1 values, data holds 0", as if the client had sent nothing."""
+    request = infer_request(champion.v2_inputs(1))
+    for tensor in request.inputs:
+        if tensor.name == (
+            categorical(champion) if wrong != "bytes_contents" else numeric(champion)
+        ):
+            break
+    expected = (
+        "bytes_contents" if tensor.datatype == "BYTES" else f"{tensor.datatype.lower()}_contents"
+    )
+    tensor.contents.Clear()
+    value = {"int64_contents": 7, "fp64_contents": 7.5, "bytes_contents": b"7"}[wrong]
+    getattr(tensor.contents, wrong).append(value)
+    with pytest.raises(InvalidInput) as caught:
+        await servicers.fast.ModelInfer(request, Context())
+    assert caught.value.reason == (
+        f"input {tensor.name!r}: datatype {tensor.datatype!r} takes its values in"
+        f" contents.{expected}, but they came in contents.{wrong}"
+    )
+
+
+@pytest.mark.unit
 async def test_raw_and_typed_mixed_is_kserves_refusal(
     servicers: Servicers, champion: TrainedBundle
 ) -> None:

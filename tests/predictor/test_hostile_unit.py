@@ -3,8 +3,10 @@ UTF-8-only JSON, booleans, the binary extension's framing, honest readiness, `--
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
+import warnings
 from typing import Any
 
 import httpx
@@ -161,6 +163,24 @@ def test_json_is_utf8_only(encoding: str) -> None:
 def test_a_utf8_byte_order_mark_is_refused() -> None:
     body = b"\xef\xbb\xbf" + json.dumps(_document()).encode()
     assert "without one" in refusal(decode_request, body).message
+
+
+def test_gzip_without_its_header_is_named_as_gzip() -> None:
+    """gzip's magic bytes hold a NUL, which read as UTF-16 until named for what they are."""
+    error = refusal(decode_request, gzip.compress(json.dumps(_document()).encode()))
+    assert error.reason == "invalid_json"
+    assert "gzip" in error.message
+    assert "UTF-16" not in error.message
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xed\xa0\x80"], ids=["ff", "cut", "surrogate"])
+def test_bytes_that_are_not_utf8_are_named_with_their_offset(bad: bytes) -> None:
+    body = b'{"id":"' + bad + b'","inputs":[]}'
+    error = refusal(decode_request, body)
+    assert (error.reason, error.message) == (
+        "invalid_json",
+        "request body is not UTF-8 (byte 7); JSON must be UTF-8",
+    )
 
 
 @pytest.mark.parametrize(
@@ -346,6 +366,41 @@ def test_binary_tensors_must_end_where_the_body_does() -> None:
         assert error.message.startswith("header 'inference-header-content-length'"), bad
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [{"binary_data_size": 4}, {"binary_data_size": 0}, {"binary_data_size": "4"}],
+)
+def test_data_beside_a_binary_size_is_refused_without_the_binary_header(
+    parameters: dict[str, Any],
+) -> None:
+    """Before, the JSON path took `data` and ignored the size: the body carried one of the two
+    by mistake, and which one the client meant is a guess."""
+    document = {
+        "inputs": [
+            {"name": "a", "datatype": "FP32", "shape": [1], "data": [1.5]},
+            {
+                "name": "b",
+                "datatype": "FP32",
+                "shape": [1],
+                "data": [2.5],
+                "parameters": parameters,
+            },
+        ]
+    }
+    error = refusal(decode_request, json.dumps(document).encode())
+    assert error.message == (
+        "input 'b': both 'data' and a 'binary_data_size' parameter; give its values in one of them"
+    )
+
+
+@pytest.mark.parametrize("parameters", [{}, {"content_type": "str"}, None, [1]])
+def test_other_input_parameters_change_nothing(parameters: Any) -> None:
+    inputs = [{"name": "b", "datatype": "FP32", "shape": [1], "data": [2.5]}]
+    plain = decode_request(json.dumps({"inputs": inputs}).encode())
+    inputs[0]["parameters"] = parameters
+    assert decode_request(json.dumps({"inputs": inputs}).encode()) == plain
+
+
 # --- readiness, host ----------------------------------------------------------------------------
 
 
@@ -402,3 +457,22 @@ def test_an_unknown_input_name_over_64_characters_is_quoted_cut(length: int) -> 
     assert error.reason == "unknown_input"
     assert "n" * 65 not in error.message, error.message
     assert f"({length} characters)" in error.message
+
+
+def test_a_signalling_nan_among_raw_fp32_bytes_is_refused_without_a_warning() -> None:
+    """Widening a signalling NaN to float64 raises numpy's 'invalid value' warning, which went to
+    the server's stderr once per process; the value is refused by name either way."""
+    features = [
+        Feature(name=name, kind="numeric", datatype="FP32", description=name, reason_code=code)
+        for name, code in (("x", "R01"), ("y", "R02"))
+    ]
+    validator = Validator(Schema(features=features, target="t", positive_label="1"), 10)
+    signalling = struct.pack("<2I", 0x3F800000, 0x7FA00000)  # 1.0, then a signalling NaN
+    tensors = [
+        Tensor("x", "FP32", [2], from_raw("x", "FP32", signalling)),
+        Tensor("y", "FP32", [2], from_raw("y", "FP32", struct.pack("<2f", 1.0, 2.0))),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        error = refusal(validator.validate, tensors)
+    assert (error.reason, error.message.startswith("input 'x': row 1 ")) == ("non_finite", True)

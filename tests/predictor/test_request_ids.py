@@ -38,7 +38,7 @@ def model(champion: TrainedBundle) -> CreditScoringModel:
 
 
 async def over_rest(
-    model: CreditScoringModel, document: dict[str, Any], header: str | None = None
+    model: CreditScoringModel, document: dict[str, Any], header: str | bytes | None = None
 ) -> httpx.Response:
     """`document` through the REST fast path of this process, in process (no server)."""
     assert model.service is not None
@@ -96,6 +96,33 @@ async def test_without_a_body_id_the_header_then_a_generated_one(
     assert len(generated) == 32
     request = infer_request(champion.v2_inputs(1), model=NAME, request_id="")
     assert (await over_grpc(model, request, "trace-7")).id == "trace-7"
+
+
+@pytest.mark.parametrize("given", ["café", "é" * 128, "申请-7", "🙂" * 100])
+async def test_a_header_id_beyond_ascii_comes_back_as_given(
+    model: CreditScoringModel, champion: TrainedBundle, given: str
+) -> None:
+    """The header was read as latin-1: "café" came back as "cafÃ©", and the limit counted its
+    UTF-8 bytes as characters (43 characters of three bytes each were refused)."""
+    answer = await over_rest(model, document(champion), given.encode())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["id"] == given
+    assert answer.headers["x-request-id"] == rest.header_value(given).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        ("é" * 129, "header 'x-request-id': 129 characters, longer than the limit of 128"),
+        (b"caf\xe9", "header 'x-request-id' is not UTF-8 text"),
+    ],
+)
+async def test_a_header_id_too_long_or_not_utf8_is_refused(
+    model: CreditScoringModel, champion: TrainedBundle, header: str | bytes, error: str
+) -> None:
+    raw = header if isinstance(header, bytes) else header.encode()
+    answer = await over_rest(model, document(champion), raw)
+    assert (answer.status_code, answer.json()) == (400, {"error": error})
 
 
 @pytest.mark.parametrize(("given", "shown"), [(5, "5"), (True, "True"), ([], "<list>")])

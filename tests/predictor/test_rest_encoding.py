@@ -20,26 +20,42 @@ pytestmark = pytest.mark.unit
 NAME = "encoding"
 
 
+CE, TE = "content-encoding", "transfer-encoding"
+
+
 @pytest.mark.parametrize(
-    ("encoding", "status"),
-    [("gzip", 415), ("GZIP", 415), ("deflate, gzip", 415), ("br", 415), ("identity", 200)],
+    ("headers", "status"),
+    [
+        ([(CE, "gzip")], 415),
+        ([(CE, "GZIP")], 415),
+        ([(CE, "deflate, gzip")], 415),
+        ([(CE, "br")], 415),
+        ([(CE, "identity, gzip")], 415),
+        ([(CE, "identity"), (CE, "gzip")], 415),  # before: only the first header was read
+        ([(CE, "gzip"), (CE, "identity")], 415),
+        ([(TE, "gzip, chunked")], 415),
+        ([(TE, "gzip")], 415),
+        ([(CE, "identity")], 200),
+        ([(CE, "Identity"), (CE, "")], 200),
+        ([(TE, "chunked")], 200),
+        ([(TE, "identity")], 200),
+    ],
 )
-async def test_a_content_encoding_other_than_identity_is_refused_by_name(
-    champion: TrainedBundle, encoding: str, status: int
+async def test_a_body_coded_other_than_plain_is_refused_by_name(
+    champion: TrainedBundle, headers: list[tuple[str, str]], status: int
 ) -> None:
     model = CreditScoringModel(PredictorSettings(model_name=NAME, model_dir=champion.uri))
     model.load()
     assert model.service is not None
     rest.install(model.service)
     document = json.dumps({"inputs": champion.v2_inputs(1)}).encode()
-    body = document if encoding == "identity" else gzip.compress(document)
+    body = document if status == 200 else gzip.compress(document)
     transport = httpx.ASGITransport(app=rest.FastPathApp(FastAPI()))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        answer = await client.post(
-            f"/v2/models/{NAME}/infer", content=body, headers={"content-encoding": encoding}
-        )
+        answer = await client.post(f"/v2/models/{NAME}/infer", content=body, headers=headers)
     assert answer.status_code == status, answer.text
     if status == 415:
         message = answer.json()["error"]
-        assert "header 'content-encoding'" in message, message
+        coded = next(name for name, value in headers if value.lower() not in ("identity", ""))
+        assert f"header {coded!r}" in message, message
         assert "not supported" in message, message

@@ -49,8 +49,17 @@ def _not_utf8(body: bytes) -> str | None:
     NUL bytes UTF-16 and UTF-32 put around ASCII)."""
     if body.startswith(_BOMS[0]):
         return "request body starts with a UTF-8 byte order mark; JSON must be UTF-8 without one"
+    if body.startswith(b"\x1f\x8b"):
+        return (
+            "request body is gzip data sent without a Content-Encoding header; send the JSON"
+            " uncompressed"
+        )
     if body.startswith(_BOMS[1:]) or b"\x00" in body[:4]:
         return "request body looks like UTF-16 or UTF-32; JSON must be UTF-8"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"request body is not UTF-8 (byte {error.start}); JSON must be UTF-8"
     return None
 
 
@@ -129,11 +138,17 @@ def _decode(document: Any, binary: _BinaryParts | None = None) -> DecodedRequest
 
 
 def _tensors(inputs: list[Any]) -> list[Tensor] | None:
-    """Well-formed JSON inputs in one pass (the validator checks names, types and shapes)."""
+    """Well-formed JSON inputs in one pass (the validator checks names, types and shapes). An
+    input with parameters of its own (rare in JSON) goes the careful way, which refuses one
+    that declares binary bytes beside its `data`."""
     try:
-        return [Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in inputs]
+        tensors = [Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in inputs]
     except (KeyError, TypeError):
         return None
+    for item in inputs:
+        if "parameters" in item:
+            return None
+    return tensors
 
 
 class _BinaryParts:
@@ -147,9 +162,10 @@ class _BinaryParts:
         parameters = item.get("parameters")
         return parameters.get("binary_data_size") if isinstance(parameters, dict) else None
 
-    def declared(self, item: dict[str, Any]) -> bool:
+    @staticmethod
+    def declared(item: dict[str, Any]) -> bool:
         """Whether input `item` says its values are binary bytes in the body."""
-        return self._size(item) is not None
+        return _BinaryParts._size(item) is not None
 
     def take(self, name: str, datatype: str, item: dict[str, Any]) -> Any:
         size = self._size(item)
@@ -201,9 +217,10 @@ def _careful_tensors(inputs: list[Any], binary: _BinaryParts | None = None) -> l
         if not isinstance(shape, list):
             raise RequestError("wrong_shape", f"input {show(name)}: 'shape' must be a list")
         if "data" in item:
-            if binary is not None and binary.declared(item):
+            if _BinaryParts.declared(item):
                 # Taking `data` would leave this input's bytes in the body, for the next input
-                # to be read from, or to be refused as bytes after the last tensor.
+                # to be read from, or to be refused as bytes after the last tensor; without the
+                # binary header, one of the two is not what the client meant.
                 raise RequestError(
                     "invalid_request",
                     f"input {show(name)}: both 'data' and a 'binary_data_size' parameter; give"

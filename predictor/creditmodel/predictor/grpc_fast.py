@@ -33,7 +33,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import to_http_parameters
 from kserve.utils.utils import to_headers
 
-from creditmodel.predictor.bounds import checked_id, usable_id
+from creditmodel.predictor.bounds import checked_id, show, usable_id
 from creditmodel.predictor.errors import RequestError, clip, clip_message
 from creditmodel.predictor.infer_types import (
     RAW_DTYPES,
@@ -79,13 +79,28 @@ def decode_inputs(request: Any) -> list[Tensor]:
     tensors = []
     for tensor in request.inputs:
         datatype = tensor.datatype
+        field = _CONTENTS.get(datatype)
         if datatype == "BYTES":
             data: Any = strings(tensor.contents.bytes_contents[:])
         else:
-            field = _CONTENTS.get(datatype)
             data = getattr(tensor.contents, field)[:] if field is not None else []
+        if not data and field is not None:
+            _refuse_misplaced_contents(tensor, field)
         tensors.append(Tensor(tensor.name, datatype, tensor.shape[:], data))
     return tensors
+
+
+def _refuse_misplaced_contents(tensor: Any, field: str) -> None:
+    """An input whose datatype's contents field is empty while another holds its values (INT64
+    values in int_contents, FP32 ones in fp64_contents): refused naming both fields, where the
+    validator could only say the data held no values. Only the datatype's field is ever read."""
+    used = [descriptor.name for descriptor, _ in tensor.contents.ListFields()]
+    if used:
+        raise RequestError(
+            "wrong_datatype",
+            f"input {show(tensor.name)}: datatype {show(tensor.datatype)} takes its values in"
+            f" contents.{field}, but they came in contents.{used[0]}",
+        )
 
 
 def encode_response(prediction: Prediction, raw: bool) -> Any:

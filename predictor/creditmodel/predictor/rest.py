@@ -51,6 +51,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _request_id_header(scope: Scope, strict: bool = True) -> str | None:
+    """The x-request-id header as the text a client sent, UTF-8 as today's clients write it (a
+    latin-1 reading turned "café" into "cafÃ©" and counted bytes as characters); not UTF-8 is
+    refused when `strict`, else read with replacement characters (to log a refusal under)."""
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            try:
+                return str(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                if strict:
+                    raise RequestError(
+                        "invalid_request", "header 'x-request-id' is not UTF-8 text"
+                    ) from None
+                return str(value.decode("utf-8", "replace"))
+    return None
+
+
 def _infer_target(scope: Scope) -> tuple[str, str | None] | None:
     """(model name, version or None) when this is a V2 infer call, else None."""
     if scope["method"] != "POST":
@@ -87,13 +104,32 @@ def _versioned(scope: Scope) -> tuple[ScoringService, str, str] | None:
     return service, parts[5], "/".join(parts[:4] + parts[6:])
 
 
+# The codings a body may carry and still be the JSON once uvicorn has undone the chunking.
+_PLAIN_CODINGS = {
+    b"content-encoding": {"", "identity"},
+    b"transfer-encoding": {"", "identity", "chunked"},
+}
+
+
+def _foreign_coding(scope: Scope) -> tuple[str, str] | None:
+    """(header, value) of the first Content-Encoding or Transfer-Encoding, of every one given
+    (each a list), that codes the body as something other than plain bytes (gzip, br, ...)."""
+    for key, value in scope["headers"]:
+        plain = _PLAIN_CODINGS.get(key)
+        if plain is not None:
+            text = value.decode("latin-1")
+            if any(coding.strip().lower() not in plain for coding in text.split(",")):
+                return key.decode(), text
+    return None
+
+
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    encoding = _header(scope, b"content-encoding")
-    if encoding and encoding.strip().lower() != "identity":  # its bytes are not the JSON
+    foreign = _foreign_coding(scope)
+    if foreign is not None:  # its bytes are not the JSON
+        header, value = foreign
         raise RequestError(
             "unsupported_encoding",
-            f"header 'content-encoding': {show(encoding)} is not supported; send the body"
-            " uncompressed",
+            f"header {header!r}: {show(value)} is not supported; send the body uncompressed",
         )
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -138,13 +174,13 @@ async def infer(
     service = _SERVICES.get(model_name) or next(iter(_SERVICES.values()))
     try:
         service.check_model(model_name, version)
-        given = _header(scope, b"x-request-id")
+        given = _request_id_header(scope)
         request_id = checked_id(given, "header 'x-request-id'") or ""
         body = await _read_body(scope, receive, service.settings.max_body_bytes)
         json_length = _header(scope, b"inference-header-content-length")
         decoded = _decode_binary(body, json_length) if json_length else decode_request(body)
     except RequestError as error:
-        given = usable_id(_header(scope, b"x-request-id")) if not request_id else None
+        given = usable_id(_request_id_header(scope, strict=False)) if not request_id else None
         request_id = request_id or given or new_request_id()
         service.refuse(error, request_id)
         await _respond(send, error.http_status, encode_error(error.message), request_id)
