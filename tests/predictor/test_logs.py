@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.predictor.conftest import TrainedBundle
@@ -78,3 +79,29 @@ def test_a_server_with_workers_writes_only_json_lines(
     assert len({d["pid"] for d in lines}) >= 3  # the model server and both workers wrote
     warnings = [d for d in lines if d["logger"] == "py.warnings"]
     assert all(d["level"] == "warning" for d in warnings)
+
+
+@pytest.mark.integration
+def test_a_worker_started_in_place_of_a_dead_one_writes_json_lines(
+    champion: TrainedBundle, tmp_path: Path
+) -> None:
+    """KServe starts the replacement of a dead REST worker without the log config its first
+    workers get; the worker applies it itself, so its start-up lines are JSON too."""
+    with predictor_server(champion.uri, tmp_path, extra=["--workers", "2"]) as server:
+        model_server = psutil.Process(server.process.proc.pid)
+        workers = [p for p in model_server.children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        workers[0].kill()
+        deadline = time.monotonic() + 60
+        replacement: set[int] = set()
+        while time.monotonic() < deadline and not replacement:
+            time.sleep(0.2)
+            lines = json_lines(server.process.log_path.read_text())
+            replacement = {d["pid"] for d in lines if "startup complete" in d["message"]} - {
+                server.process.proc.pid,
+                *(p.pid for p in workers),
+            }
+        assert replacement, "no replacement worker started within 60 s"
+        time.sleep(0.5)
+        lines = json_lines(server.process.log_path.read_text())
+    assert any(d["pid"] in replacement for d in lines)

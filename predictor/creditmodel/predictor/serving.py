@@ -39,6 +39,7 @@ from typing import Any
 
 from grpc import aio
 from kserve import ModelServer, model_server
+from kserve import logging as kserve_logging
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.server import GRPCServer
@@ -174,6 +175,7 @@ class BoundedRESTServer(RESTServer):  # type: ignore[misc]
         *args: Any,
         host: str,
         read_timeout: float = http_limits.READ_TIMEOUT_SECONDS,
+        log_config_file: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -185,6 +187,15 @@ class BoundedRESTServer(RESTServer):  # type: ignore[misc]
             self._server = BalancedUvicornServer(
                 self.config, accept_balance.WorkerLoads(self.config.workers)
             )
+        self._log_config_file = log_config_file
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """A worker's whole life, in its own process. KServe starts the worker that replaces a
+        dead one without the log config its first workers get, and it wrote KServe's plain-text
+        lines among the JSON; each worker applies the config itself, before building the app."""
+        if self._log_config_file is not None:
+            kserve_logging.configure_logging(self._log_config_file)
+        super().run(sockets=sockets)
 
 
 class HostGRPCServer(GRPCServer):  # type: ignore[misc]
@@ -245,7 +256,12 @@ class CreditModelServer(ModelServer):  # type: ignore[misc]
 
     def start(self, models: list[Any]) -> None:
         use_uvloop(self.event_loop)
-        rest = functools.partial(BoundedRESTServer, host=self.host, read_timeout=self.read_timeout)
+        rest = functools.partial(
+            BoundedRESTServer,
+            host=self.host,
+            read_timeout=self.read_timeout,
+            log_config_file=model_server.args.log_config_file,
+        )
         model_server.RESTServer = rest
         multiprocess_server.RESTServer = rest
         model_server.GRPCServer = functools.partial(
