@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
@@ -169,6 +170,28 @@ async def test_the_default_timeout_is_used_without_a_setting() -> None:
     assert protocol.read_timeout == READ_TIMEOUT_SECONDS
     transport.close()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00",
+        b"GET /\x00 HTTP/1.1\r\n",
+    ],
+    ids=["header-without-colon", "tls-hello", "nul-in-target"],
+)
+async def test_bytes_that_are_not_http_get_a_json_400_and_a_close(garbage: bytes) -> None:
+    """uvicorn answers these with a plain-text 400; every other refusal here is JSON."""
+    protocol, transport = _connection()
+    protocol.data_received(garbage)
+    await asyncio.sleep(0)
+    assert transport.closed
+    written = bytes(transport.written)
+    head, _, body = written.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head
+    assert orjson.loads(body) == {"error": "malformed HTTP request: Invalid HTTP request received"}
 
 
 async def test_a_connection_that_sends_nothing_is_answered_408_and_closed() -> None:

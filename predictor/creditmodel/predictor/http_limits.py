@@ -134,8 +134,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._answer(_HEAD_TOO_LARGE)
 
     def send_400_response(self, msg: str) -> None:
-        if self._refusal is None:
-            super().send_400_response(msg)
+        if self._refusal is None:  # bytes that are not HTTP: a JSON error as every other refusal
+            self._refusal = msg.rstrip(".")
+            self._answer(_MALFORMED)
         else:
             self._answer(_HEAD_TOO_LARGE)
 
@@ -194,3 +195,4 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 _HEAD_TOO_LARGE = (431, "request head refused", "head_too_large")
 _TIMED_OUT = (408, "request read timed out", "read_timeout")
+_MALFORMED = (400, "malformed HTTP request", "malformed_http")
