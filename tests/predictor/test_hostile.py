@@ -231,6 +231,36 @@ def test_v1_answers_a_clear_404(server: PredictorServer, method: str, path: str)
     assert "/v2/models/{name}/infer" in answer.error
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "error"),
+    [
+        ("GET", "/nope", "Not Found: GET '/nope'"),
+        ("POST", "/v2/models/demo/nope", "Not Found: POST '/v2/models/demo/nope'"),
+        (
+            "GET",
+            "/v2/models/demo/infer",
+            "Method Not Allowed: GET '/v2/models/demo/infer' (allowed: POST)",
+        ),
+        (
+            "DELETE",
+            "/v2/models/demo",
+            "Method Not Allowed: DELETE '/v2/models/demo' (allowed: GET)",
+        ),
+        ("GET", "/" + "p" * 500, f"Not Found: GET '/{'p' * 63}…(501 characters)'"),
+    ],
+)
+def test_a_path_or_method_no_route_takes_gets_a_v2_error_object(
+    server: PredictorServer, method: str, path: str, error: str
+) -> None:
+    """The V2 protocol's `{"error": ...}`, naming the method and the (bounded) path, where
+    FastAPI answered `{"detail": "Not Found"}`; a 405 keeps its Allow header."""
+    answer = http(server.http_port, method, path)
+    assert answer.error == error
+    assert answer.status == (405 if "Allowed" in error else 404)
+    if answer.status == 405:
+        assert answer.headers["allow"] == error.rsplit("allowed: ", 1)[1].rstrip(")")
+
+
 # --- 6. client strings come back bounded --------------------------------------------------------
 
 

@@ -230,6 +230,10 @@ class FastPathApp:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.settled = False
+        if hasattr(app, "add_exception_handler"):  # KServe's FastAPI app
+            from starlette.exceptions import HTTPException
+
+            app.add_exception_handler(HTTPException, _routing_error)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
@@ -264,6 +268,21 @@ class FastPathApp:
                 await _respond(send, 404, encode_error(refusal))
                 return
         await self.app(scope, receive, send)
+
+
+async def _routing_error(request: Any, error: Any) -> Any:
+    """Starlette's 404 and 405 for a path or method no route takes, as the V2 protocol's error
+    object naming the method and path (FastAPI's default answers `{"detail": "Not Found"}`)."""
+    from starlette.responses import Response
+
+    message = f"{error.detail}: {request.method} {show(request.url.path)}"
+    allowed = (error.headers or {}).get("Allow")
+    if allowed:
+        message += f" (allowed: {allowed})"
+    return Response(
+        encode_error(message), error.status_code, headers=error.headers,
+        media_type="application/json",
+    )  # fmt: skip
 
 
 def _not_here(path: str) -> str | None:
