@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from creditmodel.core.bundle import load_bundle
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor import __main__ as cli
+from creditmodel.predictor import rest
 from creditmodel.predictor.bounds import (
     MAX_ID_CHARS,
     checked_id,
@@ -37,6 +38,7 @@ from creditmodel.predictor.bounds import (
     screen,
     show,
 )
+from creditmodel.predictor.codec import _tensors as codec_tensors
 from creditmodel.predictor.codec import decode_binary_request, decode_request
 from creditmodel.predictor.errors import MAX_MESSAGE_CHARS, RequestError, clip
 from creditmodel.predictor.infer_types import from_raw
@@ -399,6 +401,34 @@ def test_other_input_parameters_change_nothing(parameters: Any) -> None:
     plain = decode_request(json.dumps({"inputs": inputs}).encode())
     inputs[0]["parameters"] = parameters
     assert decode_request(json.dumps({"inputs": inputs}).encode()) == plain
+    assert codec_tensors(inputs) is not None  # the one-pass path still takes them
+
+
+async def test_only_routing_errors_become_v2_error_objects() -> None:
+    """A path or method no route takes answers the V2 error object; any other HTTPException
+    (a route's own 401 or 409, a structured detail) keeps FastAPI's answer untouched."""
+    from fastapi import HTTPException
+
+    app = FastAPI()
+
+    @app.get("/auth")
+    async def auth() -> None:
+        raise HTTPException(401, "auth", headers={"www-authenticate": "Bearer"})
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise HTTPException(409, {"code": "x"})
+
+    transport = httpx.ASGITransport(app=rest.FastPathApp(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/auth")).json() == {"detail": "auth"}
+        assert (await client.get("/auth")).headers["www-authenticate"] == "Bearer"
+        assert (await client.get("/conflict")).json() == {"detail": {"code": "x"}}
+        missing = await client.get("/missing")
+        wrong = await client.post("/auth")
+    assert (missing.status_code, missing.json()) == (404, {"error": "Not Found: GET '/missing'"})
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET")
+    assert wrong.json() == {"error": "Method Not Allowed: POST '/auth' (allowed: GET)"}
 
 
 # --- readiness, host ----------------------------------------------------------------------------

@@ -178,8 +178,9 @@ async def test_the_default_timeout_is_used_without_a_setting() -> None:
         b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00",
         b"GET /\x00 HTTP/1.1\r\n",
+        b"POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n",
     ],
-    ids=["header-without-colon", "tls-hello", "nul-in-target"],
+    ids=["header-without-colon", "tls-hello", "nul-in-target", "transfer-coding-not-chunked"],
 )
 async def test_bytes_that_are_not_http_get_a_json_400_and_a_close(garbage: bytes) -> None:
     """uvicorn answers these with a plain-text 400; every other refusal here is JSON."""

@@ -34,11 +34,14 @@ CE, TE = "content-encoding", "transfer-encoding"
         ([(CE, "identity"), (CE, "gzip")], 415),  # before: only the first header was read
         ([(CE, "gzip"), (CE, "identity")], 415),
         ([(TE, "gzip, chunked")], 415),
+        # Behind uvicorn's httptools these two never reach the app (a Transfer-Encoding that does
+        # not end in chunked is malformed HTTP, a 400: test_http_limits); another ASGI server
+        # may pass them on, and the app's answer is the same as for any other coding.
         ([(TE, "gzip")], 415),
         ([(CE, "identity")], 200),
         ([(CE, "Identity"), (CE, "")], 200),
         ([(TE, "chunked")], 200),
-        ([(TE, "identity")], 200),
+        ([(TE, "identity")], 200),  # as above
     ],
 )
 async def test_a_body_coded_other_than_plain_is_refused_by_name(

@@ -50,10 +50,7 @@ def _not_utf8(body: bytes) -> str | None:
     if body.startswith(_BOMS[0]):
         return "request body starts with a UTF-8 byte order mark; JSON must be UTF-8 without one"
     if body.startswith(b"\x1f\x8b"):
-        return (
-            "request body is gzip data sent without a Content-Encoding header; send the JSON"
-            " uncompressed"
-        )
+        return "request body is gzip-compressed data, not JSON text; send the JSON uncompressed"
     if body.startswith(_BOMS[1:]) or b"\x00" in body[:4]:
         return "request body looks like UTF-16 or UTF-32; JSON must be UTF-8"
     try:
@@ -139,14 +136,14 @@ def _decode(document: Any, binary: _BinaryParts | None = None) -> DecodedRequest
 
 def _tensors(inputs: list[Any]) -> list[Tensor] | None:
     """Well-formed JSON inputs in one pass (the validator checks names, types and shapes). An
-    input with parameters of its own (rare in JSON) goes the careful way, which refuses one
-    that declares binary bytes beside its `data`."""
+    input that declares binary bytes beside its `data` goes the careful way, which refuses it
+    (other input parameters, such as KServe's content_type, change nothing)."""
     try:
         tensors = [Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in inputs]
     except (KeyError, TypeError):
         return None
     for item in inputs:
-        if "parameters" in item:
+        if "parameters" in item and _BinaryParts.declared(item):
             return None
     return tensors
 

@@ -136,7 +136,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         if self._refusal is None:  # bytes that are not HTTP: a JSON error as every other refusal
             self._refusal = msg.rstrip(".")
-            self._answer(_MALFORMED)
+            self._answer(_MALFORMED, logged=True)  # uvicorn has logged it
         else:
             self._answer(_HEAD_TOO_LARGE)
 
@@ -176,12 +176,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal = f"the request did not arrive whole within {self.read_timeout:g} seconds"
         self._answer(_TIMED_OUT)
 
-    def _answer(self, refusal: tuple[int, str, str]) -> None:
+    def _answer(self, refusal: tuple[int, str, str], logged: bool = False) -> None:
         """Answer `refusal` (status, log message, reason) with a JSON error and close the
         connection: the request was not read whole, so the app has answered nothing of it."""
         status, message, reason = refusal
         why = self._refusal or message
-        log.warning("%s: %s", message, why, extra={"reason": reason})
+        if not logged:
+            log.warning("%s: %s", message, why, extra={"reason": reason})
         body = orjson.dumps({"error": f"{message}: {why}"})
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:

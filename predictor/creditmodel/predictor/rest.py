@@ -272,8 +272,13 @@ class FastPathApp:
 
 async def _routing_error(request: Any, error: Any) -> Any:
     """Starlette's 404 and 405 for a path or method no route takes, as the V2 protocol's error
-    object naming the method and path (FastAPI's default answers `{"detail": "Not Found"}`)."""
+    object naming the method and path (FastAPI's default answers `{"detail": "Not Found"}`);
+    any other HTTPException keeps FastAPI's answer."""
+    from fastapi.exception_handlers import http_exception_handler
     from starlette.responses import Response
+
+    if error.status_code not in (404, 405) or not isinstance(error.detail, str):
+        return await http_exception_handler(request, error)
 
     message = f"{error.detail}: {request.method} {show(request.url.path)}"
     allowed = (error.headers or {}).get("Allow")

@@ -232,12 +232,9 @@ class Validator:
             return None
         if values.shape != (len(datas), rows) or values.dtype.kind not in "iuf":
             return None
-        if values.dtype.kind == "f" and values.dtype != np.float64:
-            # A signalling NaN among raw FP32 bytes warns when widened; it is refused just below.
-            with np.errstate(invalid="ignore"):
-                values = values.astype(np.float64)
-        else:
-            values = values.astype(np.float64, copy=False)
+        if values.dtype.kind == "f" and values.itemsize < 8 and not np.isfinite(values).all():
+            return None  # before widening: a signalling NaN among raw FP16/FP32 bytes warns there
+        values = values.astype(np.float64, copy=False)
         if not np.isfinite(values).all() or _holds_a_boolean(datas, values):
             return None
         if self._any_integral:
