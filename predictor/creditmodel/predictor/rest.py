@@ -44,28 +44,33 @@ _INFER_PATHS: dict[str, tuple[str, None]] = {}  # /v2/models/{name}/infer -> (na
 _JSON = (b"content-type", b"application/json")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _header_bytes(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
-            return str(value.decode("latin-1"))
+            return bytes(value)
     return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = _header_bytes(scope, name)
+    return None if value is None else value.decode("latin-1")
 
 
 def _request_id_header(scope: Scope, strict: bool = True) -> str | None:
     """The x-request-id header as the text a client sent, UTF-8 as today's clients write it (a
     latin-1 reading turned "café" into "cafÃ©" and counted bytes as characters); not UTF-8 is
     refused when `strict`, else read with replacement characters (to log a refusal under)."""
-    for key, value in scope["headers"]:
-        if key == b"x-request-id":
-            try:
-                return str(value.decode("utf-8"))
-            except UnicodeDecodeError:
-                if strict:
-                    raise RequestError(
-                        "invalid_request", "header 'x-request-id' is not UTF-8 text"
-                    ) from None
-                return str(value.decode("utf-8", "replace"))
-    return None
+    value = _header_bytes(scope, b"x-request-id")
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        if strict:
+            raise RequestError(
+                "invalid_request", "header 'x-request-id' is not UTF-8 text"
+            ) from None
+        return value.decode("utf-8", "replace")
 
 
 def _infer_target(scope: Scope) -> tuple[str, str | None] | None:

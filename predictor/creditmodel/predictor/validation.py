@@ -232,10 +232,10 @@ class Validator:
             return None
         if values.shape != (len(datas), rows) or values.dtype.kind not in "iuf":
             return None
-        if values.dtype.kind == "f" and values.itemsize < 8 and not np.isfinite(values).all():
-            return None  # before widening: a signalling NaN among raw FP16/FP32 bytes warns there
+        if not np.isfinite(values).all():  # before widening (which keeps finiteness): widening
+            return None  # a signalling NaN among raw FP16/FP32 bytes warns
         values = values.astype(np.float64, copy=False)
-        if not np.isfinite(values).all() or _holds_a_boolean(datas, values):
+        if _holds_a_boolean(datas, values):
             return None
         if self._any_integral:
             integral = values[self._integral]
