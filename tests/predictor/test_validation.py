@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -277,13 +278,17 @@ UNBOUNDED = Schema(
         (1, 1e39, "'amount'", "FP32 input holds"),  # float32 would make it infinity
         (1, -3.5e38, "'amount'", "FP32 input holds"),
         (2**60, 1.0, "'count'", "INT64 input holds"),  # beyond what float64 keeps exact
+        (2**53 + 1, 1.0, "'count'", "INT64 input holds"),  # float64 reads it as 2**53
+        (2**53, 1.0, "'count'", "INT64 input holds"),  # which then stands for two integers
+        (-(2**53) - 1, 1.0, "'count'", "INT64 input holds"),
     ],
 )
 def test_values_the_models_input_cannot_hold_are_refused_not_coerced(
     rows: int, count: int, amount: float, named: str, holds: str
 ) -> None:
     """A schema without bounds still has the model's: float32's range for FP32 inputs (the cast
-    would give infinity) and +-2**53 for INT64 ones (the float64 path would round them)."""
+    would give infinity) and +-(2**53 - 1) for INT64 ones (the float64 path would round them:
+    2**53 + 1 was served as 2**53)."""
     items = [
         Tensor("count", "INT64", [rows], [count] * rows),
         Tensor("amount", "FP32", [rows], [amount] * rows),
@@ -294,8 +299,10 @@ def test_values_the_models_input_cannot_hold_are_refused_not_coerced(
     assert caught.value.http_status == 400
     assert named in str(caught.value)
     assert holds in str(caught.value)
-    largest = [Tensor("count", "INT64", [1], [2**53]), Tensor("amount", "FP32", [1], [3.4e38])]
-    Validator(UNBOUNDED, 100).validate(largest)  # the largest that fit are served
+    largest = [Tensor("count", "INT64", [rows], [2**53 - 1] * rows),
+               Tensor("amount", "FP32", [rows], [3.4e38] * rows)]  # fmt: skip
+    batch = Validator(UNBOUNDED, 100).validate(largest)  # the largest that fit are served as sent
+    assert batch.numeric[:, 0].tolist() == [float(2**53 - 1)] * rows
 
 
 _SUSPECTS = [0.0, 1.0, 0, 1, True, False]  # what reads as 0 or 1
@@ -322,3 +329,37 @@ def test_a_json_boolean_among_numbers_is_refused_wherever_it_hides(income: list[
     else:
         batch = Validator(SCHEMA, 100).validate(items)
         assert batch.columns["income"].reshape(-1).tolist() == [float(v) for v in income]
+
+
+@functools.cache
+def _many_categories(count: int) -> Validator:
+    categories = [f"c{i}" for i in range(count)]
+    schema = Schema(
+        features=[Feature(name="kind", kind="categorical", datatype="BYTES", description="Kind",
+                          reason_code="R01", categories=categories)],
+        target="default", positive_label="1",
+    )  # fmt: skip
+    return Validator(schema, 100)
+
+
+@pytest.mark.parametrize("count", [2, 256, 257, 65_536, 65_537])  # each side of a code width
+@given(data=st.data())
+def test_category_codes_are_positions_whatever_the_number_of_categories(
+    count: int, data: st.DataObject
+) -> None:
+    """The array path reads each value's position as bytes one to eight wide: every category,
+    first and last included, gets its own position; anything else (an unknown string, a number, null) at any row is refused
+    by row, as the careful path names it."""
+    validator = _many_categories(count)
+    position = st.sampled_from([0, count - 1]) | st.integers(0, count - 1)
+    positions = data.draw(st.lists(position, min_size=2, max_size=20))
+    values: list[Any] = [f"c{p}" for p in positions]
+    batch = validator.validate([Tensor("kind", "BYTES", [len(values)], values)])
+    assert batch.codes[:, 0].tolist() == positions
+    assert batch.columns["kind"].reshape(-1).tolist() == values
+    row = data.draw(st.integers(0, len(values) - 1))
+    values[row] = data.draw(st.sampled_from([f"c{count}", "", "C0", 0, 1.0, None]))
+    with pytest.raises(RequestError) as caught:
+        validator.validate([Tensor("kind", "BYTES", [len(values)], values)])
+    assert caught.value.reason in ("unknown_category", "wrong_datatype")
+    assert f"row {row}" in caught.value.message

@@ -17,14 +17,15 @@ from creditmodel.predictor.errors import RequestError, clip
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
 FP32_MAX = float(np.finfo(np.float32).max)
-EXACT_INT = 2**53
-"""Integers up to 2**53 are exact as float64, as numpy converts them; the one-row path leaves
-larger ones to the array path, where numpy decides."""
+EXACT_INT = 2**53 - 1
+"""The largest integer whose float64 stands for it alone: 2**53 + 1 reads as 2**53, so a bound
+of 2**53 served it as 2**53. The one-row path leaves larger ones to the array path, which
+refuses them."""
 
 
 def representable(feature: Feature) -> tuple[float, float]:
     """The values the model's input holds as sent: float32's range for FP32 (beyond it the cast
-    gives infinity), +-2**53 for INT64 (integers the float64 path keeps exact), within the schema's
+    gives infinity), +-(2**53 - 1) for INT64 (integers whose float64 is theirs alone), within the schema's
     own bounds. Anything outside is refused, never silently coerced."""
     limit = FP32_MAX if feature.datatype == "FP32" else float(EXACT_INT)
     low = -limit if feature.minimum is None else max(float(feature.minimum), -limit)

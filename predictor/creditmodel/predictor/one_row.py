@@ -4,7 +4,7 @@ Why: one row is the common request, and for it the array path of validation.Vali
 numpy calls over [features, 1] arrays, each a few microseconds of dispatch for one value) costs
 more than the checks themselves. This path accepts only what the array path accepts, and builds
 the same Batch, value for value; anything else (a problem to name, numpy arrays from binary or raw
-tensors, nested rows, integers beyond 2**53) returns None and goes down the array path, which
+tensors, nested rows, integers beyond 2**53 - 1) returns None and goes down the array path, which
 finds and names the problem, so refusals and their messages are the array path's alone."""
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class OneRowValidator:
 
 def _number(value: Any) -> float | None:
     """A JSON number as the array path reads it (float64), None for anything it would refuse or
-    should look at itself: booleans, strings, non-finite values, integers beyond 2**53."""
+    should look at itself: booleans, strings, non-finite values, integers beyond 2**53 - 1."""
     kind = type(value)
     if kind is float:
         return value if value - value == 0.0 else None  # inf - inf and nan - nan are nan

@@ -4,9 +4,9 @@ tensors into model-ready columns or raises a `RequestError` naming the input and
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -109,6 +109,10 @@ class Validator:
             feature.name: np.array(list(feature.categories or ()), dtype=object)
             for feature in schema.features
         }
+        # Each category's position as bytes, one width per feature (_categorical_fast).
+        self._code_bytes = [
+            _code_bytes(f.categories or ()) for f in schema.features if f.kind == "categorical"
+        ]
         self._expected = ", ".join(self._features)
         self._names = tuple(self._features)
         self.numeric_names = [f.name for f in schema.features if f.kind == "numeric"]
@@ -193,20 +197,21 @@ class Validator:
         self, by_name: dict[str, Tensor], rows: int, codes: npt.NDArray[np.intp]
     ) -> bool:
         """Whether every categorical value is a known category string, each row of `codes` then
-        filled with their positions (str keys only: bytes, numbers and unknown strings map to
-        -1); False sends the request down the careful per-input path. np.fromiter fills each row
-        of `codes` straight from the lists, without the intermediate list and the per-element
-        type discovery of assigning a list."""
+        filled with their positions; False (an unknown string, bytes, a number, an unhashable
+        list) sends the request down the careful per-input path, which names it. Each value
+        maps to its position's bytes, joined and read back as one array: numpy packing the
+        positions one Python int at a time (np.fromiter) cost a third of the lookup."""
         datas = [by_name[name].data for name in self.categorical_names]
         if any(not isinstance(d, list) or len(d) != rows for d in datas):
             return False
         try:
-            for index, (name, data) in enumerate(zip(self.categorical_names, datas, strict=True)):
-                known = map(self._categories[name].get, data, repeat(-1, rows))
-                codes[index] = np.fromiter(known, dtype=np.intp, count=rows)
-        except TypeError:  # unhashable values such as nested lists
+            for index, (data, (table, dtype)) in enumerate(
+                zip(datas, self._code_bytes, strict=True)
+            ):
+                codes[index] = np.frombuffer(b"".join(map(table.__getitem__, data)), dtype=dtype)
+        except (KeyError, TypeError):  # not a known category string; unhashable
             return False
-        return not (codes < 0).any()
+        return True
 
     def _numeric_fast(
         self, by_name: dict[str, Tensor], rows: int
@@ -227,8 +232,8 @@ class Validator:
             ):
                 return None
         try:
-            values = np.array(datas)
-        except ValueError:
+            values = _as_array(datas)
+        except (ValueError, TypeError, OverflowError):
             return None
         if values.shape != (len(datas), rows) or values.dtype.kind not in "iuf":
             return None
@@ -332,6 +337,26 @@ class Validator:
         codes[:] = indices
         column[:, 0] = values
         return column
+
+
+def _as_array(datas: list[Any]) -> npt.NDArray[Any]:
+    """The numeric inputs as one [inputs, rows] array. JSON lists are read by array("d"), which
+    takes Python ints and floats only (a string, null or nested list raises TypeError, an int
+    beyond float64 OverflowError): two fifths fewer instructions than numpy discovering the
+    type of every item. Booleans pass as 1.0 and 0.0 here, as they do through numpy, and are
+    looked for afterwards (_holds_a_boolean). Binary tensors keep numpy's reading, which leaves
+    narrow floats unwidened until their finiteness is checked."""
+    if all(type(data) is list for data in datas):
+        return np.array([np.frombuffer(array("d", data), dtype=np.float64) for data in datas])
+    return np.array(datas)
+
+
+def _code_bytes(categories: Sequence[str]) -> tuple[dict[str, bytes], np.dtype[Any]]:
+    """(each category's position as unsigned little-endian bytes, their dtype), the narrowest
+    width that holds every position."""
+    width = next(w for w in (1, 2, 4, 8) if len(categories) <= 256**w)
+    table = {c: i.to_bytes(width, "little") for i, c in enumerate(categories)}
+    return table, np.dtype(f"<u{width}")
 
 
 def _holds_a_boolean(datas: list[Any], values: npt.NDArray[np.float64]) -> bool:
