@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -118,7 +119,9 @@ def test_bytes_values_from_binary_transports_are_decoded() -> None:
         ([*tensors(), Tensor("colour", "BYTES", [2], ["a", "b"])], "unknown_input", "'colour'"),
         ([*tensors(), tensors()[0]], "invalid_request", "'age': given twice"),
         (tensors(age={"datatype": "FP32"}), "wrong_datatype", "'age': datatype 'FP32'"),
-        (tensors(age={"data": ["30", "45"]}), "wrong_datatype", "'age': values must be numbers"),
+        (tensors(age={"data": ["30", "45"]}), "wrong_datatype", "'age': row 0 is '30'; values of"),
+        # the string is quoted, not the number before it (numpy had made the column strings)
+        (tensors(age={"data": [30, "forty"]}), "wrong_datatype", "'age': row 1 is 'forty';"),
         (tensors(age={"data": [True, False]}), "wrong_datatype", "'age'"),
         (tensors(income={"data": [2.0, True]}), "wrong_datatype", "'income': row 1 is a boolean"),
         (tensors(income={"shape": [2, 1], "data": [[2.0], [False]]}), "wrong_datatype", "'income'"),
@@ -363,3 +366,119 @@ def test_category_codes_are_positions_whatever_the_number_of_categories(
         validator.validate([Tensor("kind", "BYTES", [len(values)], values)])
     assert caught.value.reason in ("unknown_category", "wrong_datatype")
     assert f"row {row}" in caught.value.message
+
+
+def _fp32_schema(minimum: float | None, maximum: float | None) -> Schema:
+    return Schema(
+        features=[Feature(name="amount", kind="numeric", datatype="FP32", description="Amount",
+                          reason_code="R01", minimum=minimum, maximum=maximum)],
+        target="default", positive_label="1",
+    )  # fmt: skip
+
+
+def _near(bound: float) -> st.SearchStrategy[float]:
+    """The bound, its float32 rounding, and their float64 and float32 neighbours."""
+    f32 = float(np.float32(bound))
+    return st.sampled_from(
+        [bound, f32, float(np.nextafter(bound, np.inf)), float(np.nextafter(bound, -np.inf)),
+         float(np.nextafter(np.float32(bound), np.float32(np.inf))),
+         float(np.nextafter(np.float32(bound), np.float32(-np.inf)))]
+    )  # fmt: skip
+
+
+_BOUNDS = st.floats(-1e30, 1e30, allow_nan=False) | st.sampled_from([0.1, 16777217.0, -0.3])
+
+
+@given(data=st.data(), minimum=_BOUNDS | st.none(), maximum=_BOUNDS | st.none())
+def test_an_fp32_value_gets_one_decision_on_every_transport(
+    data: st.DataObject, minimum: float | None, maximum: float | None
+) -> None:
+    """An FP32 value is judged as the model is given it, rounded to float32, against the bounds
+    rounded alike: a JSON number (one row or in a batch), binary float32 and gRPC fp32_contents
+    (float32 widened) of the same value are all served as that float32 or all refused. Before,
+    0.1 under a maximum of 0.1 was served as JSON and refused as gRPC float32."""
+    if minimum is not None and maximum is not None and minimum > maximum:
+        minimum, maximum = maximum, minimum
+    validator = Validator(_fp32_schema(minimum, maximum), 100)
+    near = [_near(b) for b in (minimum, maximum) if b is not None]
+    value = data.draw(st.one_of(*near) if near else st.floats(-1e30, 1e30))
+    f32 = float(np.float32(value))
+    low = -np.inf if minimum is None else float(np.float32(minimum))
+    high = np.inf if maximum is None else float(np.float32(maximum))
+    served = low <= f32 <= high
+    ways: dict[str, tuple[list[int], Any]] = {
+        "json, one row": ([1], [value]),
+        "json, in a batch": ([2], [value, value]),
+        "json, nested rows (the careful path)": ([2, 1], [[value], [value]]),
+        "binary float32": ([1], np.array([value], dtype=np.float32)),
+        "grpc fp32_contents": ([1], [f32]),
+    }
+    for way, (shape, values) in ways.items():
+        tensor = Tensor("amount", "FP32", shape, values)
+        if served:
+            batch = validator.validate([tensor])
+            assert batch.numeric[:, 0].tolist() == [f32] * shape[0], way
+            assert batch.columns["amount"].reshape(-1).tolist() == [f32] * shape[0], way
+        else:
+            with pytest.raises(RequestError) as caught:
+                validator.validate([tensor])
+            assert caught.value.reason == "out_of_range", way
+
+
+@pytest.mark.parametrize("literal", ["3.4028235e+38", "-3.4028235e+38", "3.4028235677973362e+38"])
+def test_what_float32_rounds_to_its_largest_value_is_served(literal: str) -> None:
+    """float32's maximum as it prints (3.4028235e+38) lies above its exact value, and was
+    refused as JSON while served as binary float32; beyond the rounding edge is refused."""
+    validator = Validator(UNBOUNDED, 100)
+    for rows in (1, 2):
+        items = [Tensor("count", "INT64", [rows], [1] * rows),
+                 Tensor("amount", "FP32", [rows], [float(literal)] * rows)]  # fmt: skip
+        batch = validator.validate(items)
+        assert batch.numeric[0, 1] == float(np.float32(float(literal)))
+        beyond = [Tensor("count", "INT64", [rows], [1] * rows),
+                  Tensor("amount", "FP32", [rows], [float(literal) * 1.0000001] * rows)]  # fmt: skip
+        with pytest.raises(RequestError) as caught:
+            validator.validate(beyond)
+        assert caught.value.reason == "out_of_range"
+        assert "3.4028234663852886e+38" in caught.value.message
+
+
+@pytest.mark.parametrize("amount", [1e19, -1e30, 2**63])
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_large_fp32_value_beside_an_int64_input_is_served_without_a_warning(
+    amount: float, nested: bool
+) -> None:
+    """Every numeric row was cast to int64 as well as float32, so an FP32 value beyond int64's
+    range printed numpy's "invalid value encountered in cast" (a warning is an error here)."""
+    data: list[Any] = [[amount], [amount]] if nested else [amount, amount]
+    items = [Tensor("count", "INT64", [2, 1] if nested else [2], [[1], [2]] if nested else [1, 2]),
+             Tensor("amount", "FP32", [2, 1] if nested else [2], data)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = Validator(UNBOUNDED, 100).validate(items)
+    assert batch.numeric[:, 1].tolist() == [float(np.float32(amount))] * 2
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "needle"),
+    [
+        ([math.nan, 10**400], "non_finite", "row 0 is nan"),  # the first problem by row
+        ([math.inf, 10**400], "non_finite", "row 0 is inf"),  # not "an integer beyond"
+        ([1.5, 10**400], "out_of_range", "row 1 is an integer beyond"),
+    ],
+)
+def test_a_huge_integer_beside_other_problems_is_named_in_row_order(
+    data: list[Any], reason: str, needle: str
+) -> None:
+    items = [Tensor("count", "INT64", [2], [1, 2]), Tensor("amount", "FP32", [2], data)]
+    with pytest.raises(RequestError) as caught:
+        Validator(UNBOUNDED, 100).validate(items)
+    assert (caught.value.reason, needle in caught.value.message) == (reason, True)
+
+
+def test_a_bound_is_quoted_exactly() -> None:
+    """%g printed a maximum of 1000000.5 as 1e+06, so "1000001 is above the maximum 1e+06"."""
+    schema = _fp32_schema(None, 1000000.5)
+    with pytest.raises(RequestError) as caught:
+        Validator(schema, 100).validate([Tensor("amount", "FP32", [2], [1000001, 1.0])])
+    assert caught.value.message.endswith("row 0 is 1000001, above the maximum 1000000.5")

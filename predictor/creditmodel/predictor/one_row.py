@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from creditmodel.core.schema import Schema
-from creditmodel.predictor.numeric import EXACT_INT, representable
+from creditmodel.predictor.numeric import EXACT_INT, FP32_ROUNDS_FINITE, representable
 
 if TYPE_CHECKING:
     from creditmodel.predictor.validation import Tensor
@@ -50,8 +50,12 @@ class OneRowValidator:
         categorical = [f for f in schema.features if f.kind == "categorical"]
         self._specs: dict[str, _Spec] = {}
         for index, feature in enumerate(numeric):
-            low, high = representable(feature)  # outside: the array path names the field
+            # outside: the array path names the field. An FP32 value is judged once rounded
+            # (below); before that it must only round to a finite float32.
             integral = feature.datatype == "INT64"
+            low, high = (
+                representable(feature) if integral else (-FP32_ROUNDS_FINITE, FP32_ROUNDS_FINITE)
+            )
             self._specs[feature.name] = (feature.datatype, index, low, high, integral, None, [])
         for index, feature in enumerate(categorical):
             categories = list(feature.categories or ())
@@ -66,6 +70,7 @@ class OneRowValidator:
         self.enabled = all(f.datatype in ("FP32", "INT64") for f in numeric)
         self._fp32_index = [i for i, f in enumerate(numeric) if f.datatype == "FP32"]
         self._fp32_names = [numeric[i].name for i in self._fp32_index]
+        self._fp32_bounds = [representable(numeric[i]) for i in self._fp32_index]
         self._int64_index = [i for i, f in enumerate(numeric) if f.datatype == "INT64"]
         self._int64_names = [numeric[i].name for i in self._int64_index]
 
@@ -117,7 +122,11 @@ class OneRowValidator:
             # The model sees float32, and reasons and drift the same float32 values: array("f")
             # rounds as numpy's astype(float32) does (the C conversion, to nearest).
             rounded = array("f", [raw[i] for i in self._fp32_index])
-            for i, value in zip(self._fp32_index, rounded, strict=True):
+            for i, value, (low, high) in zip(
+                self._fp32_index, rounded, self._fp32_bounds, strict=True
+            ):
+                if not low <= value <= high:
+                    return None
                 raw[i] = value
             views = np.frombuffer(rounded, dtype=np.float32).reshape(-1, 1, 1)
             for position, name in enumerate(self._fp32_names):

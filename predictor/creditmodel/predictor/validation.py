@@ -4,7 +4,6 @@ tensors into model-ready columns or raises a `RequestError` naming the input and
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,14 @@ import numpy.typing as npt
 
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor.errors import RequestError
-from creditmodel.predictor.numeric import checked_column, flat, representable, shown
+from creditmodel.predictor.numeric import (
+    checked_column,
+    flat,
+    holds_a_boolean,
+    number_array,
+    representable,
+    shown,
+)
 from creditmodel.predictor.one_row import OneRowValidator
 
 Column = npt.NDArray[Any]
@@ -122,6 +128,19 @@ class Validator:
         self._high = np.array([[representable(f)[1]] for f in numeric])
         self._integral = np.array([f.datatype == "INT64" for f in numeric], dtype=bool)
         self._any_integral = bool(self._integral.any())
+        self._fp32_rows = np.flatnonzero(~self._integral)  # numeric datatypes: FP32, INT64
+        # Each numeric datatype's rows of the numeric array, cast to the model's dtype apart (an
+        # FP32 value beyond int64's range warned when every row was cast to int64 too), and each
+        # input's place among them.
+        groups: dict[Any, list[int]] = {}
+        for index, feature in enumerate(numeric):
+            groups.setdefault(model_dtype(feature.datatype), []).append(index)
+        self._by_dtype = [(dtype, np.array(indices)) for dtype, indices in groups.items()]
+        self._place = {
+            numeric[index].name: (dtype, position)
+            for dtype, indices in groups.items()
+            for position, index in enumerate(indices)
+        }
         self._dtypes = {f.name: model_dtype(f.datatype) for f in schema.features}
         self._one_row = OneRowValidator(schema)
 
@@ -167,23 +186,18 @@ class Validator:
                 columns[name] = self._categorical(
                     self._features[name], flat(name, tensor.shape, tensor.data, rows), codes[index]
                 )
-        # One conversion per dtype, shaped [numeric, N, 1] once: each feature's column is then a
+        # One conversion per dtype, shaped [inputs, N, 1] once: each feature's column is then a
         # contiguous [N, 1] view of it (a reshape per feature costs more than the conversion).
+        # `numeric` holds the values the model is given (FP32 ones rounded to float32, so that
+        # reasons and drift see them too), so each cast is exact.
         as_model = {
-            dtype: numeric.astype(dtype).reshape(-1, rows, 1)
-            for dtype in {self._dtypes[n] for n in self.numeric_names}
+            dtype: (numeric if len(indices) == len(numeric) else numeric[indices])
+            .astype(dtype)
+            .reshape(-1, rows, 1)
+            for dtype, indices in self._by_dtype
         }
-        for index, name in enumerate(self.numeric_names):
-            columns[name] = as_model[self._dtypes[name]][index]
-        # Reason codes and drift see the values the model sees: an FP32 input rounded to float32
-        # whether it came as a JSON number (float64) or as binary float32, or two near-tied
-        # reasons could swap places between transports.
-        fp32 = as_model.get(np.float32)
-        if fp32 is not None:
-            seen = fp32.reshape(-1, rows).astype(np.float64)
-            numeric = (
-                seen if not self._any_integral else np.where(self._integral[:, None], numeric, seen)
-            )
+        for name, (dtype, position) in self._place.items():
+            columns[name] = as_model[dtype][position]
         return Batch(
             rows=rows,
             columns=CategoryColumns(columns, self._names, pending)
@@ -232,7 +246,7 @@ class Validator:
             ):
                 return None
         try:
-            values = _as_array(datas)
+            values = number_array(datas)
         except (ValueError, TypeError, OverflowError):
             return None
         if values.shape != (len(datas), rows) or values.dtype.kind not in "iuf":
@@ -240,12 +254,18 @@ class Validator:
         if not np.isfinite(values).all():  # before widening (which keeps finiteness): widening
             return None  # a signalling NaN among raw FP16/FP32 bytes warns
         values = values.astype(np.float64, copy=False)
-        if _holds_a_boolean(datas, values):
+        if holds_a_boolean(datas, values):
             return None
         if self._any_integral:
             integral = values[self._integral]
             if not (integral == np.floor(integral)).all():
                 return None
+        if self._fp32_rows.size:  # judged as the model is given them (numeric.representable)
+            with np.errstate(over="ignore"):  # beyond float32: infinity, refused just below
+                if self._fp32_rows.size == len(values):
+                    values = values.astype(np.float32).astype(np.float64)
+                else:
+                    values[self._fp32_rows] = values[self._fp32_rows].astype(np.float32)
         if ((values < self._low) | (values > self._high)).any():
             return None
         return values
@@ -339,40 +359,12 @@ class Validator:
         return column
 
 
-def _as_array(datas: list[Any]) -> npt.NDArray[Any]:
-    """The numeric inputs as one [inputs, rows] array. JSON lists are read by array("d"), which
-    takes Python ints and floats only (a string, null or nested list raises TypeError, an int
-    beyond float64 OverflowError): two fifths fewer instructions than numpy discovering the
-    type of every item. Booleans pass as 1.0 and 0.0 here, as they do through numpy, and are
-    looked for afterwards (_holds_a_boolean). Binary tensors keep numpy's reading, which leaves
-    narrow floats unwidened until their finiteness is checked."""
-    if all(type(data) is list for data in datas):
-        return np.array([np.frombuffer(array("d", data), dtype=np.float64) for data in datas])
-    return np.array(datas)
-
-
 def _code_bytes(categories: Sequence[str]) -> tuple[dict[str, bytes], np.dtype[Any]]:
     """(each category's position as unsigned little-endian bytes, their dtype), the narrowest
     width that holds every position."""
     width = next(w for w in (1, 2, 4, 8) if len(categories) <= 256**w)
     table = {c: i.to_bytes(width, "little") for i, c in enumerate(categories)}
     return table, np.dtype(f"<u{width}")
-
-
-def _holds_a_boolean(datas: list[Any], values: npt.NDArray[np.float64]) -> bool:
-    """Whether a JSON list among `datas` holds a boolean, which numpy read as 1.0 or 0.0 into
-    `values` (the same rows as floats): a JSON boolean is not a number. Only the items that read
-    as 0 or 1 are looked at, where a type check of every item cost as much as the conversion."""
-    suspect = (values == 0) | (values == 1)
-    for index in np.flatnonzero(suspect.any(axis=1)).tolist():
-        data = datas[index]
-        if type(data) is not list:  # binary tensors and gRPC contents hold no JSON booleans
-            continue
-        at = np.flatnonzero(suspect[index]).tolist()
-        items = data if 4 * len(at) > len(data) else map(data.__getitem__, at)
-        if bool in set(map(type, items)):
-            return True
-    return False
 
 
 def _json_value(value: Any) -> str:
