@@ -43,9 +43,12 @@ class BoundRun:
         numeric = [f for f in schema.features if f.kind == "numeric"]
         fp32 = [(i, f.name) for i, f in enumerate(numeric) if f.datatype == "FP32"]
         int64 = [(i, f.name) for i, f in enumerate(numeric) if f.datatype == "INT64"]
-        self._fp32_index = np.array([i for i, _ in fp32], dtype=np.intp)
-        self._int64_index = np.array([i for i, _ in int64], dtype=np.intp)
-        self._code_index = np.array([i for _, i in coded], dtype=np.intp)
+        # Where each buffer's values sit in a row of `numeric` and `codes`: a plain slice when
+        # they are all of them in order (every numeric input FP32; every categorical one coded),
+        # which numpy copies without the gather of an index array.
+        self._fp32_index = _take([i for i, _ in fp32], len(numeric))
+        self._int64_index = _take([i for i, _ in int64], len(numeric))
+        self._code_index = _take([i for _, i in coded], len(coded))
         self._fp32 = np.zeros(len(fp32), dtype=np.float32)
         self._int64 = np.zeros(len(int64) + len(coded), dtype=np.int64)
         self._split = len(int64)
@@ -88,7 +91,8 @@ class BoundRun:
         try:
             row = numeric[0]
             self._fp32[:] = row[self._fp32_index]
-            self._int64[: self._split] = row[self._int64_index]
+            if self._split:
+                self._int64[: self._split] = row[self._int64_index]
             self._int64[self._split :] = codes[0, self._code_index]
             self._run()
             values = self._out if self._column is None else self._out[:, self._column]
@@ -108,3 +112,8 @@ class BoundRun:
             if got is None or got.tobytes() != expected[row : row + 1].tobytes():
                 return False
         return True
+
+
+def _take(positions: list[int], width: int) -> npt.NDArray[np.intp] | slice:
+    """`positions` as an index, or the slice that selects the same when they are 0..width-1."""
+    return slice(None) if positions == list(range(width)) else np.array(positions, dtype=np.intp)
