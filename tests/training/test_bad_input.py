@@ -30,7 +30,7 @@ def test_missing_target_column(tmp_path: Path) -> None:
     _expect(
         tmp_path,
         _frame().drop(columns="default"),
-        r"target column 'default' not found; the data has columns age, ",
+        r"target column 'default' not found; the data has columns 'age', ",
     )
 
 
@@ -222,3 +222,97 @@ def test_category_value_at_the_limit_is_accepted() -> None:
     assert "y" * features.MAX_CATEGORY_LENGTH in (
         prepared.schema.feature("purpose").categories or []
     )
+
+
+@pytest.mark.parametrize(
+    ("target", "positive", "match"),
+    [
+        ([0.0, 1.0, float("inf")], "1", r"target column 'default': non-finite value at row 3"),
+        # both became int64's -2**63: two labels merged into one "negative" class
+        ([1.0, 1e19, 1e20], "1.0", r"target column 'default' has 3 classes"),
+    ],
+)
+def test_a_target_int64_cannot_hold_is_refused_not_cast(
+    tmp_path: Path, target: list[float], positive: str, match: str
+) -> None:
+    frame = _frame()
+    frame["default"] = (target * len(frame))[: len(frame)]
+    _expect(tmp_path, frame, match, positive_label=positive)
+
+
+@pytest.mark.parametrize("value", [1e308, 3.5e38, -1e308])
+def test_a_numeric_value_beyond_float32_is_refused(tmp_path: Path, value: float) -> None:
+    """Finite as float64, infinite as the FP32 the model reads: sklearn failed mid-fit."""
+    frame = _frame()
+    frame.loc[7, "annual_income"] = value
+    _expect(
+        tmp_path,
+        frame,
+        r"column 'annual_income': row 8 has -?[0-9.e+]+, beyond what the model's FP32",
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["probability", "probabilities", "label", "class_axis", "positive_column", "cm_x"]
+)
+def test_a_feature_named_like_a_graph_tensor_is_refused(tmp_path: Path, name: str) -> None:
+    _expect(tmp_path, _frame().rename(columns={"age": name}), r"names inside the model graph")
+
+
+def test_a_long_list_of_bad_names_is_bounded(tmp_path: Path) -> None:
+    frame = _frame().drop(columns="default")
+    frame = pd.concat(
+        [frame, pd.DataFrame(0, index=frame.index, columns=[f"extra_{i}" for i in range(2_000)])],
+        axis=1,
+    )
+    with pytest.raises(BadInputError) as caught:
+        pipeline.train(quick_config(tmp_path / "bundle"), frame)
+    assert len(str(caught.value)) < 1_000
+    assert str(caught.value).endswith("and 2001 more")
+
+
+def test_rows_longer_than_the_header_are_refused_not_shifted(tmp_path: Path) -> None:
+    """pandas took the first field of rows one longer than the header for an index: every
+    column moved under its neighbour's name and the bundle was published."""
+    path = tmp_path / "short-header.csv"
+    frame = _frame()
+    text = frame.to_csv(index=False).splitlines()
+    header = text[0].split(",")[1:]  # one name short
+    path.write_text("\n".join([",".join(header), *text[1:]]) + "\n")
+    _expect(tmp_path, None, r"rows hold more fields than the header names \(11\)", data=str(path))
+
+
+def test_a_trailing_comma_on_every_row_keeps_the_columns_in_place() -> None:
+    from creditmodel.training import data
+
+    frame = data.parse("x.csv", b"a,b,c\n1,2,3,\n4,5,6,\n")
+    assert list(frame.columns) == ["a", "b", "c"]
+    assert frame.to_numpy().tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"search": {"hidden_units": [16], "alphas": [float("inf")]}}, "alphas"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
+        ({"output": ""}, "output"),
+        ({"features": [{"name": "age", "minimum": float("nan")}]}, "minimum"),
+        ({"features": [{"name": "age", "maximum": float("inf")}]}, "maximum"),
+        ({"features": [{"name": "age"}, {"name": "age", "reason_code": "R09"}]}, "features"),
+    ],
+)
+def test_settings_that_failed_mid_run_or_were_dropped_are_refused(
+    overrides: dict[str, object], field: str
+) -> None:
+    """Each was accepted: an infinite alpha or a seed outside numpy's range failed mid-search
+    with a traceback, "" as output published nothing with exit 0, a NaN bound was published as
+    no bound, and a column pinned twice kept only its last entry."""
+    from pydantic import ValidationError
+
+    from creditmodel.training.config import TrainingConfig
+
+    base = {"target": "default", "positive_label": "1", "model_name": "demo"}
+    with pytest.raises(ValidationError) as caught:
+        TrainingConfig.model_validate({**base, **overrides})
+    assert field in str(caught.value)

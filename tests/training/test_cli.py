@@ -256,3 +256,18 @@ def test_credentials_in_urls_are_never_printed(tmp_path: Path, csv: Path) -> Non
     for text in (json.dumps(summary), stderr, termination_log.read_text()):
         assert "s3cr3t" not in text
         assert "f00" not in text
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"), [("--hidden-units", "hidden_units"), ("--alphas", "alphas")]
+)
+def test_an_empty_grid_flag_exits_2_not_the_default_grid(
+    tmp_path: Path, csv: Path, flag: str, field: str
+) -> None:
+    """`--hidden-units ""` (or ",,") was dropped, and the run searched the default grid."""
+    output = tmp_path / "bundle"
+    code, summary, stderr = train(*base_args(csv, output), flag, ",,")
+    assert code == 2
+    assert field in summary["error"]
+    assert "Traceback" not in stderr
+    assert not output.exists()

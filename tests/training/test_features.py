@@ -55,7 +55,7 @@ def test_float_coded_integer_target_matches_an_integer_label() -> None:
 def test_invalid_feature_names_are_named() -> None:
     frame = pd.DataFrame({"monthly income": [1, 2], "y": ["good", "bad"]})
     with pytest.raises(
-        features.BadInputError, match=r"\['monthly income'\] are not valid feature names"
+        features.BadInputError, match=r"'monthly income' are not valid feature names"
     ):
         features.prepare(frame, _config())
 

@@ -124,9 +124,10 @@ def config_from(args: argparse.Namespace) -> Any:
                 f"--features {redact(features_uri)}: {first_error(exc, show_input=True)}"
             ) from None
     search = _given(args, ["folds", "max_iter", "search_rows", "fit_rows", "jobs"])
-    if args.hidden_units:
+    # Given but empty ("" or ",,") is an empty grid, which the config refuses, not the default.
+    if args.hidden_units is not None:
         search["hidden_units"] = args.hidden_units
-    if args.alphas:
+    if args.alphas is not None:
         search["alphas"] = args.alphas
     values: dict[str, Any] = {
         "data": args.data,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from creditmodel.core.points import PointsScaling
 from creditmodel.core.schema import FeatureKind
@@ -21,8 +21,21 @@ class FeatureSpec(BaseModel):
     description: str | None = None
     reason_code: str | None = None
     categories: list[str] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
+    # Finite: a NaN or infinite bound was published as no bound at all.
+    minimum: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    maximum: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+def _once_each(features: list[FeatureSpec]) -> list[FeatureSpec]:
+    """Each column pinned at most once: a repeated name silently dropped the first entry."""
+    names = [spec.name for spec in features]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"features: {', '.join(map(repr, repeated[:10]))} listed more than once")
+    return features
+
+
+Features = Annotated[list[FeatureSpec], AfterValidator(_once_each)]
 
 
 class FeatureSpecFile(BaseModel):
@@ -30,7 +43,7 @@ class FeatureSpecFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: list[FeatureSpec] = []
+    features: Features = []
     audit_only: list[str] = []
     exclude: list[str] = []
 
@@ -46,7 +59,9 @@ class SearchSpace(BaseModel):
     ]
     # Strong L2: on a few thousand rows weaker penalties overfit (CV AUC 0.02-0.03 lower on
     # German Credit than with alpha 1-3).
-    alphas: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = [
+    alphas: Annotated[
+        list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(min_length=1)
+    ] = [
         0.3,
         1.0,
         3.0,
@@ -99,10 +114,10 @@ class TrainingConfig(BaseModel):
     positive_label: str
     model_name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
     data: str | None = None
-    output: str | None = None
+    output: Annotated[str, Field(min_length=1)] | None = None  # "" published nothing, exit 0
     version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")] | None = None
-    seed: int = 0
-    features: list[FeatureSpec] = []
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # numpy's seed range
+    features: Features = []
     # Columns used only for the fairness audit, never as model inputs (e.g. sex, national origin).
     audit_only: list[str] = []
     exclude: list[str] = []

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -92,7 +93,17 @@ def parse(uri: str, raw: bytes) -> pd.DataFrame:
         except Exception as exc:  # pyarrow raises many types for a corrupt file
             raise BadInputError(f"data file {where}: not a readable Parquet file ({exc})") from None
     try:
-        frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True)
+        # index_col=False: pandas took the first field of rows one longer than the header for
+        # an index, which shifted every column under the wrong name (and a trailing comma on
+        # each row too); rows longer than the header are refused instead.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        raise BadInputError(
+            f"data file {where}: rows hold more fields than the header names"
+            f" ({len(_csv_header(raw))}); every column needs a name"
+        ) from None
     except UnicodeDecodeError as exc:
         raise BadInputError(
             f"data file {where}: not UTF-8 text ({exc.reason} at byte {exc.start})"

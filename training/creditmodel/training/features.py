@@ -22,6 +22,13 @@ MAX_CATEGORIES = 100
 # Longer values are free text or an identifier, not a category (and would bloat the schema).
 MAX_CATEGORY_LENGTH = 256
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names inside the exported graph: skl2onnx's (export.py names them cm_*, and the quantizer
+# derives its own from those) and the ones export.py adds. A feature so named broke the export.
+_GRAPH_NAMES = frozenset(
+    ["label", "probability", "probabilities", "positive_column", "positive_column_start",
+     "positive_column_end", "class_axis"]
+)  # fmt: skip
+_GRAPH_PREFIX = "cm_"
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ def _labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, st
     target = config.target
     if target not in frame.columns:
         raise BadInputError(
-            f"target column {target!r} not found; the data has columns {', '.join(map(str, frame.columns))}"
+            f"target column {target!r} not found; the data has columns"
+            f" {_some(list(map(str, frame.columns)))}"
         )
     column = frame[target]
     missing = column.isna().to_numpy()
@@ -68,8 +76,16 @@ def _labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, st
             f"target column {target!r}: {int(missing.sum())} missing value(s), first at"
             f" {_row(int(np.argmax(missing)))}"
         )
-    if pd.api.types.is_float_dtype(column) and (column == column.round()).all():
-        column = column.astype(np.int64)
+    if pd.api.types.is_float_dtype(column):
+        finite = np.isfinite(column.to_numpy(dtype=np.float64))
+        if not finite.all():
+            raise BadInputError(
+                f"target column {target!r}: non-finite value at {_row(int(np.argmin(finite)))}"
+            )
+        # Whole numbers read as floats (a column with gaps elsewhere) are labels 0 and 1; only
+        # where int64 holds them exactly (1e19 and 1e20 both became -2**63, one class).
+        if (column == column.round()).all() and (column.abs() <= 2**53).all():
+            column = column.astype(np.int64)
     values = column.astype(str)
     classes = sorted(values.unique())
     if len(classes) == 1:
@@ -114,7 +130,15 @@ def _numeric(name: str, column: pd.Series, spec: FeatureSpec | None) -> pd.Serie
         raise BadInputError(
             f"column {name!r}: non-finite value at {_row(int(np.argmax(infinite)))}"
         )
-    single = as_float.astype(np.float32).astype(np.float64)
+    with np.errstate(over="ignore"):
+        single = as_float.astype(np.float32).astype(np.float64)
+    beyond = ~np.isfinite(single)  # finite as float64, beyond the model's FP32 input
+    if beyond.any():
+        first = int(np.argmax(beyond))
+        raise BadInputError(
+            f"column {name!r}: {_row(first)} has {float(as_float[first])!r}, beyond what the model's"
+            " FP32 input holds (about +-3.4e38)"
+        )
     if spec is not None:
         for bound, outside in (
             ("minimum", None if spec.minimum is None else single < spec.minimum),
@@ -246,6 +270,12 @@ def _feature(
     return feature, values
 
 
+def _some(names: list[str]) -> str:
+    """A list of column names as a message quotes it: the first ten (a file may have thousands)."""
+    shown = ", ".join(map(repr, names[:10]))
+    return shown if len(names) <= 10 else f"{shown} and {len(names) - 10} more"
+
+
 def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
     """Check `frame` against `config` and build the schema, inputs, labels and audit columns."""
     if frame.shape[1] == 0:
@@ -276,8 +306,15 @@ def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
     invalid = [n for n in names if not _NAME.match(n)]
     if invalid:
         raise BadInputError(
-            f"column name(s) {invalid} are not valid feature names (letters, digits and _ only,"
-            " not starting with a digit); rename them or exclude them"
+            f"column name(s) {_some(invalid)} are not valid feature names (letters, digits and _"
+            " only, not starting with a digit); rename them or exclude them"
+        )
+    taken = [n for n in names if n in _GRAPH_NAMES or n.startswith(_GRAPH_PREFIX)]
+    if taken:
+        raise BadInputError(
+            f"column name(s) {_some(taken)} are names inside the model graph (the output"
+            f" {', '.join(sorted(_GRAPH_NAMES))} and every name starting {_GRAPH_PREFIX!r});"
+            " rename them or exclude them"
         )
     codes = _reason_codes(names, specs)
     columns: dict[str, pd.Series] = {}
