@@ -316,3 +316,35 @@ def test_settings_that_failed_mid_run_or_were_dropped_are_refused(
     with pytest.raises(ValidationError) as caught:
         TrainingConfig.model_validate({**base, **overrides})
     assert field in str(caught.value)
+
+
+def test_a_nul_byte_in_a_csv_is_refused_not_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    text = _frame().to_csv(index=False).replace(",rent,", ",re\x00nt,", 1)
+    path.write_bytes(text.encode())
+    _expect(
+        tmp_path, None, r"nul\.csv: a NUL byte at byte \d+; CSV text holds none", data=str(path)
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        (pd.date_range("2020-01-01", periods=200, freq="D"), r"datetime64\[ns\] values cannot be"),
+        (pd.to_timedelta(range(200), unit="s"), r"timedelta64\[ns\] values cannot be"),
+        # a Parquet list column reads back as numpy arrays
+        ([[1, 2]] * 200, r"row 1 holds a ndarray, not a number or text"),
+    ],
+)
+def test_values_that_are_no_number_or_text_are_refused(
+    tmp_path: Path, values: object, match: str
+) -> None:
+    """Parquet holds such columns: a date became a numeric feature in nanoseconds, a list the
+    category '[1 2]'."""
+    frame = _frame()
+    frame["opened"] = list(values) if isinstance(values, list) else values
+    path = tmp_path / "typed.parquet"
+    frame.to_parquet(path)
+    _expect(tmp_path, None, rf"column 'opened': {match}", data=str(path))
+    if isinstance(values, list):  # the library API hashes an in-memory frame first
+        _expect(tmp_path, frame, r"data frame holds lists or other unhashable values")

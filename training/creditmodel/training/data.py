@@ -113,6 +113,9 @@ def parse(uri: str, raw: bytes) -> pd.DataFrame:
     # pandas renames a repeated header name (`x`, `x.1`), which would surface later as a
     # puzzling feature name; the header as written names the real problem.
     _check_header(where, _csv_header(raw))
+    nul = raw.find(b"\x00")
+    if nul >= 0:  # pandas' parser ends a value there: "re\0nt" became the category "re"
+        raise BadInputError(f"data file {where}: a NUL byte at byte {nul}; CSV text holds none")
     return frame
 
 

@@ -235,9 +235,37 @@ def _reason_codes(names: list[str], specs: dict[str, FeatureSpec]) -> dict[str, 
     return codes
 
 
+_PLAIN = (str, int, float, bool, np.integer, np.floating, np.bool_)
+
+
+def _plain_values(name: str, column: pd.Series) -> None:
+    """A feature holds numbers, text or booleans. Parquet can hold more: a date became a
+    numeric feature in nanoseconds and a list a category named by its repr."""
+    dtype = column.dtype
+    if (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or pd.api.types.is_complex_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype | pd.IntervalDtype)
+    ):
+        raise BadInputError(
+            f"column {name!r}: {dtype} values cannot be a feature; convert them to numbers or"
+            " text, or exclude the column"
+        )
+    if pd.api.types.is_object_dtype(dtype):
+        odd = column.map(lambda v: v is not None and not isinstance(v, _PLAIN)).to_numpy(bool)
+        if odd.any():
+            first = int(np.argmax(odd))
+            raise BadInputError(
+                f"column {name!r}: {_row(first)} holds a {type(column.iloc[first]).__name__},"
+                " not a number or text; convert it, or exclude the column"
+            )
+
+
 def _feature(
     name: str, column: pd.Series, spec: FeatureSpec | None, code: str
 ) -> tuple[Feature, pd.Series]:
+    _plain_values(name, column)
     kind = (spec.kind if spec else None) or infer_kind(column)
     description = (spec.description if spec else None) or describe(name)
     if kind == "numeric":

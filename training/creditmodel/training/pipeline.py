@@ -375,7 +375,14 @@ def train(config: TrainingConfig, frame: pd.DataFrame | None = None) -> Training
         dataset = data.load(config.data)
         frame, data_uri, data_sha = dataset.frame, redact(config.data), dataset.sha256
     else:
-        data_uri, data_sha = redact(config.data or "memory://dataframe"), frame_sha256(frame)
+        try:
+            data_sha = frame_sha256(frame)
+        except TypeError:  # unhashable cells (lists, dicts): no feature holds them anyway
+            raise BadInputError(
+                "the data frame holds lists or other unhashable values; a feature holds numbers"
+                " or text"
+            ) from None
+        data_uri = redact(config.data or "memory://dataframe")
     if config.output:
         _check_output(config.output)
     manifest, files, schema, reference = build(config, frame, data_uri, data_sha)
