@@ -348,3 +348,13 @@ def test_values_that_are_no_number_or_text_are_refused(
     _expect(tmp_path, None, rf"column 'opened': {match}", data=str(path))
     if isinstance(values, list):  # the library API hashes an in-memory frame first
         _expect(tmp_path, frame, r"data frame holds lists or other unhashable values")
+
+
+@pytest.mark.timeout(60)  # without the check, the read waits forever
+def test_a_fifo_as_data_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Reading a FIFO waited for a writer that never came: the run hung."""
+    import os
+
+    fifo = tmp_path / "applicants.csv"
+    os.mkfifo(fifo)
+    _expect(tmp_path, None, r"applicants\.csv: is not a regular file", data=str(fifo))

@@ -271,3 +271,16 @@ def test_an_empty_grid_flag_exits_2_not_the_default_grid(
     assert field in summary["error"]
     assert "Traceback" not in stderr
     assert not output.exists()
+
+
+def test_a_refused_combination_of_settings_is_named_without_every_setting(
+    tmp_path: Path, csv: Path
+) -> None:
+    """The audit/exclude overlap quoted the whole configuration back (every setting)."""
+    code, summary, _ = train(
+        *base_args(csv, tmp_path / "b"), "--exclude", "age", "--audit-only", "age"
+    )
+    assert code == 2
+    assert "both audit_only and excluded" in summary["error"]
+    assert "got" not in summary["error"]
+    assert len(summary["error"]) < 300

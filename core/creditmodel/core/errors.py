@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+_SHOWN = 200  # characters of a rejected value quoted back
+
 
 def first_error(exc: ValidationError, *, show_input: bool = False) -> str:
     """`location: message` of the first error, plus how many more there are; `show_input` adds
@@ -11,8 +13,9 @@ def first_error(exc: ValidationError, *, show_input: bool = False) -> str:
     error = exc.errors()[0]
     location = ".".join(str(part) for part in error["loc"]) or "value"
     text = f"{location}: {error['msg']}"
-    if show_input:
-        text += f" (got {error.get('input')!r})"
+    if show_input and error["loc"]:  # a whole-model check's input is every setting at once
+        given = repr(error.get("input"))
+        text += f" (got {given if len(given) <= _SHOWN else given[:_SHOWN] + '...'})"
     if exc.error_count() > 1:
         text += f" (and {exc.error_count() - 1} more)"
     return text

@@ -70,6 +70,9 @@ def read_bytes(uri: str) -> bytes:
         )
     path = Path(parsed.path if parsed.scheme == "file" else uri)
     try:
+        if not path.is_dir() and path.exists() and not path.is_file():
+            # a FIFO or a device: reading it waited for a writer that never came
+            raise BadInputError(f"data file {where}: is not a regular file")
         return path.read_bytes()
     except FileNotFoundError:
         raise BadInputError(f"data file {where}: does not exist") from None
