@@ -103,3 +103,10 @@ def test_unsupported_scheme_error_is_redacted() -> None:
         open_store("https://user:s3cr3t@host/bundle")
     assert "s3cr3t" not in str(caught.value)
     assert "https://***@host/bundle" in str(caught.value)
+
+
+def test_a_local_path_too_long_is_a_storage_error(tmp_path: Path) -> None:
+    """Every later stat of the root (exists, listing, the writability probe) raised a bare
+    OSError out of the CLI for a name the filesystem cannot hold."""
+    with pytest.raises(StorageError, match="File name too long"):
+        open_store(str(tmp_path / ("é" * 200) / "bundle"))

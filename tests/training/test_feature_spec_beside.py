@@ -63,3 +63,13 @@ def test_explicit_spec_that_is_missing_names_the_flag(tmp_path: Path) -> None:
                 args(str(DATA_DIR / "german_credit.csv"), "--features", str(tmp_path / "nope.json"))
             )
         )
+
+
+def test_data_whose_spec_name_would_be_too_long_has_no_spec(tmp_path: Path) -> None:
+    """A data file named near the filesystem's limit: the spec's name (`.features.json` for
+    `.csv`) cannot exist, so there is none; checking for it raised ENAMETOOLONG out of the CLI."""
+    csv = tmp_path / ("x" * 245 + ".csv")
+    shutil.copy(DATA_DIR / "german_credit.csv", csv)
+    assert data.feature_spec_beside(str(csv)) is None
+    config = cli.config_from(cli.parser().parse_args(args(str(csv))))
+    assert config.audit_only == []

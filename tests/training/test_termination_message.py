@@ -83,16 +83,17 @@ def test_bad_arguments(
 def test_an_oversized_error_still_reaches_the_operator(
     tmp_path: Path, termination_log: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A 20,000-character argument echoed in the error: the message stays valid JSON under the
-    kubelet's cap, and the operator still reads the code and the start of the error."""
-    argv = args(tmp_path / "none.csv", tmp_path / "out", TrainFlags.VERSION, "é" * 20_000)
-    code, summary, message, failure = run(argv, termination_log, capsys)
+    """A 20,000-character data path, too long for the filesystem, quoted in the error: the
+    message stays valid JSON under the kubelet's cap, and the operator still reads the code and
+    the start of the error."""
+    data = "/".join([str(tmp_path), *["é" * 100] * 200, "applicants.csv"])
+    code, summary, message, failure = run(args(data, tmp_path / "out"), termination_log, capsys)
     assert code == ExitCode.BAD_INPUT
-    assert len(str(summary["error"])) > 20_000  # stdout keeps it whole
+    assert str(summary["error"]) == f"data file {data}: cannot be read (File name too long)"
     assert json.loads(message)["exit_code"] == ExitCode.BAD_INPUT
     result, reason, text = failure
     assert (result, reason) == ("Failed", "BadInput")
-    assert text.startswith(f"Job {JOB}: creditmodel-train exited 2: invalid argument version")
+    assert text.startswith(f"Job {JOB}: creditmodel-train exited 2: data file {tmp_path}/éé")
     assert text.endswith("...")
 
 

@@ -67,8 +67,12 @@ def open_store(uri: str) -> Store:
             raise StorageError(f"{redact(uri)!r}: an S3 URI needs a bucket (s3://bucket/prefix)")
         return S3Store(uri=uri, bucket=parsed.netloc, prefix=parsed.path.strip("/"))
     if parsed.scheme in ("", "file"):
-        path = parsed.path if parsed.scheme == "file" else uri
-        return LocalStore(uri=uri, root=Path(path))
+        root = Path(parsed.path if parsed.scheme == "file" else uri)
+        try:
+            root.exists()  # a name too long, or a parent that cannot be searched, is known now
+        except OSError as exc:
+            raise StorageError(f"{redact(uri)}: {exc.strerror}") from None
+        return LocalStore(uri=uri, root=root)
     raise StorageError(
         f"{redact(uri)!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)"
     )

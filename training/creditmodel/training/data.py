@@ -7,6 +7,7 @@ problems reaching S3 (bucket, credentials, endpoint) stay `StorageError` from th
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import re
@@ -49,9 +50,18 @@ def feature_spec_beside(uri: str) -> str | None:
         return candidate if open_store(f"s3://{parsed.netloc}/{parent}").exists(name) else None
     if parsed.scheme not in ("", "file"):
         return None
-    return (
-        candidate if Path(parsed.path if parsed.scheme == "file" else candidate).is_file() else None
-    )
+    try:
+        return (
+            candidate
+            if Path(parsed.path if parsed.scheme == "file" else candidate).is_file()
+            else None
+        )
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return None  # the spec's name is longer than the data's: no such file can exist
+        raise BadInputError(
+            f"feature spec {redact(candidate)}: cannot be checked for ({exc.strerror})"
+        ) from None
 
 
 def read_bytes(uri: str) -> bytes:
