@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -94,7 +95,13 @@ def read_bytes(uri: str) -> bytes:
         raise BadInputError(f"data file {where}: cannot be read ({exc.strerror})") from None
 
 
-def parse(uri: str, raw: bytes) -> pd.DataFrame:
+def parse(
+    uri: str, raw: bytes, *, categorical: Collection[str] = (), target: str | None = None
+) -> pd.DataFrame:
+    """The file as a frame. In a CSV, the columns in `categorical` and every feature column of
+    true/false words keep their text as written: pandas read "007" as 7 and "true" as True, so
+    the bundle learned categories "7" and "True" that a client sending the data's own spelling
+    was refused for. The target keeps pandas' reading (its label is matched as before)."""
     where = redact(uri)
     if not raw.strip():
         raise BadInputError(f"data file {where}: is empty")
@@ -111,7 +118,10 @@ def parse(uri: str, raw: bytes) -> pd.DataFrame:
         # each row too); rows longer than the header are refused instead.
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True, index_col=False)
+            frame = _read_csv(raw, set(categorical))
+            words = {c for c in frame.columns if c != target and _holds_booleans(frame[c])}
+            if words:
+                frame = _read_csv(raw, set(categorical) | words)
     except pd.errors.ParserWarning:
         raise BadInputError(
             f"data file {where}: rows hold more fields than the header names"
@@ -130,6 +140,21 @@ def parse(uri: str, raw: bytes) -> pd.DataFrame:
     if nul >= 0:  # pandas' parser ends a value there: "re\0nt" became the category "re"
         raise BadInputError(f"data file {where}: a NUL byte at byte {nul}; CSV text holds none")
     return frame
+
+
+def _read_csv(raw: bytes, text: set[str]) -> pd.DataFrame:
+    return pd.read_csv(
+        io.BytesIO(raw),
+        skipinitialspace=True,
+        index_col=False,
+        dtype=dict.fromkeys(text, str),  # a name the file lacks is ignored
+    )
+
+
+def _holds_booleans(column: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(column):
+        return True
+    return pd.api.types.is_object_dtype(column) and any(isinstance(v, bool) for v in column)
 
 
 def _check_header(where: str, names: list[str]) -> None:
@@ -159,8 +184,7 @@ def _parquet_columns(raw: bytes) -> list[str]:
         return []
 
 
-def load(uri: str) -> Dataset:
+def load(uri: str, *, categorical: Collection[str] = (), target: str | None = None) -> Dataset:
     raw = read_bytes(uri)
-    return Dataset(
-        uri=uri, frame=parse(uri, raw), sha256=hashlib.sha256(raw).hexdigest(), size=len(raw)
-    )
+    frame = parse(uri, raw, categorical=categorical, target=target)
+    return Dataset(uri=uri, frame=frame, sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))

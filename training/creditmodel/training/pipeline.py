@@ -372,7 +372,8 @@ def train(config: TrainingConfig, frame: pd.DataFrame | None = None) -> Training
     if frame is None:
         if not config.data:
             raise BadInputError("no data: pass a DataFrame or set config.data to a URI")
-        dataset = data.load(config.data)
+        declared = [f.name for f in config.features if f.kind == "categorical" or f.categories]
+        dataset = data.load(config.data, categorical=declared, target=config.target)
         frame, data_uri, data_sha = dataset.frame, redact(config.data), dataset.sha256
     else:
         try:
