@@ -358,3 +358,20 @@ def test_a_fifo_as_data_is_refused_not_waited_on(tmp_path: Path) -> None:
     fifo = tmp_path / "applicants.csv"
     os.mkfifo(fifo)
     _expect(tmp_path, None, r"applicants\.csv: is not a regular file", data=str(fifo))
+
+
+def test_an_age_in_months_is_refused_before_training(tmp_path: Path) -> None:
+    """Every applicant fell in "65+", one group, and the fairness gate passed comparing nothing."""
+    frame = _frame().assign(age=lambda f: f["age"] * 12)
+    _expect(tmp_path, frame, r"column 'age': row 1 has \d+, not an age in years")
+
+
+def test_text_in_a_numeric_audit_only_column_is_refused_not_blanked(tmp_path: Path) -> None:
+    frame = _frame().assign(seniority=lambda f: f["age"].astype(object))
+    frame.loc[7, "seniority"] = "forty"
+    _expect(
+        tmp_path,
+        frame,
+        r"audit-only column 'seniority' is numeric but row 8 has the non-numeric value 'forty'",
+        audit_only=["seniority"],
+    )

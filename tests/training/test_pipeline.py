@@ -114,3 +114,15 @@ def test_bytes_do_not_depend_on_the_string_hash_seed(
         assert domains == sorted(domains)
     assert fp32 == synthetic_bundle.files[bundle.MODEL_FP32]
     assert int8 == synthetic_bundle.files[bundle.MODEL_INT8]
+
+
+def test_a_fairness_audit_over_one_group_says_not_checked() -> None:
+    """One group of enough rows is no comparison: the gate reported a ratio of 1 over it."""
+    frame = synthetic.generate(600, seed=4).assign(nationality="x")
+    result = pipeline.train(quick_config(None, audit_only=["nationality"]), frame)
+    gate = next(g for g in result.manifest.gates if g.name == "fairness_nationality")
+    assert (gate.passed, gate.value) == (True, None)
+    assert gate.detail == "not checked: fewer than two groups of >= 30 rows (x (600))"
+    age = next(g for g in result.manifest.gates if g.name == "fairness_age")
+    assert age.value is not None
+    assert age.detail.startswith("approval-rate ratio over ")

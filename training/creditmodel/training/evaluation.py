@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -17,6 +18,13 @@ _SENSITIVE = re.compile(
     re.IGNORECASE,
 )
 _AGE = re.compile(r"^(age|age_years|age_in_years|applicant_age)$", re.IGNORECASE)
+MAX_AGE = 130  # years; an age column beyond it is in other units, and every row one band
+MISSING_GROUP = "(missing)"
+
+
+def is_age(name: str) -> bool:
+    """A column the audit reads as an applicant's age in years, and bands."""
+    return bool(_AGE.match(name))
 
 
 def brier(labels: np.ndarray, probability: np.ndarray) -> float:
@@ -78,7 +86,25 @@ class FairnessCheck:
     gated_groups: tuple[str, ...]
 
 
+def implausible_age(name: str, column: pd.Series) -> str | None:
+    """Why an age column cannot be banded in years (ages in months put every applicant in
+    "65+", one group, so the gate compared nothing), or None."""
+    if not is_age(name) or not pd.api.types.is_numeric_dtype(column):
+        return None
+    beyond = (column > MAX_AGE).to_numpy()
+    if not beyond.any():
+        return None
+    first = int(np.argmax(beyond))
+    return (
+        f"column {name!r}: row {first + 1} has {column.iloc[first]:g}, not an age in years (the"
+        f" fairness audit bands {name!r} in years, up to {MAX_AGE}); convert it, or rename the"
+        " column if it is not the applicant's age"
+    )
+
+
 def age_band(age: float) -> str:
+    if math.isnan(age):  # an audit-only age left blank: it fell through every band to "<18"
+        return MISSING_GROUP
     for low, high in AGE_BANDS:
         if low <= age < high:
             return f"{low}+" if high >= 200 else f"{low}-{high - 1}"
@@ -91,10 +117,10 @@ def audited_columns(frame: pd.DataFrame, audit_only: list[str]) -> dict[str, pd.
     out: dict[str, pd.Series] = {}
     for name in frame.columns:
         column = frame[name]
-        if _AGE.match(name) and pd.api.types.is_numeric_dtype(column):
+        if is_age(name) and pd.api.types.is_numeric_dtype(column):
             out[f"{name} (band)"] = column.map(age_band).astype(str)
         elif name in audit_only or _SENSITIVE.search(name):
-            out[name] = column.astype(str)
+            out[name] = column.astype(str).mask(column.isna(), MISSING_GROUP)
     return out
 
 

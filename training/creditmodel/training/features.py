@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from creditmodel.core.errors import first_error
 from creditmodel.core.schema import Feature, FeatureKind, Schema
+from creditmodel.training import evaluation
 from creditmodel.training.config import FeatureSpec, TrainingConfig
 from creditmodel.training.errors import BadInputError
 
@@ -110,14 +111,7 @@ def _labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, st
 def _numeric(name: str, column: pd.Series, spec: FeatureSpec | None) -> pd.Series:
     if pd.api.types.is_bool_dtype(column):
         raise BadInputError(f"column {name!r}: booleans cannot be a numeric feature")
-    parsed = pd.to_numeric(column, errors="coerce")
-    bad_text = (parsed.isna() & column.notna()).to_numpy()
-    if bad_text.any():
-        first = int(np.argmax(bad_text))
-        raise BadInputError(
-            f"column {name!r} is numeric but {_row(first)} has the non-numeric value"
-            f" {column.iloc[first]!r} ({int(bad_text.sum())} such value(s))"
-        )
+    parsed = _as_numbers(f"column {name!r}", column)
     missing = parsed.isna().to_numpy()
     if missing.any():
         raise BadInputError(
@@ -298,6 +292,27 @@ def _feature(
     return feature, values
 
 
+def _audited(name: str, column: pd.Series) -> pd.Series:
+    """An audit-only column as the audit groups it: text with blanks as their own group (they
+    were the group 'nan'), or numbers, where text among them is refused, not made a blank."""
+    if infer_kind(column) == "categorical":
+        return column.astype(str).mask(column.isna(), evaluation.MISSING_GROUP)
+    return _as_numbers(f"audit-only column {name!r}", column)
+
+
+def _as_numbers(what: str, column: pd.Series) -> pd.Series:
+    """`column` as numbers, blanks as NaN; text among them is refused, never made a blank."""
+    parsed = pd.to_numeric(column, errors="coerce")
+    bad_text = (parsed.isna() & column.notna()).to_numpy()
+    if bad_text.any():
+        first = int(np.argmax(bad_text))
+        raise BadInputError(
+            f"{what} is numeric but {_row(first)} has the non-numeric value"
+            f" {column.iloc[first]!r} ({int(bad_text.sum())} such value(s))"
+        )
+    return parsed
+
+
 def _some(names: list[str]) -> str:
     """A list of column names as a message quotes it: the first ten (a file may have thousands)."""
     shown = ", ".join(map(repr, names[:10]))
@@ -354,16 +369,12 @@ def prepare(frame: pd.DataFrame, config: TrainingConfig) -> PreparedData:
             raise BadInputError(f"feature {name!r}: {first_error(exc)}") from None
         features.append(feature)
     audit = pd.DataFrame(
-        {
-            name: (
-                frame[name].astype(str)
-                if infer_kind(frame[name]) == "categorical"
-                else pd.to_numeric(frame[name], errors="coerce")
-            )
-            for name in config.audit_only
-        },
-        index=frame.index,
+        {name: _audited(name, frame[name]) for name in config.audit_only}, index=frame.index
     )
+    for name, column in (*columns.items(), *audit.items()):
+        problem = evaluation.implausible_age(str(name), column)
+        if problem:
+            raise BadInputError(problem)
     try:
         schema = Schema(
             features=features, target=config.target, positive_label=config.positive_label

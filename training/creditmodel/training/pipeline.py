@@ -104,6 +104,14 @@ def _gate(
     return Gate(name=name, passed=bool(passed), value=value, threshold=threshold, detail=detail)
 
 
+def _fairness_detail(check: evaluation.FairnessCheck, min_group: int) -> str:
+    if len(check.gated_groups) >= 2:
+        return f"approval-rate ratio over {', '.join(check.gated_groups)}"
+    # One group or none is no comparison: say so rather than report a ratio of 1 over it.
+    sizes = ", ".join(f"{g.group} ({g.rows})" for g in check.groups[:10])
+    return f"not checked: fewer than two groups of >= {min_group} rows ({sizes})"
+
+
 def _check_output(uri: str) -> None:
     """Fail before training, not after, when the output cannot take a bundle."""
     from creditmodel.core.storage import check_writable, redact
@@ -249,9 +257,9 @@ def build(
             _gate(
                 f"fairness_{check.attribute.split(' ')[0]}",
                 check.approval_ratio >= g.min_approval_ratio,
-                check.approval_ratio,
+                check.approval_ratio if len(check.gated_groups) >= 2 else None,
                 g.min_approval_ratio,
-                f"approval-rate ratio over {', '.join(check.gated_groups)}",
+                _fairness_detail(check, g.fairness_min_group),
             )
         )
     version = config.version or _default_version(data_sha256)
