@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from creditmodel.core import drift
 
@@ -53,20 +54,47 @@ def test_credit_convention_thresholds(value: float, verdict: str) -> None:
     assert drift.status(value) == verdict
 
 
+_REPORT = {
+    "model": "german",
+    "bundle_version": "v1",
+    "window_start": "2026-01-01T00:00:00Z",
+    "window_end": "2026-01-02T00:00:00Z",
+    "created_at": "2026-01-02T00:00:01Z",
+    "rows": 10,
+    "files_read": 1,
+    "score_psi": 0.05,
+    "score_status": "stable",
+}
+
+
 def test_summary_from_a_newer_drift_job_is_still_read() -> None:
     """A field added by a newer creditmodel-drift image must not make the report unreadable."""
     written = {
-        "model": "german",
-        "bundle_version": "v1",
-        "window_start": "2026-01-01T00:00:00Z",
-        "window_end": "2026-01-02T00:00:00Z",
-        "created_at": "2026-01-02T00:00:01Z",
-        "rows": 10,
-        "files_read": 1,
-        "score_psi": 0.05,
-        "score_status": "stable",
+        **_REPORT,
         "features": [{"name": "age", "kind": "numeric", "psi": 0.01, "status": "stable", "x": 1}],
         "a_field_from_the_future": {"nested": True},
     }
     summary = drift.DriftSummary.model_validate(written)
     assert (summary.score_psi, summary.features[0].name) == (0.05, "age")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rows", 2**70),  # no JSON encoder of the CreditModel's status takes it
+        ("rows", -1),
+        ("other_version_rows", 2**64),
+        ("message", "x" * 2_000_000),  # copied into status and an Event
+        ("top_drifting_features", [f"f{i}" for i in range(100)]),
+        ("top_drifting_features", ["f" * 100_000]),
+        ("bundle_version", "v" * 1_000),
+    ],
+)
+def test_a_planted_report_beyond_any_drift_jobs_output_is_not_a_summary(
+    field: str, value: object
+) -> None:
+    """Anyone holding the log store's credentials can write latest.json; the operator copies it
+    into status. What no drift job writes is refused, and reported unreadable."""
+    with pytest.raises(ValidationError):
+        drift.DriftSummary.model_validate({**_REPORT, field: value})
+    assert drift.DriftSummary.model_validate(_REPORT).rows == 10

@@ -160,3 +160,20 @@ def test_scale_to_zero_needs_knative(crds: Kube, router: str, allowed: bool) -> 
     """minReplicas 0 was accepted with router gatewayAPI, where KServe's HPA keeps one pod
     anyway: a setting silently not honoured."""
     assert_predictor_rule(crds, router, {"minReplicas": 0}, allowed, MIN_REPLICAS_MESSAGE)
+
+
+@pytest.mark.parametrize(
+    ("request_", "limit"),
+    [("350m", "0.35"), ("12e-1", "1.2"), ("1e400", "1e500"), ("1E", "1Ei"), ("3e-1", "300m")],
+)
+def test_requests_at_their_limits_in_other_spellings_are_accepted_by_both(
+    crds: Kube, request_: str, limit: str
+) -> None:
+    """The API server compares quantities exactly; the operator compared floats and refused a
+    CreditModel the API server had stored (350m above 0.35), or crashed on 1e400."""
+    body = sample()
+    body["spec"]["predictor"] = {
+        "resources": {"requests": {"cpu": request_}, "limits": {"cpu": limit}}
+    }
+    create(crds, body)
+    Spec.model_validate(body["spec"])

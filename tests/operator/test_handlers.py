@@ -197,6 +197,41 @@ def test_unpublished_bundle_is_degraded_with_the_reason(
     assert api.isvcs() == {}
 
 
+def test_a_status_edited_by_hand_into_an_unreadable_one_is_reported_and_kept(
+    api: Api, s3: S3Bucket, s3_operator: Operator
+) -> None:
+    """`kubectl edit --subresource=status` dropping a field the operator needs: the API server
+    stores it (the CRD does not require it). It is reported (Degraded and Stalled,
+    InvalidStatus, one Warning Event) and kept; before, an empty status replaced it and the next
+    pass treated the CreditModel as new. Put right, the operator carries on."""
+    v1 = serving_v1(api, s3)
+    custom = client.CustomObjectsApi(api.kube.api)
+    edit = {"status": {"stable": {"bundleURI": None}}}
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, api.namespace, PLURAL, "german-credit", edit
+    )
+    stalled = api.wait_condition("german-credit", "Stalled", 30)
+    assert stalled["reason"] == "InvalidStatus"
+    assert stalled["message"].startswith("status.stable.bundleURI: Field required")
+    model = api.model("german-credit")
+    assert model["status"]["stable"] == {"version": "v1"}  # as edited, not written over
+    assert (condition(model, "Degraded") or {}).get("reason") == "InvalidStatus"
+    events = client.CoreV1Api(api.kube.api).list_namespaced_event(api.namespace).items
+    assert [e.reason for e in events if e.involved_object.name == "german-credit"].count(
+        "InvalidStatus"
+    ) == 1
+    assert isvc_for(v1) in api.isvcs()
+    restore = {"status": {"stable": {"bundleURI": v1}}}
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, api.namespace, PLURAL, "german-credit", restore
+    )
+    eventually(
+        lambda: (condition(api.model("german-credit"), "Stalled") or {}).get("status") == "False",
+        what="Stalled=False once the status reads again",
+    )
+    assert isvc_for(v1) in api.isvcs()
+
+
 @pytest.mark.parametrize("action", ["promote", "abort"])
 def test_manual_action_annotation(
     api: Api, s3: S3Bucket, s3_operator: Operator, action: str

@@ -17,6 +17,7 @@ import pytest
 from creditmodel.operator import builders, handlers
 from creditmodel.operator.model import ACTION_ANNOTATION
 from creditmodel.operator.readiness import InNamespace, Readiness
+from creditmodel.operator.views import STATUSES_KEPT, status_digest
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +46,9 @@ async def woken(memo: Any, event: str, body: dict[str, Any]) -> bool:
 
 @pytest.fixture
 def memo() -> Any:
-    return SimpleNamespace(children={}, edited={}, handled={}, wakers={KEY: asyncio.Event()})
+    return SimpleNamespace(
+        children={}, edited={}, handled={}, statuses={}, wakers={KEY: asyncio.Event()}
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(handlers.EDITABLE))
@@ -107,6 +110,27 @@ async def test_a_creditmodel_event_wakes_its_loop_only_for_a_generation_it_has_n
     assert not await spec_woken(memo, 1, 1)
     assert await spec_woken(memo, 2, 1)  # a spec edit
     assert await spec_woken(memo, 1, 1, **{ACTION_ANNOTATION: "promote"})
+
+
+async def test_a_status_edited_by_someone_else_wakes_the_loop_and_its_own_writes_do_not(
+    memo: Any,
+) -> None:
+    """`kubectl edit --subresource=status` moves no generation: the loop met the edit only at its
+    next full resync, ten minutes on. A status this process wrote or read (its last few, so a
+    late event of the write before last is still its own) wakes nobody."""
+    assert not await spec_woken(memo, 1, 1)  # no status known yet: nothing to compare
+    memo.handled[KEY] = 1
+    for written in range(STATUSES_KEPT):
+        memo.statuses[KEY] = (
+            *memo.statuses.get(KEY, ()),
+            status_digest({"status": {"observedGeneration": 1, "n": written}}),
+        )
+    for written in range(STATUSES_KEPT):
+        body = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "n": written}}
+        memo.wakers[KEY].clear()
+        await handlers.changed(name="german", namespace="ns", body=body, memo=memo)
+        assert not memo.wakers[KEY].is_set()
+    assert await spec_woken(memo, 1, 1)  # {"observedGeneration": 1} alone was never written
 
 
 @pytest.mark.parametrize(

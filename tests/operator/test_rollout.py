@@ -143,6 +143,22 @@ def test_bundle_with_failed_gates_is_refused() -> None:
     assert condition(plan, "Degraded") == ("True", "BundleUnavailable")
 
 
+def test_a_bundle_with_the_stables_version_at_another_uri_is_refused_as_a_canary() -> None:
+    """Metrics tell versions apart by their label: a canary of the stable's version would be
+    judged on the stable's traffic too (and its score PSI against itself would be 0)."""
+    current = serving_v1()
+    current = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": BUNDLE_V2}))
+    observed = Observations(spec_bundle=Resolved(BUNDLE_V2, "v1"), ready={V1_NAME: True})
+    plan = reconcile(current, observed, T0)
+    assert plan.status.canary is None
+    assert plan.status.stable == current.status.stable
+    assert plan.route_weights == {V1_NAME: 100}
+    degraded = plan.status.condition("Degraded")
+    assert degraded is not None
+    assert (degraded.status, degraded.reason) == ("True", "BundleUnavailable")
+    assert "its manifest's version v1 is the stable's" in degraded.message
+
+
 def test_adopted_bundle_is_not_resolved_again() -> None:
     assert needs(serving_v1(), T0).resolve_bundle is None
 

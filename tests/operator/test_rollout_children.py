@@ -4,11 +4,13 @@ operator cannot read, KServe's reasons in the conditions (pure: no cluster, no c
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
 from creditmodel.operator import builders
-from creditmodel.operator.model import Spec
+from creditmodel.operator.model import Spec, Status
 from creditmodel.operator.rollout import (
     ChildRefusal,
     CreditModel,
@@ -20,6 +22,7 @@ from creditmodel.operator.rollout import (
     next_pass_in,
     observed_route,
     reconcile,
+    unreadable,
     unreadable_spec,
 )
 from tests.operator.factories import BUNDLE_V1, T0, advance, after, model, spec
@@ -108,6 +111,42 @@ def test_an_unreadable_spec_keeps_the_rollout_and_reports_degraded_and_stalled()
     assert kinds["Reconciling"] == ("False", "Stalled")
     assert kinds["Ready"] == ("True", "Serving")
     assert [c.type for c in status.conditions][:3] == ["Ready", "Progressing", "Degraded"]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s["canary"].pop("startedAt"),
+        lambda s: s["stable"].pop("bundleURI"),
+        lambda s: s.update(conditions=[{"type": "Ready"}]),
+        # What the CRD's date-time format stores but no clock can read or compute with:
+        lambda s: s["canary"].update(lastCheckAt="2024-12-31T00:00:00x5Z"),
+        lambda s: s["canary"].update(startedAt="2024-12-31T00:00:00+99:00"),
+        lambda s: s["canary"].update(readyAt="2024-12-31T00:00:00"),
+        lambda s: s.update(training={"driftRetrainedAt": "9999-12-31T23:59:59Z"}),
+        lambda s: s["canary"].update(step=-10),  # IndexError, or the last step's weight at once
+        lambda s: s.update(training={"runs": 10**60}),  # a training Job name beyond 63
+    ],
+)
+def test_a_hand_edited_status_that_cannot_be_read_is_reported_not_written_over(edit: Any) -> None:
+    """An empty status was written in its place: the next pass took the canary for a new stable
+    at 100% and deleted the old stable at once, with no drain."""
+    stored = canary_v2().status.dump()
+    edit(stored)
+    with pytest.raises(ValidationError) as caught:
+        Status.model_validate(stored)
+    message = describe_errors(caught.value, part="status")
+    assert message.startswith("status.")
+    written = unreadable(stored, "status", message, 7, after(5))
+    assert {
+        k: v for k, v in written.items() if k not in ("observedGeneration", "phase", "conditions")
+    } == {k: v for k, v in stored.items() if k not in ("observedGeneration", "phase", "conditions")}
+    reasons = {c["type"]: c.get("reason") for c in written["conditions"]}
+    assert (written["phase"], reasons["Degraded"], reasons["Stalled"]) == (
+        "Degraded", "InvalidStatus", "InvalidStatus",
+    )  # fmt: skip
+    readable = canary_v2().status.dump()
+    assert unreadable(readable, "spec", "spec.x: bad", 7, after(5))["canary"] == readable["canary"]
 
 
 def test_conditions_repeat_what_kserve_says_keeps_a_version_from_ready() -> None:
@@ -203,3 +242,15 @@ def test_nothing_published_or_nothing_reconciled_yet_has_no_ready_clock() -> Non
     unpublished = reconcile(fresh, Observations(), T0, policy)
     assert condition(unpublished, "Ready") == ("False", "NoModel")
     assert next_pass_in(advance(fresh, unpublished), after(1), policy) is None
+
+
+def test_times_in_the_api_servers_lower_case_read_the_same() -> None:
+    """The API server stores `...t...z` as a date-time; the clocks read it like `...T...Z`."""
+    current = canary_v2()
+    stored = current.status.dump()
+    stored["canary"]["startedAt"] = stored["canary"]["startedAt"].lower()
+    lowered = advance(current, Plan(Status.model_validate(stored), []))
+    observed = Observations(ready={V1_NAME: True, V2_NAME: True})
+    plans = [reconcile(m, observed, after(30)) for m in (lowered, current)]
+    seen = [(p.children, p.route_weights, p.status.canary_weight, p.status.phase) for p in plans]
+    assert seen[0] == seen[1]

@@ -4,6 +4,7 @@ that the other unit tests let survive (docs/rollout-mutations.md). Pure: no clus
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from creditmodel.operator.model import (
     TrainingStatus,
 )
 from creditmodel.operator.rollout import (
+    ZERO_SINCE_ANNOTATION,
     ChildRefusal,
     CreditModel,
     CronJobWrite,
@@ -453,3 +455,15 @@ def test_a_backend_that_is_not_a_predictor_service_keeps_its_name() -> None:
     `endswith` operand deleted): a backendRef someone added by hand is read back as it is."""
     body = {"spec": {"rules": [{"backendRefs": [{"name": "maintenance-page", "weight": 0}]}]}}
     assert observed_route(body).weights == {"maintenance-page": 0}
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["yesterday", 5, None, "2024-12-31T00:00:00", "2024-12-31T00:00:00x5Z", "9999-12-31T23:59:59Z"],
+)
+def test_a_drain_clock_edited_into_no_time_is_no_clock(since: Any) -> None:
+    """Anyone who may edit the route could stall its owner: the value reached datetime
+    arithmetic on every pass (ValueError, or naive minus aware TypeError)."""
+    clock = json.dumps({"a": since, "b": "2024-12-31t00:00:00z"})
+    body = {"spec": {}, "metadata": {"annotations": {ZERO_SINCE_ANNOTATION: clock}}}
+    assert observed_route(body).zero_since == {"b": "2024-12-31t00:00:00z"}

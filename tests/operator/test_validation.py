@@ -259,3 +259,43 @@ def test_every_gate_value_the_crd_admits_is_one_the_training_cli_takes() -> None
         assert args.output == "s3://bundles/v1"
         expected = ["none"] if end == 0 else ["Haswell", "Nehalem"]
         assert args.cpu_models == expected
+
+
+_SCALES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+@st.composite
+def _spellings(draw: st.DrawFn) -> tuple[str, str]:
+    """Two spellings of one quantity, digits * 10**power: with a decimal suffix and trailing
+    zeros, and as an exponent."""
+    digits = draw(st.integers(1, 10**12))
+    power = draw(st.integers(-9, 500))
+    suffix = draw(st.sampled_from([s for s, scale in _SCALES.items() if scale <= power]))
+    return f"{digits}{'0' * (power - _SCALES[suffix])}{suffix}", f"{digits}e{power}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(_spellings(), st.sampled_from(["cpu", "memory"]))
+def test_a_request_equal_to_its_limit_in_another_spelling_is_accepted(
+    pair: tuple[str, str], resource: str
+) -> None:
+    """Compared as floats, 350m was above 0.35 and 1e400 overflowed: exact, as the API server."""
+    first, second = pair
+    for request, limit in ((first, second), (second, first)):
+        spec(
+            predictor={"resources": {"requests": {resource: request}, "limits": {resource: limit}}}
+        )
+    above = {"requests": {resource: second.replace("e", "1e", 1)}, "limits": {resource: first}}
+    with pytest.raises(ValidationError, match="every request must be at most its limit"):
+        spec(predictor={"resources": above})
+
+
+@pytest.mark.parametrize(
+    ("quantity", "value"),
+    [("350m", "0.35"), ("1E", "1e18"), ("1Ei", "1152921504606846976"), (".5", "0.5"),
+     ("5.", "5"), ("+2k", "2000"), ("1e400", "1e400"), ("3e-1", "0.3")],
+)  # fmt: skip
+def test_quantities_are_read_exactly(quantity: str, value: str) -> None:
+    from decimal import Decimal
+
+    assert validation.quantity_value(quantity) == Decimal(value)

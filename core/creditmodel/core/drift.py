@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # Empty bins would make PSI infinite; this floor is the usual practical choice.
 EPSILON = 1e-4
@@ -62,30 +63,38 @@ class SkippedFile(BaseModel):
     reason: str
 
 
+# What the operator copies into a CreditModel's status and Events is bounded: anyone holding the
+# log store's credentials (every predictor pod) can write the report, and a 2 MB message or a
+# row count beyond 64 bits (which no JSON encoder of the status takes) reached the API server.
+_Count = Annotated[int, Field(ge=0, le=2**53 - 1)]
+_Name = Annotated[str, Field(max_length=253)]
+TOP_FEATURES_MAX = 20
+
+
 class DriftSummary(BaseModel):
     """What the drift job publishes (`<log>/<model>/reports/latest.json`) and the operator reads.
     Fields it does not know are ignored: a newer drift image must not blind an older operator."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    model: str
-    bundle_version: str
+    model: _Name
+    bundle_version: _Name
     window_start: datetime
     window_end: datetime
     created_at: datetime
-    rows: int
-    files_read: int
+    rows: _Count
+    files_read: _Count
     skipped_files: list[SkippedFile] = []
     # Rows in the window logged by another version of the model (a canary's), not judged here.
-    other_version_rows: int = 0
+    other_version_rows: _Count = 0
     # None when the window holds no predictions: no verdict, and no retraining on no evidence.
     score_psi: float | None
-    score_status: str
+    score_status: _Name
     features: list[FeatureDrift] = []
-    top_drifting_features: list[str] = []
-    evidently_drifted_columns: int | None = None
+    top_drifting_features: Annotated[list[_Name], Field(max_length=TOP_FEATURES_MAX)] = []
+    evidently_drifted_columns: _Count | None = None
     evidently_drift_share: float | None = None
-    evidently_sample_rows: int | None = None
-    report_uri: str | None = None
-    json_uri: str | None = None
-    message: str = ""
+    evidently_sample_rows: _Count | None = None
+    report_uri: Annotated[str, Field(max_length=2048)] | None = None
+    json_uri: Annotated[str, Field(max_length=2048)] | None = None
+    message: Annotated[str, Field(max_length=1024)] = ""

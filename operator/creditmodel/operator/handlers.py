@@ -28,6 +28,7 @@ from creditmodel.operator.model import ACTION_ANNOTATION, GROUP, PLURAL, VERSION
 from creditmodel.operator.readiness import Key, Readiness
 from creditmodel.operator.reconciler import Logger, Reconciler
 from creditmodel.operator.settings import OperatorSettings
+from creditmodel.operator.views import status_edited
 
 OURS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
 EDITABLE = frozenset({"InferenceService", "HTTPRoute", "NetworkPolicy", "CronJob"})
@@ -115,6 +116,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.edited = {}  # CreditModel key -> {(kind, name)} of children changed since its last pass
     memo.versions = {}  # CreditModel key -> its resourceVersion as last read or written
     memo.handled = {}  # CreditModel key -> the generation its loop last reconciled
+    memo.statuses = {}  # CreditModel key -> digests of its status as last written or read
     memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)  # something asked for a pass
     memo.resyncs = asyncio.Semaphore(CONCURRENT_PASSES)  # the routine resync, nothing else
 
@@ -181,7 +183,8 @@ async def changed(
     generation = meta.get("generation")
     seen = (body.get("status") or {}).get("observedGeneration")
     moved = generation not in (seen, memo.handled.get(key))
-    if ACTION_ANNOTATION in (meta.get("annotations") or {}) or moved:
+    edited = status_edited(memo.statuses, key, body)
+    if ACTION_ANNOTATION in (meta.get("annotations") or {}) or moved or edited:
         _wake(memo, key)
 
 

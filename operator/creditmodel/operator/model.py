@@ -29,6 +29,8 @@ from creditmodel.operator.status import (
     TrainingResult,
     TrainingStatus,
     VersionRef,
+    parse_time,
+    readable_time,
 )
 
 GROUP = "scoring.creditmodel.io"
@@ -304,4 +306,6 @@ __all__ = [
     "TrainingSpec",
     "TrainingStatus",
     "VersionRef",
+    "parse_time",
+    "readable_time",
 ]

@@ -16,36 +16,19 @@ from typing import Any, cast
 
 import kopf
 import orjson
-from pydantic import ValidationError
 
 from creditmodel.operator import analysis, builders, bundles, rollout
 from creditmodel.operator.kube import Kube, KubeError, merge_patch
-from creditmodel.operator.model import ACTION_ANNOTATION, Spec, Status
+from creditmodel.operator.model import ACTION_ANNOTATION
 from creditmodel.operator.prometheus import Prometheus
 from creditmodel.operator.readiness import InNamespace, Key, Readiness
 from creditmodel.operator.settings import OperatorSettings
+from creditmodel.operator.views import STATUSES_KEPT, UnreadableError, status_digest, view
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 REFUSAL_BACKOFF_FIRST, REFUSAL_BACKOFF_MAX = 5.0, 300.0
 """Seconds before a refused child is written again, doubling while the API server keeps
 refusing it: a verdict (webhook, policy, quota) rarely changes within seconds."""
-
-
-def _view(body: dict[str, Any], config: OperatorSettings) -> rollout.CreditModel:
-    meta = body["metadata"]
-    action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
-    return rollout.CreditModel(
-        name=meta["name"],
-        namespace=meta["namespace"],
-        uid=meta["uid"],
-        generation=meta.get("generation", 1),
-        created_at=meta.get("creationTimestamp") or rollout.timestamp(datetime.now(UTC)),
-        spec=Spec.model_validate(body.get("spec") or {}).with_default_images(
-            config.predictor_image, config.training_image
-        ),
-        status=Status.model_validate(body.get("status") or {}),
-        action=action,
-    )
 
 
 def _prometheus(memo: Any, model: rollout.CreditModel) -> Prometheus | None:
@@ -87,6 +70,8 @@ class Reconciler:
         # The CreditModel's resourceVersion as this process last read or wrote it (kept in the
         # memo, so a loop kopf restarts after a crash still knows); its body is kopf's live one.
         self.versions: dict[Key, str | None] = memo.versions
+        # Its status as this process last wrote or read it (the last few): see status_edited.
+        self.statuses: dict[Key, tuple[int, ...]] = memo.statuses
         # The generation this process last reconciled (handlers.changed wakes only past it).
         self.handled: dict[Key, int | None] = memo.handled
         self.key: Key = (namespace, name)
@@ -103,9 +88,8 @@ class Reconciler:
         self.refusals = 0  # writes in a row refused: the retry backs off
         self.retry_at = -math.inf  # no write of the refused child before this (monotonic)
         self.announce: rollout.ChildRefusal | None = None  # a new refusal, for one Event
-        self.unreadable_generation: int | None = (
-            None  # the spec generation last reported unreadable
-        )
+        # the generation and problem last reported unreadable: one Event for each
+        self.unreadable_reported: tuple[int, str] | None = None
         label = self.config.prometheus_namespace_label
         self.scope = {label: namespace} if label else {}
 
@@ -309,25 +293,22 @@ class Reconciler:
             self.retry_at = time.monotonic() + min(REFUSAL_BACKOFF_MAX, backoff)
         self.refused = refused
 
-    async def report_unreadable(self, body: dict[str, Any], error: ValidationError) -> None:
-        """A spec the API server stored but the operator cannot read: Degraded/InvalidSpec in
-        status and one Warning Event per generation, instead of a log line nobody reads."""
-        message = rollout.describe_errors(error)
+    async def report_unreadable(self, body: dict[str, Any], problem: UnreadableError) -> None:
+        """A spec or status the API server stored but the operator cannot read: Degraded and
+        Stalled in status and one Warning Event per generation and part, instead of a log line
+        nobody reads; nothing else is written or deleted until it is readable again."""
+        message = rollout.describe_errors(problem.error, part=problem.part)
         generation = int(body["metadata"].get("generation", 1))
-        try:
-            current = Status.model_validate(body.get("status") or {})
-        except ValidationError:
-            current = Status()
-        updated = rollout.unreadable_spec(current, generation, message, datetime.now(UTC))
-        patch = merge_patch(body.get("status") or {}, updated.dump())
+        stored = body.get("status") or {}
+        updated = rollout.unreadable(stored, problem.part, message, generation, datetime.now(UTC))
+        patch = merge_patch(stored, updated)
         if patch:
             self._saw(await self.kube.patch_status(self.namespace, self.name, patch))
-        if self.unreadable_generation != generation:
-            self.unreadable_generation = generation
-            self.logger.error(f"spec does not match the operator's schema: {message}")
-            kopf.event(
-                kopf.Body(cast(Any, body)), type="Warning", reason="InvalidSpec", message=message
-            )
+        if self.unreadable_reported != (generation, message):
+            self.unreadable_reported = (generation, message)
+            self.logger.error(f"{problem.part} does not match the operator's schema: {message}")
+            reason = "InvalidSpec" if problem.part == "spec" else "InvalidStatus"
+            kopf.event(kopf.Body(cast(Any, body)), type="Warning", reason=reason, message=message)
 
     async def read(self) -> dict[str, Any] | None:
         """The CreditModel. While the watch stream still shows the very version this process
@@ -341,7 +322,7 @@ class Reconciler:
         live, key = self.live, self.key
         seen = None if live is None else (live.get("metadata") or {}).get("resourceVersion")
         if live is not None and seen is not None and self.versions.get(key, seen) == seen:
-            self.versions[key] = seen
+            self._saw(live)
             return cast(dict[str, Any], orjson.loads(orjson.dumps(dict(live))))  # a deep copy
         body = await self.kube.get_creditmodel(self.namespace, self.name)
         self._saw(body)
@@ -351,11 +332,17 @@ class Reconciler:
         """The CreditModel as the API server last answered this loop."""
         version = ((body or {}).get("metadata") or {}).get("resourceVersion")
         self.versions[self.key] = version
+        if body is not None:
+            digest = status_digest(body)
+            known = self.statuses.get(self.key, ())
+            if digest not in known:
+                self.statuses[self.key] = (*known, digest)[-STATUSES_KEPT:]
 
     def forget(self) -> None:
         """The CreditModel is gone, or the operator stops: nothing to remember of it."""
         self.versions.pop(self.key, None)
         self.handled.pop(self.key, None)
+        self.statuses.pop(self.key, None)
 
     async def once(self) -> float | None:
         """One pass; returns seconds until the next pass, or None when the object is gone."""
@@ -364,8 +351,8 @@ class Reconciler:
             return None
         self.handled[self.key] = body["metadata"].get("generation")
         try:
-            model = _view(body, self.config)
-        except ValidationError as exc:
+            model = view(body, self.config)
+        except UnreadableError as exc:
             await self.report_unreadable(body, exc)
             return self.config.resync_seconds
         now = datetime.now(UTC)

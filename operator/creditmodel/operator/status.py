@@ -4,10 +4,46 @@ manifests/crd mirrors it; tests/operator/test_status_schema.py compares them).""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+_LATEST_YEAR = 9000  # room to add any cool-down or timeout to a stored time
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time as this operator writes it (`...Z`); what the API server's date-time
+    format also stores (a lowercase t or z) reads the same."""
+    moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text[:40]!r} has no time zone")
+    return moment.astimezone(UTC)
+
+
+def _time(text: str) -> str:
+    """A stored time the rollout can compute with. The CRD's date-time format lets more through
+    (`...T00:00:00x5Z`, an offset of +99:00, no offset): such a hand-edited status is reported
+    unreadable instead of failing every pass with a ValueError or OverflowError."""
+    try:
+        moment = parse_time(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not an RFC 3339 time") from None
+    if not 1970 <= moment.year <= _LATEST_YEAR:
+        raise ValueError(f"{text[:40]!r} is not between 1970 and {_LATEST_YEAR}")
+    return text
+
+
+Time = Annotated[str, AfterValidator(_time)]
+
+
+def readable_time(text: object) -> bool:
+    """Whether `text` is a stored time the rollout can compute with."""
+    try:
+        return isinstance(text, str) and bool(_time(text))
+    except ValueError:
+        return False
 
 
 class _Status(BaseModel):
@@ -38,12 +74,12 @@ class AnalysisRecord(_Status):
 
 
 class Canary(VersionRef):
-    step: int = 0
-    started_at: str
-    last_check_at: str
-    ready_at: str | None = None
+    step: int = Field(default=0, ge=0)
+    started_at: Time
+    last_check_at: Time
+    ready_at: Time | None = None
     """When its InferenceService was first seen Ready: no traffic and no analysis before that."""
-    failed_checks: int = 0
+    failed_checks: int = Field(default=0, ge=0)
     last_analysis: AnalysisRecord | None = None
 
 
@@ -52,7 +88,7 @@ class Draining(VersionRef):
     back, replaced or cancelled) whose InferenceService stays until the route has held 0% on it for
     the drain period while the stable is Ready."""
 
-    since: str | None = None
+    since: Time | None = None
     """Since when the route has held 0% on it (None: it still has traffic)."""
 
 
@@ -70,7 +106,7 @@ class AnalysisNumbers(_Status):
 class Decision(_Status):
     """One entry of the rollout history (status.history keeps the last HISTORY_LIMIT)."""
 
-    at: str
+    at: Time
     from_version: str | None = None
     """The version serving before the decision (the stable)."""
     to_version: str | None = None
@@ -99,21 +135,23 @@ class TrainingResult(_Status):
     )
     reason: str
     message: str
-    finished_at: str
+    finished_at: Time
 
 
 class TrainingStatus(_Status):
-    runs: int = 0
+    runs: int = Field(
+        default=0, ge=0, le=999_999_999_999
+    )  # the Job name <name>-train-<runs> fits 63
     job_name: str | None = None
     version: str | None = None
     bundle_uri: str | None = Field(
         default=None, validation_alias="bundleURI", serialization_alias="bundleURI"
     )
-    started_at: str | None = None
+    started_at: Time | None = None
     reason: str | None = None
     drift_retrained_for: str | None = None
     """The stable version the last drift retrain ran for."""
-    drift_retrained_at: str | None = None
+    drift_retrained_at: Time | None = None
     """When a drift signal (live score PSI or a drift report) last started a retrain: the one
     drift-retrain cool-down counts from here."""
     last_result: TrainingResult | None = None
@@ -139,7 +177,7 @@ class DriftStatus(_Status):
     message: str | None = None
     error: str | None = None
     """Why the latest report could not be read (store down, corrupt JSON); cleared on success."""
-    last_retrain_at: str | None = None
+    last_retrain_at: Time | None = None
     """Written by operator 0.1.0 only: read once into training.driftRetrainedAt."""
     cron_job_error: str | None = None
     """Why the API server refused the drift CronJob; cleared once it accepts it."""
@@ -150,7 +188,7 @@ class Condition(_Status):
     status: Literal["True", "False", "Unknown"]
     reason: str
     message: str
-    last_transition_time: str
+    last_transition_time: Time
     observed_generation: int | None = None
 
 
@@ -175,7 +213,7 @@ class Status(_Status):
     previous_stable: VersionRef | None = None
     """The stable before the last promotion: the target of the `rollback` action."""
     draining: list[Draining] = []
-    paused_at: str | None = None
+    paused_at: Time | None = None
     """Set by the `pause` action, cleared by `resume` (spec.rollout.paused pauses as well)."""
     training: TrainingStatus = TrainingStatus()
     drift: DriftStatus | None = None

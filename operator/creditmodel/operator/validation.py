@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
@@ -197,25 +198,30 @@ def quantity(value: int | str) -> int | str:
 
 
 _SUFFIXES = {
-    **{s: 1000**i for i, s in enumerate(("", "k", "M", "G", "T", "P", "E"))},
-    **{s: 1024**i for i, s in enumerate(("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")) if s},
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
+    **{s: Decimal(1000) ** i for i, s in enumerate(("", "k", "M", "G", "T", "P", "E"))},
+    **{s: Decimal(1024) ** i for i, s in enumerate(("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")) if s},
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
 }
+# Exact arithmetic whatever the digits and exponent (the API server's are int32).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
-def quantity_value(value: int | str) -> float:
-    """A valid quantity as a number (for comparing requests with limits)."""
+def quantity_value(value: int | str) -> Decimal:
+    """A valid quantity as an exact number, for comparing requests with limits and the API
+    server's spelling with ours. As floats, 350m and 0.35 differed (a valid spec was refused),
+    1e400 overflowed, and 1E (exa) was read as an exponent with no digits."""
     if isinstance(value, int):
-        return float(value)
-    found = re.fullmatch(r"[+]?([0-9.]+)(.*)", value)
+        return Decimal(value)
+    found = re.fullmatch(r"[+]?([0-9.]+)(?:([eE][+-]?[0-9]+)|([A-Za-z]*))", value)
     if found is None:  # pragma: no cover - checked by `quantity` first
         raise ValueError(value)
-    number, suffix = float(found.group(1)), str(found.group(2))
-    if suffix[:1] in ("e", "E"):
-        return number * 10.0 ** int(suffix[1:])
-    return number * float(_SUFFIXES[suffix])
+    number, exponent, suffix = found.groups()
+    with localcontext(_EXACT):
+        if exponent:
+            return Decimal(number + exponent)
+        return Decimal(number) * _SUFFIXES[suffix]
 
 
 def name_problem(name: str, namespace: str) -> str | None:

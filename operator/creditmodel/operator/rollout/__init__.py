@@ -10,7 +10,13 @@ promotion, rollback), traffic (weights, drains, children), conditions; observe s
 look at and when the next one falls due. The invariants they keep are in docs/rollouts.md.
 """
 
-from creditmodel.operator.rollout.conditions import describe_errors, unreadable_spec
+from creditmodel.operator.model import parse_time
+from creditmodel.operator.rollout.conditions import (
+    Part,
+    describe_errors,
+    unreadable,
+    unreadable_spec,
+)
 from creditmodel.operator.rollout.machine import reconcile
 from creditmodel.operator.rollout.observe import (
     ChildEdit,
@@ -37,7 +43,6 @@ from creditmodel.operator.rollout.values import (
     Policy,
     Resolved,
     RouteState,
-    parse_time,
     timestamp,
 )
 
@@ -53,6 +58,7 @@ __all__ = [
     "JobState",
     "Needs",
     "Observations",
+    "Part",
     "Plan",
     "Policy",
     "Resolved",
@@ -69,5 +75,6 @@ __all__ = [
     "serving_names",
     "timestamp",
     "training_failure",
+    "unreadable",
     "unreadable_spec",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -103,26 +103,54 @@ def overdue(status: Status, now: datetime, ready_timeout: float) -> tuple[str, f
     return (version, waited) if waited >= ready_timeout else None
 
 
-def describe_errors(error: ValidationError, limit: int = 5) -> str:
-    """pydantic's errors as `spec.<field>: <problem>`, bounded (the values are not quoted)."""
+Part = Literal["spec", "status"]
+# What a status the operator cannot read may have written over: only the fields that report it.
+_REPORTING = ("observedGeneration", "phase", "conditions")
+
+
+def describe_errors(error: ValidationError, limit: int = 5, part: Part = "spec") -> str:
+    """pydantic's errors as `<part>.<field>: <problem>`, bounded (the values are not quoted)."""
     errors = error.errors()
     parts = [
-        f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}".replace("spec.: ", "spec: ")
+        f"{part}.{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(f"{part}.: ", f"{part}: ")
         for e in errors[:limit]
     ]
     more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
     return ("; ".join(parts) + more)[:1024]
 
 
-def unreadable_spec(status: Status, generation: int, message: str, now: datetime) -> Status:
-    """The status of an object whose spec the operator cannot read (stored before the CRD
-    tightened, or a CRD and operator of different versions): Degraded and Stalled, naming the
-    fields; the rollout state and the other conditions are kept, so serving goes on as it was."""
+def unreadable(
+    stored: Mapping[str, Any], part: Part, message: str, generation: int, now: datetime
+) -> dict[str, Any]:
+    """The status document to write when the spec or the status cannot be read: Degraded and
+    Stalled naming the fields. A status that cannot be read is not replaced by an empty one:
+    its stable, canary and draining versions are what serving runs on, and an empty status made
+    the next pass take the canary for a new stable and delete the old one at once. Only the
+    fields that report the problem are written; the rest stays as stored until someone fixes it,
+    and nothing is reconciled meanwhile."""
+    try:
+        current: Status | None = Status.model_validate(stored)
+    except ValidationError:
+        current = None
+    updated = unreadable_spec(current or Status(), generation, message, now, part).dump()
+    if current is not None:
+        return updated
+    return {**stored, **{key: updated[key] for key in _REPORTING if key in updated}}
+
+
+def unreadable_spec(
+    status: Status, generation: int, message: str, now: datetime, part: Part = "spec"
+) -> Status:
+    """The status of an object whose spec (stored before the CRD tightened, or a CRD and operator
+    of different versions) or status (hand-edited) the operator cannot read: Degraded and Stalled,
+    naming the fields; the rollout state and the other conditions are kept, so serving goes on as
+    it was."""
+    reason = "InvalidSpec" if part == "spec" else "InvalidStatus"
     kept = {c.type: c for c in status.conditions}
     found: list[Found] = [
-        ("Degraded", "True", "InvalidSpec", message),
+        ("Degraded", "True", reason, message),
         ("Reconciling", "False", "Stalled", "stalled: " + message),
-        ("Stalled", "True", "InvalidSpec", message),
+        ("Stalled", "True", reason, message),
     ]
     changed = {
         kind: _condition(kept.get(kind), kind, state, reason, text, generation, now)

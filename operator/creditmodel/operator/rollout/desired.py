@@ -28,6 +28,15 @@ def adopt(model: CreditModel, observed: Observations, status: Status) -> Adopted
     if not resolved.gates_passed:
         error = f"spec.model.bundleURI {uri}: its manifest records failed gates"
         return Adopted(back_to_stable(status, uri), error=error)
+    stable = status.stable
+    if stable is not None and resolved.version == stable.version and uri != stable.bundle_uri:
+        # Metrics, analysis and PSI tell the canary from the stable by the version label alone:
+        # with one version on both, the canary's numbers would include the stable's traffic.
+        error = (
+            f"spec.model.bundleURI {uri}: its manifest's version {resolved.version} is the"
+            f" stable's ({stable.bundle_uri}); publish it under a new version"
+        )
+        return Adopted(back_to_stable(status, uri), error=error)
     rejected = status.rejected
     update = {
         "desired": Desired(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from creditmodel.core.drift import DriftSummary
 from creditmodel.operator import validation
-from creditmodel.operator.model import DriftStatus, Status
+from creditmodel.operator.model import DriftStatus, Status, parse_time
 from creditmodel.operator.rollout.values import (
     CreditModel,
     CronJobWrite,
@@ -19,7 +19,6 @@ from creditmodel.operator.rollout.values import (
     Event,
     Observations,
     normal,
-    parse_time,
     stamp,
     timestamp,
     warning,

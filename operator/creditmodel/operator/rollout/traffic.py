@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from creditmodel.operator import builders
-from creditmodel.operator.model import GROUP, Status, VersionRef
+from creditmodel.operator.model import GROUP, Status, VersionRef, readable_time
 from creditmodel.operator.rollout.observe import serving_names
 from creditmodel.operator.rollout.values import (
     CreditModel,
@@ -298,4 +298,6 @@ def observed_route(body: Mapping[str, Any] | None) -> RouteState:
         since = {}
     if not isinstance(since, dict):
         since = {}
-    return RouteState(weights, {str(k): str(v) for k, v in since.items()})
+    # A clock edited into something that is no time (anyone who may edit the route can) is no
+    # clock either; read as one, it failed every pass of the owner.
+    return RouteState(weights, {str(k): v for k, v in since.items() if readable_time(v)})

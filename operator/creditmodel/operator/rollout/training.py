@@ -10,7 +10,7 @@ from typing import Any, Literal
 from creditmodel.core import jobs
 from creditmodel.core.jobs import ExitCode
 from creditmodel.operator import builders
-from creditmodel.operator.model import Desired, Status, TrainingResult, TrainingStatus
+from creditmodel.operator.model import Desired, Status, TrainingResult, TrainingStatus, parse_time
 from creditmodel.operator.rollout.values import (
     CreditModel,
     DriftReason,
@@ -19,7 +19,6 @@ from creditmodel.operator.rollout.values import (
     Observations,
     Outcome,
     normal,
-    parse_time,
     timestamp,
 )
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from creditmodel.core.drift import DriftSummary
 from creditmodel.operator import analysis, builders
-from creditmodel.operator.model import Spec, Status
+from creditmodel.operator.model import Spec, Status, parse_time
 
 Action = Literal["promote", "abort", "pause", "resume", "rollback"]
 ACTIONS: tuple[Action, ...] = ("promote", "abort", "pause", "resume", "rollback")
@@ -26,10 +26,6 @@ def timestamp(moment: datetime) -> str:
 def stamp(moment: datetime) -> str:
     """RFC 3339 UTC keeping sub-seconds: two reports within a second are still two reports."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def not_ready_since(status: Status) -> tuple[str, str] | None:
