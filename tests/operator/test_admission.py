@@ -11,7 +11,12 @@ import pytest
 from kubernetes import client
 from pydantic import ValidationError
 
-from creditmodel.operator.model import MIN_REPLICAS_MESSAGE, SCALE_METRIC_MESSAGE, Spec
+from creditmodel.operator.model import (
+    MIN_REPLICAS_MESSAGE,
+    SCALE_METRIC_MESSAGE,
+    SCALE_REQUEST_MESSAGE,
+    Spec,
+)
 from tests.operator.bad_creditmodels import CASES, NAMES, SCHEDULES, Bad, sample
 from tests.operator.running import GROUP, PLURAL, VERSION
 from tests.support.kube import Kube
@@ -160,6 +165,30 @@ def test_scale_to_zero_needs_knative(crds: Kube, router: str, allowed: bool) -> 
     """minReplicas 0 was accepted with router gatewayAPI, where KServe's HPA keeps one pod
     anyway: a setting silently not honoured."""
     assert_predictor_rule(crds, router, {"minReplicas": 0}, allowed, MIN_REPLICAS_MESSAGE)
+
+
+@pytest.mark.parametrize(
+    ("router", "predictor", "allowed"),
+    [
+        ("gatewayAPI", {"resources": {"limits": {"memory": "2Gi"}}}, False),
+        ("gatewayAPI", {"resources": {}}, False),
+        ("gatewayAPI", {"scaleMetric": "memory", "resources": {"requests": {"cpu": "1"}}}, False),
+        ("gatewayAPI", {"resources": {"limits": {"cpu": "2"}}}, True),  # copied to the request
+        (
+            "gatewayAPI",
+            {"scaleMetric": "memory", "resources": {"requests": {"memory": "1Gi"}}},
+            True,
+        ),
+        ("gatewayAPI", {}, True),  # the CRD's default resources request cpu
+        ("knative", {"resources": {}}, True),  # the KPA scales on concurrency
+    ],
+)
+def test_an_hpa_needs_a_request_for_its_metric(
+    crds: Kube, router: str, predictor: dict[str, Any], allowed: bool
+) -> None:
+    """Resources without a request for the scale metric were accepted: KServe's HPA then
+    reports it cannot compute a replica count, and the predictor never scales."""
+    assert_predictor_rule(crds, router, predictor, allowed, SCALE_REQUEST_MESSAGE)
 
 
 @pytest.mark.parametrize(

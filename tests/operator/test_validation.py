@@ -282,12 +282,11 @@ def test_a_request_equal_to_its_limit_in_another_spelling_is_accepted(
     """Compared as floats, 350m was above 0.35 and 1e400 overflowed: exact, as the API server."""
     first, second = pair
     for request, limit in ((first, second), (second, first)):
-        spec(
-            predictor={"resources": {"requests": {resource: request}, "limits": {resource: limit}}}
-        )
+        resources = {"requests": {resource: request}, "limits": {resource: limit}}
+        spec(predictor={"resources": resources, "scaleMetric": resource})
     above = {"requests": {resource: second.replace("e", "1e", 1)}, "limits": {resource: first}}
     with pytest.raises(ValidationError, match="every request must be at most its limit"):
-        spec(predictor={"resources": above})
+        spec(predictor={"resources": above, "scaleMetric": resource})
 
 
 @pytest.mark.parametrize(

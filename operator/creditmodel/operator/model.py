@@ -215,6 +215,13 @@ MIN_REPLICAS_MESSAGE = (
 )
 
 
+SCALE_REQUEST_MESSAGE = (
+    "spec.predictor.resources needs a request (or a limit, which Kubernetes copies into the"
+    " request) for the scaleMetric (cpu unless set) with router gatewayAPI: the HPA scales on"
+    " utilisation of that request and computes nothing without one"
+)
+
+
 class Spec(_Camel):
     model: ModelSource = ModelSource()
     predictor: PredictorSpec = PredictorSpec()
@@ -241,6 +248,9 @@ class Spec(_Camel):
             raise ValueError(SCALE_METRIC_MESSAGE)
         if self.predictor.min_replicas == 0 and not knative:
             raise ValueError(MIN_REPLICAS_MESSAGE)
+        resources, scaled = self.predictor.resources, metric or "cpu"
+        if not knative and scaled not in resources.requests and scaled not in resources.limits:
+            raise ValueError(SCALE_REQUEST_MESSAGE)
         if (
             self.monitoring is not None
             and self.monitoring.retrain_on_drift_psi is not None
@@ -280,6 +290,7 @@ __all__ = [
     "PLURAL",
     "PREDICTOR_RESOURCES",
     "SCALE_METRIC_MESSAGE",
+    "SCALE_REQUEST_MESSAGE",
     "VERSION",
     "AnalysisNumbers",
     "AnalysisRecord",
