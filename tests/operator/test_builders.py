@@ -209,7 +209,8 @@ def test_no_spec_string_reaches_a_container_as_a_variable_of_its_environment(
     }
     the_spec = spec(training=training)
     job = builders.build_training_job(OWNER, the_spec, 1, "v1", "s3://bundles/german/v1")
-    isvc = builders.build_inferenceservice(OWNER, the_spec, VersionRef(bundleURI=uri, version="v"))
+    ref = VersionRef.model_construct(bundle_uri=uri, version="v")  # the builder escapes any text
+    isvc = builders.build_inferenceservice(OWNER, the_spec, ref)
     containers = [
         job["spec"]["template"]["spec"]["containers"][0],
         isvc["spec"]["predictor"]["containers"][0],

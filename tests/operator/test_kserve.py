@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 REFERENCE_BUNDLE = str(REPO_ROOT / "models" / "german-credit")
-V1 = VersionRef(version="v1", bundle_uri=REFERENCE_BUNDLE)
+V1 = VersionRef.model_construct(version="v1", bundle_uri=REFERENCE_BUNDLE)  # a dev path
 NAME = "german-credit"  # the sample's name
 LONG_NAME = "consumer-credit-scorecard-retail-emea-v2"  # 40 characters, the CRD's maximum
 

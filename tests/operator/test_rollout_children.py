@@ -126,6 +126,7 @@ def test_an_unreadable_spec_keeps_the_rollout_and_reports_degraded_and_stalled()
         lambda s: s.update(training={"driftRetrainedAt": "9999-12-31T23:59:59Z"}),
         lambda s: s["canary"].update(step=-10),  # IndexError, or the last step's weight at once
         lambda s: s.update(training={"runs": 10**60}),  # a training Job name beyond 63
+        lambda s: s["stable"].update(bundleURI="--help"),  # on the predictor's command line
     ],
 )
 def test_a_hand_edited_status_that_cannot_be_read_is_reported_not_written_over(edit: Any) -> None:

@@ -372,3 +372,19 @@ def test_the_rejected_version_is_cleared_only_when_the_spec_names_it_again() -> 
     assert again.status.rejected is None  # named again: a new attempt
     assert again.status.canary is not None
     assert again.status.canary.version == "v2"
+
+
+def test_an_abort_without_a_canary_is_refused_and_changes_nothing() -> None:
+    """Kills actions.py abort's `if running is None` early exit: with no canary there is nothing
+    to roll back, and the stable keeps all traffic."""
+    from tests.operator.test_rollout import V1_NAME, serving_v1
+
+    current = serving_v1()
+    asked = advance(current, Plan(current.status, []), action="abort")
+    plan = reconcile(asked, Observations(ready={V1_NAME: True}), T0, POLICY)
+    assert plan.status.stable == current.status.stable
+    assert plan.status.canary is None
+    assert [e.message for e in plan.events if e.reason == "AbortRefused"] == [
+        "abort: no canary to abort"
+    ]
+    assert plan.clear_action

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from creditmodel.operator import validation as check
+
 _LATEST_YEAR = 9000  # room to add any cool-down or timeout to a stored time
 
 
@@ -54,10 +56,14 @@ class _Status(BaseModel):
 
 
 class VersionRef(_Status):
-    """A published bundle: its URI and the version recorded in its manifest."""
+    """A published bundle: its URI and the version recorded in its manifest. The URI reaches the
+    predictor's and the drift Job's command lines, so a status edited by hand is held to the
+    spec's rule for it (`--help` was passed on as an argument)."""
 
     version: str
-    bundle_uri: str = Field(validation_alias="bundleURI", serialization_alias="bundleURI")
+    bundle_uri: check.BundleURI = Field(
+        validation_alias="bundleURI", serialization_alias="bundleURI"
+    )
 
 
 class Desired(VersionRef):

@@ -129,13 +129,11 @@ def unreadable(
     fields that report the problem are written; the rest stays as stored until someone fixes it,
     and nothing is reconciled meanwhile."""
     try:
-        current: Status | None = Status.model_validate(stored)
+        current = Status.model_validate(stored)
     except ValidationError:
-        current = None
-    updated = unreadable_spec(current or Status(), generation, message, now, part).dump()
-    if current is not None:
-        return updated
-    return {**stored, **{key: updated[key] for key in _REPORTING if key in updated}}
+        current = Status()  # for its conditions only: nothing else of it is written
+    updated = unreadable_spec(current, generation, message, now, part).dump()
+    return {**stored, **{key: updated[key] for key in _REPORTING}}
 
 
 def unreadable_spec(
