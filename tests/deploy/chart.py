@@ -51,9 +51,11 @@ def render(
     include_crds: bool = False,
     json_values: Sequence[str] = (),
     api_versions: Sequence[str] = MONITORING_APIS,
+    string_values: Sequence[str] = (),
 ) -> list[Object]:
     """`values` go through --set (numbers there are integers or strings, as in Helm);
-    `json_values` through --set-json (floats, lists, objects). `api_versions`: what the cluster
+    `json_values` through --set-json (floats, lists, objects), `string_values` through
+    --set-string. `api_versions`: what the cluster
     serves beyond the built-in kinds (by default the Prometheus Operator's, as where the monitoring
     objects are installed)."""
     args: list[str | Path] = [
@@ -71,6 +73,8 @@ def render(
         args += ["--set", value]
     for value in json_values:
         args += ["--set-json", value]
+    for value in string_values:
+        args += ["--set-string", value]
     for path in values_files:
         args += ["--values", path]
     if include_crds:

@@ -256,6 +256,21 @@ def test_every_builtin_object_is_valid_for_kubernetes(
         ("replicaCount=0", "replicaCount"),
         ("operator.peeringLifetimeSeconds=2", "peeringLifetimeSeconds"),
         ("monitoring.ifCRDsMissing=ignore", "ifCRDsMissing"),
+        # names, labels and quantities Kubernetes refuses (found by an outside tester)
+        ("nameOverride=Credit_Model", "nameOverride"),
+        ("namespaceOverride=Team_A", "namespaceOverride"),
+        ("monitoring.podMonitor.namespace=Monitoring", "namespace"),
+        ("operator.storage.existingSecret=S3 Creds", "existingSecret"),
+        ("priorityClassName=High Priority", "priorityClassName"),
+        ("imagePullSecrets[0].name=Bad_Name", "name"),
+        ("image.tag=0.1.0+build.7", "tag"),
+        ("commonLabels.team=x-", "team"),
+        ("podLabels.app\\.kubernetes\\.io/name=mine", "podLabels"),
+        ("commonLabels.app\\.kubernetes\\.io/instance=mine", "commonLabels"),
+        ("operator.watchNamespaces={team-a,team-a}", "watchNamespaces"),
+        ("operator.extraEnv[0].name=AWS_REGION", "extraEnv"),
+        ("resources.requests.cpu=half", "cpu"),
+        ("monitoring.prometheusRule.for=30s10m", "for"),
     ],
 )
 def test_values_schema_refuses_bad_values(override: str, complaint: str) -> None:
@@ -287,6 +302,35 @@ def test_decimals_and_numeric_tags_given_with_set_are_taken() -> None:
         assert any(threshold in expr for expr in exprs), (threshold, exprs)
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":7")
+
+
+@pytest.mark.parametrize(
+    ("release", "values"),
+    [
+        ("123", ["image.tag=0", "fullnameOverride=12345"]),
+        ("on", ["namespaceOverride=2024", "operator.watchNamespaces={2024}"]),
+        ("1e3", ["operator.storage.existingSecret=12345", "image.tag=0.1.0_build.7"]),
+        ("x", ["image.tag=0"]),
+    ],
+)
+def test_names_yaml_would_read_as_numbers_or_booleans_render_valid_objects(
+    release: str, values: list[str]
+) -> None:
+    """Unquoted, release `123`, namespace `2024` or Secret `12345` rendered as numbers (`on` as
+    a boolean), which Kubernetes refuses in a name, namespace or label. A tag of 0 fell back to
+    appVersion, and a tag became the version label unchecked."""
+    objects = render(release=release, string_values=values)
+    for obj in objects:
+        if obj["kind"] in CUSTOM_KINDS:
+            assert isinstance(obj["metadata"].get("namespace", ""), str)
+            continue
+        kubernetes_validate.validate(obj, KUBE_SCHEMA_VERSION, strict=True)
+    tag = next(
+        v.split("=", 1)[1] for v in [*values, "image.tag=0.1.0"] if v.startswith("image.tag=")
+    )
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{tag}")
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == tag
 
 
 def test_every_value_is_commented() -> None:

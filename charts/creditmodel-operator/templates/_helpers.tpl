@@ -36,15 +36,15 @@ already contains it. Truncated at 63 characters (DNS-1123 label limit).
 
 {{/* Selector labels: stable for the life of a release (Deployment selectors are immutable). */}}
 {{- define "creditmodel-operator.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "creditmodel-operator.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "creditmodel-operator.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{/* Common labels, on every object the chart renders. */}}
 {{- define "creditmodel-operator.labels" -}}
 helm.sh/chart: {{ include "creditmodel-operator.chart" . }}
 {{ include "creditmodel-operator.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" (include "creditmodel-operator.tag" (dict "image" .Values.image "context" .) | trunc 63) "" | quote }}
 app.kubernetes.io/part-of: creditmodel
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- with .Values.commonLabels }}
@@ -79,7 +79,18 @@ tag defaults to the chart's appVersion. Call with (dict "image" .Values.x "conte
 {{- if .image.digest }}
 {{- printf "%s@%s" $repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" $repository (.image.tag | default .context.Chart.AppVersion | toString) }}
+{{- printf "%s:%s" $repository (include "creditmodel-operator.tag" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image's tag, or the chart's appVersion when it has none. A number is a tag too: `tag: 0` fell
+back to appVersion (`default` takes 0 for empty). Call with (dict "image" .Values.x "context" $).
+*/}}
+{{- define "creditmodel-operator.tag" -}}
+{{- if kindIs "invalid" .image.tag }}{{ .context.Chart.AppVersion }}
+{{- else if eq (toString .image.tag) "" }}{{ .context.Chart.AppVersion }}
+{{- else }}{{ toString .image.tag }}
 {{- end }}
 {{- end }}
 
