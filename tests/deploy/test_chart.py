@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +272,10 @@ def test_every_builtin_object_is_valid_for_kubernetes(
         ("operator.extraEnv[0].name=AWS_REGION", "extraEnv"),
         ("resources.requests.cpu=half", "cpu"),
         ("monitoring.prometheusRule.for=30s10m", "for"),
+        ("operator.prometheusUrl=http://", "prometheusUrl"),  # the operator crash-looped on it
+        ("operator.prometheusUrl=http://prom:99999", "prometheusUrl"),
+        ("operator.prometheusUrl=http://user:pw@prom:9090", "prometheusUrl"),
+        ("operator.prometheusUrl=http://169.254.169.254/", "prometheusUrl"),
     ],
 )
 def test_values_schema_refuses_bad_values(override: str, complaint: str) -> None:
@@ -279,6 +284,17 @@ def test_values_schema_refuses_bad_values(override: str, complaint: str) -> None
     )
     assert run.returncode != 0
     assert complaint in run.stderr
+
+
+def test_the_prometheus_url_rule_is_the_operators() -> None:
+    """The chart's pattern was `^https?://`: a URL the operator's settings refuse installed an
+    operator that crash-looped."""
+    from creditmodel.operator import validation
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    url = schema["properties"]["operator"]["properties"]["prometheusUrl"]
+    assert url["pattern"] == f"^({validation.HTTP_URL})$"
+    assert url["not"] == {"pattern": f"^({validation.METADATA_URL})"}
 
 
 def test_decimals_and_numeric_tags_given_with_set_are_taken() -> None:

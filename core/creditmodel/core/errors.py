@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
+
 from pydantic import ValidationError
 
 _SHOWN = 200  # characters of a rejected value quoted back
@@ -19,3 +22,27 @@ def first_error(exc: ValidationError, *, show_input: bool = False) -> str:
     if exc.error_count() > 1:
         text += f" (and {exc.error_count() - 1} more)"
     return text
+
+
+_FIELD = re.compile(r'error parsing value for field "([a-z0-9_]+)"')
+
+
+def settings_problem(exc: Exception, prefix: str, flags: Collection[str] = ()) -> str | None:
+    """What a settings class refused, naming the environment variable (`<prefix><FIELD>`, and
+    the `--<field>` flag for the fields in `flags`) that whoever runs it can fix rather than the Python
+    field, or None when `exc` is not a settings failure. pydantic-settings raises SettingsError,
+    naming only the field, when a list or object setting is not JSON."""
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"{prefix}{field.upper()}" if field else "the settings"
+        if field in flags:
+            variable += f" (or --{field})"
+        given = repr(error.get("input"))
+        shown = given if len(given) <= _SHOWN else given[:_SHOWN] + "..."
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{variable}: {error['msg']} (got {shown}){more}"
+    found = _FIELD.search(str(exc))
+    if found is None:
+        return None
+    return f"{prefix}{found.group(1).upper()}: not JSON (a list or object setting takes JSON)"

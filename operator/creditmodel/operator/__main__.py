@@ -7,7 +7,10 @@ import time
 from collections.abc import Sequence
 
 import kopf
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from creditmodel.core.errors import settings_problem
 from creditmodel.operator import handlers
 from creditmodel.operator.settings import OperatorSettings
 
@@ -65,7 +68,11 @@ def priority(value: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = OperatorSettings()  # fail fast on a bad environment, before connecting
+    try:
+        settings = OperatorSettings()  # fail fast on a bad environment, before connecting
+    except (ValidationError, SettingsError) as exc:
+        problem = settings_problem(exc, "CREDITMODEL_OPERATOR_")
+        raise SystemExit(f"creditmodel-operator: invalid setting: {problem or exc}") from None
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     assert handlers.run  # the import registers the handlers with kopf's default registry
     kopf_settings = kopf.OperatorSettings()

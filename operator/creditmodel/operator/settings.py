@@ -3,12 +3,12 @@ start-up so a misconfigured Deployment fails at once with the variable's name.""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, HttpUrl
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from creditmodel.operator.validation import DNSLabel
+from creditmodel.operator.validation import DNSLabel, HttpURL
 
 PROMETHEUS_PEER: dict[str, Any] = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
@@ -19,14 +19,14 @@ PROMETHEUS_PEER: dict[str, Any] = {
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITMODEL_OPERATOR_", extra="ignore")
 
-    prometheus_url: HttpUrl | None = None
+    prometheus_url: HttpURL | None = None
     """Prometheus HTTP API used for canary analysis when a CreditModel names none."""
-    resync_seconds: float = Field(default=30.0, gt=0)
+    resync_seconds: float = Field(default=30.0, ge=0.1, le=3600, allow_inf_nan=False)
     """Upper bound between two reconcile passes of a CreditModel that looks at something no watch
     event announces: a bundle not published yet, a canary's analysis, anything of training or
     monitoring. A CreditModel that only serves is passed when a watch event or its rollout's clock
     asks, and at the full re-read (children_resync_seconds)."""
-    children_resync_seconds: float = Field(default=600.0, gt=0)
+    children_resync_seconds: float = Field(default=600.0, ge=1, le=86400, allow_inf_nan=False)
     """Upper bound between two full re-reads of a CreditModel's children (each one read and
     compared, stale InferenceServices pruned). A change to a child (an edit of its spec, labels
     or annotations, a deletion) arrives from the watch stream and is corrected at once; this
@@ -36,19 +36,21 @@ class OperatorSettings(BaseSettings):
     """Predictor image for CreditModels whose spec.predictor.image is unset."""
     training_image: str = "ghcr.io/creditmodel/training:0.1.0"
     """Training image for CreditModels whose spec.training.image is unset."""
-    prometheus_namespace_label: str = "namespace"
+    prometheus_namespace_label: Annotated[str, Field(pattern=r"^$|^[a-zA-Z_][a-zA-Z0-9_]*$")] = (
+        "namespace"  # pasted into every analysis query: a Prometheus label name, or nothing
+    )
     """Label carrying the predictor pod's namespace in Prometheus (PodMonitor/ServiceMonitor
     scrapes add `namespace`), matched in every analysis query so that same-named models in other
     namespaces never mix in. Empty: no namespace matcher (static scrape configs)."""
-    prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
-    drift_poll_seconds: float = Field(default=60.0, gt=0)
+    prometheus_timeout_seconds: float = Field(default=10.0, gt=0, le=300, allow_inf_nan=False)
+    drift_poll_seconds: float = Field(default=60.0, ge=1, le=86400, allow_inf_nan=False)
     """Least time between two reads of a CreditModel's latest drift report from the log store
     (reports come from a CronJob, hourly by default: polling faster only costs S3 requests)."""
-    drain_seconds: float = Field(default=30.0, ge=0, le=3600)
+    drain_seconds: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)
     """How long the HTTPRoute holds 0% on a version (the old stable after a promotion, a canary
     rolled back) before its InferenceService is deleted: in-flight requests finish and the Gateway
     has programmed the new weights."""
-    canary_ready_timeout_seconds: float = Field(default=600.0, gt=0, le=86400)
+    canary_ready_timeout_seconds: float = Field(default=600.0, gt=0, le=86400, allow_inf_nan=False)
     """How long a new canary may take to become Ready (weight 0% meanwhile) before it is rolled
     back with Degraded reason CanaryNotReady."""
     peering_name: str = "creditmodel-operator"

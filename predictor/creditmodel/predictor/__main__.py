@@ -29,6 +29,7 @@ _OURS = (
     "drift_min_rows",
 )
 _SCALING = ("base_score", "base_odds", "points_to_double_odds")
+_ENV = "CREDITMODEL_PREDICTOR_"
 
 
 def prepare_metrics_dir() -> None:
@@ -98,13 +99,16 @@ def settings_from(args: argparse.Namespace) -> Any:
     if args.model_name is not None:
         given["model_name"] = args.model_name
     scaling = {name: getattr(args, name) for name in _SCALING if getattr(args, name) is not None}
+    if not scaling:  # the three as environment variables, like every other flag of ours
+        scaling = {n: os.environ[v] for n in _SCALING if (v := _ENV + n.upper()) in os.environ}
     if scaling:
         if len(scaling) != len(_SCALING):
             raise SystemExit(
                 "creditmodel-predictor: give all of --base_score, --base_odds and"
-                " --points_to_double_odds, or none"
+                " --points_to_double_odds (or CREDITMODEL_PREDICTOR_BASE_SCORE, _BASE_ODDS and"
+                " _POINTS_TO_DOUBLE_ODDS), or none"
             )
-        given["scaling"] = PointsScaling(**scaling)
+        given["scaling"] = PointsScaling.model_validate(scaling)
     return PredictorSettings(**given)
 
 
@@ -117,8 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     from kserve import logging as kserve_logging
     from kserve import model_server
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from creditmodel.core.bundle import BundleError
+    from creditmodel.core.errors import settings_problem
     from creditmodel.predictor.model import CreditScoringModel
     from creditmodel.predictor.serving import CreditModelServer
 
@@ -130,8 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     log = logging.getLogger("creditmodel.predictor")
     try:
         settings = settings_from(args)
-    except ValidationError as error:
-        raise SystemExit(f"creditmodel-predictor: invalid setting: {error}") from None
+    except (ValidationError, SettingsError) as error:
+        problem = settings_problem(error, _ENV, flags={*_OURS, *_SCALING, "model_name"})
+        raise SystemExit(f"creditmodel-predictor: invalid setting: {problem or error}") from None
     model = CreditScoringModel(settings)
     try:
         model.load()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditmodel.core.points import PointsScaling
@@ -26,14 +26,16 @@ class PredictorSettings(BaseSettings):
     default_variant: Annotated[str, Field(pattern=r"^(int8|fp32)$")] = "int8"
     # Share of traffic (0-100) without an explicit `variant` that the A/B split sends to the
     # other variant, keyed by the `applicant_key` request parameter or else the request id.
-    ab_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
+    ab_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.0
     max_batch_rows: Annotated[int, Field(ge=1)] = 10_000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # A request's head and body must arrive within this many seconds of its first byte (of the
     # connection's opening, for its first request), else 408 and the connection is closed
     # (http_limits.py): a client sending nothing, or a byte at a time, cannot hold a connection.
     # Envoy sets no request timeout by default; nginx gives a head, and each body read, 60 s.
-    request_read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    request_read_timeout_seconds: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = (
+        60.0
+    )
     # Batches larger than this are scored in a worker thread. The thread frees the event loop only
     # while onnxruntime and numpy release the GIL, and the hand-off plus the housekeeping that
     # runs meanwhile cost 0.3-0.4 ms per batch. Measured under mixed load (single rows from wrk
@@ -42,7 +44,7 @@ class PredictorSettings(BaseSettings):
     # single rows 10% more throughput.
     inline_rows: Annotated[int, Field(ge=1)] = 4_000
     # Sliding window of the live PSI gauges.
-    drift_window_seconds: Annotated[float, Field(gt=0)] = 600.0
+    drift_window_seconds: Annotated[float, Field(ge=1, le=7 * 86400, allow_inf_nan=False)] = 600.0
     # The PSI gauges of a (version, variant) are published only while its window holds at least
     # this many rows (the row count always is): over ten bins, sampling noise alone gives a PSI
     # of about 9/rows (0.02 at 500 rows) and far more on a few rows (8.3 after two requests).
@@ -50,5 +52,15 @@ class PredictorSettings(BaseSettings):
     drift_min_rows: Annotated[int, Field(ge=1)] = 500
     # Override the bundle's points scaling (all three or none).
     scaling: PointsScaling | None = None
+
+    @field_validator("scaling", mode="before")
+    @classmethod
+    def _all_three(cls, value: object) -> object:
+        """A partial scaling (CREDITMODEL_PREDICTOR_SCALING='{"base_score": 700}') took 50 and 20
+        for the rest, not the bundle's: the flags refuse it, and so does this."""
+        if isinstance(value, dict) and set(value) != set(PointsScaling.model_fields):
+            raise ValueError("give all of base_score, base_odds and points_to_double_odds")
+        return value
+
     # Rows the shadow challenger may have queued before new ones are dropped (and counted).
     shadow_queue_rows: Annotated[int, Field(ge=1)] = 50_000
