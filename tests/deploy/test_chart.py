@@ -276,6 +276,7 @@ def test_every_builtin_object_is_valid_for_kubernetes(
         ("operator.prometheusUrl=http://prom:99999", "prometheusUrl"),
         ("operator.prometheusUrl=http://user:pw@prom:9090", "prometheusUrl"),
         ("operator.prometheusUrl=http://169.254.169.254/", "prometheusUrl"),
+        ("predictorNetworkPolicy.from[0].ipBlock.except[0]=10.0.0.0/9", "cidr"),
     ],
 )
 def test_values_schema_refuses_bad_values(override: str, complaint: str) -> None:

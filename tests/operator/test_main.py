@@ -51,6 +51,12 @@ def test_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch
         ("PROMETHEUS_URL", "http://user:secret@prom:9090", "must be http(s)://HOST"),
         ("PROMETHEUS_URL", "http://169.254.169.254/", "metadata"),
         ("GATEWAY_PROXY_NAMESPACES", "envoy-gateway-system", "not JSON"),
+        # refused only by the API server, for every CreditModel, at reconcile time:
+        ("PREDICTOR_INGRESS_FROM", "[{}]", "a peer names podSelector"),
+        ("PREDICTOR_INGRESS_FROM", '[{"bogus": 1}]', "a peer names podSelector"),
+        ("PREDICTOR_INGRESS_FROM", '[{"ipBlock": {}}]', "an ipBlock peer has a cidr"),
+        ("PREDICTOR_IMAGE", "bad image", "must be an image reference"),
+        ("TRAINING_IMAGE", " ", "must be an image reference"),
     ],
 )
 def test_a_bad_setting_stops_start_up_with_one_line_naming_the_variable(

@@ -5,15 +5,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from creditmodel.operator.validation import DNSLabel, HttpURL
+from creditmodel.operator.validation import DNSLabel, HttpURL, Image
 
 PROMETHEUS_PEER: dict[str, Any] = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
 }
+
+
+_PEER_KEYS = {"podSelector", "namespaceSelector", "ipBlock"}
+
+
+def _peer(peer: dict[str, Any]) -> dict[str, Any]:
+    """A NetworkPolicyPeer the API server takes: `{}` or an unknown key made every CreditModel's
+    predictor NetworkPolicy refused at reconcile time, not at start-up."""
+    unknown = set(peer) - _PEER_KEYS
+    if not peer or unknown:
+        raise ValueError("a peer names podSelector, namespaceSelector or ipBlock, and nothing else")
+    if not all(isinstance(value, dict) for value in peer.values()):
+        raise ValueError("podSelector, namespaceSelector and ipBlock are objects")
+    if "ipBlock" in peer and ("cidr" not in peer["ipBlock"] or len(peer) > 1):
+        raise ValueError("an ipBlock peer has a cidr and nothing beside it")
+    return peer
 
 
 class OperatorSettings(BaseSettings):
@@ -32,9 +48,9 @@ class OperatorSettings(BaseSettings):
     or annotations, a deletion) arrives from the watch stream and is corrected at once; this
     re-read is the safety net. Re-reading every child of a thousand CreditModels every 30 s was
     six API reads per model per pass, most of the API server's load in a steady cluster."""
-    predictor_image: str = "ghcr.io/creditmodel/predictor:0.1.0"
+    predictor_image: Image = "ghcr.io/creditmodel/predictor:0.1.0"
     """Predictor image for CreditModels whose spec.predictor.image is unset."""
-    training_image: str = "ghcr.io/creditmodel/training:0.1.0"
+    training_image: Image = "ghcr.io/creditmodel/training:0.1.0"
     """Training image for CreditModels whose spec.training.image is unset."""
     prometheus_namespace_label: Annotated[str, Field(pattern=r"^$|^[a-zA-Z_][a-zA-Z0-9_]*$")] = (
         "namespace"  # pasted into every analysis query: a Prometheus label name, or nothing
@@ -68,7 +84,7 @@ class OperatorSettings(BaseSettings):
     Gateway's own namespace (router gatewayAPI): Envoy Gateway runs them in its controller's
     namespace by default. Implementations that deploy the proxy beside the Gateway (Istio, for
     one) need nothing here."""
-    predictor_ingress_from: list[dict[str, Any]] = Field(
+    predictor_ingress_from: list[Annotated[dict[str, Any], AfterValidator(_peer)]] = Field(
         default_factory=lambda: [PROMETHEUS_PEER], max_length=32
     )
     """NetworkPolicyPeer objects (JSON) that may also reach predictor pods: Prometheus by default."""
