@@ -110,3 +110,9 @@ def test_a_local_path_too_long_is_a_storage_error(tmp_path: Path) -> None:
     OSError out of the CLI for a name the filesystem cannot hold."""
     with pytest.raises(StorageError, match="File name too long"):
         open_store(str(tmp_path / ("é" * 200) / "bundle"))
+
+
+def test_a_file_uri_naming_another_host_is_refused() -> None:
+    with pytest.raises(StorageError, match="a file URI names no other host"):
+        open_store("file://nas/models/german")
+    assert open_store("file://localhost/tmp/x").root == Path("/tmp/x")  # type: ignore[attr-defined]

@@ -80,3 +80,29 @@ def test_training_from_a_file_publishes_the_written_codes(tmp_path: Path) -> Non
     result = pipeline.train(config.model_copy(update={"enforce_gates": False}))
     branch = next(f for f in result.schema.features if f.name == "branch")
     assert branch.categories == ["000", "001", "002"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("uri", ["file://otherhost/tmp/applicants.csv", "file://nas/data.csv"])
+def test_a_file_uri_naming_another_host_is_refused(uri: str) -> None:
+    """It was read as the local path, whatever the host named."""
+    from creditmodel.training.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="a file URI names no other host"):
+        data.read_bytes(uri)
+
+
+@pytest.mark.unit
+def test_an_output_with_an_unknown_scheme_is_bad_input_like_the_data(tmp_path: Path) -> None:
+    """It exited 4, a storage error, where the same mistake in --data exits 2."""
+    from creditmodel.core.jobs import ExitCode
+    from creditmodel.training import cli
+
+    csv = tmp_path / "applicants.csv"
+    synthetic.generate(200, seed=2).to_csv(csv, index=False)
+    argv = [
+        "--data", str(csv), "--target", synthetic.TARGET,
+        "--positive-label", str(synthetic.POSITIVE_LABEL), "--model-name", "demo",
+        "--output", "gs://bucket/models",
+    ]  # fmt: skip
+    assert cli.run(argv) == ExitCode.BAD_INPUT

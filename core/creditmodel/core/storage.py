@@ -66,6 +66,8 @@ def open_store(uri: str) -> Store:
         if not parsed.netloc:
             raise StorageError(f"{redact(uri)!r}: an S3 URI needs a bucket (s3://bucket/prefix)")
         return S3Store(uri=uri, bucket=parsed.netloc, prefix=parsed.path.strip("/"))
+    if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+        raise StorageError(f"{redact(uri)!r}: a file URI names no other host (file:///path)")
     if parsed.scheme in ("", "file"):
         root = Path(parsed.path if parsed.scheme == "file" else uri)
         try:

@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from creditmodel.core.storage import open_store, redact
+from creditmodel.core import bundle
+from creditmodel.core.storage import check_writable, open_store, redact
 from creditmodel.training import features
 from creditmodel.training.errors import BadInputError
 
@@ -79,6 +80,9 @@ def read_bytes(uri: str) -> bytes:
         raise BadInputError(
             f"data URI {where!r}: unsupported scheme {parsed.scheme!r} (use a path or s3://)"
         )
+    if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+        # file://host/x was read as the local /x, whatever the host
+        raise BadInputError(f"data URI {where!r}: a file URI names no other host (file:///path)")
     path = Path(parsed.path if parsed.scheme == "file" else uri)
     try:
         if not path.is_dir() and path.exists() and not path.is_file():
@@ -188,3 +192,19 @@ def load(uri: str, *, categorical: Collection[str] = (), target: str | None = No
     raw = read_bytes(uri)
     frame = parse(uri, raw, categorical=categorical, target=target)
     return Dataset(uri=uri, frame=frame, sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+
+
+def check_output(uri: str) -> None:
+    """Fail before training, not after, when the output cannot take a bundle."""
+    scheme = urlparse(uri).scheme
+    if scheme not in ("", "file", "s3"):  # bad input, as for --data, not a storage failure
+        raise BadInputError(
+            f"output URI {redact(uri)!r}: unsupported scheme {scheme!r} (use a path or s3://)"
+        )
+    store = open_store(uri)
+    store.list_names()  # surfaces a missing bucket, bad credentials or a dead endpoint now
+    if store.exists(bundle.MANIFEST):
+        raise bundle.BundleError(
+            f"{redact(uri)}: a bundle is already published here; bundles are immutable"
+        )
+    check_writable(store)  # probes with a hidden directory or object, removed again

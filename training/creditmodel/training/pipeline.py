@@ -29,7 +29,6 @@ from creditmodel.core import bundle
 from creditmodel.core.bundle import Gate, Lineage, Manifest
 from creditmodel.core.reference import Reference
 from creditmodel.core.schema import Schema
-from creditmodel.core.storage import open_store
 from creditmodel.training import (
     card,
     cpu_parity,
@@ -110,19 +109,6 @@ def _fairness_detail(check: evaluation.FairnessCheck, min_group: int) -> str:
     # One group or none is no comparison: say so rather than report a ratio of 1 over it.
     sizes = ", ".join(f"{g.group} ({g.rows})" for g in check.groups[:10])
     return f"not checked: fewer than two groups of >= {min_group} rows ({sizes})"
-
-
-def _check_output(uri: str) -> None:
-    """Fail before training, not after, when the output cannot take a bundle."""
-    from creditmodel.core.storage import check_writable, redact
-
-    store = open_store(uri)
-    store.list_names()  # surfaces a missing bucket, bad credentials or a dead endpoint now
-    if store.exists(bundle.MANIFEST):
-        raise bundle.BundleError(
-            f"{redact(uri)}: a bundle is already published here; bundles are immutable"
-        )
-    check_writable(store)  # probes with a hidden directory or object, removed again
 
 
 def build(
@@ -393,7 +379,7 @@ def train(config: TrainingConfig, frame: pd.DataFrame | None = None) -> Training
             ) from None
         data_uri = redact(config.data or "memory://dataframe")
     if config.output:
-        _check_output(config.output)
+        data.check_output(config.output)
     manifest, files, schema, reference = build(config, frame, data_uri, data_sha)
     result = TrainingResult(
         manifest=manifest, files=files, schema=schema, reference=reference, uri=None
