@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from creditmodel.core import prediction_log as plog
-from creditmodel.core.bundle import load_bundle
+from creditmodel.core.bundle import bundle_scaling, load_bundle
 from creditmodel.core.points import PointsScaling
 from creditmodel.core.storage import open_store
-from creditmodel.predictor.engine import LoadedBundle, bundle_scaling
+from creditmodel.predictor.engine import LoadedBundle
 from creditmodel.predictor.validation import Tensor
 from tests.predictor.conftest import TrainedBundle
 from tests.predictor.server import PredictorServer, predictor_server

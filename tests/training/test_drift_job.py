@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -243,7 +244,7 @@ def test_personal_data_dropped_from_the_log_is_reported_not_logged(
         score=np.array([600, 580]),
     )
     logger.close()
-    code, summary, _ = run_job(s3, uri, capsys)
+    code, summary, _ = run_job(s3, uri, capsys, "--min-rows", "1")
     assert code == 0
     statuses = {f["name"]: f["status"] for f in summary["features"]}  # type: ignore[attr-defined]
     assert statuses["age"] == "not-logged"
@@ -289,3 +290,161 @@ def test_drift_windows_beyond_the_bound_are_refused_naming_it(text: str) -> None
         drift_job.argparse.ArgumentTypeError, match="at most 999999m, 9999h or 999d"
     ):
         drift_job.parse_duration(text)
+
+
+# --- hostile logs and arguments, on a local log (found by an outside-tester helper) -------------
+
+
+def local_rows(
+    log: Path,
+    rows: int,
+    *,
+    at: datetime,
+    scaling: str | None = None,
+    shift: int = 0,
+    **settings: Any,
+) -> None:
+    """Stable traffic (the reference's score bins) into a local log; `shift` adds points to
+    every score, as a predictor serving under another scaling does."""
+    rng = np.random.default_rng(3)
+    scores = np.array([520, 575, 640])[rng.choice(3, size=rows, p=[0.3, 0.4, 0.3])] + shift
+    logger = PredictionLogger(
+        PredictionLogSettings(uri=str(log), **settings), SCHEMA, "german-credit", clock=lambda: at
+    )
+    try:
+        logger.offer(
+            request_id="r", version="v1", variant="int8",
+            inputs={
+                "age": rng.choice([20, 38, 60], size=rows) + rng.integers(-3, 3, size=rows),
+                "housing": rng.choice(["own", "rent"], size=rows, p=[0.7, 0.3]),
+            },
+            probability=np.full(rows, 0.2, dtype=np.float32), score=scores, points_scaling=scaling,
+        )  # fmt: skip
+    finally:
+        logger.close()
+
+
+def local_bundle(tmp_path: Path) -> str:
+    uri = str(tmp_path / "bundle")
+    if not (tmp_path / "bundle").exists():
+        contents = files()
+        bundle.publish_bundle(uri, contents, manifest(contents))
+    return uri
+
+
+def run_local(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, dict[str, Any], str]:
+    argv = ["--bundle", local_bundle(tmp_path), "--log", str(tmp_path / "log")]
+    code = drift_job.main([*argv, "--end", END.isoformat(), *extra])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else {}), err
+
+
+def test_too_few_rows_give_no_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One logged row read as score PSI 8.5, `act`, and the operator retrained on it."""
+    local_rows(tmp_path / "log", 20, at=END - timedelta(hours=1))
+    code, summary, _ = run_local(tmp_path, capsys)
+    assert (code, summary["score_status"], summary["score_psi"]) == (0, "insufficient-data", None)
+    assert "20 rows in the window, fewer than the 500" in summary["message"]
+    code, summary, _ = run_local(tmp_path, capsys, "--min-rows", "10")
+    assert summary["score_psi"] is not None
+
+
+def test_scores_under_another_points_scaling_are_judged_on_the_bundles_scale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A predictor run with --base_score 700 logs every score 100 points up: the same
+    applicants read as a PSI of 3, `act`."""
+    scaling = json.dumps({"base_score": 700.0, "base_odds": 50.0, "points_to_double_odds": 20.0})
+    local_rows(tmp_path / "log", 2000, at=END - timedelta(hours=1), scaling=scaling, shift=100)
+    code, summary, _ = run_local(tmp_path, capsys)
+    assert (code, summary["score_status"]) == (0, "stable")
+
+
+def test_hashed_categories_are_not_logged_not_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Salted digests compared as categories read as a PSI of 17, `act`, and topped the list."""
+    local_rows(
+        tmp_path / "log", 2000, at=END - timedelta(hours=1), hash_fields=["housing"], hash_salt="s"
+    )
+    code, summary, _ = run_local(tmp_path, capsys)
+    statuses = {f["name"]: f["status"] for f in summary["features"]}
+    assert (code, statuses["housing"]) == (0, "not-logged")
+    assert "housing" not in summary["top_drifting_features"]
+
+
+def test_a_window_evidently_cannot_compare_still_gets_its_psi_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A drop_fields change within the window left no complete row: Evidently raised, the job
+    exited 1 and wrote no report for as long as the mixed parts stayed in the window."""
+    local_rows(tmp_path / "log", 1000, at=END - timedelta(hours=2), drop_fields=["age"])
+    local_rows(tmp_path / "log", 1000, at=END - timedelta(hours=1), drop_fields=["housing"])
+    code, summary, err = run_local(tmp_path, capsys)
+    assert (code, summary["score_status"]) == (0, "stable")
+    assert summary["evidently_drifted_columns"] is None
+    assert "no Evidently report" in summary["message"]
+    for line in err.strip().splitlines():  # every log line is one JSON object
+        json.loads(line)
+
+
+def test_rows_a_part_of_the_previous_hour_holds_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A part is named after its first batch: rows flushed with it after the hour turned were
+    in no window."""
+    at = [END - timedelta(hours=1, seconds=10)]
+    logger = PredictionLogger(
+        PredictionLogSettings(uri=str(tmp_path / "log")),
+        SCHEMA,
+        "german-credit",
+        clock=lambda: at[0],
+    )
+    for moment in (at[0], END - timedelta(minutes=59)):
+        at[0] = moment
+        logger.offer(
+            request_id="r", version="v1", variant="int8",
+            inputs={"age": np.full(600, 38), "housing": np.full(600, "own", dtype=object)},
+            probability=np.full(600, 0.2, dtype=np.float32), score=np.full(600, 575),
+        )  # fmt: skip
+    logger.close()
+    code, summary, _ = run_local(tmp_path, capsys, "--window", "1h")
+    assert (code, summary["rows"]) == (0, 600)
+
+
+def test_a_backfill_leaves_the_newer_latest_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local_rows(tmp_path / "log", 1000, at=END - timedelta(hours=1))
+    assert run_local(tmp_path, capsys)[0] == 0
+    assert run_local(tmp_path, capsys, "--end", "2026-11-01T00:00:00")[0] == 0
+    latest = json.loads((tmp_path / "log" / plog.latest_report_name("german-credit")).read_text())
+    assert latest["window_end"].startswith(END.strftime("%Y-%m-%dT%H:%M"))
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        ("--end", "0001-01-01T00:30:00"),
+        ("--end", "9999-12-31T23:30:00"),
+        ("--seed", "-1"),
+        ("--seed", "1099511627776"),
+        ("--model", "../escape"),
+        ("--model", "m" * 254),
+        ("--log", ""),
+        ("--log", "ftp://host/x"),
+        ("--log", "s3://"),
+    ],
+)
+def test_a_bad_argument_is_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argument: tuple[str, str]
+) -> None:
+    """Tracebacks (OverflowError, ValueError, a pydantic error after reading the whole window),
+    exit 4 for what is no storage failure, and an empty --log that read from /."""
+    argv = ["--bundle", local_bundle(tmp_path), "--log", str(tmp_path / "log"), *argument]
+    with pytest.raises(SystemExit) as stopped:
+        drift_job.main(argv)
+    assert stopped.value.code == drift_job.EXIT_BAD_INPUT
+    assert "Traceback" not in capsys.readouterr().err

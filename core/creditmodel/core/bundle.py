@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from creditmodel.core.errors import first_error
+from creditmodel.core.points import PointsScaling
 from creditmodel.core.reference import Reference
 from creditmodel.core.schema import Schema
 from creditmodel.core.storage import LocalStore, StorageError, Store, open_store, redact
@@ -227,3 +228,11 @@ def _parse(model: type[_Model], raw: bytes, where: str) -> _Model:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise BundleError(f"{where}: {first_error(exc)}") from None
+
+
+def bundle_scaling(bundle: Bundle) -> PointsScaling:
+    """The points scaling the bundle was trained with (manifest lineage params `scoring`): what
+    the predictor scores with unless told otherwise, and what its reference scores were binned
+    under."""
+    params = bundle.manifest.lineage.params.get("scoring")
+    return PointsScaling.model_validate(params) if isinstance(params, dict) else PointsScaling()

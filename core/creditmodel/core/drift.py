@@ -56,11 +56,15 @@ class FeatureDrift(BaseModel):
     status: str
 
 
+SKIPPED_SHOWN_MAX = 50  # parts named in a summary; skipped_files_total counts them all
+SKIPPED_REASON_MAX = 500
+
+
 class SkippedFile(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    name: str
-    reason: str
+    name: Annotated[str, Field(max_length=SKIPPED_REASON_MAX)]
+    reason: Annotated[str, Field(max_length=SKIPPED_REASON_MAX)]
 
 
 # What the operator copies into a CreditModel's status and Events is bounded: anyone holding the
@@ -84,7 +88,8 @@ class DriftSummary(BaseModel):
     created_at: datetime
     rows: _Count
     files_read: _Count
-    skipped_files: list[SkippedFile] = []
+    skipped_files: Annotated[list[SkippedFile], Field(max_length=SKIPPED_SHOWN_MAX)] = []
+    skipped_files_total: _Count = 0
     # Rows in the window logged by another version of the model (a canary's), not judged here.
     other_version_rows: _Count = 0
     # None when the window holds no predictions: no verdict, and no retraining on no evidence.

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from creditmodel.core.bundle import MODEL_FP32, MODEL_INT8, Bundle, BundleError
+from creditmodel.core.bundle import MODEL_FP32, MODEL_INT8, Bundle, BundleError, bundle_scaling
 from creditmodel.core.points import PointsScaling
 from creditmodel.core.schema import Schema
 from creditmodel.predictor.bound_run import BoundRun
@@ -215,12 +215,6 @@ def category_codes(schema: Schema, columns: dict[str, Column]) -> npt.NDArray[np
         position = {c: i for i, c in enumerate(feature.categories or ())}
         codes[:, index] = [position.get(v, -1) for v in columns[feature.name].reshape(-1).tolist()]
     return codes
-
-
-def bundle_scaling(bundle: Bundle) -> PointsScaling:
-    """The points scaling the bundle was trained with (manifest lineage params `scoring`)."""
-    params = bundle.manifest.lineage.params.get("scoring")
-    return PointsScaling.model_validate(params) if isinstance(params, dict) else PointsScaling()
 
 
 class LoadedBundle:

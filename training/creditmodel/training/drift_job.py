@@ -9,30 +9,33 @@ writes both next to the log, and prints the summary as JSON. Exit codes: 0 repor
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
+import math
 import re
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 
 from creditmodel.core import drift
 from creditmodel.core import prediction_log as plog
-from creditmodel.core.bundle import BundleError, load_bundle
+from creditmodel.core.bundle import BundleError, bundle_scaling, load_bundle
 from creditmodel.core.commands import DRIFT_COMMAND, DRIFT_WINDOW_PATTERN, DriftFlags
-from creditmodel.core.drift import DriftSummary, SkippedFile
+from creditmodel.core.drift import DriftSummary
 from creditmodel.core.jobs import ExitCode
-from creditmodel.core.reference import NumericReference, Reference
-from creditmodel.core.schema import Schema
+from creditmodel.core.points import PointsScaling
+from creditmodel.core.reference import Reference
 from creditmodel.core.storage import StorageError, open_store
 from creditmodel.training.drift_analysis import bins_psi, feature_drift, top_drifting
+from creditmodel.training.drift_evidently import evidently_report
+from creditmodel.training.drift_log import read_window
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STORAGE = ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.STORAGE
+MIN_ROWS = 500
 log = logging.getLogger("creditmodel.drift")
 
 
@@ -55,8 +58,47 @@ def parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--end {text!r}: not an ISO 8601 time") from None
+        raise argparse.ArgumentTypeError(f"--end {text[:40]!r}: not an ISO 8601 time") from None
+    if not 2000 <= moment.year <= 9000:  # the window's start and the report's path are computed
+        raise argparse.ArgumentTypeError(f"--end {text[:40]!r}: not between 2000 and 9000")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _bounded_int(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _model_name(text: str) -> str:
+    """A model name as a path segment of the log: `../x` read and wrote outside the model's."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", text):
+        raise argparse.ArgumentTypeError(
+            f"--model {text[:40]!r}: letters, digits, '.', '_' and '-', at most 253"
+        )
+    return text
+
+
+def _log_uri(text: str) -> str:
+    """A directory or s3://bucket[/prefix]: an empty --log read from / and wrote into the
+    working directory, and another scheme was reported as a storage failure (exit 4)."""
+    parsed = urlparse(text)
+    if (
+        not text.strip()
+        or parsed.scheme not in ("", "file", "s3")
+        or (parsed.scheme == "s3" and not parsed.netloc)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"--log {text[:80]!r}: a directory or s3://bucket[/prefix]"
+        )
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,10 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         DriftFlags.BUNDLE, required=True, help="bundle URI (directory or s3:// prefix)"
     )
     parser.add_argument(
-        DriftFlags.LOG, required=True, help="prediction log root URI (directory or s3://)"
+        DriftFlags.LOG,
+        required=True,
+        type=_log_uri,
+        help="prediction log root URI (directory or s3://)",
     )
     parser.add_argument(
-        DriftFlags.MODEL, help="model name in the log (default: the bundle's model name)"
+        DriftFlags.MODEL,
+        type=_model_name,
+        help="model name in the log (default: the bundle's model name)",
     )
     parser.add_argument(
         DriftFlags.WINDOW,
@@ -85,165 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=100_000,
         help="rows sampled for the Evidently report (PSI always uses every row)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=0)
+    parser.add_argument(
+        "--min-rows",
+        type=_bounded_int(1, 2**31 - 1),
+        default=MIN_ROWS,
+        help=f"rows the window needs for a verdict (default {MIN_ROWS}, the predictor's"
+        " drift_min_rows): over ten bins, noise alone gives a PSI of about 9/rows",
+    )
     return parser
-
-
-@dataclass
-class LogWindow:
-    frame: pd.DataFrame
-    files_read: int
-    skipped: list[SkippedFile]
-    other_version_rows: int = 0
-
-
-METADATA_KINDS = {plog.TIMESTAMP: "time", plog.SCORE: "number", plog.PROBABILITY: "number"}
-
-
-def _kind_ok(dtype: Any, kind: str) -> bool:
-    import pyarrow as pa
-
-    if kind == "time":
-        return bool(pa.types.is_timestamp(dtype))
-    if kind == "number":
-        return bool(pa.types.is_integer(dtype) or pa.types.is_floating(dtype))
-    return bool(pa.types.is_string(dtype) or pa.types.is_large_string(dtype))
-
-
-def usable_columns(table: Any, schema: Schema) -> tuple[list[str], str | None]:
-    """(columns to read, reason to skip the part). Metadata columns are required; a feature column
-    may be absent or of another type (dropped or pseudonymised as personal data) and is then left out."""
-    for column, kind in METADATA_KINDS.items():
-        if column not in table.column_names:
-            return [], f"missing column {column!r}"
-        if not _kind_ok(table.schema.field(column).type, kind):
-            return (
-                [],
-                f"column {column!r} has type {table.schema.field(column).type}, expected {kind}",
-            )
-    columns = list(METADATA_KINDS)
-    for feature in schema.features:
-        column = plog.input_column(feature.name)
-        kind = "text" if feature.kind == "categorical" else "number"
-        if column in table.column_names and _kind_ok(table.schema.field(column).type, kind):
-            columns.append(column)
-    return columns, None
-
-
-def read_window(
-    log_uri: str,
-    model: str,
-    schema: Schema,
-    start: datetime,
-    end: datetime,
-    version: str | None = None,
-) -> LogWindow:
-    """Every valid row logged in [start, end); unreadable or mismatched parts are skipped and named.
-    With `version`, only that model version's rows count: during a canary the log holds the
-    canary's rows too, and a report names the one version it judges."""
-    import pyarrow.parquet as pq
-
-    frames, skipped, files_read, other_version_rows = [], [], 0, 0
-    for prefix in plog.hours_in_window(model, start, end):
-        store = open_store(f"{log_uri.rstrip('/')}/{prefix}")
-        for name in store.list_names():
-            if not name.endswith(".parquet"):
-                continue
-            full = f"{prefix}/{name}"
-            data = store.read_bytes(name)
-            try:
-                table = pq.read_table(io.BytesIO(data))
-            except Exception as exc:  # any decoding failure means a corrupt part
-                skipped.append(SkippedFile(name=full, reason=f"unreadable Parquet: {exc}"))
-                continue
-            columns, problem = usable_columns(table, schema)
-            if problem:
-                skipped.append(SkippedFile(name=full, reason=f"schema mismatch: {problem}"))
-                continue
-            has_version = version is not None and plog.VERSION in table.column_names
-            frame = table.select([*columns, plog.VERSION] if has_version else columns).to_pandas()
-            stamps = pd.to_datetime(frame[plog.TIMESTAMP], utc=True)
-            frame = frame[(stamps >= start) & (stamps < end)]
-            if has_version:
-                same = frame[plog.VERSION] == version
-                other_version_rows += int((~same).sum())
-                frame = frame[same].drop(columns=plog.VERSION)
-            frames.append(frame)
-            files_read += 1
-    frame = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=list(METADATA_KINDS))
-    )
-    return LogWindow(frame, files_read, skipped, other_version_rows)
-
-
-def reference_sample(schema: Schema, reference: Reference, rows: int, seed: int) -> pd.DataFrame:
-    """A synthetic sample of the frozen reference distribution for Evidently, which compares two
-    datasets: categories by their frequencies; numbers uniform within each reference bin (outer bins
-    bounded by the schema's valid range, else by one average bin width)."""
-    rng = np.random.default_rng(seed)
-    data: dict[str, Any] = {}
-    for feature in schema.features:
-        ref = reference.features[feature.name]
-        if isinstance(ref, NumericReference):
-            edges = np.asarray(ref.bins.edges, dtype=np.float64)
-            width = float(np.mean(np.diff(edges))) if edges.size > 1 else 1.0
-            low = (
-                feature.minimum
-                if feature.minimum is not None
-                else (edges[0] if edges.size else 0.0) - width
-            )
-            high = (
-                feature.maximum
-                if feature.maximum is not None
-                else (edges[-1] if edges.size else 0.0) + width
-            )
-            bounds = np.concatenate(
-                [
-                    [min(low, edges[0]) if edges.size else low],
-                    edges,
-                    [max(high, edges[-1]) if edges.size else high],
-                ]
-            )
-            bins = rng.choice(
-                len(ref.bins.fractions),
-                size=rows,
-                p=np.asarray(ref.bins.fractions) / sum(ref.bins.fractions),
-            )
-            data[feature.name] = rng.uniform(bounds[bins], bounds[bins + 1])
-        else:
-            categories = list(ref.frequencies)
-            weights = np.asarray([ref.frequencies[c] for c in categories])
-            data[feature.name] = rng.choice(categories, size=rows, p=weights / weights.sum())
-    return pd.DataFrame(data)
-
-
-def evidently_report(
-    schema: Schema, reference: Reference, current: pd.DataFrame, sample: int, seed: int
-) -> tuple[str, str, int, float, int]:
-    """(html, json, drifted column count, drifted share, rows used) of an Evidently DataDrift report."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    if len(current) > sample:
-        current = current.sample(n=sample, random_state=seed)
-    ref = reference_sample(schema, reference, max(len(current), 1_000), seed)
-    definition = DataDefinition(
-        numerical_columns=[f.name for f in schema.features if f.kind == "numeric"],
-        categorical_columns=[f.name for f in schema.features if f.kind == "categorical"],
-    )
-    snapshot = Report([DataDriftPreset()], include_tests=True).run(
-        Dataset.from_pandas(current.reset_index(drop=True), data_definition=definition),
-        Dataset.from_pandas(ref, data_definition=definition),
-    )
-    document = json.loads(snapshot.json())
-    count = share = None
-    for metric in document.get("metrics", []):
-        if str(metric.get("metric_name", "")).startswith("DriftedColumnsCount"):
-            count, share = metric["value"]["count"], metric["value"]["share"]
-    html = snapshot.get_html_str(as_iframe=False)
-    return html, json.dumps(document, indent=1), int(count or 0), float(share or 0.0), len(current)
 
 
 def run(args: argparse.Namespace) -> DriftSummary:
@@ -276,67 +173,161 @@ def run(args: argparse.Namespace) -> DriftSummary:
         "rows": len(frame),
         "files_read": window.files_read,
         "skipped_files": window.skipped,
+        "skipped_files_total": window.skipped_total,
         "other_version_rows": window.other_version_rows,
     }
     store = open_store(args.log)
     prefix = plog.report_prefix(model, end)
-    if frame.empty:
+    if len(frame) < args.min_rows:
+        others = window.other_version_rows
+        message = (
+            "no predictions logged in the window; no drift verdict"
+            if frame.empty
+            else f"{len(frame)} rows in the window, fewer than the {args.min_rows} a verdict needs"
+            " (over ten bins, noise alone gives a PSI of about 9/rows); no drift verdict"
+        )
         summary = DriftSummary(
             **base,
             score_psi=None,
-            score_status="no-data",
-            message="no predictions logged in the window; no drift verdict"
-            + (
-                f" ({window.other_version_rows} rows of other versions left out)"
-                if window.other_version_rows
-                else ""
-            ),
+            score_status="no-data" if frame.empty else "insufficient-data",
+            message=message + (f" ({others} rows of other versions left out)" if others else ""),
         )
     else:
-        columns = {
-            f.name: frame[plog.input_column(f.name)].dropna().to_numpy()
-            for f in bundle.schema.features
-            if plog.input_column(f.name) in frame
-        }
-        features = feature_drift(bundle.schema, bundle.reference, columns)
-        score_psi = bins_psi(bundle.reference.score, frame[plog.SCORE].to_numpy())
-        logged = [f for f in bundle.schema.features if plog.input_column(f.name) in frame]
-        current = frame[[plog.input_column(f.name) for f in logged]].dropna()
-        current.columns = [f.name for f in logged]
-        html, report_json, drifted, share, used = evidently_report(
-            bundle.schema.model_copy(update={"features": logged}),
-            bundle.reference,
-            current,
-            args.evidently_sample,
-            args.seed,
-        )
-        store.write_bytes(f"{prefix}/drift.html", html.encode())
-        store.write_bytes(f"{prefix}/evidently.json", report_json.encode())
-        summary = DriftSummary(
-            **base,
-            score_psi=round(score_psi, 6),
-            score_status=drift.status(score_psi),
-            features=features,
-            top_drifting_features=top_drifting(features),
-            evidently_drifted_columns=drifted,
-            evidently_drift_share=share,
-            evidently_sample_rows=used,
-            report_uri=f"{args.log.rstrip('/')}/{prefix}/drift.html",
-            json_uri=f"{args.log.rstrip('/')}/{prefix}/evidently.json",
-            message=f"score PSI {score_psi:.3f} ({drift.status(score_psi)})",
-        )
+        summary = _judged(args, bundle, frame, base, store, prefix)
     encoded = (summary.model_dump_json(indent=2) + "\n").encode()
     store.write_bytes(f"{prefix}/summary.json", encoded)
-    store.write_bytes(plog.latest_report_name(model), encoded)
+    if _is_latest(store, plog.latest_report_name(model), end):
+        store.write_bytes(plog.latest_report_name(model), encoded)
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format='{"level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
+def _judged(
+    args: argparse.Namespace,
+    bundle: Any,
+    frame: pd.DataFrame,
+    base: dict[str, Any],
+    store: Any,
+    prefix: str,
+) -> DriftSummary:
+    """The verdict on a window with enough rows: score PSI (on the bundle's points scale),
+    feature PSI (pseudonymised columns count as not logged), and Evidently's view, which never
+    stops the report."""
+    schema, reference = bundle.schema, bundle.reference
+    columns = {}
+    for feature in schema.features:
+        column = plog.input_column(feature.name)
+        if column not in frame:
+            continue
+        values = frame[column].dropna().to_numpy()
+        if feature.kind == "categorical" and _pseudonymised(values, reference, feature.name):
+            continue
+        columns[feature.name] = values
+    features = feature_drift(schema, reference, columns)
+    scores = bundle_scores(frame, bundle_scaling(bundle))
+    score_psi = bins_psi(reference.score, scores)
+    status = drift.status(score_psi)
+    evidently: dict[str, Any] = {}
+    note = ""
+    logged = [f for f in schema.features if f.name in columns]
+    current = frame[[plog.input_column(f.name) for f in logged]]
+    current.columns = [f.name for f in logged]
+    current = current.dropna(axis="columns", how="all").dropna()
+    kept = [f for f in logged if f.name in current.columns]
+    try:
+        if current.empty or not kept:
+            raise ValueError("no complete row of logged features")
+        html, report_json, drifted, share, used = evidently_report(
+            schema.model_copy(update={"features": kept}), reference, current[[f.name for f in kept]],
+            args.evidently_sample, args.seed,
+        )  # fmt: skip
+    except Exception as exc:
+        log.warning("no Evidently report: %s", exc)
+        note = f"; no Evidently report ({str(exc)[:200]})"
+    else:
+        store.write_bytes(f"{prefix}/drift.html", html.encode())
+        store.write_bytes(f"{prefix}/evidently.json", report_json.encode())
+        evidently = {
+            "evidently_drifted_columns": drifted,
+            "evidently_drift_share": share,
+            "evidently_sample_rows": used,
+            "report_uri": f"{args.log.rstrip('/')}/{prefix}/drift.html",
+            "json_uri": f"{args.log.rstrip('/')}/{prefix}/evidently.json",
+        }
+    return DriftSummary(
+        **base,
+        **evidently,
+        score_psi=None if math.isnan(score_psi) else round(score_psi, 6),
+        score_status=status,
+        features=features,
+        top_drifting_features=top_drifting(features),
+        message=f"score PSI {score_psi:.3f} ({status}){note}",
     )
+
+
+_HASHED = r"[0-9a-f]{64}"  # core.prediction_log.pseudonymise: a salted sha256, hex
+
+
+def _pseudonymised(values: np.ndarray, reference: Reference, name: str) -> bool:
+    """A categorical column the predictor hashed (hash_fields): none of its values is a
+    category, all are digests. Compared as categories it read as a PSI of 17, `act`."""
+    known = reference.features[name]
+    categories = getattr(known, "frequencies", {})
+    text = pd.Series(values, dtype=object).astype(str)
+    return (
+        bool(len(text))
+        and bool(text.str.fullmatch(_HASHED).all())
+        and not text.isin(list(categories)).any()
+    )
+
+
+def bundle_scores(frame: pd.DataFrame, scaling: PointsScaling) -> np.ndarray:
+    """The logged scores on the bundle's points scale, which its reference scores were binned
+    on: a predictor serving with --base_score 700 logs every score 100 points up, and the same
+    applicants read as a PSI of 3 (`act`). Each row's scaling is in its points_scaling column
+    (log format 2); non-finite scores are left out."""
+    scores = pd.to_numeric(frame[plog.SCORE], errors="coerce").to_numpy(dtype=np.float64)
+    if plog.POINTS_SCALING in frame:
+        logged = frame[plog.POINTS_SCALING]
+        for text in logged.dropna().unique():
+            try:
+                used = PointsScaling.model_validate_json(str(text))
+            except ValueError:
+                continue  # not a scaling: the scores are taken as they are
+            if used == scaling:
+                continue
+            rows = (logged == text).to_numpy()
+            log_odds = (scores[rows] - used.offset) / used.factor
+            scores[rows] = np.rint(scaling.offset + scaling.factor * log_odds)
+    finite: np.ndarray = scores[np.isfinite(scores)]
+    return finite
+
+
+def _is_latest(store: Any, name: str, end: datetime) -> bool:
+    """Whether a report ending at `end` is the newest: a backfill run for an older window
+    replaced latest.json, which the operator then took for news."""
+    try:
+        if not store.exists(name):
+            return True
+        current = DriftSummary.model_validate_json(store.read_bytes(name))
+    except ValueError:
+        return True  # an unreadable latest.json is replaced
+    return bool(current.window_end <= end)
+
+
+class _JsonLines(logging.Formatter):
+    """One JSON object per line, the message escaped (a part named with a quote or a newline,
+    or Arrow's multi-line errors, broke the line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
