@@ -448,3 +448,22 @@ def test_a_bad_argument_is_exit_2_with_one_line(
         drift_job.main(argv)
     assert stopped.value.code == drift_job.EXIT_BAD_INPUT
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_window_of_non_finite_scores_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message read "score PSI nan (no-data)"."""
+    logger = PredictionLogger(
+        PredictionLogSettings(uri=str(tmp_path / "log")), SCHEMA, "german-credit",
+        clock=lambda: END - timedelta(hours=1),
+    )  # fmt: skip
+    logger.offer(
+        request_id="r", version="v1", variant="int8",
+        inputs={"age": np.full(600, 38), "housing": np.full(600, "own", dtype=object)},
+        probability=np.full(600, 0.2, dtype=np.float32), score=np.full(600, np.nan),
+    )  # fmt: skip
+    logger.close()
+    code, summary, _ = run_local(tmp_path, capsys)
+    assert (code, summary["score_psi"], summary["score_status"]) == (0, None, "no-data")
+    assert summary["message"].startswith("no finite score logged; no drift verdict")

@@ -260,7 +260,11 @@ def _judged(
         score_status=status,
         features=features,
         top_drifting_features=top_drifting(features),
-        message=f"score PSI {score_psi:.3f} ({status}){note}",
+        message=(
+            f"score PSI {score_psi:.3f} ({status}){note}"
+            if not math.isnan(score_psi)
+            else f"no finite score logged; no drift verdict{note}"
+        ),
     )
 
 
