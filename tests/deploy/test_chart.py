@@ -294,7 +294,7 @@ def test_the_prometheus_url_rule_is_the_operators() -> None:
 
     schema = json.loads((CHART / "values.schema.json").read_text())
     url = schema["properties"]["operator"]["properties"]["prometheusUrl"]
-    assert url["pattern"] == f"^({validation.HTTP_URL})$"
+    assert url["pattern"] == f"^$|^({validation.HTTP_URL})$"
     assert url["not"] == {"pattern": f"^({validation.METADATA_URL})"}
 
 
@@ -513,3 +513,11 @@ def test_chart_metadata() -> None:
     objects: list[Object] = render()
     versions = {obj["metadata"]["labels"]["app.kubernetes.io/version"] for obj in objects}
     assert versions == {chart["appVersion"]}
+
+
+def test_an_empty_prometheus_url_installs_an_operator_without_prometheus() -> None:
+    """The schema refused "" and the operator refused an empty variable: a chart install could
+    not say "no Prometheus" (canaries then wait for the promote action)."""
+    deployment = one(render(string_values=["operator.prometheusUrl="]), "Deployment")
+    env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "CREDITMODEL_OPERATOR_PROMETHEUS_URL" not in env
