@@ -467,3 +467,36 @@ def test_a_window_of_non_finite_scores_says_so(
     code, summary, _ = run_local(tmp_path, capsys)
     assert (code, summary["score_psi"], summary["score_status"]) == (0, None, "no-data")
     assert summary["message"].startswith("no finite score logged; no drift verdict")
+
+
+def test_parts_without_a_version_or_of_another_model_are_skipped_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A part without the version column was judged with no version filter (a canary's rows
+    counted as the stable's), and one holding another model's rows as this model's."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    local_rows(tmp_path / "log", 1000, at=END - timedelta(hours=2))
+    hour = plog.hour_prefix("german-credit", END - timedelta(hours=1))
+    for name, extra in (("no-version", {}), ("other-model", {plog.VERSION: ["v1"] * 600})):
+        columns = {
+            plog.SCORE: [900] * 600, plog.PROBABILITY: [0.01] * 600,
+            plog.MODEL: ["german-credit" if name == "no-version" else "mortgage"] * 600, **extra,
+        }  # fmt: skip
+        table = pa.table(columns).append_column(
+            plog.TIMESTAMP, pa.array([END - timedelta(hours=1)] * 600, pa.timestamp("us", "UTC"))
+        )
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        open_store(str(tmp_path / "log")).write_bytes(f"{hour}/{name}.parquet", sink.getvalue())
+    code, summary, _ = run_local(tmp_path, capsys)
+    reasons = {s["name"].rsplit("/", 1)[-1]: s["reason"] for s in summary["skipped_files"]}
+    assert (code, summary["rows"], summary["score_status"]) == (0, 1000, "stable")
+    assert reasons == {
+        "no-version.parquet": "schema mismatch: missing column 'version' (a report judges one"
+        " version)",
+        "other-model.parquet": "schema mismatch: rows of a model other than 'german-credit'",
+    }

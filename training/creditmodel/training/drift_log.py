@@ -76,27 +76,32 @@ def usable_columns(arrow_schema: Any, schema: Schema) -> tuple[list[str], str | 
 
 
 def _rows(
-    data: bytes, schema: Schema, version: str | None, start: datetime, end: datetime
+    data: bytes, schema: Schema, model: str, version: str | None, start: datetime, end: datetime
 ) -> tuple[pd.DataFrame, int]:
     """The part's rows in [start, end) of `version` (and how many of other versions), reading
-    only the columns the job uses. Raises on anything a hostile or corrupt part holds."""
+    only the columns the job uses. Raises on anything a hostile or corrupt part holds: a part
+    without the version column was judged with no version filter, and one holding another
+    model's rows was judged as this model's."""
     import pyarrow.parquet as pq
 
     arrow_schema = pq.read_schema(io.BytesIO(data))
     columns, problem = usable_columns(arrow_schema, schema)
+    if not problem and version is not None and plog.VERSION not in arrow_schema.names:
+        problem = f"missing column {plog.VERSION!r} (a report judges one version)"
     if problem:
         raise ValueError(f"schema mismatch: {problem}")
-    has_version = version is not None and plog.VERSION in arrow_schema.names
-    wanted = [*columns, plog.VERSION] if has_version else columns
-    frame = pq.read_table(io.BytesIO(data), columns=wanted).to_pandas()
+    extra = [c for c in (plog.VERSION, plog.MODEL) if c in arrow_schema.names]
+    frame = pq.read_table(io.BytesIO(data), columns=[*columns, *extra]).to_pandas()
+    if plog.MODEL in frame and (frame[plog.MODEL].astype(str) != model).any():
+        raise ValueError(f"schema mismatch: rows of a model other than {model!r}")
     stamps = pd.to_datetime(frame[plog.TIMESTAMP], utc=True)
     frame = frame[(stamps >= start) & (stamps < end)]
     other = 0
-    if has_version:
+    if version is not None:
         same = frame[plog.VERSION].astype(str) == version
         other = int((~same).sum())
-        frame = frame[same].drop(columns=plog.VERSION)
-    return frame, other
+        frame = frame[same]
+    return frame.drop(columns=extra), other
 
 
 def read_window(
@@ -120,7 +125,7 @@ def read_window(
             full = f"{prefix}/{name}"
             data = store.read_bytes(name)  # a storage failure is the job's, not the part's
             try:
-                frame, other = _rows(data, schema, version, start, end)
+                frame, other = _rows(data, schema, model, version, start, end)
             except Exception as exc:
                 reason = (
                     str(exc)
