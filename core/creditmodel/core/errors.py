@@ -15,8 +15,16 @@ def first_error(exc: ValidationError, *, show_input: bool = False) -> str:
     the rejected value (for command-line arguments, where the user typed it and wants it back)."""
     error = exc.errors()[0]
     location = ".".join(str(part) for part in error["loc"]) or "value"
+    # a whole-model check's input is every setting at once: not shown
+    return _described(exc, location, show_input=show_input and bool(error["loc"]))
+
+
+def _described(exc: ValidationError, location: str, *, show_input: bool) -> str:
+    """`location: message` of the first error, the value as sent (cut) when `show_input`, and
+    how many more errors there are."""
+    error = exc.errors()[0]
     text = f"{location}: {error['msg']}"
-    if show_input and error["loc"]:  # a whole-model check's input is every setting at once
+    if show_input:
         given = repr(error.get("input"))
         text += f" (got {given if len(given) <= _SHOWN else given[:_SHOWN] + '...'})"
     if exc.error_count() > 1:
@@ -38,10 +46,7 @@ def settings_problem(exc: Exception, prefix: str, flags: Collection[str] = ()) -
         variable = f"{prefix}{field.upper()}" if field else "the settings"
         if field in flags:
             variable += f" (or --{field})"
-        given = repr(error.get("input"))
-        shown = given if len(given) <= _SHOWN else given[:_SHOWN] + "..."
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return f"{variable}: {error['msg']} (got {shown}){more}"
+        return _described(exc, variable, show_input=True)
     found = _FIELD.search(str(exc))
     if found is None:
         return None

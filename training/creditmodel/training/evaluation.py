@@ -102,6 +102,12 @@ def implausible_age(name: str, column: pd.Series) -> str | None:
     )
 
 
+def as_groups(column: pd.Series) -> pd.Series:
+    """A column of group labels: its values as text, a blank its own group `(missing)` (it was
+    the group 'nan')."""
+    return column.astype(str).mask(column.isna(), MISSING_GROUP)
+
+
 def age_band(age: float) -> str:
     if math.isnan(age):  # an audit-only age left blank: it fell through every band to "<18"
         return MISSING_GROUP
@@ -120,7 +126,7 @@ def audited_columns(frame: pd.DataFrame, audit_only: list[str]) -> dict[str, pd.
         if is_age(name) and pd.api.types.is_numeric_dtype(column):
             out[f"{name} (band)"] = column.map(age_band).astype(str)
         elif name in audit_only or _SENSITIVE.search(name):
-            out[name] = column.astype(str).mask(column.isna(), MISSING_GROUP)
+            out[name] = as_groups(column)
     return out
 
 

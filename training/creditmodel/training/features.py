@@ -296,7 +296,7 @@ def _audited(name: str, column: pd.Series) -> pd.Series:
     """An audit-only column as the audit groups it: text with blanks as their own group (they
     were the group 'nan'), or numbers, where text among them is refused, not made a blank."""
     if infer_kind(column) == "categorical":
-        return column.astype(str).mask(column.isna(), evaluation.MISSING_GROUP)
+        return evaluation.as_groups(column)
     return _as_numbers(f"audit-only column {name!r}", column)
 
 
