@@ -83,6 +83,10 @@ def latest_report_name(model: str) -> str:
     return f"{model}/{REPORTS}/{LATEST_REPORT}"
 
 
+PSEUDONYM_PATTERN = r"[0-9a-f]{64}"
+"""What `pseudonymise` writes (a SHA-256 in hex): how a reader tells a hashed column."""
+
+
 def pseudonymise(value: object, salt: str) -> str:
     """Stable salted SHA-256 of a value: joins on the same person still work, the value does not
     leave the pod."""

@@ -268,9 +268,6 @@ def _judged(
     )
 
 
-_HASHED = r"[0-9a-f]{64}"  # core.prediction_log.pseudonymise: a salted sha256, hex
-
-
 def _pseudonymised(values: np.ndarray, reference: Reference, name: str) -> bool:
     """A categorical column the predictor hashed (hash_fields): none of its values is a
     category, all are digests. Compared as categories it read as a PSI of 17, `act`."""
@@ -279,7 +276,7 @@ def _pseudonymised(values: np.ndarray, reference: Reference, name: str) -> bool:
     text = pd.Series(values, dtype=object).astype(str)
     return (
         bool(len(text))
-        and bool(text.str.fullmatch(_HASHED).all())
+        and bool(text.str.fullmatch(plog.PSEUDONYM_PATTERN).all())
         and not text.isin(list(categories)).any()
     )
 
