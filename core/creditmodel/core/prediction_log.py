@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 TIMESTAMP = "timestamp"
 REQUEST_ID = "request_id"
@@ -46,8 +46,6 @@ DECISION_COLUMNS = (LOG_FORMAT, BUNDLE_DIGEST, POINTS_SCALING, *REASON_CODE_COLU
 INPUT_PREFIX = "input."
 REPORTS = "reports"
 LATEST_REPORT = "latest.json"
-
-PersonalDataAction = Literal["drop", "hash"]
 
 
 def input_column(feature: str) -> str:

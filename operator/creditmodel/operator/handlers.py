@@ -49,8 +49,8 @@ WATCH_HANDLERS = ("changed", "child_changed", "job_changed")
 class QuietWatchHandlers(logging.Filter):
     """Drops kopf's INFO line "Handler 'child_changed' succeeded." for the watch handlers: it comes
     with every watch event, and says nothing the operator's own lines do not (each write, each
-    refusal). At 1,000 CreditModels applied at once it was 11,000 of the log's 16,000 lines, and
-    its formatting 3% of the operator's CPU. Failures still log; -v (DEBUG) keeps every line."""
+    refusal). At 1,000 CreditModels applied at once it would be 11,000 of the log's 16,000 lines,
+    and its formatting 3% of the operator's CPU. Failures still log; -v (DEBUG) keeps every line."""
 
     def __init__(self) -> None:
         super().__init__()

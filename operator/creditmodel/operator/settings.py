@@ -20,8 +20,8 @@ _PEER_KEYS = {"podSelector", "namespaceSelector", "ipBlock"}
 
 
 def _peer(peer: dict[str, Any]) -> dict[str, Any]:
-    """A NetworkPolicyPeer the API server takes: `{}` or an unknown key made every CreditModel's
-    predictor NetworkPolicy refused at reconcile time, not at start-up."""
+    """A NetworkPolicyPeer the API server takes, checked at start-up: `{}` or an unknown key
+    would have every CreditModel's predictor NetworkPolicy refused at reconcile time."""
     unknown = set(peer) - _PEER_KEYS
     if not peer or unknown:
         raise ValueError("a peer names podSelector, namespaceSelector or ipBlock, and nothing else")
@@ -46,8 +46,8 @@ class OperatorSettings(BaseSettings):
     """Upper bound between two full re-reads of a CreditModel's children (each one read and
     compared, stale InferenceServices pruned). A change to a child (an edit of its spec, labels
     or annotations, a deletion) arrives from the watch stream and is corrected at once; this
-    re-read is the safety net. Re-reading every child of a thousand CreditModels every 30 s was
-    six API reads per model per pass, most of the API server's load in a steady cluster."""
+    re-read is the safety net, so it is long: each re-read costs six API reads per model, and at a
+    thousand CreditModels a short period is most of the API server's load in a steady cluster."""
     predictor_image: Image = "ghcr.io/creditmodel/predictor:0.1.0"
     """Predictor image for CreditModels whose spec.predictor.image is unset."""
     training_image: Image = "ghcr.io/creditmodel/training:0.1.0"

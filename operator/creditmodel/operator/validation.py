@@ -85,7 +85,6 @@ COLUMN = r"[^-\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*"
 COLUMN_MAX = 256
 QUANTITY = r"[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?"
 """A non-negative Kubernetes resource quantity (the API server's CEL `isQuantity`, minus signs)."""
-RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
 _CRON_VALUES = (
     (r"[0-5]?[0-9]", False),

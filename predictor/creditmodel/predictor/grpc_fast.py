@@ -6,8 +6,7 @@ InferInput, `Model.__call__` times preprocess/predict/postprocess into three pro
 histograms, our predict then turns the InferInputs into Tensors, and `InferResponse.to_grpc`
 rebuilds the outputs element by element; BYTES inputs also arrive as bytes, which sends every
 request down the validator's careful per-input path. `FastInferenceServicer` is KServe's
-InferenceServicer (GRPCServer builds it by its module-global name, which `install` points here)
-with ModelInfer answered straight from the protobuf for the models installed here: typed contents
+InferenceServicer (serving.HostGRPCServer builds it in place of KServe's) with ModelInfer answered straight from the protobuf for the models installed here: typed contents
 (lists) or raw bytes (numpy), BYTES as str -> ScoringService -> protobuf typed or raw contents. Every other RPC
 is KServe's, except the model repository extension's (RepositoryModelLoad/Unload answer
 UNIMPLEMENTED: nobody may unload the served model over the API). Errors are KServe's exceptions,
@@ -340,11 +339,6 @@ class DebugLoggingInterceptor(LoggingInterceptor):  # type: ignore[misc]
 
 
 def install(service: ScoringService) -> None:
-    """Serve `service` on the fast gRPC path of this process's KServe server (idempotent):
-    GRPCServer.start looks its servicer and logging interceptor classes up by module-global
-    name when it starts, so these two names are the hook."""
-    from kserve.protocol.grpc import server
-
+    """Serve `service` on the fast gRPC path of this process (idempotent); serving.HostGRPCServer
+    builds the servicer and interceptors that look it up."""
     _SERVICES[service.name] = service
-    server.InferenceServicer = FastInferenceServicer
-    server.LoggingInterceptor = DebugLoggingInterceptor

@@ -21,7 +21,8 @@
   stop them).
 
 KServe's ModelServer.start builds its REST and gRPC servers by module-global name; `start`
-points those names at the subclasses here, as grpc_fast.install does for the servicer.
+points those names at the subclasses here (HostGRPCServer builds grpc_fast's servicer and
+interceptors itself).
 
 Before serving, each process that serves REST settles its heap (`settle_heap`, called by
 rest.FastPathApp at uvicorn's lifespan start-up)."""

@@ -56,8 +56,8 @@ class PredictorSettings(BaseSettings):
     @field_validator("scaling", mode="before")
     @classmethod
     def _all_three(cls, value: object) -> object:
-        """A partial scaling (CREDITMODEL_PREDICTOR_SCALING='{"base_score": 700}') took 50 and 20
-        for the rest, not the bundle's: the flags refuse it, and so does this."""
+        """A partial scaling (CREDITMODEL_PREDICTOR_SCALING='{"base_score": 700}') is refused, as
+        the flags refuse it: the rest would be defaults, not the bundle's."""
         if isinstance(value, dict) and set(value) != set(PointsScaling.model_fields):
             raise ValueError("give all of base_score, base_odds and points_to_double_odds")
         return value

@@ -87,8 +87,8 @@ def _model_name(text: str) -> str:
 
 
 def _log_uri(text: str) -> str:
-    """A directory or s3://bucket[/prefix]: an empty --log read from / and wrote into the
-    working directory, and another scheme was reported as a storage failure (exit 4)."""
+    """A directory or s3://bucket[/prefix]; an empty --log or another scheme is a usage error
+    (exit 2), not a path to read from or a storage failure."""
     parsed = urlparse(text)
     if (
         not text.strip()
@@ -270,7 +270,7 @@ def _judged(
 
 def _pseudonymised(values: np.ndarray, reference: Reference, name: str) -> bool:
     """A categorical column the predictor hashed (hash_fields): none of its values is a
-    category, all are digests. Compared as categories it read as a PSI of 17, `act`."""
+    category, all are digests. Compared as categories it would read as a huge PSI, `act`."""
     known = reference.features[name]
     categories = getattr(known, "frequencies", {})
     text = pd.Series(values, dtype=object).astype(str)
@@ -304,8 +304,8 @@ def bundle_scores(frame: pd.DataFrame, scaling: PointsScaling) -> np.ndarray:
 
 
 def _is_latest(store: Any, name: str, end: datetime) -> bool:
-    """Whether a report ending at `end` is the newest: a backfill run for an older window
-    replaced latest.json, which the operator then took for news."""
+    """Whether a report ending at `end` is the newest: a backfill for an older window must not
+    replace latest.json, which the operator reads as the current drift."""
     try:
         if not store.exists(name):
             return True

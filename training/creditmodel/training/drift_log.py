@@ -79,9 +79,9 @@ def _rows(
     data: bytes, schema: Schema, model: str, version: str | None, start: datetime, end: datetime
 ) -> tuple[pd.DataFrame, int]:
     """The part's rows in [start, end) of `version` (and how many of other versions), reading
-    only the columns the job uses. Raises on anything a hostile or corrupt part holds: a part
-    without the version column was judged with no version filter, and one holding another
-    model's rows was judged as this model's."""
+    only the columns the job uses. Raises on anything a hostile or corrupt part holds, and on a
+    part that cannot be attributed: one without the version column (a canary's rows would count
+    as the stable's) or one holding another model's rows."""
     import pyarrow.parquet as pq
 
     arrow_schema = pq.read_schema(io.BytesIO(data))

@@ -24,7 +24,7 @@ MAX_CATEGORIES = 100
 MAX_CATEGORY_LENGTH = 256
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names inside the exported graph: skl2onnx's (export.py names them cm_*, and the quantizer
-# derives its own from those) and the ones export.py adds. A feature so named broke the export.
+# derives its own from those) and the ones export.py adds. A feature so named would clash.
 _GRAPH_NAMES = frozenset(
     ["label", "probability", "probabilities", "positive_column", "positive_column_start",
      "positive_column_end", "class_axis"]

@@ -114,7 +114,9 @@ def _fairness_detail(check: evaluation.FairnessCheck, min_group: int) -> str:
 def build(
     config: TrainingConfig, frame: pd.DataFrame, data_uri: str, data_sha256: str
 ) -> tuple[Manifest, dict[str, bytes], Schema, Reference]:
-    """Everything except publishing: pure computation on `frame`."""
+    """Everything except publishing, from `frame` alone: no storage I/O (the caller reads the
+    data and publishes), though it logs progress, reads the clock for lineage and runs the
+    INT8 model under qemu CPU models for the cross-CPU gate."""
     started = time.perf_counter()
     prepared = features.prepare(frame, config)
     schema, inputs, labels = prepared.schema, prepared.inputs, prepared.labels
