@@ -136,26 +136,54 @@ async def test_a_status_edited_by_someone_else_wakes_the_loop_and_its_own_writes
 @pytest.mark.parametrize(
     ("conditions", "expected"),
     [
-        ([], (False, None)),
-        ([{"type": "Ready", "status": "True"}], (True, None)),
+        ([], (False, None, 0)),
+        ([{"type": "Ready", "status": "True"}], (True, None, 0)),
         (
             [
                 {"type": "PredictorReady", "status": "False", "message": "no pods"},
                 {"type": "Ready", "status": "False", "message": "Predictor not ready"},
             ],
-            (False, "Predictor not ready"),  # the Ready condition's own message first
+            (False, "Predictor not ready", 0),  # the Ready condition's own message first
         ),
-        ([{"type": "Ready", "status": "Unknown", "message": "?"}], (False, None)),
-        ([{"type": "Ready", "status": "False", "message": "x" * 600}], (False, "x" * 512)),
+        ([{"type": "Ready", "status": "Unknown", "message": "?"}], (False, None, 0)),
+        ([{"type": "Ready", "status": "False", "message": "x" * 600}], (False, "x" * 512, 0)),
     ],
 )
 async def test_one_index_holds_ready_and_what_keeps_it_from_ready(
-    conditions: list[dict[str, Any]], expected: tuple[bool, str | None]
+    conditions: list[dict[str, Any]], expected: tuple[bool, str | None, int]
 ) -> None:
     held = await handlers.isvc_readiness(
         name="german-1", namespace="ns", status={"conditions": conditions}
     )
     assert held == {("ns", "german-1"): expected}
+
+
+@pytest.mark.parametrize(
+    ("model_status", "copies"),
+    [
+        ({"copies": {"totalCopies": 2}}, 2),
+        ({"copies": {"totalCopies": 0}}, 0),
+        ({"copies": {"totalCopies": -1}}, 0),
+        ({"copies": {"totalCopies": "2"}}, 0),
+        ({"copies": {"totalCopies": True}}, 0),
+        ({"copies": ["totalCopies"]}, 0),
+        ("Loaded", 0),
+        (None, 0),
+    ],
+)
+async def test_the_index_counts_the_ready_pods_kserve_reports(
+    model_status: Any, copies: int
+) -> None:
+    """KServe's modelStatus.copies.totalCopies (the InferenceService's ready pods), read only
+    when it is a positive integer: a stable whose failed update KServe marks not Ready keeps its
+    traffic only on this count (rollout.traffic.held)."""
+    failed = {"type": "Ready", "status": "False", "message": "exceeded quota"}
+    held = await handlers.isvc_readiness(
+        name="german-1",
+        namespace="ns",
+        status={"conditions": [failed], "modelStatus": model_status},
+    )
+    assert held == {("ns", "german-1"): (False, "exceeded quota", copies)}
 
 
 def test_the_reconciler_reads_both_fields_from_the_one_index() -> None:

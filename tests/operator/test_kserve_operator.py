@@ -193,3 +193,46 @@ def test_a_spec_the_operator_cannot_read_is_degraded_and_stalled_with_one_event(
             assert api.isvcs() == {}
     finally:
         apply_crds(crds.api, crd_documents())
+
+
+def test_a_failed_predictor_edit_keeps_the_old_pods_serving_and_says_so(
+    crds: ClusterKube, operator_kubeconfig: Path, tmp_path: Path, s3: S3Bucket
+) -> None:
+    """The real KServe marks the stable's InferenceService not Ready when an update of its
+    Deployment fails (here a ServiceAccount that does not exist: the ReplicaSet's pods are
+    forbidden) while the old ReplicaSet's pods still serve. The route keeps its 100% on them
+    (it went to 0% before: an outage for a typo), and the CreditModel says so at once: Degraded
+    StableNotReady quoting KServe, one Warning Event. Fixing the spec brings Ready back."""
+    api = Api(crds)
+    publish(f"{s3.uri}/german-credit/v1", "v1")
+    with running_operator(crds, operator_kubeconfig, tmp_path, s3.env()):
+        api.create_model(sample(s3))
+        api.wait_model_ready(NAME)
+        (stable,) = api.isvcs()
+
+        def weights() -> dict[str, int]:
+            refs = api.route(NAME)["spec"]["rules"][0]["backendRefs"]
+            return {ref["name"].removesuffix("-predictor"): ref["weight"] for ref in refs}
+
+        assert weights() == {stable: 100}
+        api.patch_model(NAME, {"spec": {"predictor": {"serviceAccountName": "typo-sa"}}})
+        degraded = api.wait_condition(NAME, "Degraded", 90)
+        assert degraded["reason"] == "StableNotReady", degraded
+        assert "typo-sa" in degraded["message"], degraded
+        assert not api.isvc_ready(stable)
+        assert weights() == {stable: 100}
+        assert any(p.status.phase == "Running" for p in api.predictor_pods(stable))
+        time.sleep(5)  # later passes keep it, and announce it only once
+        assert weights() == {stable: 100}
+        warnings = [
+            e
+            for e in client.CoreV1Api(crds.api).list_namespaced_event(crds.namespace).items
+            if e.involved_object.name == NAME and e.reason == "StableNotReady"
+        ]
+        assert len(warnings) == 1, [(e.reason, e.count, e.message) for e in warnings]
+        assert warnings[0].type == "Warning"
+
+        api.patch_model(NAME, {"spec": {"predictor": {"serviceAccountName": None}}})
+        api.wait_model_ready(NAME)
+        assert (condition(api.model(NAME), "Degraded") or {}).get("status") == "False"
+        assert weights() == {stable: 100}

@@ -467,3 +467,70 @@ def test_a_drain_clock_edited_into_no_time_is_no_clock(since: Any) -> None:
     clock = json.dumps({"a": since, "b": "2024-12-31t00:00:00z"})
     body = {"spec": {}, "metadata": {"annotations": {ZERO_SINCE_ANNOTATION: clock}}}
     assert observed_route(body).zero_since == {"b": "2024-12-31t00:00:00z"}
+
+
+# --- traffic.py: the held stable ------------------------------------------------------------------
+
+
+def test_a_stable_whose_update_fails_keeps_its_traffic_while_its_pods_serve() -> None:
+    """Kills traffic.py weights `elif held ...` (deleted) and each condition of `held`: KServe marks
+    the serving stable not Ready when an update of its Deployment fails (a quota, a missing
+    ServiceAccount) while the old ReplicaSet's pods still serve. The route keeps 100% on it, and
+    the status says so at once (Degraded, one Warning Event), not at the Ready timeout."""
+    current = serving_v1()
+    served = RouteState({V1: 100})
+    failing = {V1: "pods is forbidden: exceeded quota"}
+    held = step(current, 5, {V1: False}, served, copies={V1: 2}, waiting=failing)
+    assert held.route_weights == {V1: 100}
+    ready, degraded = held.status.condition("Ready"), held.status.condition("Degraded")
+    assert ready is not None
+    assert degraded is not None
+    assert (ready.status, ready.reason) == ("False", "StableNotReady")
+    assert "exceeded quota" in ready.message
+    assert "ready pods keep the traffic" in ready.message
+    assert (degraded.status, degraded.reason) == ("True", "StableNotReady")
+    (warned,) = [e for e in held.events if e.reason == "StableNotReady"]
+    assert warned.type == "Warning"
+    assert "2 ready pods" in warned.message
+    assert "exceeded quota" in warned.message
+    # the next pass keeps it and says nothing new
+    again = step(advance(current, held), 10, {V1: False}, served, copies={V1: 2})
+    assert again.route_weights == {V1: 100}
+    assert not [e for e in again.events if e.reason == "StableNotReady"]
+    # no ready pod, or a route that no longer gives it traffic: nothing to hold
+    assert step(current, 5, {V1: False}, served).route_weights == {V1: 0}
+    assert step(current, 5, {V1: False}, served, copies={V1: 0}).route_weights == {V1: 0}
+    assert step(current, 5, {V1: False}, RouteState({V1: 0}), copies={V1: 2}).route_weights == {
+        V1: 0
+    }
+    # KServe saying nothing: the event says only what is known
+    quiet = step(current, 5, {V1: False}, served, copies={V1: 2})
+    (said,) = [e.message for e in quiet.events if e.reason == "StableNotReady"]
+    assert said == "v1 is not Ready; its 2 ready pods keep all the traffic"
+    # a status without conditions (hand-edited, an older operator's) still gets its one Event
+    bare = advance(current, Plan(current.status.model_copy(update={"conditions": []}), []))
+    assert [e.reason for e in step(bare, 5, {V1: False}, served, copies={V1: 2}).events] == [
+        "StableNotReady"
+    ]
+    # a Ready stable with its pods is simply served: nothing held, nothing announced
+    fine = step(current, 5, {V1: True}, served, copies={V1: 2})
+    assert fine.route_weights == {V1: 100}
+    assert not [e for e in fine.events if e.reason == "StableNotReady"]
+    # KServe Ready again: Serving, Degraded clears
+    back = step(advance(current, held), 15, {V1: True}, served, copies={V1: 2})
+    ready = back.status.condition("Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("True", "Serving")
+
+
+def test_a_canary_is_never_held() -> None:
+    """Kills traffic.py held `observed.ready.get(stable, False)` -> the canary's name: only the
+    stable the route already carries is held; a canary not Ready gets nothing, whatever its pods,
+    and a Ready stable takes all of it."""
+    current = canary_v2(ready=True)
+    plan = step(current, 5, {V1: True, V2: False}, RouteState({V1: 90, V2: 10}), copies={V2: 2})
+    assert plan.route_weights == {V1: 100, V2: 0}
+    neither = step(
+        current, 5, {V1: False, V2: False}, RouteState({V1: 90, V2: 10}), copies={V1: 1, V2: 2}
+    )
+    assert neither.route_weights == {V1: 100, V2: 0}

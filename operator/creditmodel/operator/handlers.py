@@ -150,8 +150,10 @@ def _signal(body: Mapping[str, Any]) -> str:
     index below), nothing of the others."""
     if body.get("kind") != "InferenceService":
         return ""
-    readiness = _readiness((body.get("status") or {}).get("conditions") or [])
-    return "Ready" if readiness.ready else readiness.waiting or ""
+    readiness = _readiness(body.get("status") or {})
+    if readiness.ready:
+        return "Ready"
+    return f"{readiness.waiting or ''} ({'pods ready' if readiness.copies else 'no pod ready'})"
 
 
 def _remember_written(memo: kopf.Memo, body: Mapping[str, Any]) -> None:
@@ -197,16 +199,26 @@ async def isvc_readiness(
     current from the watch stream: the reconcile loop never polls them, and the CreditModel's
     conditions can quote KServe. One index, not one per field: kopf calls every index handler on
     every InferenceService event."""
-    return {(namespace or "", name): _readiness(status.get("conditions") or [])}
+    return {(namespace or "", name): _readiness(status)}
 
 
-def _readiness(conditions: list[Mapping[str, Any]]) -> Readiness:
+def _readiness(status: Mapping[str, Any]) -> Readiness:
+    conditions = status.get("conditions") or []
     if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
         return Readiness(ready=True)
+    ready_pods = _ready_pods(status)
     for condition in sorted(conditions, key=lambda c: c.get("type") != "Ready"):
         if condition.get("status") == "False" and condition.get("message"):
-            return Readiness(ready=False, waiting=str(condition["message"])[:512])
-    return Readiness(ready=False)
+            return Readiness(False, str(condition["message"])[:512], ready_pods)
+    return Readiness(ready=False, copies=ready_pods)
+
+
+def _ready_pods(status: Mapping[str, Any]) -> int:
+    """KServe's count of the InferenceService's ready pods (modelStatus.copies.totalCopies)."""
+    model_status = status.get("modelStatus")
+    copies = model_status.get("copies") if isinstance(model_status, Mapping) else None
+    total = copies.get("totalCopies") if isinstance(copies, Mapping) else None
+    return total if type(total) is int and total > 0 else 0
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

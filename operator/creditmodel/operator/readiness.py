@@ -22,6 +22,10 @@ class Readiness(NamedTuple):
     waiting: str | None = None
     """Not Ready: what KServe says keeps it from Ready (its first False condition with a
     message), if it says anything."""
+    copies: int = 0
+    """The pods KServe counts ready behind it (status.modelStatus.copies.totalCopies). KServe
+    marks an InferenceService not Ready when an update of its Deployment fails (a quota, a missing
+    ServiceAccount: the Deployment's ReplicaFailure) while the old ReplicaSet's pods still serve."""
 
 
 class InNamespace(Mapping[str, V]):

@@ -64,6 +64,9 @@ class Reconciler:
         self.namespace, self.name, self.memo, self.logger = namespace, name, memo, logger
         self.ready: Mapping[str, bool] = InNamespace(readiness, namespace, lambda r: r.ready)
         self.waiting: Mapping[str, str] = InNamespace(readiness, namespace, lambda r: r.waiting)
+        self.copies: Mapping[str, int] = InNamespace(
+            readiness, namespace, lambda r: r.copies or None
+        )
         self.kube: Kube = memo.kube
         self.config: OperatorSettings = memo.config
         self.live = live  # kopf's live view of the CreditModel: its latest watch event
@@ -149,6 +152,7 @@ class Reconciler:
             self.cronjob_write if model.spec.monitoring else None,
             self.refused,
             self.waiting,
+            self.copies,
         )
 
     async def drift_report(

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from creditmodel.operator.model import Condition, Phase, Status
 from creditmodel.operator.rollout.observe import paused, serving_names
 from creditmodel.operator.rollout.values import (
+    HELD_REASON,
     ChildRefusal,
     CreditModel,
     Observations,
@@ -70,6 +71,11 @@ def conditions(
             f" ({ready_timeout:g}s){said}"
         )
         problems = replace(problems, stuck=stuck)
+    elif not stable_ready and shares.get(stable_name, 0) > 0:  # traffic.held (so a stable)
+        said = _kserve_says(observed.waiting, stable_name)
+        version = getattr(status.stable, "version", stable_name)
+        stuck = f"{version} not Ready{said}; its ready pods keep the traffic"
+        problems = replace(problems, stuck=stuck)  # traffic.held: Degraded now, not at the timeout
     found = [
         ready(model, status, stable_ready, shares, observed.waiting, blocked),
         progressing(model, status, stable_ready, observed.waiting, blocked),
@@ -182,6 +188,10 @@ def ready(
     if blocked:
         return "Ready", "False", "InvalidSpec", f"{stable.version} cannot be deployed: {blocked}"
     stable_name, _ = serving_names(model, status)
+    if not stable_ready and shares.get(stable_name, 0) > 0:  # traffic.held
+        said = _kserve_says(waiting, stable_name)
+        message = f"InferenceService of {stable.version} not Ready{said}"
+        return "Ready", "False", HELD_REASON, f"{message}; its ready pods keep the traffic"
     if not stable_ready:
         said = _kserve_says(waiting, stable_name)
         return (

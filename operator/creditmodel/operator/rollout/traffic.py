@@ -1,9 +1,12 @@
 """Traffic: the route's weights, the drain of versions that left the rollout, and the children that
 carry them. The rules (docs/rollouts.md):
 
-- a backend gets weight > 0 only when its InferenceService is Ready;
+- a backend gets weight > 0 only when its InferenceService is Ready, with one exception: when no
+  backend is Ready, a stable the route as read gives traffic keeps all of it while KServe counts
+  ready pods behind it (`held`: a failed update of its Deployment leaves the old pods serving);
 - the weights sum to 100 over the Ready backends (stable and canary by the canary's step; when only
-  one of them is Ready, it gets everything; when neither is, a Ready draining version does);
+  one of them is Ready, it gets everything; when neither is, a Ready draining version does, else
+  the held stable);
 - a draining version's InferenceService is deleted only once the route has held 0% on it for the
   drain period (the route itself records since when, written in the same request as the weights)
   and the stable is Ready.
@@ -21,6 +24,7 @@ from creditmodel.operator import builders
 from creditmodel.operator.model import GROUP, Status, VersionRef, readable_time
 from creditmodel.operator.rollout.observe import serving_names
 from creditmodel.operator.rollout.values import (
+    HELD_REASON,
     CreditModel,
     Event,
     Observations,
@@ -30,6 +34,7 @@ from creditmodel.operator.rollout.values import (
     normal,
     seconds_since,
     stamp,
+    warning,
 )
 
 ZERO_SINCE_ANNOTATION = f"{GROUP}/zero-weight-since"
@@ -76,8 +81,11 @@ def _name(model: CreditModel, version: VersionRef) -> str:
     return builders.isvc_name(model.name, version.bundle_uri, model.namespace)
 
 
-def weights(found: Sequence[Backend], ready: Mapping[str, bool]) -> dict[str, int]:
-    """Weight > 0 only on Ready backends, 100 in all when any is Ready (see the module's rules)."""
+def weights(
+    found: Sequence[Backend], ready: Mapping[str, bool], held: str | None = None
+) -> dict[str, int]:
+    """Weight > 0 only on Ready backends, 100 in all when any is Ready; when none is, all of it
+    on the `held` stable, if any (see the module's rules)."""
     shares = dict.fromkeys((b.name for b in found), 0)
     live = [b for b in found if ready.get(b.name, False)]
     wanting = [b for b in live if b.target > 0]
@@ -85,7 +93,24 @@ def weights(found: Sequence[Backend], ready: Mapping[str, bool]) -> dict[str, in
         shares.update((b.name, b.target) for b in wanting)  # stable and canary: 100 between them
     elif live:
         shares[live[0].name] = 100  # the first Ready one: stable, canary (steps < 100), draining
+    elif held is not None:  # the stable: always among `found`
+        shares[held] = 100
     return shares
+
+
+def held(model: CreditModel, status: Status, observed: Observations) -> str | None:
+    """The stable's InferenceService when KServe marks it not Ready while it counts ready pods
+    behind it and the route as read gives it traffic; else None. KServe's Ready turns False when
+    an update of the Deployment fails (a quota, a missing ServiceAccount) though the old
+    ReplicaSet's pods still serve: taking the route off them would make that an outage. Never a
+    canary: a version gets its first traffic only once Ready."""
+    stable, _ = serving_names(model, status)  # "" without a stable: no route weight, no pods
+    stored = observed.route
+    if stored is None or observed.ready.get(stable, False):
+        return None
+    if stored.weights.get(stable, 0) <= 0 or observed.copies.get(stable, 0) <= 0:
+        return None
+    return stable
 
 
 def carries(model: CreditModel, observed: Observations, status: Status) -> bool:
@@ -94,7 +119,7 @@ def carries(model: CreditModel, observed: Observations, status: Status) -> bool:
     stored = observed.route
     if model.spec.rollout.router == "knative" or stored is None:
         return True
-    wanted = weights(backends(model, status, stored), observed.ready)
+    wanted = weights(backends(model, status, stored), observed.ready, held(model, status, observed))
     return all(stored.weights.get(name, 0) == share for name, share in wanted.items())
 
 
@@ -180,7 +205,10 @@ def route(
     )
     status = status.model_copy(update={"draining": kept})
     found = [b for b in backends(model, status, stored) if b.name not in done]
-    shares = weights(found, ready)
+    keeping = held(model, status, observed)
+    shares = weights(found, ready, keeping)
+    if keeping is not None and not _reported_held(status):
+        events += (_held_event(found[0], observed),)  # found[0]: the stable
     since = zero_since([b.name for b in found if b.track == "draining"], shares, stored, now)
     routed: Mapping[str, int] = shares
     if observed.refused is not None and observed.refused.kind == "HTTPRoute" and stored is not None:
@@ -192,6 +220,21 @@ def route(
         ],
     }
     return Routed(status.model_copy(update=update), tuple(found), shares, since, events, stored)
+
+
+def _reported_held(status: Status) -> bool:
+    """The last pass already said the stable is held (its Ready condition)."""
+    return getattr(status.condition("Ready"), "reason", None) == HELD_REASON
+
+
+def _held_event(stable: Backend, observed: Observations) -> Event:
+    said = observed.waiting.get(stable.name)
+    return warning(
+        HELD_REASON,
+        f"{getattr(stable.version, 'version', stable.name)} is not Ready"
+        f"{f' (KServe: {said})' if said else ''}; its {observed.copies.get(stable.name, 0)} ready"
+        " pods keep all the traffic",
+    )
 
 
 def children(

@@ -153,6 +153,8 @@ class Observations:
     None: every write was accepted."""
     waiting: Mapping[str, str] = field(default_factory=dict)
     """InferenceService name -> what KServe says keeps it from Ready (absent: nothing said)."""
+    copies: Mapping[str, int] = field(default_factory=dict)
+    """InferenceService name -> the pods KServe counts ready behind it (absent: none)."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,11 @@ class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+
+
+HELD_REASON = "StableNotReady"
+"""The Ready condition's and the Warning Event's reason while the route keeps its traffic on a
+stable KServe marks not Ready (traffic.held)."""
 
 
 def normal(reason: str, message: str) -> Event:
