@@ -79,7 +79,7 @@ def test_promtool_accepts_the_rules(tmp_path: Path, values: tuple[str, ...]) -> 
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups(values)}))
     run = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS: 11 rules found" in run.stdout
+    assert "SUCCESS: 12 rules found" in run.stdout
 
 
 def test_promtool_rejects_a_broken_expression(tmp_path: Path) -> None:
@@ -313,6 +313,47 @@ ALERT_TESTS: list[dict[str, Any]] = [
                     for feature, psi in (("age_years", "0.150"), ("duration_months", "0.400"))
                 ],
             },
+        ],
+    },
+    {  # The store refuses every part for a while: the prediction log loses rows.
+        "interval": "1m",
+        "input_series": [
+            {
+                "series": 'creditmodel_prediction_log_write_errors_total{namespace="risk",model="gc"}',
+                "values": "0+1x40",
+            },
+            {
+                "series": 'creditmodel_prediction_log_dropped_rows_total{namespace="risk",model="gc"}',
+                "values": "0x40",
+            },
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "20m",
+                "alertname": "CreditModelPredictionLogFailing",
+                "exp_alerts": [
+                    alert(
+                        "CreditModelPredictionLogFailing",
+                        {"severity": "warning"},
+                        "Prediction log of risk/gc loses rows.",
+                        "Parts fail to upload or the bounded queue drops rows (the store is down,"
+                        " slow, or refuses the credentials); scoring is unaffected, the drift"
+                        " reports miss these rows. The predictor's log names the store's error.",
+                    )
+                ],
+            }
+        ],
+    },
+    {  # A healthy log: nothing fires.
+        "interval": "1m",
+        "input_series": [
+            {
+                "series": 'creditmodel_prediction_log_write_errors_total{namespace="risk",model="gc"}',
+                "values": "3x40",
+            },
+        ],
+        "alert_rule_test": [
+            {"eval_time": "20m", "alertname": "CreditModelPredictionLogFailing", "exp_alerts": []}
         ],
     },
     {  # Too few rows in the window: PSI is noise, nothing fires.

@@ -131,3 +131,32 @@ def test_rows_queued_at_exit_are_written(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert len(list((tmp_path / "log").rglob("*.parquet"))) == 1
+
+
+def test_a_sigterm_to_a_multi_worker_predictor_writes_every_queued_row(
+    champion: TrainedBundle, tmp_path: Path
+) -> None:
+    """The kubelet's SIGTERM reaches the parent of `--workers 2`; each REST worker then ends by
+    the SIGTERM uvicorn re-raises after its shutdown, where no atexit hook runs: every row its
+    logger still held was lost (0 of 60 before). The lifespan's shutdown now writes them."""
+    import os
+    import signal
+
+    import pyarrow.parquet as pq
+
+    frame = synthetic.generate(60, seed=3).drop(columns=["default"], errors="ignore")
+    log_dir = tmp_path / "log"
+    env = {
+        "CREDITMODEL_PREDICTION_LOG_URI": str(log_dir),
+        "CREDITMODEL_PREDICTION_LOG_FLUSH_INTERVAL_SECONDS": "3600",
+    }
+    with predictor_server(
+        champion.uri, tmp_path, extra=["--workers", "2"], env=env, name="workers-log"
+    ) as server:
+        for start in range(0, len(frame)):
+            score(server, champion.bundle, frame.iloc[start : start + 1], batch=1)
+        assert not list(log_dir.rglob("*.parquet"))  # all still queued (an hour's interval)
+        os.kill(server.process.proc.pid, signal.SIGTERM)  # the parent only, as the kubelet does
+        server.process.proc.wait(timeout=60)
+    written = sum(pq.read_metadata(part).num_rows for part in log_dir.rglob("*.parquet"))
+    assert written == len(frame)

@@ -190,3 +190,44 @@ async def test_a_refusal_for_another_model_or_version_keeps_the_clients_id(
         if r.getMessage().startswith("request refused")
     ]
     assert logged == ["rid-rest-0", "rid-rest-1", "rid-grpc", "rid-grpc-header"]
+
+
+async def test_a_request_the_server_fails_to_score_is_counted_and_answered_on_both_transports(
+    model: CreditScoringModel,
+    champion: TrainedBundle,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A model run that fails (a bundle whose graph breaks on some batch) is a server error:
+    counted as outcome=error with reason `internal`, which the canary analysis' success rate and
+    the error alert read, and answered 500 with a V2 error object (REST) or INTERNAL (gRPC),
+    logged once with its traceback. Before, neither transport counted it: a canary failing on
+    large batches scored 100% success."""
+    from creditmodel.predictor.grpc_fast import RefusedRpcError
+
+    service = model.service
+    assert service is not None
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the graph failed")
+
+    for variant in service.champion.variants.values():
+        monkeypatch.setattr(variant, "score", broken)
+    labels = {"version": service.champion.version, "outcome": "error"}
+    before = metric(service, "creditmodel_requests_total", **labels)
+    internal = {"version": service.champion.version, "reason": "internal"}
+    errors_before = metric(service, "creditmodel_request_errors_total", **internal)
+    with caplog.at_level(logging.ERROR, logger="creditmodel.predictor"):
+        answer = await over_rest(model, document(champion, id="failing-1"))
+        assert answer.status_code == 500
+        assert "internal error scoring request 'failing-1'" in answer.json()["error"]
+        assert answer.headers["x-request-id"] == "failing-1"
+        with pytest.raises(RefusedRpcError) as refused:
+            await over_grpc(model, infer_request(champion.v2_inputs(1), model=NAME))
+    assert refused.value.code.name == "INTERNAL"
+    assert "internal error scoring request" in refused.value.message
+    assert metric(service, "creditmodel_requests_total", **labels) == before + 2
+    assert metric(service, "creditmodel_request_errors_total", **internal) == errors_before + 2
+    failed = [r for r in caplog.records if r.getMessage() == "request failed"]
+    assert len(failed) == 2
+    assert all(r.exc_info for r in failed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ async def test_a_failing_challenger_never_fails_or_changes_a_response(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("challenger exploded")
 
-    monkeypatch.setattr(with_shadow.shadow.model, "score", broken)
+    monkeypatch.setattr(with_shadow.shadow.challenger.variants["int8"], "score", broken)
     got = await with_shadow.infer(request(with_shadow, champion, 5))
     want = await alone.infer(request(alone, champion, 5))
     np.testing.assert_array_equal(got.scored.probability, want.scored.probability)
@@ -117,14 +118,14 @@ def test_a_shadow_submit_that_lands_mid_drain_is_neither_lost_nor_unbounded(
             if armed and not landed:
                 landed.append(True)
                 for _ in range(8):
-                    shadow.submit(one, np.zeros(1, np.float32))
+                    shadow.submit(one, np.zeros(1, np.float32), "int8")
             return super().shape  # type: ignore[no-any-return]
 
-    shadow.submit(one, np.zeros(1, np.float32).view(Interleaved))
+    shadow.submit(one, np.zeros(1, np.float32).view(Interleaved), "int8")
     armed.append(True)
     shadow.drain()
     for _ in range(8):  # dropped if the 8 landed mid-drain, else queued
-        shadow.submit(one, np.zeros(1, np.float32))
+        shadow.submit(one, np.zeros(1, np.float32), "int8")
     shadow.drain()
     assert max(scored) <= 8
     assert sum(scored) == 9
@@ -196,3 +197,65 @@ def test_a_challenger_with_other_inputs_is_refused(champion: TrainedBundle) -> N
             LoadedBundle(champion.bundle, 100),
             LoadedBundle(bundle, 100),
         )
+
+
+def test_a_graph_that_fails_on_its_own_probe_rows_is_refused_as_a_bundle_error(
+    champion: TrainedBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph that loads but fails when run (a Gather out of range on some batch shape) used to
+    end the predictor with onnxruntime's traceback and exit 1; it is a bad bundle: BundleError,
+    which the command line reports in one line and exits 2."""
+    from creditmodel.core.bundle import BundleError
+    from creditmodel.predictor.engine import VariantModel
+    from creditmodel.predictor.scoring import PointsScale
+
+    def failing(*args: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : indices out of range")
+
+    monkeypatch.setattr(VariantModel, "probability", failing)
+    with pytest.raises(BundleError, match="fails on the bundle's own probe rows"):
+        VariantModel(champion.bundle, "int8", PointsScale(factor=28.85, offset=487.0))
+
+
+async def test_the_challenger_scores_off_the_event_loop(
+    champion: TrainedBundle, challenger: TrainedBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The housekeeping tick drains the shadow queue in a worker thread: a slow challenger (a
+    bigger model, a graph that takes 50 ms a batch) held the event loop, and every champion
+    request with it, for as long as each run took."""
+    import threading
+
+    svc = service(champion, challenger)
+    assert svc.shadow is not None
+    ran_in: list[threading.Thread] = []
+    original = svc.shadow.challenger.variants["int8"].score
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        ran_in.append(threading.current_thread())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(svc.shadow.challenger.variants["int8"], "score", recording)
+    await svc.infer(request(svc, champion, 3))  # starts the housekeeping task
+    for _ in range(100):
+        if ran_in:
+            break
+        await asyncio.sleep(0.02)
+    assert ran_in
+    assert all(thread is not threading.main_thread() for thread in ran_in)
+    await svc.close()
+
+
+async def test_the_challenger_scores_with_the_variant_that_answered(
+    champion: TrainedBundle,
+) -> None:
+    """A challenger identical to the champion disagrees with it by exactly 0 whichever variant
+    answered: fp32 answers were compared with the challenger's int8, so the delta measured the
+    quantisation (about 0.004 here), not the models."""
+    svc = service(champion, champion)
+    assert svc.shadow is not None
+    for variant in ("fp32", "int8"):
+        await svc.infer(request(svc, champion, 50, variant=variant))
+    svc.flush()
+    assert metric(svc, "creditmodel_shadow_probability_delta_count") == 100
+    assert metric(svc, "creditmodel_shadow_probability_delta_sum") == 0.0
+    await svc.close()

@@ -143,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         model.load()
     except (BundleError, ValueError) as error:
-        log.error("refusing to serve: %s", error, extra={"model_dir": settings.model_dir})
+        dirs = {"model_dir": settings.model_dir}
+        if settings.shadow_model_dir:
+            dirs["shadow_model_dir"] = settings.shadow_model_dir
+        log.error("refusing to serve: %s", error, extra=dirs)
         sys.exit(2)
     version = model.service.champion.version if model.service else "?"
     log.info(

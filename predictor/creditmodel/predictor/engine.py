@@ -51,7 +51,12 @@ class VariantModel:
         self._bind_run()
         plan = probe_plan(bundle.schema, bundle.reference)
         plan_codes = category_codes(bundle.schema, plan.columns)
-        expected = self.probability(plan.columns, plan_codes)
+        try:
+            expected = self.probability(plan.columns, plan_codes)
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            raise BundleError(
+                f"{where}: the graph fails on the bundle's own probe rows ({exc})"[:1024]
+            ) from None
         self._use_codes(model_bytes, bundle, where, plan.columns, plan_codes, expected)
         self._bound = self._bind_one_row(bundle, where, plan.columns, plan_codes, expected)
         self.reason_table = ReasonTable(bundle.schema, plan, expected)
@@ -198,7 +203,9 @@ def _session(model_bytes: bytes, where: str) -> ort.InferenceSession:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
+    # fatal only: a failed run raises, and the request path logs it as one JSON line; at 3
+    # (error) onnxruntime also prints its own coloured line to stderr
+    options.log_severity_level = 4
     try:
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types

@@ -25,6 +25,10 @@ ErrorReason = Literal[
     "model_not_ready",
 ]
 
+INTERNAL = "internal"
+"""The `reason` of a request the server failed to score (HTTP 500, gRPC INTERNAL): no client
+error, so no ErrorReason, but counted beside them, as outcome=error."""
+
 # HTTP status per reason; everything a client sent wrong is a 400 (gRPC INVALID_ARGUMENT) except
 # the cases HTTP and the V2 protocol give their own status to.
 _STATUS: dict[str, int] = {

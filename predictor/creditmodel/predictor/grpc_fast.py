@@ -44,8 +44,6 @@ from creditmodel.predictor.infer_types import (
 from creditmodel.predictor.service import Prediction, ScoringService, new_request_id
 from creditmodel.predictor.validation import Tensor
 
-_SERVICES: dict[str, ScoringService] = {}
-
 # V2 datatype -> InferTensorContents field (KServe's GRPC_CONTENT_DATATYPE_MAPPINGS).
 _CONTENTS: dict[str, str] = {
     "BOOL": "bool_contents",
@@ -175,15 +173,21 @@ async def model_infer(service: ScoringService, request: Any, context: Any) -> An
     started = time.perf_counter()
     request_id = _admit(service, request, context)
     rows = _declared_rows(request)
-    prediction = await kserve_infer(
-        service,
-        request.model_name,
-        request_id,
-        lambda: decode_inputs(request),
-        to_http_parameters(request.parameters) if request.parameters else None,
-        [o.name for o in request.outputs] or None,
-        rows,
-    )
+    try:
+        prediction = await kserve_infer(
+            service,
+            request.model_name,
+            request_id,
+            lambda: decode_inputs(request),
+            to_http_parameters(request.parameters) if request.parameters else None,
+            [o.name for o in request.outputs] or None,
+            rows,
+        )
+    except (InvalidInput, ModelNotFound):
+        raise
+    except Exception:  # counted and logged by the service; no second traceback from KServe's
+        message = f"internal error scoring request {request_id!r}; the predictor's log has it"
+        raise RefusedRpcError(grpc.StatusCode.INTERNAL, message) from None
     raw = bool(request.raw_input_contents)
     if rows > service.settings.inline_rows:  # milliseconds of encoding: off the event loop
         response = await asyncio.to_thread(encode_response, prediction, raw)
@@ -208,32 +212,47 @@ _NO_REPOSITORY = (
 )
 
 
-def _check_version(name: str, version: str) -> None:
-    """A version other than the one served, of a model served here, is NOT_FOUND."""
-    service = _SERVICES.get(name)
-    if service is not None:
-        try:
-            service.check_model(name, version)
-        except RequestError as error:
-            raise RefusedRpcError(grpc.StatusCode.NOT_FOUND, error.message) from None
+def served(registry: Any, name: str) -> ScoringService | None:
+    """The scoring service of the model KServe has registered as `name`, if it is one of ours
+    (model.CreditScoringModel, once loaded): the transports reach it through KServe's own model
+    registry, which KServe hands each server, not through a module global."""
+    service = getattr(registry.get_model(name), "service", None)
+    return service if isinstance(service, ScoringService) else None
+
+
+def any_served(registry: Any) -> ScoringService | None:
+    """One of our scoring services in `registry`, to count and refuse a request for no model."""
+    for name in registry.get_models():
+        service = served(registry, name)
+        if service is not None:
+            return service
+    return None
 
 
 class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
-    """KServe's servicer; ModelInfer for an installed model that KServe still has registered
-    takes the fast path, and so does ModelInfer for a model nobody serves (refused NOT_FOUND,
-    counted, with the name cut). ModelMetadata keeps the data plane's `versions`; a version other
-    than the served one is NOT_FOUND in ModelInfer, ModelMetadata and ModelReady. The model
-    repository extension is refused."""
+    """KServe's servicer; ModelInfer for a model of ours that KServe has registered takes the
+    fast path, and so does ModelInfer for a model nobody serves (refused NOT_FOUND, counted, with
+    the name cut). ModelMetadata keeps the data plane's `versions`; a version other than the
+    served one is NOT_FOUND in ModelInfer, ModelMetadata and ModelReady. The model repository
+    extension is refused."""
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
-        name = request.model_name
-        kserves = self._data_plane.model_registry.get_model(name)
-        service = _SERVICES.get(name)
-        if service is None and kserves is None and _SERVICES:
-            service = next(iter(_SERVICES.values()))  # refuses the name, bounded
-        elif service is None or kserves is None:
+        registry = self._data_plane.model_registry
+        service = served(registry, request.model_name)
+        if service is None and registry.get_model(request.model_name) is None:
+            service = any_served(registry)  # refuses the name, bounded
+        if service is None:
             return await super().ModelInfer(request, context)
         return await model_infer(service, request, context)
+
+    def _check_version(self, name: str, version: str) -> None:
+        """A version other than the one served, of a model served here, is NOT_FOUND."""
+        service = served(self._data_plane.model_registry, name)
+        if service is not None:
+            try:
+                service.check_model(name, version)
+            except RequestError as error:
+                raise RefusedRpcError(grpc.StatusCode.NOT_FOUND, error.message) from None
 
     def _check_name(self, name: str) -> None:
         """A model nobody serves is NOT_FOUND quoting its name cut as ModelInfer and REST quote
@@ -245,14 +264,14 @@ class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
     async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
         """KServe's, for the served version only (KServe ignores the version asked for)."""
         self._check_name(request.name)
-        _check_version(request.name, request.version)
+        self._check_version(request.name, request.version)
         return await super().ModelReady(request, context)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         """KServe's, with the `versions` its servicer drops (serving.HonestDataPlane fills them),
         for the served version only."""
         self._check_name(request.name)
-        _check_version(request.name, request.version)
+        self._check_version(request.name, request.version)
         metadata = await self._data_plane.model_metadata(model_name=request.name)
         return pb.ModelMetadataResponse(
             name=metadata["name"],
@@ -295,7 +314,10 @@ _UNREADABLE = object()
 class ProtobufGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """A request body that does not parse as the RPC's protobuf message is INVALID_ARGUMENT
     with a plain message (gRPC itself answers UNKNOWN, quoting the Python exception class),
-    counted as `invalid_request`."""
+    counted as `invalid_request` by a service of `registry` (KServe's model registry)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
 
     async def intercept_service(
         self,
@@ -317,7 +339,8 @@ class ProtobufGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def guarded(request: Any, context: Any) -> Any:
             if request is _UNREADABLE:
                 message = f"{method}: the request is not a valid protobuf message"
-                for service in list(_SERVICES.values())[:1]:
+                service = any_served(self.registry)
+                if service is not None:
                     service.refuse(RequestError("invalid_request", message), new_request_id())
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
             return await behaviour(request, context)
@@ -336,9 +359,3 @@ class DebugLoggingInterceptor(LoggingInterceptor):  # type: ignore[misc]
         if kserve_log.isEnabledFor(logging.DEBUG):
             kserve_log.debug("grpc method: %s", handler_call_details.method)
         return await continuation(handler_call_details)
-
-
-def install(service: ScoringService) -> None:
-    """Serve `service` on the fast gRPC path of this process (idempotent); serving.HostGRPCServer
-    builds the servicer and interceptors that look it up."""
-    _SERVICES[service.name] = service

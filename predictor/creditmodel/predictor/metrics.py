@@ -24,6 +24,10 @@ relies on these names; they are a contract, named once in creditmodel.core.metri
         champion| probability per row (labels of the challenger)
   creditmodel_shadow_dropped_rows_total{model,version,variant}   counter; queue full
   creditmodel_shadow_failures_total{model,version,variant}       counter; challenger errors
+  creditmodel_prediction_log_written_rows_total{model}           counter; rows in the log
+  creditmodel_prediction_log_dropped_rows_total{model}           counter; queue full
+  creditmodel_prediction_log_write_errors_total{model}           counter; parts lost (store
+        refused or unreachable); these three from prediction_log.py, labelled by model only
 
 Several workers: prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the
 console script before anything imports prometheus_client) aggregates counters and histograms; the

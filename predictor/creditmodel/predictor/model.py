@@ -1,6 +1,6 @@
 """The KServe model: loads and verifies the bundle, serves the stock path through KServe's
-DataPlane, and installs the fast V2 REST route (rest.py) on KServe's own FastAPI app and the fast
-gRPC ModelInfer (grpc_fast.py) in KServe's own gRPC servicer.
+DataPlane, and installs the fast V2 REST route (rest.py) on KServe's own FastAPI app; the fast
+gRPC ModelInfer (grpc_fast.py) finds its `service` through KServe's model registry.
 
 With `--workers N`, KServe pickles the model into N spawned REST processes; `__getstate__` ships
 the already-verified bundle bytes, and each process rebuilds its sessions and installs the route."""
@@ -20,7 +20,7 @@ from kserve.protocol.infer_type import (
 )
 
 from creditmodel.core.bundle import Bundle, load_bundle
-from creditmodel.predictor import grpc_fast, rest
+from creditmodel.predictor import rest
 from creditmodel.predictor.bounds import checked_id
 from creditmodel.predictor.engine import LoadedBundle
 from creditmodel.predictor.errors import RequestError
@@ -90,7 +90,6 @@ class CreditScoringModel(Model):  # type: ignore[misc]
         )
         self._bundles = (champion, challenger)
         rest.install(self.service)
-        grpc_fast.install(self.service)
         self.ready = True
 
     def __getstate__(self) -> dict[str, Any]:

@@ -212,6 +212,10 @@ async def infer(
         service.refuse(deep, request_id)
         await _respond(send, deep.http_status, encode_error(deep.message), request_id)
         return
+    except Exception:  # counted and logged by the service: a JSON 500, not uvicorn's bare one
+        message = f"internal error scoring request {request_id!r}; the predictor's log has it"
+        await _respond(send, 500, encode_error(message), request_id)
+        return
     await _respond(send, 200, encode_response(prediction), request_id)
     service.done(prediction, started)
 
@@ -244,13 +248,16 @@ class FastPathApp:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" and not self.settled:
-            # Start-up, in every process that serves REST: the model is loaded, nothing is
-            # served yet, and a spawned worker already answers its parent's liveness pings.
-            from creditmodel.predictor.serving import settle_heap
+        if scope["type"] == "lifespan":
+            if not self.settled:
+                # Start-up, in every process that serves REST: the model is loaded, nothing is
+                # served yet, and a spawned worker already answers its parent's liveness pings.
+                from creditmodel.predictor.serving import settle_heap
 
-            self.settled = True
-            settle_heap()
+                self.settled = True
+                settle_heap()
+            await self.app(scope, _flushing_at_shutdown(receive), send)
+            return
         if scope["type"] == "http" and _SERVICES:
             target = _infer_target(scope)
             if target is not None:
@@ -273,6 +280,21 @@ class FastPathApp:
                 await _respond(send, 404, encode_error(refusal))
                 return
         await self.app(scope, receive, send)
+
+
+def _flushing_at_shutdown(receive: Receive) -> Receive:
+    """The lifespan's `receive`, writing the prediction log's queued rows when shutdown comes:
+    uvicorn shuts down after its last connection closes, and a `--workers` process then ends by
+    the SIGTERM uvicorn re-raises, where no atexit hook runs."""
+
+    async def received() -> Any:
+        message = await receive()
+        if message.get("type") == "lifespan.shutdown":
+            for service in list(_SERVICES.values()):
+                await service.flush_log()
+        return message
+
+    return received
 
 
 async def _routing_error(request: Any, error: Any) -> Any:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from creditmodel.core.prediction_log import bundle_digest
 from creditmodel.predictor.bounds import screen, show
 from creditmodel.predictor.engine import LoadedBundle, Scored
-from creditmodel.predictor.errors import RequestError
+from creditmodel.predictor.errors import INTERNAL, RequestError
 from creditmodel.predictor.metrics import Telemetry
 from creditmodel.predictor.monitoring import DriftLayout
 from creditmodel.predictor.prediction_log import PredictionLogger
@@ -97,26 +97,31 @@ def new_request_id() -> str:
 
 class ShadowScorer:
     """Scores the challenger on the champion's validated rows in micro-batches, off the request
-    path: a challenger failure or slowness can only drop shadow rows (counted), never fail or
-    delay a response beyond one batched run."""
+    path and off the event loop (`drain` runs in a worker thread): a challenger failure or
+    slowness can only drop shadow rows (counted), never fail or delay a response. Each row is
+    scored by the challenger's variant that answered it for the champion (int8 or fp32), so the
+    disagreement measures the models, not the quantisation."""
 
     def __init__(self, challenger: LoadedBundle, telemetry: Telemetry, max_rows: int) -> None:
         self.challenger = challenger
-        self.model = challenger.variants["int8"]
         self.telemetry = telemetry
         self.max_rows = max_rows
-        self._queue: deque[tuple[Batch, npt.NDArray[np.float32]]] = deque()
+        self._queue: deque[tuple[Batch, npt.NDArray[np.float32], str]] = deque()
         self._rows = 0
-        # submit runs in a worker thread for a large batch (ScoringService.infer) while drain
-        # runs on the event loop: the row count is read and written under this lock.
+        # submit runs on the event loop or, for a large batch, in a worker thread; drain in
+        # another: the queue and its row count are read and written under this lock.
         self._lock = threading.Lock()
 
-    def submit(self, batch: Batch, champion: npt.NDArray[np.float32]) -> None:
+    @property
+    def pending(self) -> bool:
+        return self._rows > 0
+
+    def submit(self, batch: Batch, champion: npt.NDArray[np.float32], variant: str) -> None:
         rows = champion.shape[0]
         with self._lock:
             full = self._rows + rows > self.max_rows
             if not full:
-                self._queue.append((batch, champion))
+                self._queue.append((batch, champion, variant))
                 self._rows += rows
         if full:
             self.telemetry.shadow_dropped(self.challenger.version, rows)
@@ -126,14 +131,16 @@ class ShadowScorer:
             items = list(self._queue)
             self._queue.clear()
             self._rows = 0
-        if not items:
-            return
+        for variant in sorted({v for _, _, v in items}):
+            self._score(variant, [(b, p) for b, p, v in items if v == variant])
+
+    def _score(self, variant: str, items: list[tuple[Batch, npt.NDArray[np.float32]]]) -> None:
         version = self.challenger.version
         try:
             batch = concatenate([b for b, _ in items])
             champion = np.concatenate([p for _, p in items])
             started = time.perf_counter()
-            scored = self.model.score(batch, with_reasons=False)
+            scored = self.challenger.variants[variant].score(batch, with_reasons=False)
             elapsed = time.perf_counter() - started
             delta = np.abs(scored.probability - champion)
             self.telemetry.scored(version, "shadow", batch, scored.score, elapsed)
@@ -143,6 +150,7 @@ class ShadowScorer:
                 extra={
                     "event": "shadow",
                     "challenger_version": version,
+                    "variant": variant,
                     "rows": int(delta.size),
                     "mean_abs_delta": float(delta.mean()),
                     "max_abs_delta": float(delta.max()),
@@ -247,7 +255,7 @@ class ScoringService:
         elapsed = time.perf_counter() - started
         self.telemetry.scored(self.champion.version, job.variant, job.batch, scored.score, elapsed)
         if self.shadow is not None:
-            self.shadow.submit(job.batch, scored.probability)
+            self.shadow.submit(job.batch, scored.probability, job.variant)
         if self.prediction_log is not None:
             self.prediction_log.offer(
                 request_id=job.request_id,
@@ -273,10 +281,20 @@ class ScoringService:
         """Batches up to `inline_rows` are scored inline; bigger ones in a worker thread, so the
         event loop is not held for tens of milliseconds (kserve issue 3950)."""
         self._ensure_background()
-        job = self.prepare(request)
-        if job.batch.rows > self.settings.inline_rows:
-            return await asyncio.to_thread(self.execute, job)
-        return self.execute(job)
+        try:
+            job = self.prepare(request)
+        except (RequestError, RecursionError):
+            raise  # a refusal: counted by prepare (nesting by the transport that names it)
+        except Exception:
+            self.fail(request.request_id, "none")
+            raise
+        try:
+            if job.batch.rows > self.settings.inline_rows:
+                return await asyncio.to_thread(self.execute, job)
+            return self.execute(job)
+        except Exception:
+            self.fail(job.request_id, job.variant)
+            raise
 
     def done(self, prediction: Prediction, started: float) -> None:
         """Record a served request; `started` is its `time.perf_counter()` at arrival."""
@@ -302,6 +320,13 @@ class ScoringService:
             extra={"request_id": request_id, "reason": error.reason, "variant": variant},
         )
 
+    def fail(self, request_id: str, variant: str) -> None:
+        """A validated request this server could not score (a model run that failed, a bug):
+        counted as outcome=error with reason `internal`, so canary analysis and the error alert
+        see it, and logged once with its traceback. The transport answers 500 / INTERNAL."""
+        self.telemetry.error(self.champion.version, variant, INTERNAL)
+        log.exception("request failed", extra={"request_id": request_id, "variant": variant})
+
     # --- background work ------------------------------------------------------------------------
 
     def _ensure_background(self) -> None:
@@ -312,8 +337,8 @@ class ScoringService:
         last_counts = time.monotonic()
         while True:
             await asyncio.sleep(_TICK_SECONDS)
-            if self.shadow is not None:
-                self.shadow.drain()
+            if self.shadow is not None and self.shadow.pending:
+                await asyncio.to_thread(self.shadow.drain)  # a slow challenger never holds the loop
             with contextlib.suppress(Exception):
                 self.telemetry.bin_pending()
                 if time.monotonic() - last_counts >= _COUNTS_TICK_SECONDS:
@@ -325,6 +350,11 @@ class ScoringService:
         if self.shadow is not None:
             self.shadow.drain()
         self.telemetry.flush()
+
+    async def flush_log(self) -> None:
+        """Write the prediction log's queued rows now, for at most 10 s (the logger stays open)."""
+        if self.prediction_log is not None:
+            await asyncio.to_thread(self.prediction_log.flush, 10.0)
 
     async def close(self) -> None:
         if self._background is not None:

@@ -226,7 +226,7 @@ class HostGRPCServer(GRPCServer):  # type: ignore[misc]
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=(
-                grpc_fast.ProtobufGuard(),
+                grpc_fast.ProtobufGuard(self._data_plane.model_registry),
                 grpc_fast.DebugLoggingInterceptor(),
                 grpc_fast.BoundedStatusInterceptor(),
             ),
