@@ -131,3 +131,31 @@ def test_watch_and_index_handlers_run_on_the_event_loop() -> None:
     ]
     assert {fn.__name__ for fn in found} >= {"changed", "child_changed", "isvc_readiness"}
     assert [fn.__name__ for fn in found if not inspect.iscoroutinefunction(fn)] == []
+
+
+def test_a_liveness_port_someone_holds_stops_start_up_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second `make run-operator` (or anything on port 8090) ended the first seconds of the
+    operator with two tracebacks from kopf's health reporter; now one line names the port and the
+    knob, before kopf starts. A free port starts kopf with it."""
+    import socket
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(main_module.kopf, "run", lambda **kwargs: calls.append(kwargs))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/healthz"
+        with pytest.raises(SystemExit) as stopped:
+            main_module.main(["--all-namespaces", "--standalone", f"--liveness={url}"])
+    message = str(stopped.value)
+    assert message.startswith(f"creditmodel-operator: --liveness {url}: cannot listen on")
+    assert "OPERATOR_ARGS" in message
+    assert "\n" not in message
+    assert not calls
+    main_module.main(["--all-namespaces", "--standalone", f"--liveness={url}"])  # free again
+    assert calls[0]["liveness_endpoint"] == url
+    with pytest.raises(SystemExit, match="must be http://HOST:PORT/PATH"):
+        main_module.main(["--all-namespaces", "--liveness=https://127.0.0.1/healthz"])

@@ -348,6 +348,17 @@ def test_unknown_action_is_refused_and_removed() -> None:
     assert plan.status.canary == current.status.canary
     assert plan.clear_action
     assert [(e.type, e.reason) for e in plan.events] == [("Warning", "UnknownAction")]
+    # refused like every other action: a history entry, which `kubectl describe` shows later
+    last = plan.status.history[-1]
+    assert (last.verdict, last.reason) == ("Refused", "UnknownAction")
+    assert last.message.startswith("action 'yolo' is not one of promote")
+    # a client string in status is bounded
+    huge = advance(current, Plan(current.status, []), action="x" * 100_000)
+    said = reconcile(huge, Observations(ready={V1_NAME: True}), after(5)).status.history[-1]
+    assert said.message.startswith(f"action {'x' * 64!r} (100000 characters) is not one of")
+    exact = advance(current, Plan(current.status, []), action="y" * 64)  # not cut: no count
+    said = reconcile(exact, Observations(ready={V1_NAME: True}), after(5)).status.history[-1]
+    assert said.message.startswith(f"action {'y' * 64!r} is not one of")
 
 
 def test_new_bundle_during_a_canary_replaces_it() -> None:

@@ -388,3 +388,24 @@ def test_an_abort_without_a_canary_is_refused_and_changes_nothing() -> None:
         "abort: no canary to abort"
     ]
     assert plan.clear_action
+
+
+def test_the_stables_own_path_spelt_with_file_is_the_stable() -> None:
+    """Kills desired.py adopt's `same_bundle` (-> False): `file:///opt/x` and `/opt/x` name the
+    same bundle inside the image (the CRD, training and the predictor read them alike); it was
+    taken for a new bundle with the stable's version, refused as BundleUnavailable and Stalled."""
+    local = "/opt/creditmodel/models/german-credit"
+    first = model(spec(model={"bundleURI": local}))
+    resolved = Resolved(local, "v1")
+    current = advance(first, reconcile(first, Observations(spec_bundle=resolved), T0))
+    name = builders.isvc_name("german", local)
+    current = advance(current, step(current, 0, {name: True}))
+    spelt = f"file://{local}"
+    moved = advance(current, Plan(current.status, []), spec=spec(model={"bundleURI": spelt}))
+    plan = step(moved, 5, {name: True}, spec_bundle=Resolved(spelt, "v1"))
+    assert plan.status.canary is None
+    assert plan.status.stable == current.status.stable
+    assert plan.inferenceservice_names == {name}
+    degraded = plan.status.condition("Degraded")
+    assert degraded is not None
+    assert degraded.status == "False"

@@ -259,3 +259,55 @@ async def test_out_of_descriptors_backs_off_and_stops_counting(listener: socket.
         client.close()
         acceptor.close()
         sock.close()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+@pytest.mark.parametrize("steps", range(6))
+def test_a_connection_handed_off_across_shutdown_is_shut_down_not_left_behind(
+    listener: socket.socket, loop: str, steps: int
+) -> None:
+    """uvicorn closes its servers, then shuts down the connections it holds, then waits for
+    them to go. A hand-off still running at that close was cancelled; on uvloop one cut after
+    its protocol had registered stayed in uvicorn's connections with its socket closed under
+    it, and uvicorn waited for it until the parent killed the worker (about 30 s, 4 runs in
+    30 under load). Now it completes and is shut down; the client sees the connection end."""
+    import uvloop
+
+    class Closing(Tracked):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self.transport = transport
+
+        def shutdown(self) -> None:  # uvicorn's protocols have one
+            self.transport.close()
+
+    async def trial() -> tuple[int, bytes]:
+        loads = WorkerLoads(1)
+        slot = loads.claim(os.getpid())
+        assert slot is not None
+        sock = listener.dup()
+        acceptor = BalancedAcceptor(sock, lambda: Closing(acceptor.connections), loads, slot,
+                                    backlog=64)  # fmt: skip
+        acceptor.start()
+        acceptor._unwatch()  # accept by hand, at a chosen point
+        client = socket.create_connection(listener.getsockname())
+        try:
+            await asyncio.sleep(0.01)  # in the listen queue
+            acceptor._accept_one()
+            for _ in range(steps):  # the hand-off is somewhere between started and done
+                await asyncio.sleep(0)
+            acceptor.close()
+            for connection in list(acceptor.connections):
+                connection.shutdown()  # what uvicorn does next
+            await acceptor.wait_closed()
+            await wait_until(lambda: not acceptor.connections)
+            client.settimeout(2)
+            return len(acceptor.connections), client.recv(1)
+        finally:
+            client.close()
+            sock.close()
+
+    run = uvloop.run if loop == "uvloop" else asyncio.run
+    left, received = run(trial())
+    assert left == 0
+    assert received == b""  # closed by the server, not left open

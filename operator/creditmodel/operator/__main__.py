@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import kopf
 from pydantic import ValidationError
@@ -73,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ValidationError, SettingsError) as exc:
         problem = settings_problem(exc, "CREDITMODEL_OPERATOR_")
         raise SystemExit(f"creditmodel-operator: invalid setting: {problem or exc}") from None
+    taken = liveness_problem(args.liveness) if args.liveness else None
+    if taken:
+        raise SystemExit(f"creditmodel-operator: --liveness {args.liveness}: {taken}")
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     assert handlers.run  # the import registers the handlers with kopf's default registry
     kopf_settings = kopf.OperatorSettings()
@@ -87,6 +92,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         priority=args.priority,
         peering_name=peering_name(args, settings),
     )
+
+
+def liveness_problem(url: str) -> str | None:
+    """Why kopf could not serve its liveness probe at `url`, checked before it starts: kopf's
+    health reporter fails inside the running operator, with two tracebacks, when the port is
+    taken (a second operator, `make run-operator` twice)."""
+    parsed = urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "http" or not parsed.hostname or port is None:
+        return "must be http://HOST:PORT/PATH"
+    family = socket.AF_INET6 if ":" in parsed.hostname else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((parsed.hostname, port))
+        except OSError as exc:
+            return (
+                f"cannot listen on {parsed.hostname}:{port} ({exc.strerror}); another process"
+                " holds it: choose another port (make run-operator: OPERATOR_ARGS)"
+            )
+    return None
 
 
 def peering_name(args: argparse.Namespace, settings: OperatorSettings) -> str | None:

@@ -154,6 +154,12 @@ def bundle_uri(text: str) -> str:
     return text
 
 
+def same_bundle(one: str, other: str) -> bool:
+    """Whether two bundle URIs name the same place: a path inside the image is the same with or
+    without `file://` (as the predictor and training read them)."""
+    return one.removeprefix("file://") == other.removeprefix("file://")
+
+
 HTTP_URL_MESSAGE = (
     "must be http(s)://HOST[:PORT][/PATH] with a lowercase DNS name, IPv4 or [IPv6] host"
     " (no credentials, query or fragment)"

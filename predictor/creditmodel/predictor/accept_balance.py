@@ -277,10 +277,19 @@ class BalancedAcceptor:
         if task.cancelled() or task.exception() is not None:
             conn.close()
             self._settled()
+        elif self._closed:  # connected after uvicorn told the held connections to shut down
+            _, protocol = task.result()
+            shutdown = getattr(protocol, "shutdown", None)
+            if shutdown is not None:
+                shutdown()  # uvicorn's: answers a request in flight, then closes
+            else:
+                protocol.transport.close()
 
     def close(self) -> None:
-        """Stop accepting, leave the table and drop connections still being handed off
-        (uvicorn has already told the held ones to shut down, or is about to)."""
+        """Stop accepting and leave the table. A connection still being handed off is not
+        cancelled (a hand-off cut after the protocol registered left it in uvicorn's
+        connections with its socket closed, and uvicorn's shutdown waited for it until the
+        parent killed the worker): it completes, and `_handed_off` shuts it down."""
         if self._closed:
             return
         self._closed, self._accepting = True, False
@@ -289,8 +298,6 @@ class BalancedAcceptor:
             self._timer = None
         self._unwatch()
         self._loads.leave(self._slot)
-        for handoff in self._handoffs:
-            handoff.cancel()
 
     async def wait_closed(self) -> None:
         if self._handoffs:

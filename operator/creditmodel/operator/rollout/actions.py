@@ -36,8 +36,10 @@ def act(model: CreditModel, observed: Observations, status: Status, now: datetim
         return Acted(status)
     if action not in ACTIONS:
         expected = ", ".join(ACTIONS)
-        event = warning("UnknownAction", f"action {action!r} is not one of {expected}; ignored")
-        return Acted(status, (event,), clear=True)
+        shown = repr(action[:64]) + (f" ({len(action)} characters)" if len(action) > 64 else "")
+        message = f"action {shown} is not one of {expected}; ignored"
+        refused = refuse(status, now, "UnknownAction", message, None)
+        return Acted(refused.status, refused.events, clear=True)
     handlers = {
         "promote": promote,
         "abort": abort,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from creditmodel.operator.model import Desired, Status
 from creditmodel.operator.rollout.values import CreditModel, Event, Observations, normal
+from creditmodel.operator.validation import same_bundle
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ def adopt(model: CreditModel, observed: Observations, status: Status) -> Adopted
         error = f"spec.model.bundleURI {uri}: its manifest records failed gates"
         return Adopted(back_to_stable(status, uri), error=error)
     stable = status.stable
-    if stable is not None and resolved.version == stable.version and uri != stable.bundle_uri:
+    # the stable's own bundle spelt another way (file:///opt/x for /opt/x) is the stable
+    place = stable.bundle_uri if stable and same_bundle(uri, stable.bundle_uri) else uri
+    if stable is not None and resolved.version == stable.version and place != stable.bundle_uri:
         # Metrics, analysis and PSI tell the canary from the stable by the version label alone:
         # with one version on both, the canary's numbers would include the stable's traffic.
         error = (
@@ -40,7 +43,7 @@ def adopt(model: CreditModel, observed: Observations, status: Status) -> Adopted
     rejected = status.rejected
     update = {
         "desired": Desired(
-            version=resolved.version, bundle_uri=uri, source="spec", spec_bundle_uri=uri
+            version=resolved.version, bundle_uri=place, source="spec", spec_bundle_uri=uri
         ),
         # named again explicitly: the user asks for a new attempt
         "rejected": None if rejected and rejected.bundle_uri == uri else rejected,
