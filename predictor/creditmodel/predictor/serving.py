@@ -254,6 +254,7 @@ class CreditModelServer(ModelServer):  # type: ignore[misc]
         self.max_body_bytes = max_body_bytes
         self.read_timeout = read_timeout
         self.dataplane = HonestDataPlane(model_registry=self.registered_models)
+        self.stopping: asyncio.Task[None] | None = None  # the shutdown `stop` started
 
     def start(self, models: list[Any]) -> None:
         use_uvloop(self.event_loop)
@@ -269,3 +270,22 @@ class CreditModelServer(ModelServer):  # type: ignore[misc]
             HostGRPCServer, host=self.host, max_body_bytes=self.max_body_bytes
         )
         super().start(models)
+
+    def stop(self, sig: int) -> None:
+        """KServe's stop, with the models unloaded only once the servers have stopped: KServe
+        unloads them at once, while the gRPC server still answers the calls in flight for its
+        grace period, and those calls were answered NOT_FOUND for the model being served."""
+
+        async def shutdown() -> None:
+            from kserve.utils.inference_client_factory import InferenceClientFactory
+
+            await InferenceClientFactory().close()
+            log.info("stopping the model server", extra={"signal": sig})
+            if self._rest_multiprocess_server:
+                await self._rest_multiprocess_server.stop(sig)
+            if self._grpc_server:
+                await self._grpc_server.stop(sig)
+            for name in list(self.registered_models.get_models()):
+                self.registered_models.unload(name)
+
+        self.stopping = asyncio.get_running_loop().create_task(shutdown())
