@@ -226,3 +226,44 @@ def test_a_stuck_store_never_blocks_requests_and_overflow_is_counted() -> None:
     )  # queue (100) plus what the writer had already taken (<= 10 per part)
     store.release.set()
     logger.close(timeout=10)
+
+
+def test_the_queue_is_bounded_in_memory_as_well_as_in_rows() -> None:
+    """Single-row requests hold several KB each while queued: with the row bound alone, the
+    default 200,000 rows behind a stuck store was about 1.7 GB of a predictor whose limit is
+    1 GiB. The estimated bytes are bounded too; what does not fit is dropped and counted."""
+    store = StuckStore()
+    settings = PredictionLogSettings(
+        uri="stuck://", queue_bytes=1 << 20, max_rows_per_file=1_000_000,
+        flush_interval_seconds=3600,
+    )  # fmt: skip
+    logger = PredictionLogger(settings, SCHEMA, "bytes-test", store=store, clock=lambda: AT)
+    dropped_before = ROWS_DROPPED.labels("bytes-test")._value.get()
+    for i in range(2_000):  # two rows a request: the test's offer needs an even count
+        offer(logger, 2, request_id=f"r{i}")
+    dropped = ROWS_DROPPED.labels("bytes-test")._value.get() - dropped_before
+    assert dropped > 0
+    assert logger._queued_bytes <= settings.queue_bytes
+    assert logger._queued_rows + dropped <= 4_000
+    store.release.set()
+    logger.close(timeout=10)
+
+
+def test_half_the_memory_bound_queued_writes_a_part_before_the_interval(tmp_path: Path) -> None:
+    """Single rows reach the memory bound long before max_rows_per_file: the writer starts a part
+    at half of it, instead of waiting out the flush interval while new rows are dropped."""
+    settings = PredictionLogSettings(
+        uri=str(tmp_path), queue_bytes=1 << 20, max_rows_per_file=1_000_000,
+        flush_interval_seconds=3600,
+    )  # fmt: skip
+    logger = PredictionLogger(settings, SCHEMA, "half-test", clock=lambda: AT)
+    dropped_before = ROWS_DROPPED.labels("half-test")._value.get()
+    for i in range(250):  # about 3 KB each: past half of the bound, short of all of it
+        offer(logger, 2, request_id=f"r{i}")
+    deadline = datetime.now(UTC).timestamp() + 10
+    while not list(tmp_path.rglob("*.parquet")):
+        assert datetime.now(UTC).timestamp() < deadline, "no part within 10 s (interval: 1 h)"
+        threading.Event().wait(0.05)
+    logger.close(timeout=10)
+    assert ROWS_DROPPED.labels("half-test")._value.get() == dropped_before
+    assert sum(len(part["request_id"]) for part in read_parts(tmp_path)) == 500

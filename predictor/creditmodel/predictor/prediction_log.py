@@ -61,6 +61,9 @@ class PredictionLogSettings(BaseSettings):
     max_rows_per_file: Annotated[int, Field(ge=1)] = 50_000
     flush_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     queue_rows: Annotated[int, Field(ge=1)] = 200_000
+    queue_bytes: Annotated[int, Field(ge=1 << 20)] = 256 << 20
+    """The queue's memory bound, estimated (`_footprint`): a queued single-row request holds about
+    8.5 KB, so 200,000 of them would need 1.7 GB, more than a predictor's usual limit."""
     drop_fields: list[str] = []
     hash_fields: list[str] = []
     hash_salt: SecretStr = SecretStr("")
@@ -87,6 +90,8 @@ class _Batch:
     points_scaling: str | None
     columns: dict[str, npt.NDArray[Any]]
     rows: int
+    footprint: int
+    """Its estimated memory in bytes (`_footprint`)."""
 
 
 class PredictionLogger:
@@ -123,6 +128,7 @@ class PredictionLogger:
             _ = self.store.client
         self._queue: deque[_Batch] = deque()
         self._queued_rows = 0
+        self._queued_bytes = 0
         self._lock = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -184,20 +190,35 @@ class PredictionLogger:
             points_scaling,
             columns,
             rows,
+            _footprint(columns),
         )
+        settings = self.settings
         with self._lock:
-            if self._queued_rows + rows > self.settings.queue_rows:
+            if (
+                self._queued_rows + rows > settings.queue_rows
+                or self._queued_bytes + batch.footprint > settings.queue_bytes
+            ):
                 ROWS_DROPPED.labels(self.model).inc(rows)
                 return
             self._queue.append(batch)
             self._queued_rows += rows
-            if self._queued_rows >= self.settings.max_rows_per_file:
+            self._queued_bytes += batch.footprint
+            # a part is due; so it is when half the memory bound is queued, or single rows
+            # would fill it and be dropped before max_rows_per_file or the interval comes
+            if (
+                self._queued_rows >= settings.max_rows_per_file
+                or self._queued_bytes >= settings.queue_bytes // 2
+            ):
                 self._lock.notify()
 
     # --- writer thread -----------------------------------------------------------------------------
     def _take(self, wait: bool) -> list[_Batch]:
         with self._lock:
-            if wait and not self._closed and self._queued_rows < self.settings.max_rows_per_file:
+            due = (
+                self._queued_rows >= self.settings.max_rows_per_file
+                or self._queued_bytes >= self.settings.queue_bytes // 2
+            )
+            if wait and not self._closed and not due:
                 self._lock.wait(self.settings.flush_interval_seconds)
             taken: list[_Batch] = []
             rows = 0
@@ -205,6 +226,7 @@ class PredictionLogger:
                 batch = self._queue.popleft()
                 taken.append(batch)
                 rows += batch.rows
+                self._queued_bytes -= batch.footprint
             self._queued_rows -= rows
             return taken
 
@@ -248,6 +270,19 @@ class PredictionLogger:
             self._lock.notify()
         self._thread.join(timeout)
         self.flush(timeout)
+
+
+_ARRAY_OVERHEAD = 300  # a numpy array object (a view), its dict slot, the base it keeps alive
+_BATCH_OVERHEAD = 600  # the _Batch, its column dict and strings
+
+
+def _footprint(columns: Mapping[str, npt.NDArray[Any]]) -> int:
+    """Estimated bytes a queued batch holds: its arrays' data (pointers for text, whose strings
+    the batch shares with the schema and reason tables) and their objects: 8.9 KB for a queued
+    single-row request of the reference bundle (27 columns), whose resident memory grew by
+    8.5 KB a request queued (20,000 of them, in process)."""
+    data = sum(values.nbytes for values in columns.values())
+    return data + _ARRAY_OVERHEAD * len(columns) + _BATCH_OVERHEAD
 
 
 _NULLABLE_TEXT = frozenset((plog.BUNDLE_DIGEST, plog.POINTS_SCALING, *plog.REASON_CODE_COLUMNS))
