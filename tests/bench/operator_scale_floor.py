@@ -18,8 +18,8 @@ from typing import Any
 from kubernetes import client
 
 from creditmodel.operator import builders
-from creditmodel.operator.kube import _without_none
 from creditmodel.operator.model import Spec
+from creditmodel.operator.patches import without_none
 from creditmodel.operator.settings import OperatorSettings
 from creditmodel.operator.status import VersionRef
 from tests.bench import operator_scale as tools
@@ -111,7 +111,7 @@ def inferenceservices(
         version = VersionRef.model_validate({"version": "v1", "bundleURI": bundle_uri})
         body = builders.build_inferenceservice(owner, spec, version)
         body["metadata"].pop("ownerReferences", None)
-        bodies.append(_without_none(body))  # as the operator's create sends it
+        bodies.append(without_none(body))  # as the operator's create sends it
     return bodies
 
 

@@ -521,3 +521,12 @@ def test_an_empty_prometheus_url_installs_an_operator_without_prometheus() -> No
     deployment = one(render(string_values=["operator.prometheusUrl="]), "Deployment")
     env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "CREDITMODEL_OPERATOR_PROMETHEUS_URL" not in env
+
+
+def test_the_drift_alerts_ask_for_the_rows_the_predictor_and_the_drift_job_do() -> None:
+    """One number, three places: the predictor's --drift_min_rows, the drift job's --min-rows
+    and the chart's alerts (psiMinRows) all default to core.drift.MIN_ROWS."""
+    from creditmodel.core import drift
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["monitoring"]["prometheusRule"]["psiMinRows"] == drift.MIN_ROWS

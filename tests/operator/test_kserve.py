@@ -21,8 +21,9 @@ from kubernetes.client.rest import ApiException
 
 from creditmodel.operator import builders
 from creditmodel.operator.kube import Kube as OperatorKube
-from creditmodel.operator.kube import KubeError, _without_none
+from creditmodel.operator.kube import KubeError
 from creditmodel.operator.model import Spec, VersionRef
+from creditmodel.operator.patches import without_none
 from tests.operator.bad_creditmodels import CASES, Bad
 from tests.operator.factories import spec
 from tests.operator.running import (
@@ -360,7 +361,7 @@ def test_kserves_validator_takes_only_a_kpa_metric_for_router_knative(
     assert isvc["spec"]["predictor"]["scaleMetric"] == "concurrency"
     isvc["spec"]["predictor"]["scaleMetric"] = metric
     isvc["metadata"].pop("ownerReferences")
-    isvc = _without_none(isvc)  # what the operator's create sends
+    isvc = without_none(isvc)  # what the operator's create sends
     create = client.CustomObjectsApi(cluster.api).create_namespaced_custom_object
     if accepted:
         create(*KSERVE[:2], cluster.namespace, KSERVE[2], isvc, dry_run="All")

@@ -22,8 +22,8 @@ import orjson
 
 from creditmodel.operator import builders
 from creditmodel.operator.model import GROUP, PLURAL, VERSION
+from creditmodel.operator.patches import merge_patch_body, subset_differs, without_none
 from creditmodel.operator.rollout import JobState
-from creditmodel.operator.validation import quantity_value
 
 logger = logging.getLogger(__name__)
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
@@ -65,61 +65,6 @@ KINDS = {
     "Pod": Kind("/api", "v1", "pods"),
     "CreditModel": Kind(f"/apis/{GROUP}", VERSION, PLURAL),
 }
-
-
-QUANTITY_MAPS = frozenset({"requests", "limits"})
-"""Keys whose values are resource quantities: KServe's webhook and the API server canonicalise
-them (`cpu: 1` comes back as "1", 0.5 as "500m"), so they are compared by value."""
-
-
-def _subset_differs(desired: Any, actual: Any, quantities: bool = False) -> bool:
-    """True when `actual` does not contain `desired` (extra fields set by others are fine). A
-    None in `desired` asks for the field to be absent (a builder's optional field left unset):
-    a value there differs. Semantic where the API server rewrites what we wrote: quantities by
-    value, an empty list by an absent one. A write on every resync would wake KServe and bump
-    resourceVersion for nothing."""
-    if isinstance(desired, Mapping):
-        if not isinstance(actual, Mapping):
-            return True
-        return any(
-            _subset_differs(value, actual.get(key), quantities or key in QUANTITY_MAPS)
-            for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        if not desired and actual is None:
-            return False  # the API server may drop an empty list: absent is what we asked for
-        if not isinstance(actual, list) or len(desired) != len(actual):
-            return True
-        return any(_subset_differs(d, a) for d, a in zip(desired, actual, strict=True))
-    if quantities and desired != actual:
-        return not _same_quantity(desired, actual)
-    return bool(desired != actual)
-
-
-def _without_none(value: Any) -> Any:
-    """`value` without the fields a builder left None (absent): the body of a create."""
-    if isinstance(value, Mapping):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(item) for item in value]
-    return value
-
-
-def _merge_patch_body(wanted: Any) -> Any:
-    """`wanted` as a JSON merge patch: a None field of a map stays, and deletes the field (an
-    optional field the spec no longer sets leaves the child); inside a list, which a merge patch
-    replaces whole, a None field is left out (RFC 7386 would store the null itself)."""
-    if isinstance(wanted, Mapping):
-        return {k: _merge_patch_body(v) for k, v in wanted.items()}
-    return _without_none(wanted)
-
-
-def _same_quantity(desired: Any, actual: Any) -> bool:
-    try:
-        wanted, found = quantity_value(desired), quantity_value(actual)
-    except (TypeError, ValueError, KeyError, ArithmeticError):
-        return False
-    return wanted == found
 
 
 class Kube:
@@ -232,7 +177,7 @@ class Kube:
             create_first = True  # gone meanwhile: create it
         current = None if create_first else await self.get(kind, namespace, name)
         if current is None:
-            body = _without_none(manifest)
+            body = without_none(manifest)
             status, data = await self._call("POST", kind, namespace, body=body)
             if status in (200, 201):
                 self.written(data)
@@ -250,7 +195,7 @@ class Kube:
             wanted["metadata"]["ownerReferences"] = claim.adopt
         if kind == "Job":  # a Job's pod template is immutable: only an orphan's owner is written
             wanted = {"metadata": {"ownerReferences": claim.adopt}} if claim.adopt else {}
-        if not wanted or not _subset_differs(wanted, current):
+        if not wanted or not subset_differs(wanted, current):
             return "unchanged"
         return await self._patch(kind, namespace, name, wanted) or "unchanged"
 
@@ -259,7 +204,7 @@ class Kube:
     ) -> str | None:
         """Merge-patch our fields; None when the object is not there."""
         status, data = await self._call(
-            "PATCH", kind, namespace, name, body=_merge_patch_body(wanted), headers=MERGE_PATCH
+            "PATCH", kind, namespace, name, body=merge_patch_body(wanted), headers=MERGE_PATCH
         )
         if status == 404:
             return None
@@ -399,18 +344,3 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 def _ignore(_: Mapping[str, Any]) -> None:
     return None
-
-
-def merge_patch(old: Any, new: Any) -> Any:
-    """The JSON merge patch (RFC 7386) turning `old` into `new`; None when they are equal."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return None if old == new else new
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        if key not in old:
-            patch[key] = value
-            continue
-        sub = merge_patch(old[key], value)
-        if sub is not None:
-            patch[key] = sub
-    return patch or None

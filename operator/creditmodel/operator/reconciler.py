@@ -18,8 +18,9 @@ import kopf
 import orjson
 
 from creditmodel.operator import analysis, builders, bundles, rollout
-from creditmodel.operator.kube import Kube, KubeError, merge_patch
+from creditmodel.operator.kube import Kube, KubeError
 from creditmodel.operator.model import ACTION_ANNOTATION
+from creditmodel.operator.patches import merge_patch
 from creditmodel.operator.prometheus import Prometheus
 from creditmodel.operator.readiness import InNamespace, Key, Readiness
 from creditmodel.operator.settings import OperatorSettings

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from creditmodel.core import drift
 from creditmodel.core.points import PointsScaling
 
 
@@ -46,10 +47,9 @@ class PredictorSettings(BaseSettings):
     # Sliding window of the live PSI gauges.
     drift_window_seconds: Annotated[float, Field(ge=1, le=7 * 86400, allow_inf_nan=False)] = 600.0
     # The PSI gauges of a (version, variant) are published only while its window holds at least
-    # this many rows (the row count always is): over ten bins, sampling noise alone gives a PSI
-    # of about 9/rows (0.02 at 500 rows) and far more on a few rows (8.3 after two requests).
-    # The chart's drift alerts ask for the same 500 rows (prometheusRule.psiMinRows).
-    drift_min_rows: Annotated[int, Field(ge=1)] = 500
+    # this many rows (the row count always is): on a few rows they are noise (8.3 after two
+    # requests). core.drift.MIN_ROWS says why 500, for the drift job and the chart too.
+    drift_min_rows: Annotated[int, Field(ge=1)] = drift.MIN_ROWS
     # Override the bundle's points scaling (all three or none).
     scaling: PointsScaling | None = None
 

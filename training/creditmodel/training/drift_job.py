@@ -25,7 +25,7 @@ from creditmodel.core import drift
 from creditmodel.core import prediction_log as plog
 from creditmodel.core.bundle import BundleError, bundle_scaling, load_bundle
 from creditmodel.core.commands import DRIFT_COMMAND, DRIFT_WINDOW_PATTERN, DriftFlags
-from creditmodel.core.drift import DriftSummary
+from creditmodel.core.drift import MIN_ROWS, DriftSummary
 from creditmodel.core.jobs import ExitCode
 from creditmodel.core.points import PointsScaling
 from creditmodel.core.reference import Reference
@@ -35,7 +35,6 @@ from creditmodel.training.drift_evidently import evidently_report
 from creditmodel.training.drift_log import read_window
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STORAGE = ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.STORAGE
-MIN_ROWS = 500
 log = logging.getLogger("creditmodel.drift")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creditmodel.operator.kube import _merge_patch_body, _subset_differs, _without_none, merge_patch
+from creditmodel.operator.patches import merge_patch, merge_patch_body, subset_differs, without_none
 
 pytestmark = pytest.mark.unit
 
@@ -35,21 +35,19 @@ def test_merge_patch_removes_a_whole_object_and_replaces_lists() -> None:
 def test_fields_added_by_other_controllers_are_not_drift() -> None:
     desired = {"spec": {"predictor": {"minReplicas": 1}}}
     actual = {"spec": {"predictor": {"minReplicas": 1, "defaulted": True}}, "status": {}}
-    assert not _subset_differs(desired, actual)
-    assert _subset_differs({"spec": {"predictor": {"minReplicas": 2}}}, actual)
-    assert _subset_differs({"spec": {"args": ["a", "b"]}}, {"spec": {"args": ["a"]}})
+    assert not subset_differs(desired, actual)
+    assert subset_differs({"spec": {"predictor": {"minReplicas": 2}}}, actual)
+    assert subset_differs({"spec": {"args": ["a", "b"]}}, {"spec": {"args": ["a"]}})
 
 
 def test_a_field_left_none_must_be_absent() -> None:
     desired = {"spec": {"predictor": {"minReplicas": 1, "serviceAccountName": None}}}
-    assert not _subset_differs(desired, {"spec": {"predictor": {"minReplicas": 1}}})
+    assert not subset_differs(desired, {"spec": {"predictor": {"minReplicas": 1}}})
     set_by_us_before = {"spec": {"predictor": {"minReplicas": 1, "serviceAccountName": "old"}}}
-    assert _subset_differs(desired, set_by_us_before)
+    assert subset_differs(desired, set_by_us_before)
     in_a_list = {"spec": {"parentRefs": [{"name": "gw", "sectionName": None}]}}
-    assert _subset_differs(
-        in_a_list, {"spec": {"parentRefs": [{"name": "gw", "sectionName": "a"}]}}
-    )
-    assert not _subset_differs(in_a_list, {"spec": {"parentRefs": [{"name": "gw"}]}})
+    assert subset_differs(in_a_list, {"spec": {"parentRefs": [{"name": "gw", "sectionName": "a"}]}})
+    assert not subset_differs(in_a_list, {"spec": {"parentRefs": [{"name": "gw"}]}})
 
 
 def test_a_create_leaves_none_out_and_a_patch_deletes_it_except_inside_lists() -> None:
@@ -62,10 +60,10 @@ def test_a_create_leaves_none_out_and_a_patch_deletes_it_except_inside_lists() -
             "parentRefs": [{"name": "gw", "namespace": None}],
         }
     }
-    assert _without_none(wanted) == {
+    assert without_none(wanted) == {
         "spec": {"predictor": {"containers": [{}]}, "parentRefs": [{"name": "gw"}]}
     }
-    assert _merge_patch_body(wanted) == {
+    assert merge_patch_body(wanted) == {
         "spec": {
             "predictor": {"canaryTrafficPercent": None, "containers": [{}]},
             "hostnames": None,
