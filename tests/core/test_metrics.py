@@ -151,5 +151,13 @@ def test_chart_alerts_and_dashboard_ask_for_exported_names(samples: list[Sample]
     ]
     asked = {name for text in texts for name in re.findall(r"\bcreditmodel_[a-z_]+", text)}
     # Series that appear only after a failure the test does not provoke.
-    rare = {names.total(names.SHADOW_DROPPED_ROWS), names.total(names.SHADOW_FAILURES)}
+    rare = {
+        names.total(name)
+        for name in (
+            names.SHADOW_DROPPED_ROWS,
+            names.SHADOW_FAILURES,
+            names.LOG_DROPPED_ROWS,
+            names.LOG_WRITE_ERRORS,
+        )
+    }
     assert asked - exposed(samples) - rare == set()

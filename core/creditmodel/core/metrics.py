@@ -57,6 +57,12 @@ SHADOW_DROPPED_ROWS: Final = "creditmodel_shadow_dropped_rows"
 """Counter of rows not shadow-scored (queue full)."""
 SHADOW_FAILURES: Final = "creditmodel_shadow_failures"
 """Counter of challenger scoring failures."""
+LOG_WRITTEN_ROWS: Final = "creditmodel_prediction_log_written_rows"
+"""Counter of scored rows written to the prediction log (label MODEL only)."""
+LOG_DROPPED_ROWS: Final = "creditmodel_prediction_log_dropped_rows"
+"""Counter of scored rows the prediction log's bounded queue dropped (label MODEL only)."""
+LOG_WRITE_ERRORS: Final = "creditmodel_prediction_log_write_errors"
+"""Counter of prediction-log parts lost to the store (label MODEL only)."""
 
 
 def total(counter: str) -> str:

@@ -27,6 +27,7 @@ from prometheus_client import Counter
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from creditmodel.core import metrics as names
 from creditmodel.core import prediction_log as plog
 from creditmodel.core.commands import PREDICTION_LOG_ENV_PREFIX
 from creditmodel.core.schema import Schema
@@ -35,19 +36,17 @@ from creditmodel.core.storage import S3Store, StorageError, Store, open_store
 log = logging.getLogger("creditmodel.predictor.prediction_log")
 
 ROWS_WRITTEN = Counter(
-    "creditmodel_prediction_log_written_rows",
-    "Scored rows written to the prediction log",
-    ["model"],
+    names.LOG_WRITTEN_ROWS, "Scored rows written to the prediction log", [names.MODEL]
 )
 ROWS_DROPPED = Counter(
-    "creditmodel_prediction_log_dropped_rows",
+    names.LOG_DROPPED_ROWS,
     "Scored rows dropped because the prediction-log queue was full",
-    ["model"],
+    [names.MODEL],
 )
 WRITE_ERRORS = Counter(
-    "creditmodel_prediction_log_write_errors",
+    names.LOG_WRITE_ERRORS,
     "Prediction-log parts that failed to upload (their rows are lost)",
-    ["model"],
+    [names.MODEL],
 )
 
 
