@@ -6,6 +6,7 @@ retry loop without status."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import time
 from pathlib import Path
@@ -236,3 +237,48 @@ def test_a_failed_predictor_edit_keeps_the_old_pods_serving_and_says_so(
         api.wait_model_ready(NAME)
         assert (condition(api.model(NAME), "Degraded") or {}).get("status") == "False"
         assert weights() == {stable: 100}
+
+
+def test_a_namespace_being_deleted_ends_its_creditmodel_without_errors(
+    crds: ClusterKube, operator_kubeconfig: Path, tmp_path: Path, s3: S3Bucket
+) -> None:
+    """Deleting a namespace deletes its CreditModels and their children in no set order: a
+    child gone first woke its CreditModel, whose pass wrote it again into a namespace the API
+    server creates nothing in any more (403 NamespaceTerminating), warned of a refusal and
+    retried its Warning Event as ERROR lines. Worse, with --namespace (the chart's
+    watchNamespaces) kopf stops watching a namespace as soon as its deletion starts, so kopf's
+    finalizer on the CreditModel was never removed and the namespace stayed Terminating for good.
+    The loop now releases the finalizer and ends with one INFO line."""
+    doomed = dataclasses.replace(crds, namespace=crds.cluster.create_namespace(crds.api, "doomed"))
+    api = Api(doomed)
+    api.custom.create_namespaced_custom_object(
+        "kopf.dev", "v1", doomed.namespace, "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+         "metadata": {"name": "creditmodel-operator"}},
+    )  # fmt: skip
+    publish(f"{s3.uri}/german-credit/v1", "v1")
+    with running_operator(doomed, operator_kubeconfig, tmp_path, s3.env()) as operator:
+        api.create_model(sample(s3))
+        api.wait_model_ready(NAME)
+        core = client.CoreV1Api(crds.api)
+        serving = len(operator.log())
+        core.delete_namespace(doomed.namespace)
+
+        def gone() -> bool:
+            try:
+                core.read_namespace(doomed.namespace)
+            except ApiException as exc:
+                return exc.status == 404
+            return False
+
+        try:
+            eventually(gone, 120, "the namespace controller emptied and removed the namespace")
+        except AssertionError:
+            print(core.read_namespace(doomed.namespace).status)
+            raise
+        time.sleep(2)  # anything the operator still had to say
+        log = operator.log()[serving:]
+    lines = log.splitlines()
+    assert not [line for line in lines if "ERROR" in line], log[-4000:]
+    assert not [line for line in lines if "refused" in line], log[-4000:]
+    assert f"namespace {doomed.namespace} is being deleted: {NAME} stops" in log

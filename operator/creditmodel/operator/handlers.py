@@ -24,7 +24,7 @@ import kopf
 
 from creditmodel.operator import builders, rollout
 from creditmodel.operator.kube import Kube, KubeError
-from creditmodel.operator.model import ACTION_ANNOTATION, GROUP, PLURAL, VERSION
+from creditmodel.operator.model import ACTION_ANNOTATION, FINALIZER, GROUP, PLURAL, VERSION
 from creditmodel.operator.readiness import Key, Readiness
 from creditmodel.operator.reconciler import Logger, Reconciler
 from creditmodel.operator.settings import OperatorSettings
@@ -42,7 +42,7 @@ assignment is quadratic in its queue) and open connections beyond its keep-alive
 handshake each. A daemon waiting for a slot folds the wakes that arrive meanwhile into one pass."""
 
 
-WATCH_HANDLERS = ("changed", "child_changed", "job_changed")
+WATCH_HANDLERS = ("changed", "child_changed", "job_changed", "namespace_changed")
 """The handlers kopf calls on every watch event of their kind (not once per change)."""
 
 
@@ -95,7 +95,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.diffbase_storage = NoDiffBase(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING
     settings.batching.worker_limit = config.workers
     memo.config = config
@@ -112,6 +112,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube.written = functools.partial(_remember_written, memo)
     memo.prometheus = {}
     memo.wakers = {}
+    memo.releasing = set()  # CreditModel keys in a namespace being deleted (namespace_changed)
     memo.children = {}  # (kind, namespace, name) -> the child's last seen ChildEdit.seen
     memo.edited = {}  # CreditModel key -> {(kind, name)} of children changed since its last pass
     memo.versions = {}  # CreditModel key -> its resourceVersion as last read or written
@@ -219,6 +220,20 @@ def _ready_pods(status: Mapping[str, Any]) -> int:
     copies = model_status.get("copies") if isinstance(model_status, Mapping) else None
     total = copies.get("totalCopies") if isinstance(copies, Mapping) else None
     return total if type(total) is int and total > 0 else 0
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_changed(*, name: str, meta: Mapping[str, Any], memo: Any, **_: Any) -> None:
+    """A namespace being deleted: each of its CreditModels' loops releases kopf's finalizer and
+    ends. With --namespace, kopf stops watching a namespace at the first deletion event whose
+    conditions are all False (kopf 1.45.2; kopf issue 1088, the check of kopf PR 1225 comes too
+    early), so it never sees its CreditModels deleted, never removes the finalizer its daemons
+    hold, and the namespace stayed Terminating for good. Their children go with the namespace."""
+    if not meta.get("deletionTimestamp"):
+        return
+    for key in [key for key in memo.wakers if key[0] == name]:
+        memo.releasing.add(key)
+        _wake(memo, key)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

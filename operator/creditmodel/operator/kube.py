@@ -28,6 +28,9 @@ from creditmodel.operator.rollout import JobState
 logger = logging.getLogger(__name__)
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 JSON = {"Content-Type": "application/json"}
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+NAMESPACE_TERMINATING = "NamespaceTerminating"
+"""The cause the API server gives for refusing a create in a namespace being deleted."""
 NOT_OWNED = "NotOwned"
 """A child's name is taken by an object this CreditModel does not own (builders.claim)."""
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
@@ -37,10 +40,21 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 class KubeError(Exception):
     """The API server refused or failed a request the operator needs (message has the details)."""
 
-    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        reason: str = "",
+        causes: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(message)
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.causes = status, reason, causes
         self.detail = message
+
+    @property
+    def terminating(self) -> bool:
+        """The namespace is being deleted: the API server creates nothing more in it."""
+        return NAMESPACE_TERMINATING in self.causes
 
     @property
     def refused(self) -> bool:
@@ -144,7 +158,13 @@ class Kube:
 
     def _fail(self, what: str, status: int, data: dict[str, Any]) -> KubeError:
         message = str(data.get("message", data))
-        error = KubeError(f"{what}: HTTP {status}: {message}", status, str(data.get("reason", "")))
+        details = data.get("details")
+        found = details.get("causes") if isinstance(details, dict) else None
+        causes = frozenset(
+            str(cause.get("reason")) for cause in found or () if isinstance(cause, dict)
+        )
+        reason = str(data.get("reason", ""))
+        error = KubeError(f"{what}: HTTP {status}: {message}", status, reason, causes)
         error.detail = message
         return error
 
@@ -329,6 +349,22 @@ class Kube:
                 f"remove annotation {key} of CreditModel {namespace}/{name}", code, data
             )
         return data
+
+    async def release_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        """Remove `finalizer` from the CreditModel, if it still holds it (a JSON patch whose
+        `test` fails when the list changed meanwhile: then the next call reads it again)."""
+        body = await self.get("CreditModel", namespace, name)
+        held = list(((body or {}).get("metadata") or {}).get("finalizers") or [])
+        if finalizer not in held:
+            return
+        index = held.index(finalizer)
+        path = f"/metadata/finalizers/{index}"
+        patch = [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
+        code, data = await self._call(
+            "PATCH", "CreditModel", namespace, name, body=patch, headers=JSON_PATCH
+        )
+        if code not in (200, 404):
+            raise self._fail(f"release finalizer of CreditModel {namespace}/{name}", code, data)
 
 
 def _json(raw: bytes) -> dict[str, Any]:

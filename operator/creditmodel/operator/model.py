@@ -39,6 +39,8 @@ PLURAL = "creditmodels"
 KIND = "CreditModel"
 API_VERSION = f"{GROUP}/{VERSION}"
 ACTION_ANNOTATION = f"{GROUP}/action"
+FINALIZER = f"{GROUP}/finalizer"
+"""kopf's finalizer on every CreditModel (its daemon holds it until stopped)."""
 """Manual control: `promote`, `abort`, `pause`, `resume` or `rollback`; the operator acts on it within
 about a second (a watch event, not the timer) and removes it once done."""
 
@@ -284,6 +286,7 @@ __all__ = [
     "ACTION_ANNOTATION",
     "API_VERSION",
     "DRIFT_RESOURCES",
+    "FINALIZER",
     "GROUP",
     "HISTORY_LIMIT",
     "KIND",

@@ -14,6 +14,8 @@ import httpx
 from creditmodel.core import metrics as names
 from creditmodel.operator import analysis
 from creditmodel.operator.model import AnalysisSpec
+from creditmodel.operator.rollout import CreditModel
+from creditmodel.operator.settings import OperatorSettings
 
 
 class PrometheusError(Exception):
@@ -84,6 +86,22 @@ class Prometheus:
         except PrometheusError:
             return None
         return None if value is None or math.isnan(value) else value
+
+
+def for_model(
+    clients: dict[str, Prometheus], model: CreditModel, config: OperatorSettings
+) -> Prometheus | None:
+    """The client of the Prometheus the CreditModel's analysis asks (its own URL, else the
+    operator's), one per URL kept in `clients`; None without either."""
+    url = model.spec.rollout.analysis.prometheus_url or (
+        str(config.prometheus_url) if config.prometheus_url else None
+    )
+    if url is None:
+        return None
+    client = clients.get(url)
+    if client is None:
+        client = clients[url] = Prometheus(url, config.prometheus_timeout_seconds)
+    return client
 
 
 def _bound(text: str) -> float:

@@ -19,9 +19,9 @@ import orjson
 
 from creditmodel.operator import analysis, builders, bundles, rollout
 from creditmodel.operator.kube import Kube, KubeError
-from creditmodel.operator.model import ACTION_ANNOTATION
+from creditmodel.operator.model import ACTION_ANNOTATION, FINALIZER
 from creditmodel.operator.patches import merge_patch
-from creditmodel.operator.prometheus import Prometheus
+from creditmodel.operator.prometheus import for_model
 from creditmodel.operator.readiness import InNamespace, Key, Readiness
 from creditmodel.operator.settings import OperatorSettings
 from creditmodel.operator.views import STATUSES_KEPT, UnreadableError, status_digest, view
@@ -30,19 +30,6 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 REFUSAL_BACKOFF_FIRST, REFUSAL_BACKOFF_MAX = 5.0, 300.0
 """Seconds before a refused child is written again, doubling while the API server keeps
 refusing it: a verdict (webhook, policy, quota) rarely changes within seconds."""
-
-
-def _prometheus(memo: Any, model: rollout.CreditModel) -> Prometheus | None:
-    config: OperatorSettings = memo.config
-    url = model.spec.rollout.analysis.prometheus_url or (
-        str(config.prometheus_url) if config.prometheus_url else None
-    )
-    if url is None:
-        return None
-    client: Prometheus | None = memo.prometheus.get(url)
-    if client is None:
-        client = memo.prometheus[url] = Prometheus(url, config.prometheus_timeout_seconds)
-    return client
 
 
 def _digest(manifest: dict[str, Any]) -> str:
@@ -111,7 +98,7 @@ class Reconciler:
         published = job.publishes[1] if job and job.publishes else status.training.bundle_uri
         if job is not None and job.phase == "Succeeded" and published:
             trained = await bundles.resolve(published)  # the Job's own word (as_the_job_publishes)
-        prometheus = _prometheus(self.memo, model)
+        prometheus = for_model(self.memo.prometheus, model, self.config)
         result = None
         if needs.analysis and status.canary and status.stable:
             _, canary_name = rollout.serving_names(model, status)
@@ -224,6 +211,8 @@ class Reconciler:
                     patch_first=not full and name in self.applied and name not in self.stale,
                 )
             except KubeError as exc:
+                if exc.terminating:
+                    raise
                 if child["kind"] == "CronJob":
                     # Monitoring is not serving: a refused drift CronJob is an observation of the
                     # next pass (reported in status.drift and Degraded), not a stop.
@@ -248,7 +237,7 @@ class Reconciler:
             try:
                 await self.kube.ensure(plan.job, create_first=True)
             except KubeError as exc:
-                if not exc.refused:
+                if exc.terminating or not exc.refused:
                     raise
                 job = plan.job["metadata"]["name"]
                 refused = refused or rollout.ChildRefusal("Job", job, exc.detail[:1024])
@@ -351,6 +340,11 @@ class Reconciler:
 
     async def once(self) -> float | None:
         """One pass; returns seconds until the next pass, or None when the object is gone."""
+        if self.key in self.memo.releasing:  # its namespace is being deleted
+            self.memo.releasing.discard(self.key)
+            await self.kube.release_finalizer(self.namespace, self.name, FINALIZER)
+            self.logger.info(f"namespace {self.namespace} is being deleted: {self.name} stops")
+            return None
         body = await self.read()
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
@@ -365,7 +359,15 @@ class Reconciler:
         self.first_pass(model)
         observed = await self.observe(model, rollout.needs(model, now))
         plan = rollout.reconcile(model, observed, now, self.memo.policy)
-        await self.apply_children(plan)
+        try:
+            await self.apply_children(plan)
+        except KubeError as exc:
+            if not exc.terminating:
+                raise
+            # its namespace is being deleted, and the CreditModel with it: no child, Event or
+            # status of it can be written any more (the retried Events were ERROR lines)
+            self.memo.releasing.add(self.key)
+            return 0.0
         patch = merge_patch(body.get("status") or {}, plan.status.dump())
         if patch:
             self._saw(await self.kube.patch_status(self.namespace, self.name, patch))
