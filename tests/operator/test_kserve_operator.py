@@ -239,6 +239,26 @@ def test_a_failed_predictor_edit_keeps_the_old_pods_serving_and_says_so(
         assert weights() == {stable: 100}
 
 
+def namespace_to_delete(crds: ClusterKube, prefix: str) -> tuple[ClusterKube, Api]:
+    """A namespace of its own (this test deletes it) with the operator's peering object."""
+    doomed = dataclasses.replace(crds, namespace=crds.cluster.create_namespace(crds.api, prefix))
+    api = Api(doomed)
+    api.custom.create_namespaced_custom_object(
+        "kopf.dev", "v1", doomed.namespace, "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+         "metadata": {"name": "creditmodel-operator"}},
+    )  # fmt: skip
+    return doomed, api
+
+
+def namespace_gone(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
 def test_a_namespace_being_deleted_ends_its_creditmodel_without_errors(
     crds: ClusterKube, operator_kubeconfig: Path, tmp_path: Path, s3: S3Bucket
 ) -> None:
@@ -249,13 +269,7 @@ def test_a_namespace_being_deleted_ends_its_creditmodel_without_errors(
     watchNamespaces) kopf stops watching a namespace as soon as its deletion starts, so kopf's
     finalizer on the CreditModel was never removed and the namespace stayed Terminating for good.
     The loop now releases the finalizer and ends with one INFO line."""
-    doomed = dataclasses.replace(crds, namespace=crds.cluster.create_namespace(crds.api, "doomed"))
-    api = Api(doomed)
-    api.custom.create_namespaced_custom_object(
-        "kopf.dev", "v1", doomed.namespace, "kopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
-         "metadata": {"name": "creditmodel-operator"}},
-    )  # fmt: skip
+    doomed, api = namespace_to_delete(crds, "doomed")
     publish(f"{s3.uri}/german-credit/v1", "v1")
     with running_operator(doomed, operator_kubeconfig, tmp_path, s3.env()) as operator:
         api.create_model(sample(s3))
@@ -263,22 +277,44 @@ def test_a_namespace_being_deleted_ends_its_creditmodel_without_errors(
         core = client.CoreV1Api(crds.api)
         serving = len(operator.log())
         core.delete_namespace(doomed.namespace)
-
-        def gone() -> bool:
-            try:
-                core.read_namespace(doomed.namespace)
-            except ApiException as exc:
-                return exc.status == 404
-            return False
-
-        try:
-            eventually(gone, 120, "the namespace controller emptied and removed the namespace")
-        except AssertionError:
-            print(core.read_namespace(doomed.namespace).status)
-            raise
+        eventually(
+            lambda: namespace_gone(core, doomed.namespace),
+            120,
+            "the namespace controller emptied and removed the namespace",
+        )
         time.sleep(2)  # anything the operator still had to say
         log = operator.log()[serving:]
     lines = log.splitlines()
     assert not [line for line in lines if "ERROR" in line], log[-4000:]
     assert not [line for line in lines if "refused" in line], log[-4000:]
     assert f"namespace {doomed.namespace} is being deleted: {NAME} stops" in log
+
+
+def test_a_namespace_deleted_while_the_operator_is_down_is_released_when_it_starts(
+    crds: ClusterKube, operator_kubeconfig: Path, tmp_path: Path, s3: S3Bucket
+) -> None:
+    """kopf does not watch a namespace that is already Terminating when it starts (with
+    --namespace), so the finalizer its daemon put on a CreditModel there was never removed: a
+    namespace deleted during an operator upgrade stayed Terminating. The operator's namespace
+    watch releases it."""
+    doomed, api = namespace_to_delete(crds, "gone")
+    publish(f"{s3.uri}/german-credit/v1", "v1")
+    core = client.CoreV1Api(crds.api)
+    with running_operator(doomed, operator_kubeconfig, tmp_path, s3.env()) as operator:
+        api.create_model(sample(s3))
+        api.wait_model_ready(NAME)
+        operator.stop()
+        core.delete_namespace(doomed.namespace)
+        eventually(
+            lambda: (condition(api.model(NAME), "Ready") is not None)
+            and bool(api.model(NAME)["metadata"].get("deletionTimestamp")),
+            60,
+            "the CreditModel marked for deletion, held by the finalizer",
+        )
+        operator.start()
+        eventually(
+            lambda: namespace_gone(core, doomed.namespace),
+            120,
+            "the namespace removed once the operator runs",
+        )
+        assert f"released {NAME}" in operator.log()

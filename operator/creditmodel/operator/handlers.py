@@ -42,7 +42,7 @@ assignment is quadratic in its queue) and open connections beyond its keep-alive
 handshake each. A daemon waiting for a slot folds the wakes that arrive meanwhile into one pass."""
 
 
-WATCH_HANDLERS = ("changed", "child_changed", "job_changed", "namespace_changed")
+WATCH_HANDLERS = ("changed", "child_changed", "job_changed")
 """The handlers kopf calls on every watch event of their kind (not once per change)."""
 
 
@@ -120,10 +120,39 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.statuses = {}  # CreditModel key -> digests of its status as last written or read
     memo.passes = asyncio.Semaphore(CONCURRENT_PASSES)  # something asked for a pass
     memo.resyncs = asyncio.Semaphore(CONCURRENT_PASSES)  # the routine resync, nothing else
+    memo.sweeper = asyncio.get_running_loop().create_task(release_in_deleted_namespaces(memo))
+
+
+NAMESPACE_SWEEP_SECONDS = 15.0
+log = logging.getLogger("creditmodel.operator")
+
+
+async def release_in_deleted_namespaces(memo: Any) -> None:
+    """Every NAMESPACE_SWEEP_SECONDS, for each namespace being deleted: end its CreditModels'
+    loops and release kopf's finalizer from those being deleted. With --namespace (the chart's
+    watchNamespaces) kopf 1.45.2 stops watching a namespace at its first deletion event, whose
+    conditions are all False (kopf issue 1088; the check of kopf PR 1225 comes too early), and
+    does not watch one already Terminating when it starts: it never saw those CreditModels
+    deleted nor removed the finalizer its daemons hold, and the namespace stayed Terminating for
+    good. Their children go with the namespace. One request per sweep while nothing is deleted."""
+    while True:
+        try:
+            for namespace in await memo.kube.terminating_namespaces():
+                for key in [key for key in memo.wakers if key[0] == namespace]:
+                    memo.releasing.add(key)
+                    _wake(memo, key)
+                released = await memo.kube.release_deleted(namespace, FINALIZER)
+                if released:
+                    names = ", ".join(released)
+                    log.info(f"namespace {namespace} is being deleted: released {names}")
+        except (KubeError, OSError) as exc:  # the next sweep tries again
+            log.warning(f"sweeping namespaces being deleted failed: {exc}")
+        await asyncio.sleep(NAMESPACE_SWEEP_SECONDS)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.sweeper.cancel()
     for client in memo.prometheus.values():
         await client.close()
     await memo.kube.close()
@@ -220,20 +249,6 @@ def _ready_pods(status: Mapping[str, Any]) -> int:
     copies = model_status.get("copies") if isinstance(model_status, Mapping) else None
     total = copies.get("totalCopies") if isinstance(copies, Mapping) else None
     return total if type(total) is int and total > 0 else 0
-
-
-@kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(*, name: str, meta: Mapping[str, Any], memo: Any, **_: Any) -> None:
-    """A namespace being deleted: each of its CreditModels' loops releases kopf's finalizer and
-    ends. With --namespace, kopf stops watching a namespace at the first deletion event whose
-    conditions are all False (kopf 1.45.2; kopf issue 1088, the check of kopf PR 1225 comes too
-    early), so it never sees its CreditModels deleted, never removes the finalizer its daemons
-    hold, and the namespace stayed Terminating for good. Their children go with the namespace."""
-    if not meta.get("deletionTimestamp"):
-        return
-    for key in [key for key in memo.wakers if key[0] == name]:
-        memo.releasing.add(key)
-        _wake(memo, key)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

@@ -78,6 +78,7 @@ KINDS = {
     "NetworkPolicy": Kind("/apis/networking.k8s.io", "v1", "networkpolicies"),
     "Pod": Kind("/api", "v1", "pods"),
     "CreditModel": Kind(f"/apis/{GROUP}", VERSION, PLURAL),
+    "Namespace": Kind("/api", "v1", "namespaces"),
 }
 
 
@@ -349,6 +350,31 @@ class Kube:
                 f"remove annotation {key} of CreditModel {namespace}/{name}", code, data
             )
         return data
+
+    async def terminating_namespaces(self) -> list[str]:
+        """The namespaces being deleted."""
+        status, data = await self._call("GET", "Namespace", "")
+        if status != 200:
+            raise self._fail("list namespaces", status, data)
+        items = data.get("items") or []
+        return [
+            str(item["metadata"]["name"])
+            for item in items
+            if (item.get("metadata") or {}).get("deletionTimestamp")
+        ]
+
+    async def release_deleted(self, namespace: str, finalizer: str) -> list[str]:
+        """Release `finalizer` from every CreditModel in `namespace` being deleted; their names."""
+        status, data = await self._call("GET", "CreditModel", namespace)
+        if status != 200:
+            raise self._fail(f"list CreditModels in {namespace}", status, data)
+        released = []
+        for item in data.get("items") or []:
+            meta = item.get("metadata") or {}
+            if meta.get("deletionTimestamp") and finalizer in (meta.get("finalizers") or []):
+                await self.release_finalizer(namespace, meta["name"], finalizer)
+                released.append(str(meta["name"]))
+        return released
 
     async def release_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
         """Remove `finalizer` from the CreditModel, if it still holds it (a JSON patch whose
