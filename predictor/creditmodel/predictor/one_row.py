@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 # A validated row: its columns in schema order, numeric [1, numeric] and codes [1, categorical]
 # as in validation.Batch.
-Row = tuple[dict[str, npt.NDArray[Any]], npt.NDArray[np.float64], npt.NDArray[np.intp]]
+Row = tuple["RowColumns", npt.NDArray[np.float64], npt.NDArray[np.intp]]
+# Per feature in schema order: (model dtype, index among its kind, the categories' columns or
+# None for a numeric feature).
+_ColumnsPlan = dict[str, tuple[Any, int, list[npt.NDArray[Any]] | None]]
 
 # Per feature: (datatype, index among its kind, low, high, integral, categories or None, the
 # categories' columns); a tuple, as unpacking one is the cheapest way to read several fields.
@@ -69,10 +72,15 @@ class OneRowValidator:
         # another numeric datatype keeps the array path.
         self.enabled = all(f.datatype in ("FP32", "INT64") for f in numeric)
         self._fp32_index = [i for i, f in enumerate(numeric) if f.datatype == "FP32"]
-        self._fp32_names = [numeric[i].name for i in self._fp32_index]
         self._fp32_bounds = [representable(numeric[i]) for i in self._fp32_index]
-        self._int64_index = [i for i, f in enumerate(numeric) if f.datatype == "INT64"]
-        self._int64_names = [numeric[i].name for i in self._int64_index]
+        self._columns_plan: _ColumnsPlan = {}
+        for name in self.names:
+            datatype, index, _, _, _, coded, category_columns = self._specs[name]
+            self._columns_plan[name] = (
+                (np.int64 if datatype == "INT64" else np.float32, index, None)
+                if coded is None
+                else (object, index, category_columns)
+            )
 
     def validate(self, tensors: Sequence[Tensor]) -> Row | None:
         if not self.enabled or len(tensors) != len(self.names):
@@ -89,8 +97,7 @@ class OneRowValidator:
             specs = [self._specs[name] for name in names]
         raw: list[float] = [0.0] * self._numeric_count
         codes: list[int] = [0] * self._categorical_count
-        columns: dict[str, npt.NDArray[Any]] = {}
-        for tensor, spec, name in zip(tensors, specs, names, strict=True):
+        for tensor, spec in zip(tensors, specs, strict=True):
             shape, data = tensor.shape, tensor.data
             if (
                 tensor.datatype != spec[0]
@@ -103,7 +110,7 @@ class OneRowValidator:
                 or len(data) != 1
             ):
                 return None
-            _, index, low, high, integral, known, category_columns = spec
+            _, index, low, high, integral, known, _ = spec
             value = data[0]
             if known is None:
                 x = _number(value)
@@ -117,7 +124,6 @@ class OneRowValidator:
                 if code is None:
                     return None
                 codes[index] = code
-                columns[name] = category_columns[code]
         if self._fp32_index:
             # The model sees float32, and reasons and drift the same float32 values: array("f")
             # rounds as numpy's astype(float32) does (the C conversion, to nearest).
@@ -128,19 +134,47 @@ class OneRowValidator:
                 if not low <= value <= high:
                     return None
                 raw[i] = value
-            views = np.frombuffer(rounded, dtype=np.float32).reshape(-1, 1, 1)
-            for position, name in enumerate(self._fp32_names):
-                columns[name] = views[position]
-        if self._int64_index:
-            int64 = np.array([raw[i] for i in self._int64_index], dtype=np.int64)
-            int64_views = int64.reshape(-1, 1, 1)
-            for position, name in enumerate(self._int64_names):
-                columns[name] = int64_views[position]
         return (
-            {name: columns[name] for name in self.names},
+            RowColumns(self._columns_plan, raw, codes),
             np.array([raw], dtype=np.float64),
             np.array([codes], dtype=np.intp),
         )
+
+
+class RowColumns(Mapping[str, "npt.NDArray[Any]"]):
+    """The [1, 1] model-dtype columns of one validated row, each built when first read.
+
+    Why: the one-row model run (bound_run.py) reads the numeric and code matrices, not these;
+    only a model without that path, the prediction log and the shadow read them. Built eagerly
+    they were a tenth of a single-row request's instructions. A column is what the array path
+    builds: FP32 values are already float32-rounded in `raw` (exact as float32 again), INT64
+    ones integral within 2**53 (exact as int64), categories the schema's shared string columns."""
+
+    __slots__ = ("_built", "_codes", "_plan", "_raw")
+
+    def __init__(self, plan: _ColumnsPlan, raw: list[float], codes: list[int]) -> None:
+        self._plan, self._raw, self._codes = plan, raw, codes
+        self._built: dict[str, npt.NDArray[Any]] = {}
+
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
+        column = self._built.get(name)
+        if column is None:
+            dtype, index, category_columns = self._plan[name]
+            if category_columns is None:
+                column = np.array([[self._raw[index]]], dtype=dtype)
+            else:
+                column = category_columns[self._codes[index]]
+            self._built[name] = column
+        return column
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plan
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plan)
+
+    def __len__(self) -> int:
+        return len(self._plan)
 
 
 def _number(value: Any) -> float | None:
