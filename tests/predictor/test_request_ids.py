@@ -42,8 +42,9 @@ async def over_rest(
 ) -> httpx.Response:
     """`document` through the REST fast path of this process, in process (no server)."""
     assert model.service is not None
-    rest.install(model.service)
-    transport = httpx.ASGITransport(app=rest.FastPathApp(FastAPI()))
+    app = rest.FastPathApp(FastAPI())
+    app.serve(model.service)
+    transport = httpx.ASGITransport(app=app)
     headers = {"x-request-id": header} if header is not None else {}
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         return await client.post(
@@ -162,8 +163,9 @@ async def test_a_refusal_for_another_model_or_version_keeps_the_clients_id(
     """The model and version were checked before the id was read, so such a refusal came back,
     and was logged, under a fresh id (REST's x-request-id header, gRPC's `id`)."""
     assert model.service is not None
-    rest.install(model.service)
-    transport = httpx.ASGITransport(app=rest.FastPathApp(FastAPI()))
+    app = rest.FastPathApp(FastAPI())
+    app.serve(model.service)
+    transport = httpx.ASGITransport(app=app)
     paths = ["/v2/models/nope/infer", f"/v2/models/{NAME}/versions/9/infer"]
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         for index, path in enumerate(paths):

@@ -50,10 +50,11 @@ async def test_a_body_coded_other_than_plain_is_refused_by_name(
     model = CreditScoringModel(PredictorSettings(model_name=NAME, model_dir=champion.uri))
     model.load()
     assert model.service is not None
-    rest.install(model.service)
+    app = rest.FastPathApp(FastAPI())
+    app.serve(model.service)
     document = json.dumps({"inputs": champion.v2_inputs(1)}).encode()
     body = document if status == 200 else gzip.compress(document)
-    transport = httpx.ASGITransport(app=rest.FastPathApp(FastAPI()))
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         answer = await client.post(f"/v2/models/{NAME}/infer", content=body, headers=headers)
     assert answer.status_code == status, answer.text

@@ -39,8 +39,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-_SERVICES: dict[str, ScoringService] = {}
-_INFER_PATHS: dict[str, tuple[str, None]] = {}  # /v2/models/{name}/infer -> (name, no version)
 _JSON = (b"content-type", b"application/json")
 
 
@@ -73,11 +71,13 @@ def _request_id_header(scope: Scope, strict: bool = True) -> str | None:
         return value.decode("utf-8", "replace")
 
 
-def _infer_target(scope: Scope) -> tuple[str, str | None] | None:
+def _infer_target(
+    scope: Scope, infer_paths: dict[str, tuple[str, None]]
+) -> tuple[str, str | None] | None:
     """(model name, version or None) when this is a V2 infer call, else None."""
     if scope["method"] != "POST":
         return None
-    served = _INFER_PATHS.get(scope["path"])  # the common call, without splitting its path
+    served = infer_paths.get(scope["path"])  # the common call, without splitting its path
     if served is not None:
         return served
     parts = scope["path"].split("/")
@@ -91,14 +91,16 @@ def _infer_target(scope: Scope) -> tuple[str, str | None] | None:
     return None
 
 
-def _versioned(scope: Scope) -> tuple[ScoringService, str, str] | None:
+def _versioned(
+    scope: Scope, services: dict[str, ScoringService]
+) -> tuple[ScoringService, str, str] | None:
     """(service, version, the same path without `/versions/{v}`) for GET model metadata or
     readiness of a served model by version, which KServe answers 501."""
     parts = scope["path"].split("/")
     # ['', 'v2', 'models', NAME, 'versions', V] or [..., V, 'ready']
     if scope["method"] != "GET" or len(parts) not in (6, 7) or parts[1:3] != ["v2", "models"]:
         return None
-    service = _SERVICES.get(parts[3])
+    service = services.get(parts[3])
     if (
         service is None
         or parts[4] != "versions"
@@ -172,11 +174,16 @@ async def _respond(send: Send, status: int, body: bytes, request_id: str | None 
 
 
 async def infer(
-    scope: Scope, receive: Receive, send: Send, model_name: str, version: str | None = None
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    services: dict[str, ScoringService],
+    model_name: str,
+    version: str | None = None,
 ) -> None:
     started = time.perf_counter()
     request_id = ""
-    service = _SERVICES.get(model_name) or next(iter(_SERVICES.values()))
+    service = services.get(model_name) or next(iter(services.values()))
     try:
         service.check_model(model_name, version)
         given = _request_id_header(scope)
@@ -220,8 +227,7 @@ async def infer(
     service.done(prediction, started)
 
 
-async def metrics(scope: Scope, send: Send) -> None:
-    service = next(iter(_SERVICES.values()))
+async def metrics(scope: Scope, send: Send, service: ScoringService) -> None:
     content, content_type = service.telemetry.exposition(_header(scope, b"accept"))
     headers = [
         (b"content-type", content_type.encode()),
@@ -232,17 +238,26 @@ async def metrics(scope: Scope, send: Send) -> None:
 
 
 class FastPathApp:
-    """KServe's ASGI app with our two hot paths (and the 404s of `_not_here`) answered first;
-    every attribute (add_middleware, include_router, ...) is the wrapped app's, so KServe's
-    server sets it up as usual."""
+    """KServe's ASGI app with our two hot paths (and the 404s of `_not_here`) answered first
+    for the services `serve` gave it; every attribute (add_middleware, include_router, ...) is
+    the wrapped app's, so KServe's server sets it up as usual."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.settled = False
+        self.services: dict[str, ScoringService] = {}
+        # /v2/models/{name}/infer -> (name, no version): the common call, without a path split
+        self._infer_paths: dict[str, tuple[str, None]] = {}
         if hasattr(app, "add_exception_handler"):  # KServe's FastAPI app
             from starlette.exceptions import HTTPException
 
             app.add_exception_handler(HTTPException, _routing_error)
+
+    def serve(self, service: ScoringService) -> None:
+        """Answer `service`'s model on the fast path (again: the latest service by that name)."""
+        self.services[service.name] = service
+        if "/" not in service.name:  # a name with a slash is no single path segment
+            self._infer_paths[f"/v2/models/{service.name}/infer"] = (service.name, None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
@@ -256,17 +271,18 @@ class FastPathApp:
 
                 self.settled = True
                 settle_heap()
-            await self.app(scope, _flushing_at_shutdown(receive), send)
+            await self.app(scope, _flushing_at_shutdown(receive, self.services), send)
             return
-        if scope["type"] == "http" and _SERVICES:
-            target = _infer_target(scope)
+        services = self.services
+        if scope["type"] == "http" and services:
+            target = _infer_target(scope, self._infer_paths)
             if target is not None:
-                await infer(scope, receive, send, *target)
+                await infer(scope, receive, send, services, *target)
                 return
             if scope["path"] == "/metrics" and scope["method"] == "GET":
-                await metrics(scope, send)
+                await metrics(scope, send, next(iter(services.values())))
                 return
-            versioned = _versioned(scope)
+            versioned = _versioned(scope, services)
             if versioned is not None:
                 service, version, unversioned = versioned
                 try:
@@ -275,14 +291,14 @@ class FastPathApp:
                     await _respond(send, error.http_status, encode_error(error.message))
                     return
                 scope = {**scope, "path": unversioned, "raw_path": unversioned.encode()}
-            refusal = _not_here(scope["path"])
+            refusal = _not_here(scope["path"], services)
             if refusal is not None:
                 await _respond(send, 404, encode_error(refusal))
                 return
         await self.app(scope, receive, send)
 
 
-def _flushing_at_shutdown(receive: Receive) -> Receive:
+def _flushing_at_shutdown(receive: Receive, services: dict[str, ScoringService]) -> Receive:
     """The lifespan's `receive`, writing the prediction log's queued rows when shutdown comes:
     uvicorn shuts down after its last connection closes, and a `--workers` process then ends by
     the SIGTERM uvicorn re-raises, where no atexit hook runs."""
@@ -290,7 +306,7 @@ def _flushing_at_shutdown(receive: Receive) -> Receive:
     async def received() -> Any:
         message = await receive()
         if message.get("type") == "lifespan.shutdown":
-            for service in list(_SERVICES.values()):
+            for service in list(services.values()):
                 await service.flush_log()
         return message
 
@@ -317,9 +333,9 @@ async def _routing_error(request: Any, error: Any) -> Any:
     )  # fmt: skip
 
 
-def _not_here(path: str) -> str | None:
+def _not_here(path: str, services: dict[str, ScoringService]) -> str | None:
     """Why `path` is answered 404 here rather than by KServe, or None."""
-    served = ", ".join(repr(name) for name in _SERVICES)
+    served = ", ".join(repr(name) for name in services)
     if path == "/v1" or path.startswith("/v1/"):
         return (
             "this predictor speaks the V2 inference protocol only:"
@@ -331,17 +347,19 @@ def _not_here(path: str) -> str | None:
             " from --model_dir and cannot be loaded or unloaded over the API"
         )
     parts = path.split("/", 4)  # ['', 'v2', 'models', NAME, ...]
-    if len(parts) >= 4 and parts[1] == "v2" and parts[2] == "models" and parts[3] not in _SERVICES:
+    if len(parts) >= 4 and parts[1] == "v2" and parts[2] == "models" and parts[3] not in services:
         return f"model {show(parts[3])} is not served here (models: {served})"
     return None
 
 
-def install(service: ScoringService) -> None:
-    """Serve `service` on the fast path of this process's KServe app (idempotent)."""
+def install(service: ScoringService) -> FastPathApp:
+    """Serve `service` on the fast path of this process's KServe app (idempotent): KServe's
+    server loads its app by module-global name (`kserve.model_server:app`), so the wrapper
+    takes that name once and each service is handed to it."""
     from kserve import model_server
 
-    _SERVICES[service.name] = service
-    if "/" not in service.name:  # a name with a slash is no single path segment
-        _INFER_PATHS[f"/v2/models/{service.name}/infer"] = (service.name, None)
-    if not isinstance(model_server.app, FastPathApp):
-        model_server.app = FastPathApp(model_server.app)
+    app = model_server.app
+    if not isinstance(app, FastPathApp):
+        app = model_server.app = FastPathApp(app)
+    app.serve(service)
+    return app
