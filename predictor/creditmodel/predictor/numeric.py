@@ -22,10 +22,17 @@ FP32_MAX = float(np.finfo(np.float32).max)
 FP32_ROUNDS_FINITE = float(np.nextafter(2.0**128 - 2.0**103, 0.0))
 """The largest float64 that float32 rounds to a finite value (its maximum, 3.4028235e+38 as
 float32 prints it); anything larger becomes infinity."""
+
+
 EXACT_INT = 2**53 - 1
 """The largest integer whose float64 stands for it alone: 2**53 + 1 reads as 2**53, so a bound
 of 2**53 served it as 2**53. The one-row path leaves larger ones to the array path, which
 refuses them."""
+
+
+def model_dtype(datatype: str) -> npt.DTypeLike:
+    """The numpy dtype onnxruntime expects for a V2 datatype (BYTES is a string tensor)."""
+    return {"INT64": np.int64, "FP32": np.float32}.get(datatype, object)
 
 
 def as_float32(value: float) -> float:

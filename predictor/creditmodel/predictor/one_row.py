@@ -18,7 +18,12 @@ import numpy as np
 import numpy.typing as npt
 
 from creditmodel.core.schema import Schema
-from creditmodel.predictor.numeric import EXACT_INT, FP32_ROUNDS_FINITE, representable
+from creditmodel.predictor.numeric import (
+    EXACT_INT,
+    FP32_ROUNDS_FINITE,
+    model_dtype,
+    representable,
+)
 
 if TYPE_CHECKING:
     from creditmodel.predictor.validation import Tensor
@@ -30,9 +35,9 @@ Row = tuple["RowColumns", npt.NDArray[np.float64], npt.NDArray[np.intp]]
 # None for a numeric feature).
 _ColumnsPlan = dict[str, tuple[Any, int, list[npt.NDArray[Any]] | None]]
 
-# Per feature: (datatype, index among its kind, low, high, integral, categories or None, the
-# categories' columns); a tuple, as unpacking one is the cheapest way to read several fields.
-_Spec = tuple[str, int, float, float, bool, dict[str, int] | None, list[npt.NDArray[Any]]]
+# Per feature: (datatype, index among its kind, low, high, integral, categories or None); a
+# tuple, as unpacking one is the cheapest way to read several fields.
+_Spec = tuple[str, int, float, float, bool, dict[str, int] | None]
 _ONE_ROW_SHAPES = ([1], [1, 1])
 
 
@@ -59,12 +64,13 @@ class OneRowValidator:
             low, high = (
                 representable(feature) if integral else (-FP32_ROUNDS_FINITE, FP32_ROUNDS_FINITE)
             )
-            self._specs[feature.name] = (feature.datatype, index, low, high, integral, None, [])
+            self._specs[feature.name] = (feature.datatype, index, low, high, integral, None)
+        category_columns: dict[str, list[npt.NDArray[Any]]] = {}
         for index, feature in enumerate(categorical):
             categories = list(feature.categories or ())
             known = {category: code for code, category in enumerate(categories)}
-            columns = [_category_column(category) for category in categories]
-            self._specs[feature.name] = (feature.datatype, index, 0.0, 0.0, False, known, columns)
+            category_columns[feature.name] = [_category_column(c) for c in categories]
+            self._specs[feature.name] = (feature.datatype, index, 0.0, 0.0, False, known)
         self._numeric_count, self._categorical_count = len(numeric), len(categorical)
         self._names_set = frozenset(self.names)
         self._ordered = [self._specs[name] for name in self.names]
@@ -73,14 +79,10 @@ class OneRowValidator:
         self.enabled = all(f.datatype in ("FP32", "INT64") for f in numeric)
         self._fp32_index = [i for i, f in enumerate(numeric) if f.datatype == "FP32"]
         self._fp32_bounds = [representable(numeric[i]) for i in self._fp32_index]
-        self._columns_plan: _ColumnsPlan = {}
-        for name in self.names:
-            datatype, index, _, _, _, coded, category_columns = self._specs[name]
-            self._columns_plan[name] = (
-                (np.int64 if datatype == "INT64" else np.float32, index, None)
-                if coded is None
-                else (object, index, category_columns)
-            )
+        self._columns_plan: _ColumnsPlan = {
+            f.name: (model_dtype(f.datatype), self._specs[f.name][1], category_columns.get(f.name))
+            for f in schema.features
+        }
 
     def validate(self, tensors: Sequence[Tensor]) -> Row | None:
         if not self.enabled or len(tensors) != len(self.names):
@@ -110,7 +112,7 @@ class OneRowValidator:
                 or len(data) != 1
             ):
                 return None
-            _, index, low, high, integral, known, _ = spec
+            _, index, low, high, integral, known = spec
             value = data[0]
             if known is None:
                 x = _number(value)

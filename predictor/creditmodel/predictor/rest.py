@@ -352,7 +352,7 @@ def _not_here(path: str, services: dict[str, ScoringService]) -> str | None:
     return None
 
 
-def install(service: ScoringService) -> FastPathApp:
+def install(service: ScoringService) -> None:
     """Serve `service` on the fast path of this process's KServe app (idempotent): KServe's
     server loads its app by module-global name (`kserve.model_server:app`), so the wrapper
     takes that name once and each service is handed to it."""
@@ -362,4 +362,3 @@ def install(service: ScoringService) -> FastPathApp:
     if not isinstance(app, FastPathApp):
         app = model_server.app = FastPathApp(app)
     app.serve(service)
-    return app

@@ -21,7 +21,8 @@ import numpy.typing as npt
 from creditmodel.core.points import INT32_MAX, INT32_MIN, PROBABILITY_FLOOR, PointsScaling
 from creditmodel.core.reference import CategoricalReference, NumericReference, Reference
 from creditmodel.core.schema import Feature, Schema
-from creditmodel.predictor.validation import Column, model_dtype
+from creditmodel.predictor.numeric import model_dtype
+from creditmodel.predictor.validation import Column
 
 REASONS_PER_ROW = 4
 # Effects at or below this (log-odds) do not raise risk; their slot stays empty ("").

@@ -17,6 +17,7 @@ from creditmodel.predictor.numeric import (
     checked_column,
     flat,
     holds_a_boolean,
+    model_dtype,
     number_array,
     representable,
     shown,
@@ -93,11 +94,6 @@ class CategoryColumns(Mapping[str, Column]):
 
     def __len__(self) -> int:
         return len(self._names)
-
-
-def model_dtype(datatype: str) -> npt.DTypeLike:
-    """The numpy dtype onnxruntime expects for a V2 datatype (BYTES is a string tensor)."""
-    return {"INT64": np.int64, "FP32": np.float32}.get(datatype, object)
 
 
 class Validator:
