@@ -39,10 +39,10 @@ PLURAL = "creditmodels"
 KIND = "CreditModel"
 API_VERSION = f"{GROUP}/{VERSION}"
 ACTION_ANNOTATION = f"{GROUP}/action"
-FINALIZER = f"{GROUP}/finalizer"
-"""kopf's finalizer on every CreditModel (its daemon holds it until stopped)."""
 """Manual control: `promote`, `abort`, `pause`, `resume` or `rollback`; the operator acts on it within
 about a second (a watch event, not the timer) and removes it once done."""
+FINALIZER = f"{GROUP}/finalizer"
+"""kopf's finalizer on every CreditModel (its daemon holds it until stopped)."""
 
 
 class _Camel(BaseModel):

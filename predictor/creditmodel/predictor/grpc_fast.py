@@ -6,13 +6,14 @@ InferInput, `Model.__call__` times preprocess/predict/postprocess into three pro
 histograms, our predict then turns the InferInputs into Tensors, and `InferResponse.to_grpc`
 rebuilds the outputs element by element; BYTES inputs also arrive as bytes, which sends every
 request down the validator's careful per-input path. `FastInferenceServicer` is KServe's
-InferenceServicer (serving.HostGRPCServer builds it in place of KServe's) with ModelInfer answered straight from the protobuf for the models installed here: typed contents
-(lists) or raw bytes (numpy), BYTES as str -> ScoringService -> protobuf typed or raw contents. Every other RPC
-is KServe's, except the model repository extension's (RepositoryModelLoad/Unload answer
-UNIMPLEMENTED: nobody may unload the served model over the API). Errors are KServe's exceptions,
-so the status codes are KServe's, with every message bounded (`BoundedStatusInterceptor`); a
-request that is not a valid protobuf message is INVALID_ARGUMENT (`ProtobufGuard`), where gRPC
-itself would answer UNKNOWN quoting a Python exception class.
+InferenceServicer (serving.HostGRPCServer builds it in place of KServe's) with ModelInfer
+answered straight from the protobuf for the models of ours KServe has registered: typed contents
+(lists) or raw bytes (numpy), BYTES as str -> ScoringService -> protobuf typed or raw contents.
+Every other RPC is KServe's, except the model repository extension's (RepositoryModelLoad/Unload
+answer UNIMPLEMENTED: nobody may unload the served model over the API). Errors are KServe's
+exceptions, so the status codes are KServe's, with every message bounded
+(`BoundedStatusInterceptor`); a request that is not a valid protobuf message is INVALID_ARGUMENT
+(`ProtobufGuard`), where gRPC itself would answer UNKNOWN quoting a Python exception class.
 """
 
 from __future__ import annotations
