@@ -7,10 +7,10 @@ request:
 - predictor: this project's creditmodel-predictor, one worker and two workers
 - reference A: a plain kserve.Model with async predict under KServe's ModelServer (stock path)
 - reference B: a bare uvicorn + uvloop + httptools + orjson ASGI app (the practical limit)
-- references D to I: the gRPC ceilings (predictor_grpc_refs.py): a canned answer on grpc.aio
+- references D to J: the gRPC ceilings (predictor_grpc_refs.py): a canned answer on grpc.aio
   (KServe's server), on grpcio's synchronous server, on grpclib and on one thread polling
   grpcio's core, and this project's scoring on grpcio's synchronous server and on that one
-  thread
+  thread, one call at a time and batched across the calls queued
 
 The machine is shared and noisy, so every target is a ratio to a reference measured in the same
 run, or a count that load elsewhere cannot move much (CPU time of one process). The headline
@@ -67,6 +67,7 @@ REF_F = "ref F (this scoring on grpcio's sync server) gRPC batch 1"
 REF_G = "ref G (bare grpclib, canned answer) gRPC batch 1"
 REF_H = "ref H (one thread on grpcio's core, canned answer) gRPC batch 1"
 REF_I = "ref I (this scoring, one thread on grpcio's core) gRPC batch 1"
+REF_J = "ref J (this scoring batched across calls, one thread on grpcio's core) gRPC batch 1"
 
 
 def _ensure_bundle() -> None:
@@ -202,7 +203,7 @@ def run(out_dir: Path) -> list[dict[str, Any]]:
         ref_a_process, ref_b_process = stack.enter_context(ref_a), stack.enter_context(ref_b)
         grpc_refs = {case: grpc_reference(kind, logs) for case, kind in
                      ((REF_D, "d"), (REF_E, "e"), (REF_F, "f"), (REF_G, "g"),
-                                   (REF_H, "h"), (REF_I, "i"))}  # fmt: skip
+                                   (REF_H, "h"), (REF_I, "i"), (REF_J, "j"))}  # fmt: skip
         grpc_processes = {case: stack.enter_context(ref) for case, (ref, _) in grpc_refs.items()}
         for managed in (ours.process, ref_a_process, ref_b_process, *grpc_processes.values()):
             pin(managed, SERVER_CPUS)
@@ -324,7 +325,7 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
     ceilings = [
         {"case": f"{case.split(')')[0]}) vs predictor REST, batch 1",
          "metric": f"throughput ratio ({paired})", "value": vs_ours(case), "unit": "x"}
-        for case in (REF_D, REF_E, REF_F, REF_G, REF_H, REF_I) if case in rounds[0]
+        for case in (REF_D, REF_E, REF_F, REF_G, REF_H, REF_I, REF_J) if case in rounds[0]
     ]  # fmt: skip
     # What each server had to work with: CPU seconds per second (wrk takes its share from CPU 1,
     # which the two-worker server shares).

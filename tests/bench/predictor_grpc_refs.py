@@ -13,8 +13,12 @@ on this machine, next to the predictor's REST path?
   queue and answering in place (no thread pool, no asyncio, no interceptors), through grpcio's
   private `grpc._cython.cygrpc` layer, which neither grpcio's servers nor KServe expose: H the
   canned answer (the transport's own ceiling), I this project's scoring.
+- ref J: that loop with 32 calls requested ahead, taking every completion already queued before
+  answering any, and each request validated on its own but the valid ones scored by one model
+  run (dynamic batching, as Triton's batcher or KServe's batcher sidecar do, with no wait for a
+  batch to fill): what a gRPC server designed around the scoring's per-call cost could reach.
 
-    python -m tests.bench.predictor_grpc_refs {d|e|f|g|h|i} PORT MODEL_DIR
+    python -m tests.bench.predictor_grpc_refs {d|e|f|g|h|i|j} PORT MODEL_DIR
 """
 
 from __future__ import annotations
@@ -96,6 +100,65 @@ def scoring_handler(model_dir: str) -> Callable[[Any, Any], Any]:
         service.done(prediction, started)
         return response
 
+    infer.service = service  # type: ignore[attr-defined]
+    return infer
+
+
+def batch_scoring_handler(model_dir: str) -> Callable[[list[Any]], list[Any]]:
+    """ModelInfer for several calls at once (ref J): each request decoded and validated alone,
+    as the served path does, then the validated rows of the requests that share a variant and
+    outputs scored in one model run and answered per call. A row scores the same alone or in a
+    batch (tests/predictor/test_bound_run.py, test_scoring.py), so batching changes no answer.
+    Not handled, as no benchmark request needs it: a refused request (it would fail its
+    batch-mates) and the prediction log (one entry per model run here, not per request)."""
+    from creditmodel.predictor.engine import Scored
+    from creditmodel.predictor.grpc_fast import decode_inputs, encode_response
+    from creditmodel.predictor.service import InferenceRequest, Job, Prediction, new_request_id
+
+    one = scoring_handler(model_dir)
+    service = one.service  # type: ignore[attr-defined]
+
+    def run(jobs: list[Job], started: float) -> list[Any]:
+        merged = service.champion.validator.concatenate([job.batch for job in jobs])
+        first = jobs[0]
+        whole = service.execute(Job(first.request_id, first.variant, merged, first.outputs))
+        scored, answers, row = whole.scored, [], 0
+        for job in jobs:
+            rows = slice(row, row + job.batch.rows)
+            row = rows.stop
+            reasons = None if scored.reasons is None else scored.reasons[rows]
+            part = Scored(scored.probability[rows], scored.score[rows], reasons)
+            prediction = Prediction(job.request_id, whole.model_name, whole.version,
+                                    job.variant, job.outputs, part)  # fmt: skip
+            answers.append(encode_response(prediction, raw=False))
+            service.done(prediction, started)
+        return answers
+
+    def infer(requests: list[Any]) -> list[Any]:
+        if len(requests) == 1:
+            return [one(requests[0], None)]
+        started = time.perf_counter()
+        groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, Job]]] = {}
+        for index, request in enumerate(requests):
+            job = service.prepare(
+                InferenceRequest(
+                    request.model_name,
+                    decode_inputs(request),
+                    request.id or new_request_id(),
+                    None,
+                    None,
+                )
+            )
+            groups.setdefault((job.variant, job.outputs), []).append((index, job))
+        answers: list[Any] = [None] * len(requests)
+        for members in groups.values():
+            indexes = [index for index, _ in members]
+            for index, answer in zip(
+                indexes, run([job for _, job in members], started), strict=True
+            ):
+                answers[index] = answer
+        return answers
+
     return infer
 
 
@@ -124,10 +187,8 @@ def _grpclib(port: int, answer: Any) -> None:
     uvloop.run(serve())
 
 
-def _core_loop(address: str, infer: Callable[[Any, Any], Any]) -> None:
-    """Serve ModelInfer from one thread on grpcio's core: per call, one batch receives the
-    request and one sends metadata, answer and status together, each completion taken from the
-    queue by this thread (refs H and I)."""
+def _core_server(address: str) -> tuple[Any, Any]:
+    """A started grpcio core server on `address` with one completion queue (refs H to J)."""
     from grpc._cython import cygrpc
 
     queue = cygrpc.CompletionQueue()
@@ -135,9 +196,33 @@ def _core_loop(address: str, infer: Callable[[Any, Any], Any]) -> None:
     server.register_completion_queue(queue)
     server.add_http2_port(address.encode(), None)
     server.start()
+    return queue, server
+
+
+def _answer(call: Any, response: Any, tag: Any) -> None:
+    """Send `response` with its metadata and an OK status in one batch."""
+    from grpc._cython import cygrpc
+
+    call.start_server_batch(
+        (
+            cygrpc.SendInitialMetadataOperation((), 0),
+            cygrpc.SendMessageOperation(response.SerializeToString(), 0),
+            cygrpc.SendStatusFromServerOperation((), cygrpc.StatusCode.ok, b"", 0),
+        ),
+        tag,
+    )
+
+
+def _core_loop(address: str, infer: Callable[[Any, Any], Any]) -> None:
+    """Serve ModelInfer from one thread on grpcio's core: per call, one batch receives the
+    request and one sends metadata, answer and status together, each completion taken from the
+    queue by this thread (refs H and I)."""
+    from grpc._cython import cygrpc
+
+    queue, server = _core_server(address)
     new_call, received, sent = object(), object(), object()
     server.request_call(queue, queue, new_call)
-    parse, ok = pb.ModelInferRequest.FromString, cygrpc.StatusCode.ok
+    parse = pb.ModelInferRequest.FromString
     while True:
         event = queue.poll(time.time() + 1)
         if event.completion_type == cygrpc.CompletionType.queue_timeout:
@@ -153,15 +238,42 @@ def _core_loop(address: str, infer: Callable[[Any, Any], Any]) -> None:
             call, message = tag[1], event.batch_operations[0].message()
             if message is None:  # the client went away before sending its request
                 continue
-            answer = infer(parse(message), None).SerializeToString()
-            call.start_server_batch(
-                (
-                    cygrpc.SendInitialMetadataOperation((), 0),
-                    cygrpc.SendMessageOperation(answer, 0),
-                    cygrpc.SendStatusFromServerOperation((), ok, b"", 0),
-                ),
-                (sent, call),
-            )
+            _answer(call, infer(parse(message), None), (sent, call))
+
+
+def _draining_loop(address: str, infer: Callable[[list[Any]], list[Any]]) -> None:
+    """Ref J: the core loop with 32 calls requested ahead; each wake-up takes every completion
+    already queued (a deadline in the past polls without waiting), then scores the requests it
+    received together and starts every answer."""
+    from grpc._cython import cygrpc
+
+    queue, server = _core_server(address)
+    new_call, received, sent = object(), object(), object()
+    for _ in range(32):
+        server.request_call(queue, queue, (new_call, None))
+    parse = pb.ModelInferRequest.FromString
+    timeout = cygrpc.CompletionType.queue_timeout
+    while True:
+        event = queue.poll(time.time() + 1)
+        calls, requests = [], []
+        while event.completion_type != timeout:
+            kind, call = event.tag
+            if kind is new_call:
+                server.request_call(queue, queue, (new_call, None))
+                if event.success:
+                    event.call.start_server_batch(
+                        (cygrpc.ReceiveMessageOperation(0),), (received, event.call)
+                    )
+            elif kind is received:
+                message = event.batch_operations[0].message()
+                if message is not None:  # None: the client went away before its request
+                    calls.append(call)
+                    requests.append(parse(message))
+            event = queue.poll(0)
+        if not requests:
+            continue
+        for call, answer in zip(calls, infer(requests), strict=True):
+            _answer(call, answer, (sent, call))
 
 
 def main() -> None:
@@ -184,6 +296,9 @@ def main() -> None:
         return
     if kind == "g":
         _grpclib(port, answer)
+        return
+    if kind == "j":
+        _draining_loop(address, batch_scoring_handler(model_dir))
         return
     if kind in ("h", "i"):
         _core_loop(address, scoring_handler(model_dir) if kind == "i" else (lambda r, c: answer))

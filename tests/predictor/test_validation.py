@@ -482,3 +482,63 @@ def test_a_bound_is_quoted_exactly() -> None:
     with pytest.raises(RequestError) as caught:
         Validator(schema, 100).validate([Tensor("amount", "FP32", [2], [1000001, 1.0])])
     assert caught.value.message.endswith("row 0 is 1000001, above the maximum 1000000.5")
+
+
+@st.composite
+def _schema_and_rows(draw: st.DrawFn) -> tuple[Schema, dict[str, list[Any]], list[int]]:
+    """A schema of 1-6 features of any kind, request sizes (1-4 rows each), and valid values."""
+    sizes = draw(st.lists(st.integers(1, 4), min_size=1, max_size=6))
+    total = sum(sizes)
+    features, values = [], {}
+    for i, datatype in enumerate(draw(st.lists(st.sampled_from(["FP32", "INT64", "BYTES"]),
+                                               min_size=1, max_size=6))):  # fmt: skip
+        name, code = f"f{i}", f"R{i:02d}"
+        if datatype == "BYTES":
+            levels = draw(st.lists(st.text("abcxyz", min_size=1, max_size=3), min_size=1,
+                                   max_size=5, unique=True))  # fmt: skip
+            features.append(Feature(name=name, kind="categorical", datatype="BYTES",
+                                    description=name, reason_code=code, categories=levels))  # fmt: skip
+            value: st.SearchStrategy[Any] = st.sampled_from(levels)
+        else:
+            features.append(Feature(name=name, kind="numeric", datatype=datatype,
+                                    description=name, reason_code=code))  # fmt: skip
+            value = (
+                st.integers(-(2**53) + 1, 2**53 - 1)
+                if datatype == "INT64"
+                else st.floats(-1e30, 1e30, allow_nan=False)  # rounded to float32 on the way
+            )
+        values[name] = draw(st.lists(value, min_size=total, max_size=total))
+    schema = Schema(features=features, target="default", positive_label="1")
+    return schema, values, sizes
+
+
+@given(case=_schema_and_rows())
+def test_concatenated_batches_hold_what_validating_all_their_rows_gives(
+    case: tuple[Schema, dict[str, list[Any]], list[int]],
+) -> None:
+    """Shadow micro-batches (Validator.concatenate) are built from the batches' numeric and code
+    matrices, not their columns: every column, matrix and code must still be what validating all
+    the rows as one request gives, bit for bit, for single-row and multi-row batches alike."""
+    schema, values, sizes = case
+    validator = Validator(schema, 1_000)
+
+    def request(start: int, stop: int) -> list[Tensor]:
+        return [Tensor(f.name, f.datatype, [stop - start], values[f.name][start:stop])
+                for f in schema.features]  # fmt: skip
+
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(validator.validate(request(start, start + size)))
+        start += size
+    merged, whole = validator.concatenate(parts), validator.validate(request(0, start))
+    assert merged.rows == whole.rows == start
+    for got, want in ((merged.numeric, whole.numeric), (merged.codes, whole.codes)):
+        assert (got.dtype, got.shape, got.tobytes()) == (want.dtype, want.shape, want.tobytes())
+    assert list(merged.columns) == list(whole.columns)
+    for name, want in whole.columns.items():
+        got = merged.columns[name]
+        assert (got.dtype, got.shape) == (want.dtype, want.shape), name
+        if want.dtype == object:
+            assert got.tolist() == want.tolist(), name
+        else:
+            assert got.tobytes() == want.tobytes(), name

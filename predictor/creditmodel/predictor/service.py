@@ -28,7 +28,7 @@ from creditmodel.predictor.monitoring import DriftLayout
 from creditmodel.predictor.prediction_log import PredictionLogger
 from creditmodel.predictor.routing import VARIANTS, choose_variant
 from creditmodel.predictor.settings import PredictorSettings
-from creditmodel.predictor.validation import Batch, Tensor, concatenate
+from creditmodel.predictor.validation import Batch, Tensor
 
 log = logging.getLogger("creditmodel.predictor")
 
@@ -137,7 +137,7 @@ class ShadowScorer:
     def _score(self, variant: str, items: list[tuple[Batch, npt.NDArray[np.float32]]]) -> None:
         version = self.challenger.version
         try:
-            batch = concatenate([b for b, _ in items])
+            batch = self.challenger.validator.concatenate([b for b, _ in items])
             champion = np.concatenate([p for _, p in items])
             started = time.perf_counter()
             scored = self.challenger.variants[variant].score(batch, with_reasons=False)

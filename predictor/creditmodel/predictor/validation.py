@@ -182,6 +182,32 @@ class Validator:
                 columns[name] = self._categorical(
                     self._features[name], flat(name, tensor.shape, tensor.data, rows), codes[index]
                 )
+        return self._batch(rows, numeric, codes, columns, pending)
+
+    def concatenate(self, batches: Sequence[Batch]) -> Batch:
+        """One batch of the rows of several this validator made, in order (shadow micro-batches):
+        built from their numeric and code matrices as `validate` builds a batch, so no row's
+        columns are read (a single row's are built when read, a microsecond each)."""
+        if len(batches) == 1:
+            return batches[0]
+        numeric = np.ascontiguousarray(np.concatenate([b.numeric for b in batches]).T)
+        codes = np.ascontiguousarray(np.concatenate([b.codes for b in batches]).T)
+        pending = {
+            name: (self._category_arrays[name], codes[index])
+            for index, name in enumerate(self.categorical_names)
+        }
+        return self._batch(sum(b.rows for b in batches), numeric, codes, {}, pending)
+
+    def _batch(
+        self,
+        rows: int,
+        numeric: npt.NDArray[np.float64],
+        codes: npt.NDArray[np.intp],
+        columns: dict[str, Column],
+        pending: dict[str, tuple[npt.NDArray[np.object_], npt.NDArray[np.intp]]],
+    ) -> Batch:
+        """The batch of `numeric` [numeric, N] and `codes` [categorical, N], with the categorical
+        `columns` already built or `pending` (built from their codes when read)."""
         # One conversion per dtype, shaped [inputs, N, 1] once: each feature's column is then a
         # contiguous [N, 1] view of it (a reshape per feature costs more than the conversion).
         # `numeric` holds the values the model is given (FP32 ones rounded to float32, so that
@@ -373,15 +399,3 @@ def _json_value(value: Any) -> str:
     if isinstance(value, int | float):
         return f"the number {shown(value)}"
     return "a string" if isinstance(value, str) else "an object"
-
-
-def concatenate(batches: Sequence[Batch]) -> Batch:
-    """One batch from several validated against the same schema (shadow micro-batches)."""
-    if len(batches) == 1:
-        return batches[0]
-    return Batch(
-        rows=sum(b.rows for b in batches),
-        columns={n: np.concatenate([b.columns[n] for b in batches]) for n in batches[0].columns},
-        numeric=np.concatenate([b.numeric for b in batches]),
-        codes=np.concatenate([b.codes for b in batches]),
-    )
