@@ -35,7 +35,15 @@ def run(
     body: bytes,
     thousand: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    from tests.bench.bench_predictor import BUNDLE, LOAD_CPUS, MODEL, _body, _documents
+    from tests.bench.bench_predictor import (
+        BUNDLE,
+        LOAD_CPUS,
+        MODEL,
+        SERVER_CPUS,
+        _body,
+        _documents,
+        pin,
+    )
 
     logs = out_dir / "logs"
     rows: list[dict[str, Any]] = []
@@ -50,6 +58,7 @@ def run(
     bundle = str(BUNDLE)
     with predictor_server(bundle, logs, model_name=MODEL, name="predictor-shadow",
                           extra=["--shadow_model_dir", bundle]) as shadow:  # fmt: skip
+        pin(shadow.process, SERVER_CPUS)  # as `ours` is: its shadow thread gets no CPU of its own
         ratios = []
         for _ in range(SHADOW_ROUNDS):  # the same model as challenger: the same work
             off = wrk(ours.infer_url, body, out_dir / "wrk", seconds=SECONDS, cpus=LOAD_CPUS)
