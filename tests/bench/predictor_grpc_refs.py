@@ -65,14 +65,13 @@ def _handlers(infer: Callable[..., Any]) -> Any:
     return grpc.method_handlers_generic_handler(_SERVICE, {"ModelInfer": handler})
 
 
-def scoring_handler(model_dir: str) -> Callable[[Any, Any], Any]:
-    """ModelInfer through the predictor's own service, synchronously."""
+def _loaded_service(model_dir: str) -> Any:
+    """The predictor's scoring service on `model_dir`, loaded as served, with its 50 ms
+    housekeeping tick (PSI binning, counts) on a thread of its own."""
     from creditmodel.predictor.__main__ import prepare_metrics_dir
 
     prepare_metrics_dir()  # metrics in multiprocess mode, as served; before prometheus_client
-    from creditmodel.predictor.grpc_fast import decode_inputs, encode_response
     from creditmodel.predictor.model import CreditScoringModel
-    from creditmodel.predictor.service import InferenceRequest, new_request_id
     from creditmodel.predictor.serving import settle_heap
     from creditmodel.predictor.settings import PredictorSettings
 
@@ -82,25 +81,39 @@ def scoring_handler(model_dir: str) -> Callable[[Any, Any], Any]:
     service = model.service
     assert service is not None
 
-    def housekeeping() -> None:  # the served predictor's 50 ms tick: PSI binning, counts
+    def housekeeping() -> None:
         while True:
             time.sleep(0.05)
             service.flush()
 
     threading.Thread(target=housekeeping, daemon=True).start()
+    return service
+
+
+def _job(service: Any, request: Any) -> Any:
+    """A ModelInferRequest decoded and validated by `service`, as the served path does."""
+    from creditmodel.predictor.grpc_fast import decode_inputs
+    from creditmodel.predictor.service import InferenceRequest, new_request_id
+
+    return service.prepare(
+        InferenceRequest(request.model_name, decode_inputs(request),
+                         request.id or new_request_id(), None, None)
+    )  # fmt: skip
+
+
+def scoring_handler(model_dir: str) -> Callable[[Any, Any], Any]:
+    """ModelInfer through the predictor's own service, synchronously."""
+    from creditmodel.predictor.grpc_fast import encode_response
+
+    service = _loaded_service(model_dir)
 
     def infer(request: Any, context: Any) -> Any:
         started = time.perf_counter()
-        job = service.prepare(
-            InferenceRequest(request.model_name, decode_inputs(request),
-                             request.id or new_request_id(), None, None)
-        )  # fmt: skip
-        prediction = service.execute(job)
+        prediction = service.execute(_job(service, request))
         response = encode_response(prediction, raw=False)
         service.done(prediction, started)
         return response
 
-    infer.service = service  # type: ignore[attr-defined]
     return infer
 
 
@@ -112,11 +125,10 @@ def batch_scoring_handler(model_dir: str) -> Callable[[list[Any]], list[Any]]:
     Not handled, as no benchmark request needs it: a refused request (it would fail its
     batch-mates) and the prediction log (one entry per model run here, not per request)."""
     from creditmodel.predictor.engine import Scored
-    from creditmodel.predictor.grpc_fast import decode_inputs, encode_response
-    from creditmodel.predictor.service import InferenceRequest, Job, Prediction, new_request_id
+    from creditmodel.predictor.grpc_fast import encode_response
+    from creditmodel.predictor.service import Job, Prediction
 
-    one = scoring_handler(model_dir)
-    service = one.service  # type: ignore[attr-defined]
+    service = _loaded_service(model_dir)
 
     def run(jobs: list[Job], started: float) -> list[Any]:
         merged = service.champion.validator.concatenate([job.batch for job in jobs])
@@ -135,20 +147,10 @@ def batch_scoring_handler(model_dir: str) -> Callable[[list[Any]], list[Any]]:
         return answers
 
     def infer(requests: list[Any]) -> list[Any]:
-        if len(requests) == 1:
-            return [one(requests[0], None)]
         started = time.perf_counter()
         groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, Job]]] = {}
         for index, request in enumerate(requests):
-            job = service.prepare(
-                InferenceRequest(
-                    request.model_name,
-                    decode_inputs(request),
-                    request.id or new_request_id(),
-                    None,
-                    None,
-                )
-            )
+            job = _job(service, request)
             groups.setdefault((job.variant, job.outputs), []).append((index, job))
         answers: list[Any] = [None] * len(requests)
         for members in groups.values():
