@@ -3,7 +3,8 @@ features, at least one; one feature alone; categories with many unicode levels) 
 real pipeline, served by a real predictor, and scored over REST JSON, the REST binary-data
 extension, gRPC typed contents and gRPC raw_input_contents, with shapes [N] and [N, 1]. Every
 answer carries onnxruntime's probability for the bundle's INT8 model, and the same score and reason
-codes whichever way the rows came in.
+codes whichever way the rows came in, including one row per call with many calls in flight at once
+(the gRPC server scores the calls it finds together).
 
 Feature names are ASCII identifiers by the bundle contract (they name ONNX inputs and metric
 labels); category values are free unicode text."""
@@ -185,6 +186,34 @@ def _grpc(target: str, specs: list[dict[str, Any]], raw: bool) -> dict[str, np.n
     return as_numpy(response)
 
 
+COPIES = 6
+
+
+def _grpc_rows_at_once(target: str, specs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Every row as its own single-row call, COPIES of each, all in flight at once (the server
+    scores the calls one wake-up finds together): the rows' outputs, in row order, once every
+    copy of a row is checked to carry its first copy's answer."""
+    flat = _flat(specs)
+    rows = len(flat[0]["data"])
+    one_row = [[{**s, "shape": [1], "data": [s["data"][row]]} for s in flat] for row in range(rows)]
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        futures = [
+            stub.ModelInfer.future(
+                infer_request(one_row[row], raw=copy % 2 == 1, model=MODEL), timeout=60
+            )
+            for copy in range(COPIES)
+            for row in range(rows)
+        ]
+        answers = [as_numpy(future.result()) for future in futures]
+    firsts = answers[:rows]
+    for index, answer in enumerate(answers):
+        first = firsts[index % rows]
+        for name, values in answer.items():
+            assert _text(values) == _text(first[name]), (index, name)
+    return {name: np.concatenate([a[name] for a in firsts]) for name in firsts[0]}
+
+
 def _text(values: np.ndarray) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
 
@@ -203,6 +232,9 @@ def _check_every_transport(shape: SchemaShape, root: Path) -> None:
             answers[f"rest-binary {label}"] = _rest_binary(server.http_port, specs)
             answers[f"grpc-typed {label}"] = _grpc(server.grpc_target, specs, raw=False)
             answers[f"grpc-raw {label}"] = _grpc(server.grpc_target, specs, raw=True)
+        answers["grpc single rows at once"] = _grpc_rows_at_once(
+            server.grpc_target, _specs(bundle_dir, asked, nested=False)
+        )
     first = answers["rest-json [N]"]
     for how, outputs in answers.items():
         np.testing.assert_allclose(

@@ -11,30 +11,26 @@ answered straight from the protobuf for the models of ours KServe has registered
 (lists) or raw bytes (numpy), BYTES as str -> ScoringService -> protobuf typed or raw contents.
 Every other RPC is KServe's, except the model repository extension's (RepositoryModelLoad/Unload
 answer UNIMPLEMENTED: nobody may unload the served model over the API). Errors are KServe's
-exceptions, so the status codes are KServe's, with every message bounded
-(`BoundedStatusInterceptor`); a request that is not a valid protobuf message is INVALID_ARGUMENT
-(`ProtobufGuard`), where gRPC itself would answer UNKNOWN quoting a Python exception class.
+exceptions, so grpc_dispatch.rpc_status answers them with KServe's status codes, every message
+bounded. `prepared_job` is ModelInfer's admission, decoding and validation without the scoring,
+for grpc_dispatch to score the single-row calls of one wake-up together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from kserve.errors import InvalidInput, ModelNotFound
-from kserve.logging import logger as kserve_log
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import to_http_parameters
 from kserve.utils.utils import to_headers
 
 from creditmodel.predictor.bounds import checked_id, show, usable_id
-from creditmodel.predictor.errors import RequestError, clip, clip_message
+from creditmodel.predictor.errors import RequestError, clip
 from creditmodel.predictor.infer_types import (
     RAW_DTYPES,
     bytes_contents,
@@ -42,7 +38,13 @@ from creditmodel.predictor.infer_types import (
     kserve_infer,
     strings,
 )
-from creditmodel.predictor.service import Prediction, ScoringService, new_request_id
+from creditmodel.predictor.service import (
+    InferenceRequest,
+    Job,
+    Prediction,
+    ScoringService,
+    new_request_id,
+)
 from creditmodel.predictor.validation import Tensor
 
 # V2 datatype -> InferTensorContents field (KServe's GRPC_CONTENT_DATATYPE_MAPPINGS).
@@ -135,7 +137,7 @@ def encode_response(prediction: Prediction, raw: bool) -> Any:
     return response
 
 
-def _declared_rows(request: Any) -> int:
+def declared_rows(request: Any) -> int:
     """The row count the first input declares (a hint for where to decode; validation checks)."""
     for tensor in request.inputs:
         return int(tensor.shape[0]) if tensor.shape else 0
@@ -173,7 +175,7 @@ async def model_infer(service: ScoringService, request: Any, context: Any) -> An
     """One ModelInfer for `service`; refusals raise KServe's InvalidInput (INVALID_ARGUMENT)."""
     started = time.perf_counter()
     request_id = _admit(service, request, context)
-    rows = _declared_rows(request)
+    rows = declared_rows(request)
     try:
         prediction = await kserve_infer(
             service,
@@ -187,8 +189,7 @@ async def model_infer(service: ScoringService, request: Any, context: Any) -> An
     except (InvalidInput, ModelNotFound):
         raise
     except Exception:  # counted and logged by the service; no second traceback from KServe's
-        message = f"internal error scoring request {request_id!r}; the predictor's log has it"
-        raise RefusedRpcError(grpc.StatusCode.INTERNAL, message) from None
+        raise internal_error(request_id) from None
     raw = bool(request.raw_input_contents)
     if rows > service.settings.inline_rows:  # milliseconds of encoding: off the event loop
         response = await asyncio.to_thread(encode_response, prediction, raw)
@@ -198,8 +199,43 @@ async def model_infer(service: ScoringService, request: Any, context: Any) -> An
     return response
 
 
+def prepared_job(service: ScoringService, request: Any, context: Any) -> Job:
+    """A ModelInfer of at most `inline_rows` rows admitted, decoded and validated as
+    `model_infer` does it, without the event loop (grpc_dispatch's batched path); refusals are
+    counted, logged and raised as `model_infer` raises them."""
+    request_id = _admit(service, request, context)
+    try:
+        tensors = decode_inputs(request)
+    except RequestError as error:
+        service.refuse(error, request_id)
+        raise InvalidInput(error.message) from None
+    except Exception:
+        raise internal_error(request_id) from None
+    parameters = to_http_parameters(request.parameters) if request.parameters else None
+    outputs = [o.name for o in request.outputs] or None
+    inference = InferenceRequest(request.model_name, tensors, request_id, parameters, outputs)
+    try:
+        return service.prepare(inference)
+    except RequestError as error:  # counted by prepare
+        if error.reason == "unknown_model":
+            raise ModelNotFound(clip(request.model_name)) from None
+        raise InvalidInput(error.message) from None
+    except RecursionError:
+        raise internal_error(request_id) from None
+    except Exception:
+        service.fail(request_id, "none")
+        raise internal_error(request_id) from None
+
+
+def internal_error(request_id: str) -> RefusedRpcError:
+    """A request this server failed to score: INTERNAL, pointing at the log (which has it)."""
+    message = f"internal error scoring request {request_id!r}; the predictor's log has it"
+    return RefusedRpcError(grpc.StatusCode.INTERNAL, message)
+
+
 class RefusedRpcError(Exception):
-    """An RPC this server does not offer: answered with `code` by BoundedStatusInterceptor."""
+    """A call refused with `code` (grpc_dispatch.rpc_status answers it): an RPC this server does
+    not offer, a version not served, a request it failed to score."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -287,76 +323,3 @@ class FastInferenceServicer(InferenceServicer):  # type: ignore[misc]
 
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
         raise RefusedRpcError(grpc.StatusCode.UNIMPLEMENTED, _NO_REPOSITORY)
-
-
-class BoundedStatusInterceptor(ExceptionToStatusInterceptor):  # type: ignore[misc]
-    """KServe's exception-to-status mapping with every client-caused message bounded and no
-    ERROR line with a traceback per refused request (our refusals are logged, one line each,
-    where they are counted)."""
-
-    async def handle_exception(
-        self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str
-    ) -> None:
-        if isinstance(ex, RefusedRpcError):
-            await context.abort(ex.code, ex.message)
-        elif isinstance(ex, InvalidInput):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, clip_message(str(ex.reason)))
-        elif isinstance(ex, ModelNotFound):
-            await context.abort(grpc.StatusCode.NOT_FOUND, clip_message(str(ex.reason), 256))
-        elif isinstance(ex, grpc.aio.AbortError):
-            raise ex
-        else:
-            await super().handle_exception(ex, request_or_iterator, context, method_name)
-
-
-_UNREADABLE = object()
-
-
-class ProtobufGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """A request body that does not parse as the RPC's protobuf message is INVALID_ARGUMENT
-    with a plain message (gRPC itself answers UNKNOWN, quoting the Python exception class),
-    counted as `invalid_request` by a service of `registry` (KServe's model registry)."""
-
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[Any], Awaitable[Any]],
-        handler_call_details: Any,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
-            return handler
-        method = str(handler_call_details.method).rsplit("/", 1)[-1]
-        parse, behaviour = handler.request_deserializer, handler.unary_unary
-
-        def tolerant(data: bytes) -> Any:
-            try:
-                return parse(data)
-            except Exception:  # whatever the protobuf runtime raises for bad bytes
-                return _UNREADABLE
-
-        async def guarded(request: Any, context: Any) -> Any:
-            if request is _UNREADABLE:
-                message = f"{method}: the request is not a valid protobuf message"
-                service = any_served(self.registry)
-                if service is not None:
-                    service.refuse(RequestError("invalid_request", message), new_request_id())
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-            return await behaviour(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            guarded, request_deserializer=tolerant, response_serializer=handler.response_serializer
-        )
-
-
-class DebugLoggingInterceptor(LoggingInterceptor):  # type: ignore[misc]
-    """KServe's per-RPC "grpc method: ..." line at DEBUG instead of INFO: one JSON log line per
-    request costs about 20 us of CPU, and request lines are DEBUG here (REST access logs are
-    off, our own per-request lines are DEBUG)."""
-
-    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
-        if kserve_log.isEnabledFor(logging.DEBUG):
-            kserve_log.debug("grpc method: %s", handler_call_details.method)
-        return await continuation(handler_call_details)

@@ -42,6 +42,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,11 @@ class DriftWindow:
             self._array = np.lib.format.open_memmap(path, mode="w+", dtype=np.int64, shape=shape)
         self._array[:, 0] = -1
         self._sliding = SlidingCounts(self._array[:, 1:], self._array[:, 0], window_seconds)
-        self._pending: list[tuple[Batch, npt.NDArray[Any]]] = []
+        # add runs on the event loop, in worker threads and on the gRPC thread, flush in the
+        # housekeeping task: deque.append and popleft are atomic, so a row added while a flush
+        # takes the queue is binned by this flush or the next, never lost (a swapped list could
+        # receive an append after it was binned).
+        self._pending: deque[tuple[Batch, npt.NDArray[Any]]] = deque()
         self._lock = threading.Lock()
 
     def add(self, batch: Batch, score: npt.NDArray[Any]) -> None:
@@ -132,7 +137,8 @@ class DriftWindow:
 
     def flush(self, now: float | None = None) -> None:
         with self._lock:
-            pending, self._pending = self._pending, []
+            queued = self._pending
+            pending = [queued.popleft() for _ in range(len(queued))]
             if not pending:
                 return
             counts = self.layout.bin_counts(

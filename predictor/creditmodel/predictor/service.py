@@ -8,15 +8,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from creditmodel.core.prediction_log import bundle_digest
@@ -28,6 +25,7 @@ from creditmodel.predictor.monitoring import DriftLayout
 from creditmodel.predictor.prediction_log import PredictionLogger
 from creditmodel.predictor.routing import VARIANTS, choose_variant
 from creditmodel.predictor.settings import PredictorSettings
+from creditmodel.predictor.shadow import ShadowScorer
 from creditmodel.predictor.validation import Batch, Tensor
 
 log = logging.getLogger("creditmodel.predictor")
@@ -93,72 +91,6 @@ class Prediction:
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
-
-
-class ShadowScorer:
-    """Scores the challenger on the champion's validated rows in micro-batches, off the request
-    path and off the event loop (`drain` runs in a worker thread): a challenger failure or
-    slowness can only drop shadow rows (counted), never fail or delay a response. Each row is
-    scored by the challenger's variant that answered it for the champion (int8 or fp32), so the
-    disagreement measures the models, not the quantisation."""
-
-    def __init__(self, challenger: LoadedBundle, telemetry: Telemetry, max_rows: int) -> None:
-        self.challenger = challenger
-        self.telemetry = telemetry
-        self.max_rows = max_rows
-        self._queue: deque[tuple[Batch, npt.NDArray[np.float32], str]] = deque()
-        self._rows = 0
-        # submit runs on the event loop or, for a large batch, in a worker thread; drain in
-        # another: the queue and its row count are read and written under this lock.
-        self._lock = threading.Lock()
-
-    @property
-    def pending(self) -> bool:
-        return self._rows > 0
-
-    def submit(self, batch: Batch, champion: npt.NDArray[np.float32], variant: str) -> None:
-        rows = champion.shape[0]
-        with self._lock:
-            full = self._rows + rows > self.max_rows
-            if not full:
-                self._queue.append((batch, champion, variant))
-                self._rows += rows
-        if full:
-            self.telemetry.shadow_dropped(self.challenger.version, rows)
-
-    def drain(self) -> None:
-        with self._lock:
-            items = list(self._queue)
-            self._queue.clear()
-            self._rows = 0
-        for variant in sorted({v for _, _, v in items}):
-            self._score(variant, [(b, p) for b, p, v in items if v == variant])
-
-    def _score(self, variant: str, items: list[tuple[Batch, npt.NDArray[np.float32]]]) -> None:
-        version = self.challenger.version
-        try:
-            batch = self.challenger.validator.concatenate([b for b, _ in items])
-            champion = np.concatenate([p for _, p in items])
-            started = time.perf_counter()
-            scored = self.challenger.variants[variant].score(batch, with_reasons=False)
-            elapsed = time.perf_counter() - started
-            delta = np.abs(scored.probability - champion)
-            self.telemetry.scored(version, "shadow", batch, scored.score, elapsed)
-            self.telemetry.shadow_delta(version, delta)
-            log.info(
-                "shadow scored",
-                extra={
-                    "event": "shadow",
-                    "challenger_version": version,
-                    "variant": variant,
-                    "rows": int(delta.size),
-                    "mean_abs_delta": float(delta.mean()),
-                    "max_abs_delta": float(delta.max()),
-                },
-            )
-        except Exception:
-            self.telemetry.shadow_failed(version)
-            log.exception("shadow challenger failed", extra={"challenger_version": version})
 
 
 class ScoringService:
@@ -249,13 +181,42 @@ class ScoringService:
         return Job(request_id=request.request_id, variant=variant, batch=batch, outputs=wanted)
 
     def execute(self, job: Job) -> Prediction:
+        scored = self._score(job.variant, job.batch, job.outputs)
+        return self._answer(job, scored)
+
+    def execute_batch(self, jobs: Sequence[Job]) -> list[Prediction]:
+        """Jobs of one variant and one set of outputs scored by one model run, each answered and
+        logged as the request it is. A row scores the same alone or in a batch (bound_run,
+        test_scoring), so batching changes no answer; what it saves is the per-run cost, which
+        for a single row is most of the model's share (gRPC's batched ModelInfer)."""
+        if len(jobs) == 1:
+            return [self.execute(jobs[0])]
+        first = jobs[0]
+        merged = self.champion.validator.concatenate([job.batch for job in jobs])
+        scored = self._score(first.variant, merged, first.outputs)
+        predictions, start = [], 0
+        for job in jobs:
+            rows = slice(start, start + job.batch.rows)
+            start = rows.stop
+            reasons = None if scored.reasons is None else scored.reasons[rows]
+            part = Scored(scored.probability[rows], scored.score[rows], reasons)
+            predictions.append(self._answer(job, part))
+        return predictions
+
+    def _score(self, variant: str, batch: Batch, outputs: tuple[str, ...]) -> Scored:
+        """One model run, recorded (metrics, drift) and fed to the shadow."""
         started = time.perf_counter()
-        model = self.champion.variants[job.variant]
-        scored = model.score(job.batch, with_reasons="reason_codes" in job.outputs)
+        scored = self.champion.variants[variant].score(
+            batch, with_reasons="reason_codes" in outputs
+        )
         elapsed = time.perf_counter() - started
-        self.telemetry.scored(self.champion.version, job.variant, job.batch, scored.score, elapsed)
+        self.telemetry.scored(self.champion.version, variant, batch, scored.score, elapsed)
         if self.shadow is not None:
-            self.shadow.submit(job.batch, scored.probability, job.variant)
+            self.shadow.submit(batch, scored.probability, variant)
+        return scored
+
+    def _answer(self, job: Job, scored: Scored) -> Prediction:
+        """The prediction of one request, offered to the prediction log under its own id."""
         if self.prediction_log is not None:
             self.prediction_log.offer(
                 request_id=job.request_id,
@@ -280,7 +241,7 @@ class ScoringService:
     async def infer(self, request: InferenceRequest) -> Prediction:
         """Batches up to `inline_rows` are scored inline; bigger ones in a worker thread, so the
         event loop is not held for tens of milliseconds (kserve issue 3950)."""
-        self._ensure_background()
+        self.ensure_background()
         try:
             job = self.prepare(request)
         except (RequestError, RecursionError):
@@ -329,7 +290,10 @@ class ScoringService:
 
     # --- background work ------------------------------------------------------------------------
 
-    def _ensure_background(self) -> None:
+    def ensure_background(self) -> None:
+        """Start the housekeeping task (shadow, PSI binning, counts) on the running loop, once;
+        the first async request starts it, and the gRPC server at its start (its batched
+        ModelInfer never runs on the loop)."""
         if self._background is None or self._background.done():
             self._background = asyncio.get_running_loop().create_task(self._housekeeping())
 
