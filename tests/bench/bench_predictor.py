@@ -10,7 +10,8 @@ request:
 - references D to J: the gRPC ceilings (predictor_grpc_refs.py): a canned answer on grpc.aio
   (KServe's server), on grpcio's synchronous server, on grpclib and on one thread polling
   grpcio's core, and this project's scoring on grpcio's synchronous server and on that one
-  thread, one call at a time and batched across the calls queued
+  thread, one call at a time and batched across the calls queued (J: the design of the
+  predictor's own gRPC server, without its admission checks and other RPCs)
 
 The machine is shared and noisy, so every target is a ratio to a reference measured in the same
 run, or a count that load elsewhere cannot move much (CPU time of one process). The headline

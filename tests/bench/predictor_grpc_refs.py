@@ -16,7 +16,11 @@ on this machine, next to the predictor's REST path?
 - ref J: that loop with 32 calls requested ahead, taking every completion already queued before
   answering any, and each request validated on its own but the valid ones scored by one model
   run (dynamic batching, as Triton's batcher or KServe's batcher sidecar do, with no wait for a
-  batch to fill): what a gRPC server designed around the scoring's per-call cost could reach.
+  batch to fill). The predictor's own gRPC server is built on this design (grpc_core.py,
+  grpc_dispatch.py); J is it without what a served call also needs (admission: model name,
+  version and request id checks, KServe's request validation; refusals answered alone; the
+  prediction log; every other RPC; an event loop beside it), so the distance between the two
+  is what those cost.
 
     python -m tests.bench.predictor_grpc_refs {d|e|f|g|h|i|j} PORT MODEL_DIR
 """
@@ -119,32 +123,13 @@ def scoring_handler(model_dir: str) -> Callable[[Any, Any], Any]:
 
 def batch_scoring_handler(model_dir: str) -> Callable[[list[Any]], list[Any]]:
     """ModelInfer for several calls at once (ref J): each request decoded and validated alone,
-    as the served path does, then the validated rows of the requests that share a variant and
-    outputs scored in one model run and answered per call. A row scores the same alone or in a
-    batch (tests/predictor/test_bound_run.py, test_scoring.py), so batching changes no answer.
-    Not handled, as no benchmark request needs it: a refused request (it would fail its
-    batch-mates) and the prediction log (one entry per model run here, not per request)."""
-    from creditmodel.predictor.engine import Scored
+    as the served path does, then the requests that share a variant and outputs scored by one
+    model run (`ScoringService.execute_batch`, as the predictor's gRPC server scores them) and
+    answered per call. No request of the benchmark is refused, so J answers none alone."""
     from creditmodel.predictor.grpc_fast import encode_response
-    from creditmodel.predictor.service import Job, Prediction
+    from creditmodel.predictor.service import Job
 
     service = _loaded_service(model_dir)
-
-    def run(jobs: list[Job], started: float) -> list[Any]:
-        merged = service.champion.validator.concatenate([job.batch for job in jobs])
-        first = jobs[0]
-        whole = service.execute(Job(first.request_id, first.variant, merged, first.outputs))
-        scored, answers, row = whole.scored, [], 0
-        for job in jobs:
-            rows = slice(row, row + job.batch.rows)
-            row = rows.stop
-            reasons = None if scored.reasons is None else scored.reasons[rows]
-            part = Scored(scored.probability[rows], scored.score[rows], reasons)
-            prediction = Prediction(job.request_id, whole.model_name, whole.version,
-                                    job.variant, job.outputs, part)  # fmt: skip
-            answers.append(encode_response(prediction, raw=False))
-            service.done(prediction, started)
-        return answers
 
     def infer(requests: list[Any]) -> list[Any]:
         started = time.perf_counter()
@@ -154,11 +139,10 @@ def batch_scoring_handler(model_dir: str) -> Callable[[list[Any]], list[Any]]:
             groups.setdefault((job.variant, job.outputs), []).append((index, job))
         answers: list[Any] = [None] * len(requests)
         for members in groups.values():
-            indexes = [index for index, _ in members]
-            for index, answer in zip(
-                indexes, run([job for _, job in members], started), strict=True
-            ):
-                answers[index] = answer
+            predictions = service.execute_batch([job for _, job in members])
+            for (index, _), prediction in zip(members, predictions, strict=True):
+                answers[index] = encode_response(prediction, raw=False)
+                service.done(prediction, started)
         return answers
 
     return infer
