@@ -46,7 +46,7 @@ from creditmodel.predictor.grpc_fast import (
     prepared_job,
     served,
 )
-from creditmodel.predictor.service import Job, ScoringService, new_request_id
+from creditmodel.predictor.service import Job, Prediction, ScoringService, new_request_id
 
 log = logging.getLogger("creditmodel.predictor")
 
@@ -162,29 +162,47 @@ class GrpcDispatch:
         self.answer(incoming.call, outcome)
 
     def _infer(self, calls: list[tuple[Incoming, Any, ScoringService]], started: float) -> None:
+        """Score the wake-up's small ModelInfers, then send every answer in one burst. Sent as
+        each was encoded, the answers kept waking grpcio's I/O thread in the middle of the
+        scoring: with the server on one CPU under 16 connections that path served 0.80-0.86x
+        bench ref J's calls per second, and 0.92-0.99x once the answers went out together
+        (3 paired rounds each, 2026-12-05)."""
         groups: dict[tuple[int, str, tuple[str, ...]], list[tuple[Incoming, bool, Job]]] = {}
+        outbox: list[tuple[Any, bytes | Status]] = []
         for incoming, request, service in calls:
             try:
                 job = prepared_job(service, request, CallContext(incoming.metadata))
             except Exception as error:
-                self.answer(incoming.call, rpc_status(error))
+                outbox.append((incoming.call, rpc_status(error)))
                 continue
             key = (id(service), job.variant, job.outputs)
             groups.setdefault(key, []).append((incoming, bool(request.raw_input_contents), job))
         services = {id(service): service for _, _, service in calls}
+        served_: list[tuple[ScoringService, Prediction]] = []
         for (service_key, _, _), members in groups.items():
-            self._score(services[service_key], members, started)
+            service = services[service_key]
+            for incoming, outcome, prediction in self._score(service, members):
+                outbox.append((incoming.call, outcome))
+                if prediction is not None:
+                    served_.append((service, prediction))
+        for call, outcome in outbox:
+            self.answer(call, outcome)
+        for service, prediction in served_:
+            service.done(prediction, started)
 
     def _score(
-        self, service: ScoringService, members: list[tuple[Incoming, bool, Job]], started: float
-    ) -> None:
+        self, service: ScoringService, members: list[tuple[Incoming, bool, Job]]
+    ) -> list[tuple[Incoming, bytes | Status, Prediction | None]]:
+        """Each member's answer, and its prediction if it was scored."""
         try:
             predictions = service.execute_batch([job for _, _, job in members])
         except Exception:
+            failed: list[tuple[Incoming, bytes | Status, Prediction | None]] = []
             for incoming, _, job in members:
                 service.fail(job.request_id, job.variant)
-                self.answer(incoming.call, rpc_status(internal_error(job.request_id)))
-            return
-        for (incoming, raw, _), prediction in zip(members, predictions, strict=True):
-            self.answer(incoming.call, encode_response(prediction, raw).SerializeToString())
-            service.done(prediction, started)
+                failed.append((incoming, rpc_status(internal_error(job.request_id)), None))
+            return failed
+        return [
+            (incoming, encode_response(prediction, raw).SerializeToString(), prediction)
+            for (incoming, raw, _), prediction in zip(members, predictions, strict=True)
+        ]
