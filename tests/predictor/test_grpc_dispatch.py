@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 from unittest import mock
 
 import grpc
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -325,6 +328,9 @@ def server(
 def test_many_concurrent_calls_each_get_their_own_answer(
     server: PredictorServer, champion: TrainedBundle
 ) -> None:
+    """400 single-row calls in flight at once, REST requests for the same rows beside them (the
+    gRPC thread and the event loop score on one service at the same time): every answer is the
+    answer its row gets alone."""
     requests = [
         infer_request(champion.v2_inputs(1, i % 40), request_id=f"c{i}", raw=i % 3 == 0)
         for i in range(400)
@@ -332,14 +338,38 @@ def test_many_concurrent_calls_each_get_their_own_answer(
     with grpc.insecure_channel(server.grpc_target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         alone = [stub.ModelInfer(request, timeout=30) for request in requests[:40]]
-        futures = [stub.ModelInfer.future(request, timeout=60) for request in requests]
-        together = [future.result() for future in futures]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            over_rest = [pool.submit(rest_answer, server, champion, i % 40) for i in range(120)]
+            futures = [stub.ModelInfer.future(request, timeout=60) for request in requests]
+            together = [future.result() for future in futures]
+            rest_answers = [future.result() for future in over_rest]
     for index, response in enumerate(together):
         assert response.id == f"c{index}"
         want = alone[index % 40]
         assert response.parameters == want.parameters
         assert [o.name for o in response.outputs] == [o.name for o in want.outputs]
         assert as_values(response) == as_values(want), index
+    for index, (variant, values) in enumerate(rest_answers):
+        want = alone[index % 40]
+        assert variant == want.parameters["variant"].string_param
+        assert values == as_values(want), index
+
+
+def rest_answer(
+    server: PredictorServer, champion: TrainedBundle, row: int
+) -> tuple[str, dict[str, Any]]:
+    """The REST answer for one row: its variant and its outputs as as_values gives them."""
+    body = json.dumps({"inputs": champion.v2_inputs(1, row)}).encode()
+    request = urllib.request.Request(server.infer_url, body, {"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        document = json.loads(response.read())
+    values = {}
+    for output in document["outputs"]:
+        data = np.asarray(output["data"]).reshape(-1)
+        if output["name"] == "probability":
+            data = data.astype(np.float32)
+        values[output["name"]] = data.tolist()
+    return document["parameters"]["variant"], values
 
 
 def as_values(response: pb.ModelInferResponse) -> dict[str, Any]:
