@@ -123,6 +123,9 @@ class GrpcDispatch:
         self.answer = answer
 
     def deliver(self, calls: list[Incoming], started: float) -> None:
+        """Answer one wake-up's calls (grpc_core.Deliver): unknown methods and unreadable
+        bodies at once, small ModelInfers for a served model together on this thread, every
+        other call on the event loop."""
         batched: list[tuple[Incoming, Any, ScoringService]] = []
         for incoming in calls:
             request_type = REQUESTS.get(incoming.method)
