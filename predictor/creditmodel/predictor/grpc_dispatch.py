@@ -170,7 +170,9 @@ class GrpcDispatch:
         scoring: with the server on one CPU under 16 connections that path served 0.80-0.86x
         bench ref J's calls per second, and 0.92-0.99x once the answers went out together
         (3 paired rounds each, 2026-12-05)."""
-        groups: dict[tuple[int, str, tuple[str, ...]], list[tuple[Incoming, bool, Job]]] = {}
+        groups: dict[
+            tuple[ScoringService, str, tuple[str, ...]], list[tuple[Incoming, bool, Job]]
+        ] = {}
         outbox: list[tuple[Any, bytes | Status]] = []
         for incoming, request, service in calls:
             try:
@@ -178,12 +180,10 @@ class GrpcDispatch:
             except Exception as error:
                 outbox.append((incoming.call, rpc_status(error)))
                 continue
-            key = (id(service), job.variant, job.outputs)
+            key = (service, job.variant, job.outputs)
             groups.setdefault(key, []).append((incoming, bool(request.raw_input_contents), job))
-        services = {id(service): service for _, _, service in calls}
         served_: list[tuple[ScoringService, Prediction]] = []
-        for (service_key, _, _), members in groups.items():
-            service = services[service_key]
+        for (service, _, _), members in groups.items():
             for incoming, outcome, prediction in self._score(service, members):
                 outbox.append((incoming.call, outcome))
                 if prediction is not None:

@@ -34,7 +34,9 @@ from creditmodel.predictor.errors import RequestError, clip
 from creditmodel.predictor.infer_types import (
     RAW_DTYPES,
     bytes_contents,
+    decoded,
     from_raw,
+    kserve_error,
     kserve_infer,
     strings,
 )
@@ -205,25 +207,17 @@ def prepared_job(service: ScoringService, request: Any, context: Any) -> Job:
     counted, logged and raised as `model_infer` raises them."""
     request_id = _admit(service, request, context)
     try:
-        tensors = decode_inputs(request)
-    except RequestError as error:
-        service.refuse(error, request_id)
-        raise InvalidInput(error.message) from None
-    except Exception:
-        raise internal_error(request_id) from None
-    parameters = to_http_parameters(request.parameters) if request.parameters else None
-    outputs = [o.name for o in request.outputs] or None
-    inference = InferenceRequest(request.model_name, tensors, request_id, parameters, outputs)
-    try:
-        return service.prepare(inference)
+        tensors = decoded(service, request_id, lambda: decode_inputs(request))
+        parameters = to_http_parameters(request.parameters) if request.parameters else None
+        outputs = [o.name for o in request.outputs] or None
+        return service.prepare(
+            InferenceRequest(request.model_name, tensors, request_id, parameters, outputs)
+        )
     except RequestError as error:  # counted by prepare
-        if error.reason == "unknown_model":
-            raise ModelNotFound(clip(request.model_name)) from None
-        raise InvalidInput(error.message) from None
-    except RecursionError:
-        raise internal_error(request_id) from None
-    except Exception:
-        service.fail(request_id, "none")
+        raise kserve_error(error, request.model_name) from None
+    except (InvalidInput, ModelNotFound):
+        raise
+    except Exception:  # counted by prepare where it failed there
         raise internal_error(request_id) from None
 
 

@@ -102,6 +102,29 @@ def tensor_from_infer_input(infer_input: InferInput) -> Tensor:
     return tensor
 
 
+def decoded(
+    service: ScoringService, request_id: str, decode: Callable[[], list[Tensor]]
+) -> list[Tensor]:
+    """`decode()`'s tensors; a decoding refusal is counted and logged here (the service counts
+    its own), then raised as KServe's InvalidInput naming the input."""
+    try:
+        return decode()
+    except RequestError as error:
+        service.refuse(error, request_id)
+        raise InvalidInput(error.message) from None
+
+
+def kserve_error(error: RequestError, model_name: str) -> Exception:
+    """The service's refusal as the KServe error KServe's handlers answer: ModelNotFound (the
+    name cut) for a model not served, InvalidInput (400 / INVALID_ARGUMENT) otherwise."""
+    refusal: Exception = (
+        ModelNotFound(clip(model_name))
+        if error.reason == "unknown_model"
+        else InvalidInput(error.message)
+    )
+    return refusal
+
+
 async def kserve_infer(
     service: ScoringService,
     model_name: str,
@@ -112,23 +135,16 @@ async def kserve_infer(
     rows: int = 0,
 ) -> Prediction:
     """Decode and score one request, refusals raised as KServe's errors so KServe's handlers
-    answer them: InvalidInput (400 / INVALID_ARGUMENT) naming the input, ModelNotFound.
-    A decoding refusal is counted and logged here (the service counts its own). Decoding a
-    batch of more than `inline_rows` (`rows`, as the request declares it) takes milliseconds,
-    so it runs in a worker thread, as scoring does (kserve issue 3950)."""
-    try:
-        if rows > service.settings.inline_rows:
-            tensors = await asyncio.to_thread(decode)
-        else:
-            tensors = decode()
-    except RequestError as error:
-        service.refuse(error, request_id)
-        raise InvalidInput(error.message) from None
+    answer them (`decoded`, `kserve_error`). Decoding a batch of more than `inline_rows`
+    (`rows`, as the request declares it) takes milliseconds, so it runs in a worker thread, as
+    scoring does (kserve issue 3950)."""
+    if rows > service.settings.inline_rows:
+        tensors = await asyncio.to_thread(decoded, service, request_id, decode)
+    else:
+        tensors = decoded(service, request_id, decode)
     try:
         return await service.infer(
             InferenceRequest(model_name, tensors, request_id, parameters, outputs)
         )
     except RequestError as error:
-        if error.reason == "unknown_model":
-            raise ModelNotFound(clip(model_name)) from None
-        raise InvalidInput(error.message) from None
+        raise kserve_error(error, model_name) from None

@@ -142,7 +142,8 @@ class ScoringService:
             )
 
     def prepare(self, request: InferenceRequest) -> Job:
-        """Validate a request; a refusal is counted and logged here, then raised."""
+        """Validate a request; a refusal is counted and logged here, then raised, and so is a
+        failure to validate it (counted as failed)."""
         variant = "none"
         try:
             self.check_model(request.model_name)
@@ -177,6 +178,11 @@ class ScoringService:
                 batch = validator.validate(screen(request.tensors, validator.schema))
         except RequestError as error:
             self.refuse(error, request.request_id, variant)
+            raise
+        except RecursionError:
+            raise  # a refusal: counted by the transport that names the nesting
+        except Exception:
+            self.fail(request.request_id, "none")
             raise
         return Job(request_id=request.request_id, variant=variant, batch=batch, outputs=wanted)
 
@@ -242,13 +248,7 @@ class ScoringService:
         """Batches up to `inline_rows` are scored inline; bigger ones in a worker thread, so the
         event loop is not held for tens of milliseconds (kserve issue 3950)."""
         self.ensure_background()
-        try:
-            job = self.prepare(request)
-        except (RequestError, RecursionError):
-            raise  # a refusal: counted by prepare (nesting by the transport that names it)
-        except Exception:
-            self.fail(request.request_id, "none")
-            raise
+        job = self.prepare(request)
         try:
             if job.batch.rows > self.settings.inline_rows:
                 return await asyncio.to_thread(self.execute, job)
