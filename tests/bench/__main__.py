@@ -8,7 +8,8 @@ measurement with the keys `benchmark`, `case`, `metric`, `value`, `unit` and opt
 (a human-readable goal, e.g. ">= 5x ref A") and `ok` (whether the goal was met). Machines here are
 shared and noisy, so a module measures its references in the same run and reports ratios.
 
-`BENCH=name1,name2 make bench` runs a subset (module names without the `bench_` prefix).
+`BENCH=name1,name2 make bench` runs a subset (module names without the `bench_` prefix). A
+benchmark that raises is one failed row; the others still run and are recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,7 +134,12 @@ def main() -> int:
         module = importlib.import_module(f"tests.bench.bench_{name}")
         started = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
-        rows = module.run(OUT / name)
+        try:
+            rows = module.run(OUT / name)
+        except Exception as exc:  # one broken benchmark must not cost the others' results
+            traceback.print_exc()
+            rows = [{"case": "whole benchmark", "metric": "run failed", "unit": "", "ok": False,
+                     "value": f"{type(exc).__name__}: {exc}"[:300]}]  # fmt: skip
         for row in rows:
             row.setdefault("benchmark", name)
         results.extend(rows)

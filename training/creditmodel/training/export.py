@@ -5,8 +5,9 @@ for categorical, the V2 BYTES datatype), does the scaling and one-hot encoding i
 single output, `probability` (FP32 `[N]`, probability of the positive class). The INT8 model is
 quantized statically (MinMax ranges calibrated once on training rows, so the scales are constants
 of the graph and a row scores bit-for-bit the same alone or in any batch) with integer arithmetic
-that is exact on every x86-64 kernel family (see `quantize`). Layers whose quantization would
-break the parity bounds stay in fp32 (`Int8Model.fp32_layers`).
+that is exact on every x86-64 kernel family (see `quantize`). When the parity bounds break, the
+hidden units are equalized first (equalize.py), and layers whose quantization would still break
+them stay in fp32 (`Int8Model.fp32_layers`).
 
 Byte-identical output for identical inputs: fixed graph name and producer fields, no timestamps,
 calibration on a deterministic row order.
@@ -231,6 +232,7 @@ class Int8Model:
     quantized_layers: tuple[str, ...]
     auc_drop: float
     max_abs_dp: float
+    equalized: bool = False  # quantized from equalize.equalized(model), not the model as trained
 
 
 def quantize_within(
@@ -241,17 +243,22 @@ def quantize_within(
     max_auc_drop: float,
     max_abs_dp: float,
 ) -> Int8Model:
-    """Quantize every MatMul; while the parity bounds are broken, return to fp32 the one layer
-    whose exclusion helps most. Ends with the last attempt (possibly all-fp32 layers)."""
+    """Quantize every MatMul of the model as trained. While the parity bounds are broken, try
+    the same with its hidden units equalized (equalize.py), then return to fp32 the one layer
+    whose exclusion, from either graph, helps most. Ends with the last attempt (possibly all
+    layers but one in fp32). Parity is always measured against `model` as trained; a model that
+    passes at once is quantized exactly as before, equalization never tried."""
     from sklearn.metrics import roc_auc_score
+
+    from creditmodel.training.equalize import equalized
 
     reference = predict(model, evaluation)
     reference_auc = float(roc_auc_score(labels, reference))
     layers = matmul_layers(model)
     excluded: list[str] = []
 
-    def attempt(fp32_layers: list[str]) -> Int8Model:
-        quantized = quantize(model, calibration, fp32_layers)
+    def attempt(source: bytes, fp32_layers: list[str]) -> Int8Model:
+        quantized = quantize(source, calibration, fp32_layers)
         scores = predict(quantized, evaluation)
         return Int8Model(
             model=quantized,
@@ -259,15 +266,38 @@ def quantize_within(
             quantized_layers=tuple(name for name in layers if name not in fp32_layers),
             auc_drop=reference_auc - float(roc_auc_score(labels, scores)),
             max_abs_dp=float(np.max(np.abs(scores.astype(np.float64) - reference))),
+            equalized=source is not model,
         )
 
     def within(result: Int8Model) -> bool:
         return result.auc_drop <= max_auc_drop and result.max_abs_dp <= max_abs_dp
 
-    current = attempt(excluded)
+    def best(options: list[Int8Model]) -> Int8Model:
+        return min(options, key=lambda r: (not within(r), r.max_abs_dp))
+
+    current = attempt(model, excluded)
+    if within(current):
+        return current
+    sources = [model]
+    balanced = equalized(model, calibration)
+    if balanced != model:
+        sources.append(balanced)
+        tried = attempt(balanced, excluded)
+        log.info("INT8: hidden units equalized (max |dp| %.4f)", tried.max_abs_dp)
+        current = best([current, tried])
     while not within(current) and len(excluded) < len(layers) - 1:
-        options = [attempt([*excluded, name]) for name in layers if name not in excluded]
-        current = min(options, key=lambda r: (not within(r), r.max_abs_dp))
+        options = [
+            attempt(source, [*excluded, name])
+            for source in sources
+            for name in layers
+            if name not in excluded
+        ]
+        current = best(options)
         excluded = list(current.fp32_layers)
-        log.info("INT8: keeping %s in fp32 (max |dp| %.4f)", excluded, current.max_abs_dp)
+        log.info(
+            "INT8: keeping %s in fp32%s (max |dp| %.4f)",
+            excluded,
+            ", hidden units equalized" if current.equalized else "",
+            current.max_abs_dp,
+        )
     return current
