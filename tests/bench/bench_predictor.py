@@ -44,7 +44,14 @@ from typing import Any
 
 from creditmodel.core.bundle import load_bundle
 from tests.bench import predictor_extras
-from tests.bench.predictor_load import LoadResult, h2load_grpc, server_cpu_seconds, wrk
+from tests.bench.predictor_load import (
+    LoadResult,
+    h2load_grpc,
+    machine_cpu_ticks,
+    machine_shares,
+    server_cpu_seconds,
+    wrk,
+)
 from tests.predictor.server import PredictorServer, predictor_server
 from tests.support.process import ManagedProcess, free_port
 
@@ -262,13 +269,15 @@ def interleaved(
     for number in range(ROUNDS):
         this_round: dict[str, LoadResult] = {}
         for case, (load, pid) in cases.items():
-            cpu = server_cpu_seconds(pid)
+            cpu, ticks = server_cpu_seconds(pid), machine_cpu_ticks()
             result = load()
+            shares = machine_shares(ticks, machine_cpu_ticks())
             requests = result.requests_per_second * SECONDS
             used = (server_cpu_seconds(pid) - cpu) / requests * 1e6 if requests else float("nan")
-            result = dataclasses.replace(result, server_cpu_us=used)
+            result = dataclasses.replace(result, server_cpu_us=used, **shares)
             print(f"   round {number + 1}/{ROUNDS} {case}: {result.requests_per_second:,.0f} req/s,"
-                  f" p99 {result.p99_ms:.2f} ms, server CPU {used:.0f} us/request",
+                  f" p99 {result.p99_ms:.2f} ms, server CPU {used:.0f} us/request, machine idle"
+                  f" {shares['idle_percent']:.1f}%, stolen {shares['steal_percent']:.1f}%",
                   file=sys.stderr, flush=True)  # fmt: skip
             this_round[case] = result
         rounds.append(this_round)
@@ -315,7 +324,13 @@ def headline(rounds: list[dict[str, LoadResult]]) -> list[dict[str, Any]]:
             for r in rounds
         )
         wrk_cost = statistics.median(r[TWO].client_cpu_us or float("nan") for r in rounds)
-        two_bound = [
+        # Both CPUs busy: what is left is the hypervisor's (steal) and scheduling gaps (idle).
+        machine = [
+            {"case": "machine during the 2-worker runs", "metric": f"CPU {label} (median of {len(rounds)})",
+             "value": statistics.median(getattr(r[TWO], field) or 0.0 for r in rounds), "unit": "%"}
+            for label, field in (("idle", "idle_percent"), ("stolen by the hypervisor", "steal_percent"))
+        ]  # fmt: skip
+        two_bound = [*machine,
             {"case": "predictor REST batch 1, 2 workers", "metric": "wrk CPU per request",
              "value": wrk_cost, "unit": "us"},
             {"case": "machine: 2 workers sharing both CPUs with wrk", "value": two_ceiling,

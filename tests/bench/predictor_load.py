@@ -57,6 +57,11 @@ class LoadResult:
     # CPU the load generator itself spent per request: on two CPUs it shares them with a server
     # that uses both (the two-worker case), so it bounds what that server can reach.
     client_cpu_us: float | None = None
+    # Shares of the whole machine's CPU time during the run (/proc/stat): left idle, and taken
+    # by the hypervisor for other guests (steal). A server that keeps every CPU busy is bounded
+    # by what the host leaves it, not by its design.
+    idle_percent: float | None = None
+    steal_percent: float | None = None
 
     def rows(self, case: str, **extra: Any) -> list[dict[str, Any]]:
         rows = [
@@ -79,6 +84,20 @@ class LoadResult:
                 }
             )
         return rows
+
+
+def machine_cpu_ticks() -> tuple[int, int, int]:
+    """All CPUs' ticks so far from /proc/stat: total, idle (with iowait), stolen."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    return sum(ticks[:8]), ticks[3] + ticks[4], ticks[7]
+
+
+def machine_shares(before: tuple[int, int, int], after: tuple[int, int, int]) -> dict[str, float]:
+    """Percent of the CPU time between two `machine_cpu_ticks` left idle and stolen."""
+    total = (after[0] - before[0]) or 1
+    return {"idle_percent": 100 * (after[1] - before[1]) / total,
+            "steal_percent": 100 * (after[2] - before[2]) / total}  # fmt: skip
 
 
 def server_cpu_seconds(pid: int) -> float:

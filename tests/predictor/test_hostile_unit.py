@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import struct
 import warnings
 from typing import Any
@@ -29,6 +30,7 @@ from creditmodel.core.bundle import load_bundle
 from creditmodel.core.schema import Feature, Schema
 from creditmodel.predictor import __main__ as cli
 from creditmodel.predictor import rest
+from creditmodel.predictor.accept_balance import WorkerLoads
 from creditmodel.predictor.bounds import (
     MAX_ID_CHARS,
     checked_id,
@@ -43,7 +45,7 @@ from creditmodel.predictor.codec import decode_binary_request, decode_request
 from creditmodel.predictor.errors import MAX_MESSAGE_CHARS, RequestError, clip
 from creditmodel.predictor.infer_types import from_raw
 from creditmodel.predictor.model import CreditScoringModel
-from creditmodel.predictor.serving import HonestDataPlane, grpc_address
+from creditmodel.predictor.serving import BoundedRESTServer, HonestDataPlane, grpc_address
 from creditmodel.predictor.settings import PredictorSettings
 from creditmodel.predictor.validation import Tensor, Validator
 from tests.predictor.conftest import TrainedBundle
@@ -453,6 +455,44 @@ async def test_readiness_tells_the_truth(champion: TrainedBundle) -> None:
         model.ready = False
         assert (await client.get("/v2/health/ready")).status_code == 503
         assert (await client.get("/v2/models/demo/ready")).status_code == 503
+
+
+async def test_with_workers_ready_only_once_every_worker_has_started(
+    champion: TrainedBundle,
+) -> None:
+    """The first worker up must not answer ready alone: the connections a client pool opens
+    on that answer would all stay with it. After start-up, a worker that dies (KServe
+    replaces it) does not turn the pod unready."""
+    model = CreditScoringModel(PredictorSettings(model_name="demo", model_dir=champion.uri))
+    model.load()
+    repository = ModelRepository()
+    repository.update(model)
+    plane = HonestDataPlane(model_registry=repository)
+    loads = WorkerLoads(2)
+    plane.wait_for_workers(loads)
+    assert await plane.ready() is False  # no worker serves yet
+    loads.claim(os.getpid())
+    assert await plane.ready() is False  # one of two
+    second = loads.claim(os.getpid())
+    assert second is not None
+    assert await plane.ready() is True
+    loads.leave(second)
+    assert await plane.ready() is True
+
+
+async def test_the_rest_server_of_several_workers_makes_readiness_wait_for_them(
+    champion: TrainedBundle,
+) -> None:
+    model = CreditScoringModel(PredictorSettings(model_name="demo", model_dir=champion.uri))
+    model.load()
+    repository = ModelRepository()
+    repository.update(model)
+    single, several = (HonestDataPlane(model_registry=repository) for _ in range(2))
+    extension = ModelRepositoryExtension(repository)
+    BoundedRESTServer("app", single, extension, 0, workers=1, host="127.0.0.1")
+    BoundedRESTServer("app", several, extension, 0, workers=2, host="127.0.0.1")
+    assert await single.ready() is True
+    assert await several.ready() is False  # neither worker has started
 
 
 def test_grpc_addresses() -> None:

@@ -176,21 +176,35 @@ def test_keep_alive_connections_are_spread_evenly_over_workers(
         time.monotonic() < deadline  # earlier tests' connections, until the workers see them close
     ):
         time.sleep(0.1)
-    # Back to back, as wrk opens them: the kernel completes each handshake before any accept.
+    assert _sixteen_connections_at_once(server, champion) == [8, 8]
+
+
+def test_the_first_ready_answer_finds_every_worker_serving(
+    champion: TrainedBundle, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A client pool that opens its connections on the first ready answer gets them spread too:
+    the first worker up (about 0.2 s before the other) no longer answers ready alone."""
+    logs = tmp_path_factory.mktemp("first-ready")
+    with predictor_server(champion.uri, logs, extra=["--workers", "2"]) as running:
+        assert _sixteen_connections_at_once(running, champion) == [8, 8]
+
+
+def _sixteen_connections_at_once(server: PredictorServer, champion: TrainedBundle) -> list[int]:
+    """Open 16 keep-alive connections back to back, as wrk opens them (the kernel completes
+    each handshake before any accept), serve one request on each, and return how many each
+    worker holds."""
     sockets = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(16)]
     body = json.dumps({"inputs": champion.v2_inputs(1, 0)}).encode()
-    connections = []
     try:
         for sock in sockets:
             connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
             connection.sock = sock
-            connections.append(connection)
             connection.request("POST", f"/v2/models/{server.model_name}/infer", body,
                                {"content-type": "application/json"})  # fmt: skip
             response = connection.getresponse()
             assert response.status == 200, response.read()
             response.read()
-        assert _connections_per_worker(server, psutil.CONN_ESTABLISHED) == [8, 8]
+        return _connections_per_worker(server, psutil.CONN_ESTABLISHED)
     finally:
         for sock in sockets:
             sock.close()

@@ -105,6 +105,10 @@ class WorkerLoads:
     def leave(self, slot: int) -> None:
         self._set(slot, PID, 0)
 
+    def all_started(self) -> bool:
+        """Whether every slot holds a live worker that beats: all of them serve."""
+        return all(self._counts(slot) for slot in range(self.workers))
+
     def others(self, slot: int) -> list[int]:
         """What the other workers that count hold."""
         return [

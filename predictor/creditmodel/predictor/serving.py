@@ -6,7 +6,8 @@
   a request that does not arrive whole within `--request_read_timeout_seconds` a 408.
 - Readiness tells the truth: the server is ready only while every registered model is (KServe's
   says ready whatever its models are), so a model that is gone or not ready turns the pod
-  unready instead of leaving it ready and answering 404.
+  unready instead of leaving it ready and answering 404; with `--workers N`, only once all N
+  workers have started, so the first connections do not all land on the first worker up.
 - The model repository extension is not advertised in the server metadata; its REST routes and
   RPCs are refused (rest.py, grpc_fast.py).
 - Model metadata (REST and gRPC) names the served bundle's version in `versions` and the
@@ -100,6 +101,26 @@ def use_uvloop(event_loop: str) -> None:
 
 
 class HonestDataPlane(DataPlane):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._workers: accept_balance.WorkerLoads | None = None
+        self._workers_started = False
+
+    def wait_for_workers(self, loads: accept_balance.WorkerLoads) -> None:
+        """Answer not ready until every one of the `--workers` processes has taken its slot in
+        `loads`. The first worker up (0.2 s before the other here) otherwise answered the
+        probe alone, and the connections a client pool opened on that answer all stayed with
+        it: a 16/0 split that serves at one worker's throughput until they close. Once all
+        have started, a worker that dies does not turn the pod unready (KServe replaces it,
+        and the replacement takes the new connections first)."""
+        self._workers = loads
+
+    def _every_worker_started(self) -> bool:
+        if not self._workers_started and self._workers is not None:
+            self._workers_started = self._workers.all_started()
+            return self._workers_started
+        return True
+
     def metadata(self) -> dict[str, Any]:
         metadata = dict(super().metadata())
         metadata["extensions"] = []
@@ -115,7 +136,7 @@ class HonestDataPlane(DataPlane):  # type: ignore[misc]
     async def ready(self) -> bool:
         registry = self.model_registry
         names = list(registry.get_models())
-        if not names:
+        if not names or not self._every_worker_started():
             return False
         for name in names:
             if not await registry.is_model_ready(name):
@@ -185,9 +206,10 @@ class BoundedRESTServer(RESTServer):  # type: ignore[misc]
         self.config.h11_max_incomplete_event_size = http_limits.MAX_HEAD_BYTES
         setattr(self.config, http_limits.READ_TIMEOUT_ATTRIBUTE, read_timeout)
         if self.config.workers > 1:
-            self._server = BalancedUvicornServer(
-                self.config, accept_balance.WorkerLoads(self.config.workers)
-            )
+            loads = accept_balance.WorkerLoads(self.config.workers)
+            self._server = BalancedUvicornServer(self.config, loads)
+            if isinstance(self.dataplane, HonestDataPlane):  # also the parent's, for gRPC
+                self.dataplane.wait_for_workers(loads)
         self._log_config_file = log_config_file
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
