@@ -299,6 +299,8 @@ class Context:
             {"case": case, "metric": "CPU of the whole stack, apply -> all Ready",
              "value": sum(cpu.values()) / elapsed if elapsed else math.nan,
              "unit": f"cores (of {os.cpu_count()})", "detail": by_process},
+            {"case": case, "metric": "CPU of the whole stack per CreditModel, apply -> all Ready",
+             "value": sum(cpu.values()) / len(names), "unit": "s"},
             {"case": case, "metric": "operator peak RSS (VmHWM) at Ready", "value": peak,
              "unit": "MB", "target": f"<= {RSS_TARGET:g} MB", "ok": peak <= RSS_TARGET},
         ]  # fmt: skip
