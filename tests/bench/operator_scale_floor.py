@@ -92,8 +92,8 @@ def measure(
             {"case": case, "metric": "CPU of the whole stack, create -> all Ready",
              "value": sum(cpu.values()) / elapsed if elapsed else math.nan,
              "unit": f"cores (of {os.cpu_count()})", "detail": by_process},
-            # The same work costs what the host gives it: compared across runs, this shows a
-            # slower host (more CPU for the same InferenceServices), not a slower stack.
+            # Between runs of the same tool versions, the work per InferenceService is the same:
+            # a rise here is the host running it slower.
             {"case": case, "metric": "CPU of the whole stack per InferenceService, create -> all"
              " Ready", "value": sum(cpu.values()) / len(bodies), "unit": "s"},
         ]  # fmt: skip
